@@ -1,0 +1,182 @@
+"""Dataset records -> napari layer data tuples, without importing napari.
+
+The rules (one place for all formats):
+
+- images, stacks and n-D signals become image layers with ``scale``, ``translate``,
+  ``units`` and ``axis_labels`` from the axes;
+- a spectrum image becomes an image layer with energy (and frame) on sliders: energy is
+  moved in front of the spatial axes (or the record's ``display`` array is used);
+- complex data becomes two real layers, magnitude and phase (phase with a cyclic colormap);
+- spectra and tables are not layers: they ride in every layer's ``metadata["emd_spectra"]``
+  for the spectrum viewer. A file with nothing but spectra gets one empty points layer to
+  carry them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from ._model import SPECTRUM, SPECTRUM_IMAGE, TABLE, Axis, Dataset
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+# Lazy datasets at most this big are read into memory when opened in napari: small data
+# displays faster from memory, and nothing big is ever read whole.
+EAGER_LIMIT = 128 * 2**20
+
+
+def _clean_scale(ax: Axis) -> float:
+    s = ax.linear_scale
+    return s if s and math.isfinite(s) else 1.0
+
+
+def _napari_unit(ax: Axis) -> str:
+    return ax.units if ax.units else "pixel"
+
+
+def spectrum_record(ds: Dataset) -> dict[str, Any]:
+    """A small, self-contained description of a spectrum for the spectrum viewer."""
+    data = ds.data
+    if not isinstance(data, np.ndarray):
+        data = np.asarray(data.compute() if hasattr(data, "compute") else data)
+    return {
+        "title": ds.title,
+        "data": data,
+        "axes": [ax.to_dict(i) for i, ax in enumerate(ds.axes)],
+        "signal_type": ds.signal_type,
+        "metadata": ds.full_metadata(),
+        "dataset_path": ds.path,
+    }
+
+
+def _contrast_limits(data: Any) -> tuple[float, float] | None:
+    """Contrast limits from a sample of ``data``: the middle plane of a lazy array, so the
+    whole array is never computed."""
+    try:
+        if data.ndim > 2:
+            idx = tuple(s // 2 for s in data.shape[:-2])
+            sample = data[idx]
+        else:
+            sample = data
+        if hasattr(sample, "compute"):
+            sample = sample.compute()
+        sample = np.asarray(sample)
+        if sample.dtype.kind == "b":
+            return (0.0, 1.0)
+        finite = sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample
+        if finite.size == 0:
+            return None
+        lo, hi = float(finite.min()), float(finite.max())
+        if hi <= lo:
+            hi = lo + 1.0
+        return (lo, hi)
+    except Exception:
+        return None
+
+
+def _emd_metadata(ds: Dataset) -> dict[str, Any]:
+    return {
+        "source": ds.filename,
+        "dataset_path": ds.path,
+        "title": ds.title,
+        "kind": ds.kind,
+        "signal_type": ds.signal_type,
+        "metadata": ds.full_metadata(),
+        "original_metadata": ds.original_metadata,
+        "axes": [ax.to_dict(i) for i, ax in enumerate(ds.axes)],
+        "record": ds,
+    }
+
+
+def _maybe_eager(data: Any) -> Any:
+    if isinstance(data, np.ndarray) or not hasattr(data, "compute"):
+        return data
+    nbytes = int(np.prod(data.shape, dtype=np.int64)) * np.dtype(data.dtype).itemsize
+    return data.compute() if nbytes <= EAGER_LIMIT else data
+
+
+def _display_of(ds: Dataset) -> tuple[Any, list[Axis]]:
+    if ds.display is not None and ds.display_axes is not None:
+        return ds.display, ds.display_axes
+    data, axes = ds.data, list(ds.axes)
+    if ds.kind == SPECTRUM_IMAGE and data.ndim >= 3:
+        # (..., y, x, E) -> (..., E, y, x): energy on a slider, y and x on screen
+        n = data.ndim
+        order = [*range(n - 3), n - 1, n - 3, n - 2]
+        data = data.transpose(order)
+        axes = [axes[i] for i in order]
+    return data, axes
+
+
+def dataset_layers(ds: Dataset, spectra: list[dict[str, Any]]) -> list[LayerData]:
+    """The layer data tuples of one (non-spectrum) dataset."""
+    data, axes = _display_of(ds)
+    data = _maybe_eager(data)
+    base: dict[str, Any] = {
+        "name": ds.title,
+        "scale": [_clean_scale(a) for a in axes],
+        "translate": [a.linear_offset if math.isfinite(a.linear_offset) else 0.0 for a in axes],
+        "units": [_napari_unit(a) for a in axes],
+        "axis_labels": [a.name or f"axis {i}" for i, a in enumerate(axes)],
+        "metadata": {"emd": _emd_metadata(ds), "emd_spectra": spectra},
+    }
+    if np.dtype(data.dtype).kind == "c":
+        mag = abs(data)
+        phase = np.angle(data) if isinstance(data, np.ndarray) else _dask_angle(data)
+        kw_mag = {**base, "name": f"{ds.title} magnitude", "colormap": "gray"}
+        kw_phase = {
+            **base,
+            "name": f"{ds.title} phase",
+            "colormap": "twilight",
+            "contrast_limits": (-np.pi, np.pi),
+            "visible": False,
+        }
+        cl = _contrast_limits(mag)
+        if cl:
+            kw_mag["contrast_limits"] = cl
+        kw_mag["metadata"] = {**base["metadata"], "emd_part": "magnitude"}
+        kw_phase["metadata"] = {**base["metadata"], "emd_part": "phase"}
+        return [(mag, kw_mag, "image"), (phase, kw_phase, "image")]
+    if np.dtype(data.dtype).kind not in "biuf":
+        return []
+    kw = dict(base)
+    cl = _contrast_limits(data)
+    if cl:
+        kw["contrast_limits"] = cl
+    if data.ndim > 2 and ds.kind != SPECTRUM_IMAGE:
+        kw["colormap"] = "gray"
+    elif ds.kind == SPECTRUM_IMAGE:
+        kw["colormap"] = "viridis"
+    else:
+        kw["colormap"] = "gray"
+    return [(data, kw, "image")]
+
+
+def _dask_angle(data: Any) -> Any:
+    import dask.array as da
+
+    return da.angle(data)
+
+
+def datasets_to_layers(datasets: list[Dataset], path: str = "") -> list[LayerData]:
+    """All layer tuples for the datasets of one file (spectra carried in metadata)."""
+    spectra = [spectrum_record(d) for d in datasets if d.kind == SPECTRUM]
+    layers: list[LayerData] = []
+    for ds in datasets:
+        if ds.kind in (SPECTRUM, TABLE):
+            continue
+        layers.extend(dataset_layers(ds, spectra))
+    if not layers and datasets:
+        name = os.path.splitext(os.path.basename(path or datasets[0].filename))[0]
+        meta = {"emd": {"source": datasets[0].filename, "kind": "spectra"}, "emd_spectra": spectra}
+        tables = [d for d in datasets if d.kind == TABLE]
+        if tables:
+            meta["emd_tables"] = {d.title: np.asarray(d.data).tolist() for d in tables}
+        layers.append(
+            (np.empty((0, 2)), {"name": f"{name} spectra", "metadata": meta}, "points")
+        )
+    return layers

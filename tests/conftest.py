@@ -1,0 +1,28 @@
+"""Shared fixtures: where the real EMD files are, and skipping when they are absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("NAPARI_EMD_TEST_DATA", ROOT.parent / "shared" / "emd-data"))
+
+
+def real_file(name: str) -> Path:
+    """Path of a real test file, skipping the test (with the reason) when it is absent."""
+    p = DATA_DIR / name
+    if not p.is_file():
+        pytest.skip(f"real test file {name!r} not found in {DATA_DIR} "
+                    "(set NAPARI_EMD_TEST_DATA to the emd-data folder)")
+    return p
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"real test data folder {DATA_DIR} is absent "
+                    "(set NAPARI_EMD_TEST_DATA to the emd-data folder)")
+    return DATA_DIR
