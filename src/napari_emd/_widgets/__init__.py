@@ -1,0 +1,1 @@
+"""napari dock widgets: the spectrum-image loader and the spectrum viewer."""
