@@ -1,0 +1,150 @@
+"""The ``napari-emd`` command: ``info FILE`` lists datasets, ``view [FILE]`` opens napari.
+
+``view`` works on machines without a display too: it starts a private Xvfb server (when
+installed), renders the viewer there and saves a screenshot, printing its path. Qt's
+``offscreen`` platform is not used because napari's OpenGL canvas needs a real X server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from ._io import read_datasets
+from ._model import Dataset
+from .errors import EMDError
+
+
+def _axis_text(ds: Dataset) -> str:
+    parts = []
+    for ax in ds.axes:
+        unit = f" {ax.units}" if ax.units else ""
+        if ax.vector is not None:
+            parts.append(f"{ax.name}[{ax.size}] vector{unit}")
+        else:
+            parts.append(f"{ax.name}[{ax.size}] {ax.scale:.4g}{unit}")
+    return ", ".join(parts)
+
+
+def info_table(path: str) -> str:
+    """A text table of the datasets of ``path`` (opened lazily: no data is read)."""
+    datasets = read_datasets(path, lazy=True)
+    rows = [("path", "title", "kind", "shape", "dtype", "axes (size, scale, units)")]
+    for ds in datasets:
+        rows.append(
+            (ds.path, ds.title, ds.kind, "x".join(map(str, ds.shape)) or "()", str(ds.dtype),
+             _axis_text(ds))
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for n, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1])
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * len(r[-1]))
+    return "\n".join(lines)
+
+
+def _needs_virtual_display() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def start_virtual_display(size: str = "1600x1000x24") -> subprocess.Popen:
+    """Start Xvfb on a free display number and point ``DISPLAY`` at it."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        raise SystemExit(
+            "napari-emd: there is no display and Xvfb is not installed; install it "
+            "(Debian/Ubuntu: apt-get install xvfb) or set DISPLAY"
+        )
+    for n in range(99, 400):
+        if not os.path.exists(f"/tmp/.X{n}-lock") and not os.path.exists(f"/tmp/.X11-unix/X{n}"):
+            break
+    else:  # pragma: no cover
+        raise SystemExit("napari-emd: no free X display number for Xvfb")
+    proc = subprocess.Popen(
+        [xvfb, f":{n}", "-screen", "0", size, "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    atexit.register(_stop, proc)
+    deadline = time.monotonic() + 15
+    while not os.path.exists(f"/tmp/.X11-unix/X{n}"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("napari-emd: Xvfb did not start")
+        time.sleep(0.05)
+    os.environ["DISPLAY"] = f":{n}"
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(Exception):
+        proc.terminate()
+        proc.wait(5)
+
+
+def view(path: str | None, screenshot: str | None, widgets: bool = True) -> int:
+    """Open napari with ``path`` (the bundled synthetic sample when ``None``)."""
+    headless = _needs_virtual_display()
+    if headless:
+        start_virtual_display()
+        screenshot = screenshot or "napari-emd-sample.png"
+    import napari
+
+    viewer = napari.Viewer(title="napari-emd")
+    if path is None:
+        viewer.open_sample("napari-emd-io", "velox_si")
+    else:
+        viewer.open(path, plugin="napari-emd-io")
+    if widgets:
+        for name in ("Spectrum viewer", "Spectrum-image loader"):
+            with contextlib.suppress(Exception):
+                viewer.window.add_plugin_dock_widget("napari-emd-io", name)
+    viewer.scale_bar.visible = True
+    if screenshot:
+        from qtpy.QtWidgets import QApplication
+
+        viewer.window._qt_window.resize(1500, 950)
+        viewer.window.show()
+        for _ in range(20):
+            QApplication.processEvents()
+            time.sleep(0.05)
+        viewer.screenshot(screenshot, canvas_only=False)
+        print(os.path.abspath(screenshot))
+        viewer.close()
+        return 0
+    napari.run()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``napari-emd`` console script."""
+    parser = argparse.ArgumentParser(prog="napari-emd", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_info = sub.add_parser("info", help="list the datasets of an EMD file (no data read)")
+    p_info.add_argument("file")
+    p_view = sub.add_parser("view", help="open napari with the plugin (sample when no file)")
+    p_view.add_argument("file", nargs="?")
+    p_view.add_argument("--screenshot", metavar="PNG", help="save a screenshot and exit")
+    p_view.add_argument("--no-widgets", action="store_true", help="do not dock the widgets")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "info":
+            print(info_table(args.file))
+            return 0
+        return view(args.file, args.screenshot, widgets=not args.no_widgets)
+    except EMDError as err:
+        print(f"napari-emd: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Dataset records -> napari layer tuples (no file, no viewer needed)."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+
+from napari_emd._layers import EAGER_LIMIT, datasets_to_layers
+from napari_emd._model import (
+    IMAGE,
+    SPECTRUM,
+    SPECTRUM_IMAGE,
+    Axis,
+    Dataset,
+    unique_titles,
+)
+
+
+def _img(title="HAADF", data=None):
+    data = np.arange(12, dtype=np.uint16).reshape(3, 4) if data is None else data
+    return Dataset(
+        title=title,
+        data=data,
+        axes=[Axis("y", data.shape[0], 0.5, 1.0, "nm"), Axis("x", data.shape[1], 0.5, 2.0, "nm")],
+        kind=IMAGE,
+        path="/Data/Image/1",
+        filename="/tmp/f.emd",
+    )
+
+
+def _spectrum():
+    return Dataset(
+        title="EDS",
+        data=np.arange(8, dtype=np.uint32),
+        axes=[Axis("Energy", 8, 0.01, -0.2, "keV")],
+        kind=SPECTRUM,
+        signal_type="EDS_TEM",
+        filename="/tmp/f.emd",
+    )
+
+
+def test_image_layer_calibrated():
+    (data, kw, kind), = datasets_to_layers([_img()])
+    assert kind == "image"
+    assert data.dtype == np.uint16
+    assert kw["name"] == "HAADF"
+    assert kw["scale"] == [0.5, 0.5]
+    assert kw["translate"] == [1.0, 2.0]
+    assert kw["units"] == ["nm", "nm"]
+    assert kw["axis_labels"] == ["y", "x"]
+    assert kw["metadata"]["emd"]["source"] == "/tmp/f.emd"
+    assert kw["metadata"]["emd"]["dataset_path"] == "/Data/Image/1"
+    assert kw["contrast_limits"] == (0.0, 11.0)
+
+
+def test_spectra_ride_in_metadata():
+    layers = datasets_to_layers([_img(), _spectrum()])
+    assert len(layers) == 1
+    spectra = layers[0][1]["metadata"]["emd_spectra"]
+    assert spectra[0]["title"] == "EDS"
+    np.testing.assert_array_equal(spectra[0]["data"], np.arange(8))
+    assert spectra[0]["axes"][0]["units"] == "keV"
+
+
+def test_spectra_only_file_gets_a_points_carrier():
+    (data, kw, kind), = datasets_to_layers([_spectrum()], "/tmp/spec.emd")
+    assert kind == "points"
+    assert data.shape == (0, 2)
+    assert kw["name"] == "spec spectra"
+    assert kw["metadata"]["emd_spectra"][0]["title"] == "EDS"
+
+
+def test_complex_becomes_magnitude_and_phase():
+    z = (np.arange(6) + 1j * np.arange(6)).astype(np.complex64).reshape(2, 3)
+    layers = datasets_to_layers([_img("Half FFT", z)])
+    names = [kw["name"] for _, kw, _ in layers]
+    assert names == ["Half FFT magnitude", "Half FFT phase"]
+    np.testing.assert_allclose(layers[0][0], np.abs(z))
+    np.testing.assert_allclose(layers[1][0], np.angle(z))
+    assert layers[1][1]["colormap"] == "twilight"
+
+
+def test_spectrum_image_energy_on_slider_and_lazy_stays_lazy():
+    shape = (4, 5, 6000)
+    big = da.zeros(shape, dtype=np.uint16, chunks=(2, 5, 6000))
+    ds = Dataset(
+        title="EDS",
+        data=big,
+        axes=[
+            Axis("y", 4, 2.0, 0, "nm", navigate=True),
+            Axis("x", 5, 2.0, 0, "nm", navigate=True),
+            Axis("Energy", 6000, 0.01, 0, "keV"),
+        ],
+        kind=SPECTRUM_IMAGE,
+        signal_type="EDS_TEM",
+    )
+    (data, kw, _), = datasets_to_layers([ds])
+    assert data.shape == (6000, 4, 5)
+    assert kw["axis_labels"] == ["Energy", "y", "x"]
+    assert kw["units"] == ["keV", "nm", "nm"]
+    # small enough to be read at once
+    assert isinstance(data, np.ndarray)
+    huge = da.zeros((512, 512, 4096), dtype=np.uint16, chunks=(64, 512, 4096))
+    assert huge.nbytes > EAGER_LIMIT
+    ds.data = huge
+    ds.axes[0].size = ds.axes[1].size = 512
+    (data, kw, _), = datasets_to_layers([ds])
+    assert isinstance(data, da.Array)
+    assert data.shape == (4096, 512, 512)
+
+
+def test_unique_titles():
+    ds = [_img("HAADF"), _img("HAADF"), _img("HAADF (2)")]
+    unique_titles(ds)
+    assert len({d.title for d in ds}) == 3

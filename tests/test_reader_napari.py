@@ -1,0 +1,98 @@
+"""The napari reader contribution: what it claims, what it returns, and a real viewer."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+from conftest import DATA_DIR, real_file
+
+from napari_emd import EMDError, read_datasets
+from napari_emd._reader import napari_get_reader
+
+REAL_FILES = sorted(
+    p.name for p in DATA_DIR.glob("*") if p.suffix in (".emd", ".h5")
+) if DATA_DIR.is_dir() else []
+
+
+def test_not_hdf5_is_not_ours(tmp_path):
+    p = tmp_path / "notes.emd"
+    p.write_text("this is some other program's .emd file")
+    assert napari_get_reader(str(p)) is None
+
+
+def test_hdf5_that_is_not_emd_is_not_ours(tmp_path):
+    p = tmp_path / "plain.h5"
+    with h5py.File(p, "w") as f:
+        f["x"] = np.arange(3)
+    assert napari_get_reader(str(p)) is None
+    with pytest.raises(EMDError, match="plain.h5"):
+        read_datasets(p)
+
+
+def test_other_extensions_are_not_ours(tmp_path):
+    p = tmp_path / "image.tif"
+    p.write_bytes(b"II*\x00")
+    assert napari_get_reader(str(p)) is None
+    assert napari_get_reader([]) is None
+
+
+def test_truncated_emd_gives_clear_error(tmp_path):
+    src = real_file("fei_emd_image.emd")
+    bad = tmp_path / "truncated.emd"
+    bad.write_bytes(src.read_bytes()[:4096])
+    reader = napari_get_reader(str(bad))
+    assert reader is not None, "a damaged .emd is ours: the user must see why it fails"
+    with pytest.raises(EMDError, match="truncated.emd"):
+        reader(str(bad))
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(EMDError, match="no such file"):
+        read_datasets(tmp_path / "missing.emd")
+    with pytest.raises(EMDError, match="folder"):
+        read_datasets(tmp_path)
+
+
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_every_real_file_opens_as_layers(name):
+    path = str(real_file(name))
+    reader = napari_get_reader(path)
+    assert reader is not None, name
+    layers = reader(path)
+    assert layers, name
+    names = [kw["name"] for _, kw, _ in layers]
+    assert len(set(names)) == len(names), names
+    for data, kw, kind in layers:
+        if kind != "image":
+            continue
+        assert len(kw["scale"]) == data.ndim == len(kw["units"]) == len(kw["axis_labels"])
+        assert all(s > 0 for s in kw["scale"]), (name, kw["name"], kw["scale"])
+        assert kw["metadata"]["emd"]["source"] == os.path.abspath(path)
+
+
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_eager_read_leaves_no_open_handle(name, tmp_path):
+    src = real_file(name)
+    p = tmp_path / name
+    p.write_bytes(src.read_bytes())
+    read_datasets(p)
+    # h5py refuses to truncate a file this process still has open
+    with h5py.File(p, "w"):
+        pass
+
+
+@pytest.mark.napari
+def test_viewer_opens_velox_image_with_units(make_napari_viewer):
+    path = str(real_file("fei_emd_image.emd"))
+    viewer = make_napari_viewer()
+    layers = viewer.open(path, plugin="napari-emd-io")
+    assert [la.name for la in layers] == ["HAADF"]
+    layer = layers[0]
+    assert layer.data.shape == (512, 512)
+    assert str(layer.units[0]) in ("nanometer", "nm")
+    assert layer.scale[0] == pytest.approx(5.302, rel=1e-3)
+    viewer.scale_bar.visible = True
+    assert viewer.layers.units is not None
