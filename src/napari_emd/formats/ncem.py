@@ -1,18 +1,663 @@
-"""ncem format reader (to be written)."""
+"""NCEM (Berkeley) EMD 0.2 reader, and the EMD-0.x machinery prismatic reuses.
+
+Layout (EMD 0.2 and its later 0.x variants): any group with ``emd_group_type = 1`` holds
+one data array (``data``, or ``datacube``/``realslice``/... in prismatic and py4DSTEM 0.x
+files) and one vector per dimension, ``dim1 .. dimN``, with ``name`` and ``units``
+attributes. Writers differ in details this module accepts:
+
+- HyperSpy writes ``/signals/<title>``, string version attributes, the signal's
+  ``metadata.Signal`` items as group attributes, root groups ``microscope``, ``sample``,
+  ``user``, ``comments`` and every dim as two values ``[offset, offset + scale]``;
+- ncempy (and Direct Electron's DE5) write ``/data/<name>``, integer version attributes
+  and full-length dim vectors;
+- attributes may be ``bytes`` or ``str``; dims may be scalars or string labels.
+
+Axis order follows the reference reader: ``dim1`` describes the first *stored* axis,
+which for HyperSpy-, ncempy- and prismatic-written arrays is x, so arrays come back
+reversed (a transpose, lazy when ``opts.lazy``) with ``dim1`` last. ``datacube`` arrays
+and ``dim0``-numbered groups keep their stored order.
+"""
 
 from __future__ import annotations
 
-import h5py
+import contextlib
+import math
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from .._model import Dataset
+import h5py
+import numpy as np
+
+from .._h5 import attr_str, attr_value, attrs_dict, lazy_dataset, tree_dict
+from .._model import (
+    IMAGE,
+    IMAGE_STACK,
+    SIGNAL,
+    SPECTRUM,
+    SPECTRUM_IMAGE,
+    TABLE,
+    Axis,
+    Dataset,
+)
 from .._options import ReadOptions
+from .._units import clean_unit, length_factor
+from ..errors import EMDError, EMDWarning
 
 NAME = "ncem"
 
+# Names of the data array inside an EMD 0.x data group, in order of preference.
+DATA_NAMES = (
+    "data",
+    "datacube",
+    "counted_datacube",
+    "realslice",
+    "diffractionslice",
+    "pointlist",
+    "pointlistarray",
+)
+# Arrays stored in numpy order (no reversal), whatever the dim numbering.
+NATIVE_ORDER_NAMES = ("datacube",)
+ROOT_GROUPS = ("microscope", "sample", "user", "comments")
+_DIM_RE = re.compile(r"^dim(\d+)$")
+# "virtual_detector_depth0003" -> ("virtual_detector", "_depth", "0003"); "group0001" too.
+_SERIES_RE = re.compile(r"^(?P<base>.*?)(?P<depth>_depth)?(?P<index>\d{4,})$")
+# Relative tolerance of the linearity test of a dim vector (float32 vectors are common).
+_LINEAR_RTOL = 1e-4
 
-def detect(f: h5py.File) -> bool:
+
+# --- detection ------------------------------------------------------------------------
+
+
+def _is_data_group_type(value: Any) -> bool:
+    """True for ``emd_group_type`` 1 written as int, float, str or bytes."""
+    try:
+        v = attr_value(value)
+        if isinstance(v, str):
+            return v.strip() == "1"
+        return int(v) == 1 and not isinstance(v, bool)
+    except (TypeError, ValueError):
+        return False
+
+
+def _version(obj: h5py.HLObject) -> str | None:
+    """``"major.minor"`` from ``version_major``/``version_minor`` attributes, or None."""
+    attrs = obj.attrs
+    if "version_major" not in attrs:
+        return None
+    major = attr_str(attrs["version_major"]).strip()
+    minor = attr_str(attrs["version_minor"]).strip() if "version_minor" in attrs else "0"
+    return f"{major}.{minor}"
+
+
+def _major(version: str | None) -> int | None:
+    if version is None:
+        return None
+    try:
+        return int(float(version.split(".")[0]))
+    except ValueError:
+        return None
+
+
+def emd_version(f: h5py.File) -> str | None:
+    """The EMD version written at the root or on a top-level group (prismatic), if any."""
+    v = _version(f)
+    if v is not None:
+        return v
+    for item in f.values():
+        if isinstance(item, h5py.Group):
+            v = _version(item)
+            if v is not None:
+                return v
+    return None
+
+
+def _has_data_group(group: h5py.Group, depth: int, budget: list[int]) -> bool:
+    for item in group.values():
+        budget[0] -= 1
+        if budget[0] < 0:
+            return False
+        if isinstance(item, h5py.Group):
+            if "emd_group_type" in item.attrs and _is_data_group_type(
+                item.attrs["emd_group_type"]
+            ):
+                return True
+            if depth > 1 and _has_data_group(item, depth - 1, budget):
+                return True
     return False
 
 
+def detect(f: h5py.File) -> bool:
+    """An EMD 0.x file: version attributes (root or top-level group) with major 0, or,
+    without them, a data group (``emd_group_type = 1``) within three levels."""
+    gtype = attr_str(f.attrs.get("emd_group_type", "")).strip().lower()
+    if gtype == "file":  # EMD 1.0 (emdfile)
+        return False
+    major = _major(emd_version(f))
+    if major is not None:
+        return major == 0
+    return _has_data_group(f, 3, [2000])
+
+
+# --- discovery ------------------------------------------------------------------------
+
+
+@dataclass
+class Member:
+    """One data array found in a data group."""
+
+    group: str  # HDF5 path of the data group
+    name: str  # name of the data array inside the group
+
+    @property
+    def path(self) -> str:
+        return f"{self.group.rstrip('/')}/{self.name}"
+
+
+def data_name(group: h5py.Group) -> str | None:
+    """Name of the data array of an EMD 0.x data group (None when there is none)."""
+    datasets = [k for k, v in group.items() if isinstance(v, h5py.Dataset)]
+    for name in DATA_NAMES:
+        if name in datasets:
+            return name
+    for name in DATA_NAMES:
+        for k in datasets:
+            if k.startswith(name):
+                return k
+    others = [k for k in datasets if not _DIM_RE.match(k)]
+    return others[0] if len(others) == 1 else None
+
+
+def find_members(f: h5py.File) -> list[Member]:
+    """Every data array of the file, in HDF5 name order (groups only, no data read)."""
+    found: list[Member] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if not isinstance(obj, h5py.Group) or "emd_group_type" not in obj.attrs:
+            return
+        if not _is_data_group_type(obj.attrs["emd_group_type"]):
+            return
+        dname = data_name(obj)
+        if dname is not None:
+            found.append(Member("/" + name, dname))
+        elif any(
+            isinstance(v, h5py.Dataset) and not _DIM_RE.match(k) for k, v in obj.items()
+        ):
+            warnings.warn(
+                f"EMD group /{name} holds several arrays and none is named 'data'; skipped",
+                EMDWarning,
+                stacklevel=3,
+            )
+
+    f.visititems(visit)
+    return found
+
+
+def select_members(f: h5py.File, found: list[Member], wanted: tuple[str, ...]) -> list[Member]:
+    """The members named by ``dataset_path`` entries (a data array or its group), in the
+    order given. Unknown paths raise :class:`EMDError` listing what the file holds."""
+    by_path = {m.path: m for m in found}
+    by_group = {m.group: m for m in found}
+    out: list[Member] = []
+    for raw in wanted:
+        p = "/" + str(raw).strip().strip("/")
+        m = by_path.get(p) or by_group.get(p)
+        if m is None:
+            obj = f.get(p)
+            if isinstance(obj, h5py.Dataset):
+                parent = p.rsplit("/", 1)
+                m = Member(parent[0] or "/", parent[1])
+            elif isinstance(obj, h5py.Group) and data_name(obj) is not None:
+                m = Member(p, data_name(obj) or "data")
+        if m is None:
+            avail = ", ".join(x.path for x in found) or "none"
+            raise EMDError(f.filename, f"dataset_path {raw!r} is not in the file "
+                                       f"(datasets: {avail})")
+        if m not in out:
+            out.append(m)
+    return out
+
+
+def group_series(members: list[Member]) -> list[list[Member]]:
+    """Group members that differ only by a numeric suffix (``name_depth0000``,
+    ``name_depth0001``... or ``group0000``, ``group0001``) in the same parent and with the
+    same array name into series, keeping file order; the rest are single."""
+    keyed: dict[tuple[str, str, str], list[Member]] = {}
+    order: list[tuple[str, str, str] | Member] = []
+    for m in members:
+        parent, _, gname = m.group.rpartition("/")
+        match = _SERIES_RE.match(gname)
+        if match is None or not match.group("base"):
+            order.append(m)
+            continue
+        key = (parent, match.group("base") + (match.group("depth") or ""), m.name)
+        if key not in keyed:
+            keyed[key] = []
+            order.append(key)
+        keyed[key].append(m)
+    out: list[list[Member]] = []
+    for item in order:
+        if isinstance(item, Member):
+            out.append([item])
+        else:
+            ms = keyed[item]
+            ms.sort(key=lambda m: int(_SERIES_RE.match(m.group.rpartition("/")[2])["index"]))
+            out.append(ms)
+    return out
+
+
+def series_title(members: list[Member], stacked: bool) -> str:
+    """Title of a dataset: the ``title`` attribute is read by the caller; here the group
+    name, without a ``_depthNNNN`` suffix when stacking (a series of one included)."""
+    gname = members[0].group.rpartition("/")[2] or members[0].name
+    if stacked:
+        match = _SERIES_RE.match(gname)
+        if match is not None and match.group("base") and (
+            match.group("depth") or len(members) > 1
+        ):
+            return match.group("base")
+    return gname
+
+
+# --- axes -----------------------------------------------------------------------------
+
+
+def axis_from_vector(
+    name: str,
+    raw_units: str | None,
+    values: np.ndarray | None,
+    size: int,
+    *,
+    navigate: bool = False,
+    context: str = "",
+) -> Axis:
+    """An :class:`Axis` of ``size`` points from a dim vector.
+
+    A linear vector (two values ``[offset, offset + scale]`` as HyperSpy writes, or a
+    full-length one) gives offset/scale; a non-linear full-length one is kept as
+    ``vector``; missing, scalar or string dims give an index axis.
+    """
+    units = clean_unit(raw_units, context=context) if raw_units else ""
+    ax = Axis(name=name, size=int(size), units=units, navigate=navigate)
+    if raw_units:
+        ax.raw_units = raw_units
+    if values is None:
+        return ax
+    v = np.asarray(values)
+    if v.ndim != 1 or v.size < 2 or v.dtype.kind not in "iuf":
+        return ax
+    v = v.astype(np.float64)
+    if not np.all(np.isfinite(v)):
+        return ax
+    steps = np.diff(v)
+    scale = (v[-1] - v[0]) / (v.size - 1)
+    eps = float(np.finfo(np.asarray(values).dtype).eps) if np.asarray(values).dtype.kind == "f" \
+        else 0.0
+    tol = _LINEAR_RTOL * abs(scale) + 8 * eps * float(np.max(np.abs(v)))
+    linear = scale != 0 and bool(np.all(np.abs(steps - scale) <= tol))
+    if linear or v.size != size:
+        if not linear:
+            warnings.warn(
+                f"{context}: non-uniform axis of {v.size} values for {size} points; "
+                "its mean step is used",
+                EMDWarning,
+                stacklevel=2,
+            )
+        ax.offset = float(v[0])
+        ax.scale = float(scale) if scale != 0 else 1.0
+        return ax
+    ax.vector = v
+    ax.offset = float(v[0])
+    ax.scale = float(scale)
+    return ax
+
+
+def read_dim(group: h5py.Group, index: int, size: int, navigate: bool) -> tuple[Axis, dict]:
+    """The axis described by ``dim<index>`` of ``group`` (an index axis when absent), and
+    the dim's attributes and labels for ``original_metadata``."""
+    key = f"dim{index}"
+    obj = group.get(key)
+    context = f"{group.name}/{key}"
+    if not isinstance(obj, h5py.Dataset):
+        return Axis(name="", size=int(size), navigate=navigate), {}
+    info = attrs_dict(obj)
+    name = attr_str(obj.attrs["name"]).strip() if "name" in obj.attrs else ""
+    raw_units = attr_str(obj.attrs["units"]).strip() if "units" in obj.attrs else None
+    values = None
+    if obj.ndim == 1 and obj.size <= 10_000_000:
+        if obj.dtype.kind in "iuf":
+            values = obj[()]
+        elif h5py.check_string_dtype(obj.dtype) is not None or obj.dtype.kind in "SO":
+            # undecodable labels are not worth a failed open
+            with contextlib.suppress(Exception):
+                info["labels"] = [str(s) for s in obj.asstr()[()]]
+    elif obj.ndim == 0:
+        info["value"] = attr_value(obj[()])
+    ax = axis_from_vector(name, raw_units, values, size, navigate=navigate, context=context)
+    return ax, info
+
+
+# --- data -----------------------------------------------------------------------------
+
+
+def _is_table_dtype(dtype: np.dtype) -> bool:
+    return dtype.kind in "OSUV" or dtype.names is not None
+
+
+def _read_table(dset: h5py.Dataset) -> np.ndarray:
+    """Object/string data decoded to an object array of ``str`` (compound kept as is)."""
+    if h5py.check_string_dtype(dset.dtype) is not None or dset.dtype.kind == "S":
+        return np.asarray(dset.asstr()[()], dtype=object)
+    data = np.asarray(dset[()])
+    if data.dtype.kind == "O":
+        flat = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in data.ravel()]
+        out = np.empty(data.shape, dtype=object)
+        out.ravel()[:] = flat
+        return out
+    return data
+
+
+def read_array(path: str, dset: h5py.Dataset, lazy: bool, reverse: bool) -> Any:
+    """One stored array, reversed when ``reverse``: numpy in the native dtype, or a dask
+    array that reopens ``path`` (tables are small and read at once)."""
+    if _is_table_dtype(dset.dtype):
+        data = _read_table(dset)
+        if lazy:
+            import dask.array as da
+
+            data = da.from_array(data, chunks=-1)
+    elif lazy:
+        data = lazy_dataset(path, dset)
+    else:
+        data = np.empty(dset.shape, dtype=dset.dtype)
+        if data.size:
+            dset.read_direct(data)
+    return data.transpose() if reverse and data.ndim > 1 else data
+
+
+def read_stack(path: str, dsets: list[h5py.Dataset], lazy: bool, reverse: bool) -> Any:
+    """Arrays of one shape stacked along a new first axis (each reversed when
+    ``reverse``); eager reads go straight into the stacked buffer."""
+    if lazy or _is_table_dtype(dsets[0].dtype):
+        import dask.array as da
+
+        parts = [read_array(path, d, True, reverse) for d in dsets]
+        data = da.stack(parts)
+        return data if lazy else np.asarray(data.compute())
+    shape = dsets[0].shape
+    buf = np.empty((len(dsets), *shape), dtype=dsets[0].dtype)
+    for i, d in enumerate(dsets):
+        if buf[i].size:
+            d.read_direct(buf[i])
+    if reverse and len(shape) > 1:
+        buf = buf.transpose(0, *range(len(shape), 0, -1))
+    return buf
+
+
+# --- kinds ----------------------------------------------------------------------------
+
+_SPATIAL_NAMES = re.compile(r"^(r_?)?[xyz]$|^(x|y)[ _-]?(axis|position)?$", re.IGNORECASE)
+
+
+def _is_spatial(ax: Axis) -> bool:
+    if ax.units and not ax.units.startswith("1/") and length_factor(ax.units) is not None:
+        return True
+    return bool(ax.name and _SPATIAL_NAMES.match(ax.name))
+
+
+def guess_kind(data: Any, axes: list[Axis], record_by: str = "") -> str:
+    """Dataset kind from dtype, dimensionality and axes: strings -> TABLE, 1-D ->
+    SPECTRUM, 2-D -> IMAGE, n-D whose last two axes are spatial (or HyperSpy's
+    ``record_by='image'``) -> IMAGE_STACK, HyperSpy 3-D spectra -> SPECTRUM_IMAGE,
+    anything else SIGNAL."""
+    dtype = np.dtype(data.dtype)
+    if _is_table_dtype(dtype) or data.ndim == 0:
+        return TABLE
+    if data.ndim == 1:
+        return SPECTRUM
+    if data.ndim == 2:
+        return IMAGE
+    if record_by == "image":
+        return IMAGE_STACK
+    if record_by == "spectrum":
+        return SPECTRUM_IMAGE if data.ndim == 3 else SIGNAL
+    if _is_spatial(axes[-1]) and _is_spatial(axes[-2]):
+        return IMAGE_STACK
+    return SIGNAL
+
+
+# --- metadata -------------------------------------------------------------------------
+
+
+def _non_empty(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v not in ("", None, [], {})}
+
+
+def _voltage_kv(text: Any) -> float | None:
+    """``"300kV"``, ``"300 kV"``, ``300000`` (V) -> 300.0 keV beam energy."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        v = float(text)
+        return v / 1000.0 if v > 2000 else v
+    m = re.match(r"^\s*([0-9.eE+-]+)\s*(k?V)?\s*$", str(text))
+    if not m:
+        return None
+    try:
+        v = float(m.group(1))
+    except ValueError:
+        return None
+    unit = (m.group(2) or "").lower()
+    if unit == "v" or (not unit and v > 2000):
+        return v / 1000.0
+    return v
+
+
+def root_metadata(f: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
+    """HyperSpy-style ``metadata`` and the ``original_metadata`` entries from the root
+    groups ``microscope``, ``sample``, ``user``, ``comments`` (EMD 0.2 recommendation)."""
+    om: dict[str, Any] = {}
+    for name in ROOT_GROUPS:
+        g = f.get(name)
+        if isinstance(g, h5py.Group):
+            om[name] = tree_dict(g, max_depth=3)
+    md: dict[str, Any] = {}
+    mic = _non_empty(om.get("microscope", {}))
+    tem: dict[str, Any] = {}
+    if "name" in mic:
+        tem["microscope"] = str(mic["name"])
+    if "voltage" in mic:
+        kv = _voltage_kv(mic["voltage"])
+        if kv is not None:
+            tem["beam_energy"] = kv
+    if tem:
+        md["Acquisition_instrument"] = {"TEM": tem}
+    sample = _non_empty(om.get("sample", {}))
+    if sample:
+        md["Sample"] = {k: v for k, v in sample.items() if not isinstance(v, dict)}
+    user = _non_empty(om.get("user", {}))
+    general: dict[str, Any] = {}
+    if "name" in user:
+        general["authors"] = str(user["name"])
+    comments = _non_empty(om.get("comments", {}))
+    notes = [f"{v}" if k == "comment" else f"{k}: {v}" for k, v in comments.items()
+             if not isinstance(v, dict)]
+    if notes:
+        general["notes"] = "\n".join(notes)
+    if general:
+        md["General"] = general
+    return md, om
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+@dataclass
+class Profile:
+    """What differs between EMD 0.x writers: navigation flags, the stacked-axis
+    calibration, signal type and metadata. The defaults are those of NCEM EMD 0.2."""
+
+    # (array name, dim key such as "dim3") -> navigate flag
+    navigate: Callable[[str, str], bool] = lambda name, dim: False
+    # (title, number of members) -> the stacked axis (navigate=True)
+    stack_axis: Callable[[str, int, bool], Axis] | None = None
+    # (title, array name) -> signal type ("" when the file does not say)
+    signal_type: Callable[[str, str], str] | None = None
+    # file-level (metadata, original_metadata)
+    file_metadata: Callable[[h5py.File], tuple[dict, dict]] = root_metadata
+    # HyperSpy writes metadata.Signal as the data group's attributes; other writers don't
+    group_attrs_as_signal: bool = True
+    extra_om: dict[str, Any] = field(default_factory=dict)
+
+
+def _default_stack_axis(title: str, n: int, depth: bool) -> Axis:
+    return Axis(name=f"{title}_depth" if depth else title, size=n, navigate=True)
+
+
+def _group_metadata(group: h5py.Group) -> tuple[dict[str, Any], str, str]:
+    """The data group's attributes as HyperSpy ``metadata.Signal`` (HyperSpy writes
+    ``metadata.Signal`` there), its signal type and ``record_by``."""
+    attrs = attrs_dict(group)
+    attrs.pop("emd_group_type", None)
+    signal_type = str(attrs.pop("signal_type", "") or "")
+    record_by = str(attrs.get("record_by", "") or "")
+    signal = {k: v for k, v in attrs.items() if k not in ("title", "metadata")}
+    return signal, signal_type, record_by
+
+
+def build_dataset(
+    path: str,
+    f: h5py.File,
+    members: list[Member],
+    title: str,
+    opts: ReadOptions,
+    profile: Profile,
+    file_md: dict[str, Any],
+    file_om: dict[str, Any],
+    stack: bool,
+) -> Dataset:
+    """One dataset from one member, or from a series stacked along a new first axis."""
+    group = f[members[0].group]
+    dset = group[members[0].name]
+    if not isinstance(dset, h5py.Dataset):
+        raise EMDError(path, f"{members[0].path} is not an array")
+    native = members[0].name in NATIVE_ORDER_NAMES or "dim0" in group
+    base = 0 if "dim0" in group else 1
+    reverse = not native
+    stacked = stack and len(members) > 1
+    if stacked:
+        dsets = [f[m.path] for m in members]
+        if any(d.shape != dset.shape or d.dtype != dset.dtype for d in dsets):
+            raise ValueError("series members differ in shape or dtype")
+        data = read_stack(path, dsets, opts.lazy, reverse)
+    else:
+        data = read_array(path, dset, opts.lazy, reverse)
+
+    n_stored = dset.ndim
+    axes: list[Axis] = []
+    dims_om: dict[str, Any] = {}
+    if stacked:
+        depth = "_depth" in members[0].group.rpartition("/")[2]
+        maker = profile.stack_axis or _default_stack_axis
+        axes.append(maker(title, len(members), depth))
+    for i in range(n_stored):
+        stored_axis = n_stored - 1 - i if reverse else i
+        key_index = stored_axis + base
+        size = data.shape[i + (1 if stacked else 0)]
+        nav = profile.navigate(members[0].name, f"dim{key_index}")
+        ax, info = read_dim(group, key_index, size, nav)
+        axes.append(ax)
+        if info:
+            dims_om[f"dim{key_index}"] = info
+
+    signal_md, signal_type, record_by = _group_metadata(group)
+    if profile.signal_type is not None:
+        signal_type = profile.signal_type(title, members[0].name) or signal_type
+    if not profile.group_attrs_as_signal:
+        signal_md = {}
+    md = _merge(file_md, {"Signal": signal_md} if signal_md else {})
+    om = dict(file_om)
+    om.update(profile.extra_om)
+    om["dataset"] = {
+        "path": members[0].path,
+        "attributes": attrs_dict(group),
+        "dims": dims_om,
+    }
+    if stacked:
+        om["dataset"]["stacked_paths"] = [m.path for m in members]
+    if "units" in dset.attrs:
+        md.setdefault("Signal", {})["quantity"] = attr_str(dset.attrs["units"])
+    ds = Dataset(
+        title=title,
+        data=data,
+        axes=axes,
+        kind=guess_kind(data, axes, record_by),
+        signal_type=signal_type,
+        path=members[0].path,
+        metadata=md,
+        original_metadata=om,
+    )
+    if stacked:
+        ds.extra["stacked_paths"] = [m.path for m in members]
+    return ds
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in a.items()}
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def read_with_profile(
+    path: str, f: h5py.File, opts: ReadOptions, profile: Profile
+) -> list[Dataset]:
+    """Read an EMD 0.x file: find the data groups, select (``dataset_path``), stack
+    series (``stack_group``) and build one :class:`Dataset` each."""
+    found = find_members(f)
+    if opts.dataset_path is not None:
+        members = select_members(f, found, opts.dataset_path)
+    else:
+        members = found
+    # rsciio: stacking is on by default when reading everything, off when paths are given
+    stack = opts.stack_group if opts.stack_group is not None else opts.dataset_path is None
+    if not members:
+        raise EMDError(path, "EMD file without any data group (emd_group_type = 1)")
+    file_md, file_om = profile.file_metadata(f)
+    version = emd_version(f)
+    file_om = {"EMD_version": version, **file_om}
+    series = group_series(members) if stack else [[m] for m in members]
+    out: list[Dataset] = []
+    for ms in series:
+        g = f[ms[0].group]
+        title = series_title(ms, stack)
+        if "title" in g.attrs and len(ms) == 1:
+            title = attr_str(g.attrs["title"]).strip() or title
+        try:
+            out.append(build_dataset(path, f, ms, title, opts, profile, file_md, file_om,
+                                     stack))
+        except ValueError:
+            if len(ms) == 1:
+                raise
+            warnings.warn(
+                f"{path}: the series {ms[0].group}... differs in shape or dtype; its "
+                "members are read one by one",
+                EMDWarning,
+                stacklevel=2,
+            )
+            for m in ms:
+                out.append(build_dataset(path, f, [m], series_title([m], False), opts,
+                                         profile, file_md, file_om, False))
+    return out
+
+
 def read(path: str, f: h5py.File, opts: ReadOptions) -> list[Dataset]:
-    raise NotImplementedError
+    """Read an NCEM EMD 0.2 (HyperSpy, ncempy, DE5) file into datasets."""
+    return read_with_profile(path, f, opts, Profile())
+
+
+def is_finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

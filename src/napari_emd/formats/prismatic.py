@@ -1,18 +1,199 @@
-"""prismatic format reader (to be written)."""
+"""prismatic simulation output (EMD 0.5 groups under ``/4DSTEM_simulation``).
+
+prismatic writes ``data/realslices/<name>_depthNNNN/realslice`` (2-D and 3-D outputs, the
+DPC centre of mass, the projected potential ``ppotential``) and
+``data/datacubes/CBED_array_depthNNNN/datacube`` (4-D output), one group per output
+depth, with EMD 0.2-style ``dim1..dimN`` vectors whose ``dim1`` is the first stored axis
+(x). The reading itself is :mod:`napari_emd.formats.ncem`'s; this module adds what is
+prismatic's own:
+
+- the depth series are stacked into one dataset with a depth axis in Å, calibrated from
+  the simulation parameters (``numSlices`` x ``sliceThickness`` between outputs, the last
+  output at the full thickness ``tile[2] x cellDimension[2]``, the first at ``zStart``);
+- realslices have the scan (``R_x``, ``R_y``) as signal axes and the rest (detector
+  angle, potential slice, DPC component) navigating; datacubes have the diffraction
+  plane (``Q_x``, ``Q_y``) as signal, and are ``electron_diffraction``;
+- the simulation parameters (stored under prismatic's command-line flags: ``E``, ``s``,
+  ``ns``...) are given under readable names in ``original_metadata``, and the beam
+  energy and convergence angle in ``metadata``.
+"""
 
 from __future__ import annotations
 
-import h5py
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
 
-from .._model import Dataset
+import h5py
+import numpy as np
+
+from .._h5 import attrs_dict
+from .._model import Axis, Dataset
 from .._options import ReadOptions
+from ..errors import EMDWarning
+from . import ncem
 
 NAME = "prismatic"
+ROOT = "4DSTEM_simulation"
+PARAMS = f"{ROOT}/metadata/metadata_0/original/simulation_parameters"
+
+# prismatic's command-line flags (the attribute names in the file) -> parameter names
+# of its documentation and Python API.
+PARAMETER_NAMES = {
+    "i": "filenameAtoms",
+    "o": "filenameOutput",
+    "a": "algorithm",
+    "fx": "interpolationFactorX",
+    "fy": "interpolationFactorY",
+    "F": "numFP",
+    "ns": "numSlices",
+    "te": "includeThermalEffects",
+    "oc": "includeOccupancy",
+    "2D": "integrationAngle",
+    "3D": "save3DOutput",
+    "4D": "save4DOutput",
+    "DPC": "saveDPC_CoM",
+    "ps": "savePotentialSlices",
+    "nqs": "nyquistSampling",
+    "px": "realspacePixelSizeX",
+    "py": "realspacePixelSizeY",
+    "P": "potBound",
+    "s": "sliceThickness",
+    "zs": "zStart",
+    "E": "E0",
+    "A": "alphaBeamMax",
+    "rx": "probeStepX",
+    "ry": "probeStepY",
+    "df": "probeDefocus",
+    "sa": "probeSemiangle",
+    "d": "detectorAngleStep",
+    "tx": "probeXtilt",
+    "ty": "probeYtilt",
+    "c": "cellDimension",
+    "t": "tile",
+    "wx": "scanWindowX",
+    "wy": "scanWindowY",
+    "wxr": "scanWindowX_r",
+    "wyr": "scanWindowY_r",
+    "C3": "C3",
+    "C5": "C5",
+}
 
 
 def detect(f: h5py.File) -> bool:
-    return False
+    """prismatic output: a top-level ``4DSTEM_simulation`` group."""
+    return isinstance(f.get(ROOT, getlink=True), h5py.HardLink) and isinstance(
+        f.get(ROOT), h5py.Group
+    )
+
+
+def simulation_parameters(f: h5py.File) -> dict[str, Any]:
+    """The simulation parameters under readable names (unknown flags kept as is)."""
+    g = f.get(PARAMS)
+    if not isinstance(g, h5py.Group):
+        return {}
+    return {PARAMETER_NAMES.get(k, k): v for k, v in attrs_dict(g).items()}
+
+
+def _number(x: Any) -> float | None:
+    if isinstance(x, list):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _component(x: Any, i: int) -> float | None:
+    if isinstance(x, list) and len(x) > i:
+        return _number(x[i])
+    return None
+
+
+def depth_axis(params: dict[str, Any], title: str, n: int) -> Axis:
+    """The depth axis (Å) of ``n`` outputs: one every ``numSlices * sliceThickness``, the
+    last at the sample thickness. Uniform when that puts the first output at ``zStart``
+    (or one interval in when ``zStart`` is 0); when only the last interval is shorter,
+    a non-uniform vector; otherwise an index axis with a warning."""
+    name = f"{title}_depth"
+    ns = _number(params.get("numSlices"))
+    st = _number(params.get("sliceThickness"))
+    tile_z = _component(params.get("tile"), 2)
+    cell_z = _component(params.get("cellDimension"), 2)
+    z0 = _number(params.get("zStart")) or 0.0
+    if not (ns and st and tile_z and cell_z) or n < 1:
+        return Axis(name=name, size=n, navigate=True)
+    step = ns * st
+    total = tile_z * cell_z
+    first = z0 if z0 > 0 else step
+    tol = 1e-4 * total
+    if abs(first + (n - 1) * step - total) <= tol:
+        return Axis(name=name, size=n, offset=first, scale=step, units="Å", navigate=True)
+    if n >= 2 and first + (n - 2) * step < total - tol < first + (n - 1) * step:
+        vec = np.array([first + i * step for i in range(n - 1)] + [total])
+        return Axis(name=name, size=n, offset=first, scale=step, units="Å", navigate=True,
+                    vector=vec)
+    warnings.warn(
+        f"{title}: {n} depth outputs do not fit the simulation parameters (thickness "
+        f"{total:g} Å, {step:g} Å between outputs, zStart {z0:g} Å); the depth axis is "
+        "an index",
+        EMDWarning,
+        stacklevel=2,
+    )
+    return Axis(name=name, size=n, navigate=True)
+
+
+def _navigate(array_name: str, dim: str) -> bool:
+    signal_dims = ("dim3", "dim4") if array_name == "datacube" else ("dim1", "dim2")
+    return dim not in signal_dims
+
+
+def _signal_type(title: str, array_name: str) -> str:
+    if array_name == "datacube" or "CBED" in title:
+        return "electron_diffraction"
+    return ""
+
+
+def _file_metadata(
+    params: dict[str, Any],
+) -> Callable[[h5py.File], tuple[dict[str, Any], dict[str, Any]]]:
+    """The file-level metadata maker of prismatic files: the NCEM root groups plus the
+    beam and probe settings of the simulation."""
+    def make(f: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
+        md, om = ncem.root_metadata(f)
+        tem: dict[str, Any] = {}
+        e0 = _number(params.get("E0"))
+        if e0:
+            tem["beam_energy"] = e0  # prismatic's E0 is in keV
+        sa = _number(params.get("probeSemiangle"))
+        if sa:
+            tem["convergence_angle"] = sa  # mrad
+        df = _number(params.get("probeDefocus"))
+        if df is not None:
+            tem["defocus"] = df  # Å
+        if tem:
+            md = ncem._merge(md, {"Acquisition_instrument": {"TEM": tem}})
+        md = ncem._merge(md, {"Signal": {"signal_origin": "simulation"},
+                              "General": {"notes": "prismatic simulation"}})
+        if params:
+            om["simulation_parameters"] = params
+        return md, om
+
+    return make
 
 
 def read(path: str, f: h5py.File, opts: ReadOptions) -> list[Dataset]:
-    raise NotImplementedError
+    """Read a prismatic output file (depth series stacked unless ``stack_group=False``)."""
+    params = simulation_parameters(f)
+    profile = ncem.Profile(
+        navigate=_navigate,
+        stack_axis=lambda title, n, depth: (
+            depth_axis(params, title, n) if depth else Axis(name=title, size=n, navigate=True)
+        ),
+        signal_type=_signal_type,
+        file_metadata=_file_metadata(params),
+        group_attrs_as_signal=False,
+    )
+    return ncem.read_with_profile(path, f, opts, profile)
