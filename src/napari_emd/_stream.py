@@ -1,27 +1,53 @@
-"""Velox EDS spectrum-stream decoding (the interface; a simple reference implementation).
+"""Velox EDS spectrum-stream decoding: eager, lazy per (frames x rows) chunk, and an
+energy-first view for napari.
 
-Format facts: ``Data/SpectrumStream/<id>/Data`` is a uint16 event list per EDS detector.
-Each value is the energy channel of one detected X-ray; ``65535`` closes the current pixel;
-pixels run x-fastest, frame after frame; the last pixel may lack its ``65535``.
-``FrameLocationTable`` (Velox 6+) gives the stream index where each frame starts.
+Format facts: ``Data/SpectrumStream/<id>/Data`` is a uint16 ``(N, 1)`` event list per EDS
+detector. Each value is the energy channel of one detected X-ray; ``65535`` closes the
+current pixel; pixels run x-fastest, frame after frame; the last pixel may lack its
+``65535`` and a stopped acquisition leaves the last frame short (both happen in real
+files). ``FrameLocationTable`` (Velox 6+) gives the stream index where each frame starts.
 
 The Velox reader (``formats/velox.py``) finds the grid, frames, detectors and channel count
 and describes them in an :class:`SISpec`; :func:`read_spectrum_images` turns that plus the
 reader options into arrays.
+
+How it is fast:
+
+* The stream is cut into *scan lines* (``nx`` pixels): one linear pass (a numba kernel)
+  finds where each line starts. With a ``FrameLocationTable`` only the frames asked for
+  are scanned, so one frame costs one frame's worth of work.
+* Eager decoding reads each stream in one block and scatters its events straight into
+  the output (no int64 temporaries), the scan rows split between threads running nogil
+  kernels. Memory: the output plus one stream.
+* ``lazy=True`` gives a dask array chunked by (frames x rows); a chunk reads only its lines
+  from the file (the graph holds the path, never a handle). The line index is built when a
+  chunk first needs it and cached once per process (keyed by path, dataset, mtime, size).
+* ``SIResult.display`` (lazy) is an energy-first view, one chunk per energy plane. Its
+  tasks use a per-process event index (the pixel of every event, grouped by channel), so
+  a plane is the bincount of one slice: the first plane pays for the index, later planes
+  take about a millisecond.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._h5 import open_h5
+from ._h5 import H5_LOCK, cached_handle, open_h5
 from ._options import ReadOptions
-from .errors import EMDError
+from .errors import EMDError, EMDWarning
 
 SEPARATOR = 65535
+
+# Chunk sizes of the lazy arrays (bytes per chunk, roughly).
+DATA_CHUNK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -58,9 +84,31 @@ class SIResult:
 
 
 def check_options(spec: SISpec, opts: ReadOptions) -> tuple[int, int]:
-    """Validate frame range and rebinning against ``spec``; return (first, last)."""
+    """Validate frame range, rebinning and ``spec`` itself; return (first, last).
+
+    Raises ValueError for options that do not fit this spectrum image (before anything
+    is decoded) and EMDError when the spec describes an impossible image.
+    """
+    if spec.ny < 1 or spec.nx < 1 or spec.n_frames < 1 or spec.bincount < 1:
+        raise EMDError(
+            spec.path,
+            f"spectrum image grid {spec.ny}x{spec.nx}, {spec.n_frames} frame(s), "
+            f"{spec.bincount} channels is empty",
+        )
+    if spec.bincount > SEPARATOR:
+        raise EMDError(spec.path, f"bincount {spec.bincount} exceeds the uint16 event range")
+    if not spec.streams or len(spec.streams) != len(spec.detectors):
+        raise EMDError(
+            spec.path, "spectrum image without streams, or detectors not one per stream"
+        )
+    if len(spec.frame_tables) != len(spec.streams):
+        raise EMDError(spec.path, "frame_tables must hold one entry (or None) per stream")
     first = opts.first_frame
     last = spec.n_frames if opts.last_frame is None else opts.last_frame
+    if not isinstance(first, (int, np.integer)) or isinstance(first, bool):
+        raise ValueError(f"first_frame={first!r} must be an integer")
+    if not isinstance(last, (int, np.integer)) or isinstance(last, bool):
+        raise ValueError(f"last_frame={last!r} must be an integer or None")
     if not 0 <= first < spec.n_frames:
         raise ValueError(
             f"{spec.path}: first_frame={first} is outside the {spec.n_frames} frame(s) "
@@ -71,12 +119,43 @@ def check_options(spec: SISpec, opts: ReadOptions) -> tuple[int, int]:
             f"{spec.path}: last_frame={opts.last_frame} must be in "
             f"{first + 1}..{spec.n_frames} (it is exclusive)"
         )
-    if spec.bincount % opts.rebin_energy:
+    rb = opts.rebin_energy
+    if not isinstance(rb, (int, np.integer)) or isinstance(rb, bool) or rb < 1:
+        raise ValueError(f"rebin_energy={rb!r} must be a positive integer")
+    if spec.bincount % rb:
         raise ValueError(
-            f"{spec.path}: rebin_energy={opts.rebin_energy} does not divide the "
-            f"{spec.bincount} channels"
+            f"{spec.path}: rebin_energy={rb} does not divide the {spec.bincount} channels"
         )
-    return first, last
+    _out_dtype(spec, opts)
+    return int(first), int(last)
+
+
+def _out_dtype(spec: SISpec, opts: ReadOptions) -> np.dtype:
+    try:
+        dt = np.dtype(opts.SI_dtype if opts.SI_dtype is not None else spec.dtype)
+    except TypeError as err:
+        raise ValueError(f"SI_dtype={opts.SI_dtype!r} is not a numpy dtype") from err
+    if dt.kind not in "uif":
+        raise ValueError(f"SI_dtype={dt} must be an integer or float dtype")
+    return dt
+
+
+# Output dtypes the kernels accumulate into directly; others (float16, ...) go through
+# a wider accumulator and a cast.
+_DIRECT = {np.dtype(t) for t in ("u1", "u2", "u4", "u8", "i1", "i2", "i4", "i8", "f4", "f8")}
+
+
+def _accumulator(dt: np.dtype) -> np.dtype:
+    return dt if dt in _DIRECT else np.dtype("f4" if dt.kind == "f" else "i8")
+
+
+def _kernels():
+    from . import _stream_kernels
+
+    return _stream_kernels
+
+
+# --- the reference decoder (the oracle the tests compare against) -----------------
 
 
 def _decode_reference(
@@ -102,11 +181,13 @@ def _decode_reference(
     return out.reshape(nf, spec.ny, spec.nx, nch)
 
 
-def read_spectrum_images(spec: SISpec, opts: ReadOptions) -> list[SIResult]:
-    """Decode the spectrum image(s) of ``spec`` as the options ask: one summed over the
-    detectors, or one per detector when ``opts.sum_EDS_detectors`` is False."""
+def read_spectrum_images_reference(spec: SISpec, opts: ReadOptions) -> list[np.ndarray]:
+    """The plain numpy decoder: int64 cubes, one per detector (or one summed), for tests.
+
+    Slow and memory hungry on purpose (every event gets int64 pixel/frame/channel
+    indices): it is the obviously-correct oracle the fast decoder is compared with.
+    """
     first, last = check_options(spec, opts)
-    dtype = np.dtype(opts.SI_dtype or spec.dtype)
     cubes = []
     with open_h5(spec.path) as f:
         for s in spec.streams:
@@ -115,13 +196,713 @@ def read_spectrum_images(spec: SISpec, opts: ReadOptions) -> list[SIResult]:
                 _decode_reference(raw, spec, first, last, opts.sum_frames, opts.rebin_energy)
             )
     if opts.sum_EDS_detectors:
-        total = np.sum(cubes, axis=0)
-        results = [SIResult(None, total.astype(dtype))]
-    else:
-        results = [SIResult(d, c.astype(dtype)) for d, c in zip(spec.detectors, cubes)]
-    if opts.lazy:
-        import dask.array as da
+        return [np.sum(cubes, axis=0)]
+    return cubes
 
-        for r in results:
-            r.data = da.from_array(r.data, chunks=-1)
+
+# --- stream geometry: where scan lines start ----------------------------------------
+
+
+def _file_key(path: str) -> tuple[str, int, int]:
+    st = os.stat(path)
+    return (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+
+
+def _read_span(ds: Any, a: int, b: int) -> np.ndarray:
+    """Values ``a:b`` of an (N, 1) or (N,) stream dataset as a 1-D uint16 array."""
+    if b <= a:
+        return np.empty(0, np.uint16)
+    if ds.ndim == 2:
+        out = np.empty((b - a, ds.shape[1]), dtype=ds.dtype)
+        ds.read_direct(out, np.s_[a:b, :])
+        out = out[:, 0]
+    else:
+        out = np.empty(b - a, dtype=ds.dtype)
+        ds.read_direct(out, np.s_[a:b])
+    if out.dtype != np.uint16:
+        out = out.astype(np.uint16)
+    return out
+
+
+def _read_table(spec: SISpec, ds: Any, name: str | None) -> np.ndarray | None:
+    if name is None:
+        return None
+    try:
+        t = np.asarray(ds.file[name][()]).astype(np.int64).ravel()
+    except (KeyError, OSError, ValueError, TypeError):
+        warnings.warn(
+            f"{spec.path}: FrameLocationTable {name} is unreadable; frames are found by "
+            "scanning the stream",
+            EMDWarning,
+            stacklevel=4,
+        )
+        return None
+    return t
+
+
+def _table_ok(spec: SISpec, table: np.ndarray | None, n: int) -> bool:
+    """Cheap sanity check of a frame table against the stream length."""
+    if table is None:
+        return False
+    if table.size < spec.n_frames or table[0] != 0:
+        return False
+    t = table[: spec.n_frames]
+    return bool(np.all(np.diff(t) >= 0) and t[-1] <= n)
+
+
+def _warn_table(spec: SISpec, stream: str, why: str) -> None:
+    warnings.warn(
+        f"{spec.path}: the FrameLocationTable of {stream} disagrees with the stream "
+        f"({why}); frames are located by scanning the stream instead",
+        EMDWarning,
+        stacklevel=5,
+    )
+
+
+def _check_extent(spec: SISpec, stream: str, pixels: int) -> None:
+    """Warn when the stream does not fill the grid (a stopped acquisition may leave the
+    last frame short, and Velox may start one more pixel: both are normal and silent)."""
+    npix = spec.ny * spec.nx
+    expected = spec.n_frames * npix
+    if pixels <= (spec.n_frames - 1) * npix:
+        warnings.warn(
+            f"{spec.path}: stream {stream} holds {pixels} pixels, fewer than the "
+            f"{spec.n_frames - 1} complete frame(s) of {spec.ny}x{spec.nx} expected before "
+            "the last; the missing pixels are zero",
+            EMDWarning,
+            stacklevel=5,
+        )
+    elif pixels > expected + 1:
+        warnings.warn(
+            f"{spec.path}: stream {stream} holds {pixels} pixels, more than the "
+            f"{spec.n_frames} frame(s) of {spec.ny}x{spec.nx} = {expected}; the extra "
+            "pixels are ignored",
+            EMDWarning,
+            stacklevel=5,
+        )
+
+
+def _full_lines(spec: SISpec, buf: np.ndarray, stream: str) -> np.ndarray:
+    """Line starts (``n_frames * ny + 1``) of a whole stream held in ``buf``."""
+    k = _kernels()
+    lines = np.empty(spec.n_frames * spec.ny + 1, np.int64)
+    seps, trailing = k.index_lines(buf, spec.nx, lines)
+    _check_extent(spec, stream, int(seps) + (1 if trailing > 0 else 0))
+    return lines
+
+
+def _frame_lines(
+    spec: SISpec, buf: np.ndarray, f: int, last_frame: bool
+) -> tuple[np.ndarray, str | None]:
+    """Line starts of one frame whose values are ``buf`` (starting at the frame start).
+
+    Returns (ny + 1 positions, reason the frame table is wrong or None)."""
+    k = _kernels()
+    lines = np.empty(spec.ny + 1, np.int64)
+    seps, _ = k.index_lines(buf, spec.nx, lines)
+    npix = spec.ny * spec.nx
+    if not last_frame and (seps != npix or lines[-1] != buf.size):
+        return lines, f"frame {f} spans {int(seps)} pixel separators, not {npix}"
+    return lines, None
+
+
+class _StreamIndex:
+    """Per-process, per-stream index of scan-line starts (absolute stream positions).
+
+    With a trustworthy FrameLocationTable frames are indexed one by one as chunks need
+    them (reading only that frame); otherwise the whole stream is scanned once.
+    """
+
+    def __init__(self, spec: SISpec, stream: str, table: str | None) -> None:
+        self.spec = spec
+        self.stream = stream
+        self.table_name = table
+        self.lock = threading.Lock()
+        self.lines = np.zeros(spec.n_frames * spec.ny + 1, np.int64)
+        self.have = np.zeros(spec.n_frames, bool)
+        self.table: np.ndarray | None = None
+        self.table_checked = False
+        self.use_table = True
+        self.n = 0
+
+    def _dataset(self) -> Any:
+        f = cached_handle(self.spec.path)
+        try:
+            return f[self.stream]
+        except KeyError as err:
+            raise EMDError(self.spec.path, f"spectrum stream {self.stream} is missing") from err
+
+    def ensure(self, f0: int, f1: int) -> np.ndarray:
+        """Make sure frames ``f0:f1`` are indexed; return the line array."""
+        with self.lock:
+            if self.have[f0:f1].all():
+                return self.lines
+            spec = self.spec
+            with H5_LOCK:
+                ds = self._dataset()
+                self.n = int(ds.shape[0])
+                if not self.table_checked:
+                    self.table = _read_table(spec, ds, self.table_name)
+                    self.use_table = _table_ok(spec, self.table, self.n)
+                    if self.table is not None and not self.use_table:
+                        _warn_table(spec, self.stream, "it does not fit the stream length")
+                    self.table_checked = True
+            if self.use_table:
+                ok = self._by_table(f0, f1)
+                if ok:
+                    return self.lines
+            with H5_LOCK:
+                buf = _read_span(self._dataset(), 0, self.n)
+            self.lines[:] = _full_lines(spec, buf, self.stream)
+            self.have[:] = True
+            return self.lines
+
+    def _by_table(self, f0: int, f1: int) -> bool:
+        spec = self.spec
+        t = self.table
+        assert t is not None
+        ny = spec.ny
+        for f in range(f0, f1):
+            if self.have[f]:
+                continue
+            a = int(t[f])
+            last = f == spec.n_frames - 1
+            b = self.n if last else int(t[f + 1])
+            with H5_LOCK:
+                buf = _read_span(self._dataset(), a, b)
+            lines, why = _frame_lines(spec, buf, f, last)
+            if why is not None:
+                _warn_table(spec, self.stream, why)
+                self.use_table = False
+                return False
+            if last:
+                npix = spec.ny * spec.nx
+                seps = int(np.count_nonzero(buf == SEPARATOR))
+                trailing = buf.size > 0 and buf[-1] != SEPARATOR
+                _check_extent(spec, self.stream, f * npix + seps + int(trailing))
+            self.lines[f * ny : (f + 1) * ny + 1] = lines + a
+            self.have[f] = True
+        return True
+
+
+_INDEX_LOCK = threading.Lock()
+_INDEXES: OrderedDict[tuple, _StreamIndex] = OrderedDict()
+_MAX_INDEXES = 64
+
+
+def stream_index(spec: SISpec, i: int) -> _StreamIndex:
+    """The cached line index of stream ``i`` of ``spec`` for this process."""
+    key = (os.getpid(), *_file_key(spec.path), spec.streams[i], spec.ny, spec.nx, spec.n_frames)
+    with _INDEX_LOCK:
+        idx = _INDEXES.get(key)
+        if idx is None:
+            idx = _StreamIndex(spec, spec.streams[i], spec.frame_tables[i])
+            _INDEXES[key] = idx
+            while len(_INDEXES) > _MAX_INDEXES:
+                _INDEXES.popitem(last=False)
+        else:
+            _INDEXES.move_to_end(key)
+        return idx
+
+
+def clear_caches() -> None:
+    """Forget all per-process stream and event indexes (e.g. after rewriting a file)."""
+    with _INDEX_LOCK:
+        _INDEXES.clear()
+    with _EVENT_LOCK:
+        _EVENTS.clear()
+
+
+# --- scattering ------------------------------------------------------------------
+
+
+def _bad_channel(spec: SISpec, stream: str, buf: np.ndarray, code: int, offset: int) -> EMDError:
+    pos = -code - 1
+    return EMDError(
+        spec.path,
+        f"spectrum stream {stream} holds channel {int(buf[pos])} at value {offset + pos}, "
+        f"but the spectrum has only {spec.bincount} channels (corrupt stream?)",
+    )
+
+
+def _line_jobs(
+    lines: np.ndarray, spec: SISpec, frames: range, r0: int, r1: int, base: int, per_frame: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, end, output row) of lines r0:r1 of ``frames``, positions relative to base."""
+    ny = spec.ny
+    nr = r1 - r0
+    starts, ends, outs = [], [], []
+    for j, f in enumerate(frames):
+        s = lines[f * ny + r0 : f * ny + r1] - base
+        e = lines[f * ny + r0 + 1 : f * ny + r1 + 1] - base
+        starts.append(s)
+        ends.append(e)
+        o = np.arange(nr, dtype=np.int64)
+        outs.append(o + j * nr if per_frame else o)
+    return np.concatenate(starts), np.concatenate(ends), np.concatenate(outs)
+
+
+def _scatter(
+    spec: SISpec,
+    stream: str,
+    buf: np.ndarray,
+    jobs: tuple[np.ndarray, np.ndarray, np.ndarray],
+    out3: np.ndarray,
+    rebin: int,
+    offset: int,
+    threads: int = 1,
+) -> bool:
+    """Scatter ``jobs`` of ``buf`` into ``out3`` (rows, nx, E); True when counts overflowed.
+
+    With ``threads > 1`` the jobs are split by output row so threads never share a row."""
+    k = _kernels()
+    st, en, ou = jobs
+    if threads <= 1 or st.size < 2 * threads:
+        code = k.scatter_lines(buf, st, en, ou, spec.nx, rebin, spec.bincount, out3)
+        codes = [code]
+    else:
+        nrows = out3.shape[0]
+        bounds = np.linspace(0, nrows, threads + 1).astype(np.int64)
+        parts = []
+        for t in range(threads):
+            sel = (ou >= bounds[t]) & (ou < bounds[t + 1])
+            parts.append((st[sel], en[sel], ou[sel]))
+        with ThreadPoolExecutor(threads) as ex:
+            futs = [
+                ex.submit(k.scatter_lines, buf, s, e, o, spec.nx, rebin, spec.bincount, out3)
+                for s, e, o in parts
+            ]
+            codes = [fu.result() for fu in futs]
+    bad = [c for c in codes if c < 0]
+    if bad:
+        raise _bad_channel(spec, stream, buf, min(bad, key=lambda c: -c), offset)
+    return any(c == 1 for c in codes)
+
+
+def _n_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _cast(acc: np.ndarray, dt: np.dtype) -> np.ndarray:
+    return acc if acc.dtype == dt else acc.astype(dt)
+
+
+def _warn_overflow(spec: SISpec, dt: np.dtype, largest: int) -> None:
+    warnings.warn(
+        f"{spec.path}: the spectrum image holds counts up to {largest}, more than "
+        f"SI_dtype={dt} can hold; values were cast like numpy's astype "
+        "(pass a larger SI_dtype, e.g. 'uint32')",
+        EMDWarning,
+        stacklevel=4,
+    )
+
+
+def _largest_count(spec: SISpec, opts: ReadOptions, streams: tuple[int, ...]) -> int:
+    """The largest count of the requested cube, computed exactly in row blocks (used only
+    after an overflow, to name it in the warning)."""
+    first, last = check_options(spec, opts)
+    nch = spec.bincount // opts.rebin_energy
+    nf = 1 if opts.sum_frames else last - first
+    row_bytes = nf * spec.nx * nch * 8
+    step = max(1, min(spec.ny, (64 * 2**20) // max(row_bytes, 1)))
+    best = 0
+    for r0 in range(0, spec.ny, step):
+        r1 = min(spec.ny, r0 + step)
+        blk, _ = _decode_block(spec, opts, streams, first, last, r0, r1, np.dtype("i8"))
+        best = max(best, int(blk.max(initial=0)))
+    return best
+
+
+def _decode_block(
+    spec: SISpec,
+    opts: ReadOptions,
+    streams: tuple[int, ...],
+    f0: int,
+    f1: int,
+    r0: int,
+    r1: int,
+    acc_dt: np.dtype,
+) -> tuple[np.ndarray, bool]:
+    """Rows ``r0:r1`` of frames ``f0:f1`` (summed or not) of ``streams``, read line by
+    line through the per-process index: what one lazy chunk computes. Returns the block
+    and whether a count overflowed ``acc_dt``."""
+    nch = spec.bincount // opts.rebin_energy
+    nr = r1 - r0
+    per_frame = not opts.sum_frames
+    nf = f1 - f0
+    out = np.zeros(((nf if per_frame else 1) * nr, spec.nx, nch), acc_dt)
+    over = False
+    for i in streams:
+        idx = stream_index(spec, i)
+        lines = idx.ensure(f0, f1)
+        frames = range(f0, f1)
+        for j, f in enumerate(frames):
+            a = int(lines[f * spec.ny + r0])
+            b = int(lines[f * spec.ny + r1])
+            if b <= a:
+                continue
+            with H5_LOCK:
+                buf = _read_span(idx._dataset(), a, b)
+            jobs = _line_jobs(lines, spec, range(f, f + 1), r0, r1, a, False)
+            view = out[j * nr : (j + 1) * nr] if per_frame else out
+            over |= _scatter(spec, spec.streams[i], buf, jobs, view, opts.rebin_energy, a)
+    if per_frame:
+        return out.reshape(nf, nr, spec.nx, nch), over
+    return out, over
+
+
+# --- eager ---------------------------------------------------------------------------
+
+
+def _eager_stream(
+    spec: SISpec, f: Any, i: int, first: int, last: int, opts: ReadOptions, out3: np.ndarray
+) -> bool:
+    """Decode stream ``i`` into ``out3`` ((nf*)ny, nx, E); True on overflow."""
+    name = spec.streams[i]
+    try:
+        ds = f[name]
+    except KeyError as err:
+        raise EMDError(spec.path, f"spectrum stream {name} is missing") from err
+    n = int(ds.shape[0])
+    table = _read_table(spec, ds, spec.frame_tables[i])
+    partial = first > 0 or last < spec.n_frames
+    lines = None
+    base = 0
+    buf = None
+    if partial and _table_ok(spec, table, n):
+        # Only the frames asked for: read their span, index it frame by frame.
+        a = int(table[first])
+        b = n if last >= spec.n_frames else int(table[last])
+        buf = _read_span(ds, a, b)
+        lines = np.zeros(spec.n_frames * spec.ny + 1, np.int64)
+        ok = True
+        for fr in range(first, last):
+            fa = int(table[fr]) - a
+            fb = (n if fr == spec.n_frames - 1 else int(table[fr + 1])) - a
+            fl, why = _frame_lines(spec, buf[fa:fb], fr, fr == spec.n_frames - 1)
+            if why is not None:
+                _warn_table(spec, name, why)
+                ok = False
+                break
+            lines[fr * spec.ny : (fr + 1) * spec.ny + 1] = fl + fa
+        if ok:
+            base = 0  # positions already relative to buf
+            if last >= spec.n_frames:
+                fa = int(table[spec.n_frames - 1])
+                tail = buf[fa - a :]
+                seps = int(np.count_nonzero(tail == SEPARATOR))
+                trailing = tail.size > 0 and tail[-1] != SEPARATOR
+                npix = spec.ny * spec.nx
+                _check_extent(spec, name, (spec.n_frames - 1) * npix + seps + int(trailing))
+        else:
+            lines = None
+            buf = None
+    elif table is not None and not _table_ok(spec, table, n):
+        _warn_table(spec, name, "it does not fit the stream length")
+        table = None
+    if lines is None:
+        buf = _read_span(ds, 0, n)
+        lines = _full_lines(spec, buf, name)
+        if table is not None and _table_ok(spec, table, n):
+            starts = lines[np.arange(spec.n_frames) * spec.ny]
+            if not np.array_equal(starts, table[: spec.n_frames]):
+                bad = int(np.flatnonzero(starts != table[: spec.n_frames])[0])
+                _warn_table(spec, name, f"frame {bad} starts at {int(starts[bad])}")
+    jobs = _line_jobs(lines, spec, range(first, last), 0, spec.ny, base, not opts.sum_frames)
+    return _scatter(spec, name, buf, jobs, out3, opts.rebin_energy, 0, _n_threads())
+
+
+def _eager(spec: SISpec, opts: ReadOptions, first: int, last: int) -> list[np.ndarray]:
+    dt = _out_dtype(spec, opts)
+    acc_dt = _accumulator(dt)
+    nch = spec.bincount // opts.rebin_energy
+    nf = last - first
+    rows = spec.ny if opts.sum_frames else nf * spec.ny
+    groups = [tuple(range(len(spec.streams)))] if opts.sum_EDS_detectors else [
+        (i,) for i in range(len(spec.streams))
+    ]
+    results = []
+    with open_h5(spec.path) as f:
+        for group in groups:
+            out3 = np.zeros((rows, spec.nx, nch), acc_dt)
+            over = False
+            for i in group:
+                over |= _eager_stream(spec, f, i, first, last, opts, out3)
+            cube = out3.reshape(spec.ny, spec.nx, nch) if opts.sum_frames else out3.reshape(
+                nf, spec.ny, spec.nx, nch
+            )
+            if acc_dt == dt:
+                if over and dt.kind in "iu":
+                    _warn_overflow(spec, dt, _largest_count(spec, opts, group))
+            else:
+                largest = int(cube.max(initial=0))
+                limit = np.iinfo(dt).max if dt.kind in "iu" else np.finfo(dt).max
+                if largest > limit:
+                    _warn_overflow(spec, dt, largest)
+            results.append(_cast(cube, dt))
     return results
+
+
+# --- lazy data ---------------------------------------------------------------------
+
+
+def _rows_per_chunk(spec: SISpec, nch: int, itemsize: int) -> int:
+    row = spec.nx * nch * itemsize
+    return int(max(1, min(spec.ny, DATA_CHUNK_BYTES // max(row, 1))))
+
+
+def _data_chunk(
+    spec: SISpec,
+    opts: ReadOptions,
+    streams: tuple[int, ...],
+    first: int,
+    last: int,
+    rpc: int,
+    dtype: str,
+    block_id: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """One chunk of the lazy SI: rows block ``block_id[-3]`` of one frame (per-frame SI)
+    or of the summed frames."""
+    assert block_id is not None
+    dt = np.dtype(dtype)
+    acc_dt = _accumulator(dt)
+    rb = block_id[-3]
+    r0 = rb * rpc
+    r1 = min(spec.ny, r0 + rpc)
+    if opts.sum_frames:
+        f0, f1 = first, last
+    else:
+        f0 = first + block_id[0]
+        f1 = f0 + 1
+    blk, over = _decode_block(spec, opts, streams, f0, f1, r0, r1, acc_dt)
+    if dt.kind in "iu" and (over or acc_dt != dt) and blk.size:
+        if over:
+            wide, _ = _decode_block(spec, opts, streams, f0, f1, r0, r1, np.dtype("i8"))
+            largest = int(wide.max(initial=0))
+        else:
+            largest = int(blk.max(initial=0))
+        if largest > np.iinfo(dt).max:
+            _warn_overflow(spec, dt, largest)
+    elif dt.kind == "f" and acc_dt != dt and blk.size:
+        largest = int(blk.max(initial=0))
+        if largest > np.finfo(dt).max:
+            _warn_overflow(spec, dt, largest)
+    return _cast(blk, dt)
+
+
+def _lazy_data(
+    spec: SISpec, opts: ReadOptions, streams: tuple[int, ...], first: int, last: int
+) -> Any:
+    import dask.array as da
+
+    dt = _out_dtype(spec, opts)
+    nch = spec.bincount // opts.rebin_energy
+    rpc = _rows_per_chunk(spec, nch, dt.itemsize)
+    rows = da.core.normalize_chunks((rpc,), (spec.ny,))[0]
+    if opts.sum_frames:
+        chunks: tuple = (rows, (spec.nx,), (nch,))
+    else:
+        chunks = ((1,) * (last - first), rows, (spec.nx,), (nch,))
+    token = da.core.tokenize(
+        _file_key(spec.path), spec, streams, first, last, opts.sum_frames, opts.rebin_energy,
+        str(dt),
+    )
+    name = f"emd-si-{os.path.basename(spec.path)}-{token}"
+    return da.map_blocks(
+        _data_chunk,
+        spec,
+        opts,
+        streams,
+        first,
+        last,
+        rpc,
+        dt.str,
+        chunks=chunks,
+        dtype=dt,
+        name=name,
+        meta=np.empty((0,) * len(chunks), dt),
+    )
+
+
+# --- the energy-first view: a per-process event index -----------------------------
+
+
+@dataclass
+class _EventIndex:
+    """Pixel index (within its frame) of every event, grouped by key = channel * nkf +
+    frame (``nkf`` = 1 when frames are summed): a plane is a bincount of one slice."""
+
+    starts: np.ndarray  # (bincount * nkf + 1,) int64
+    pixels: np.ndarray  # (events,) uint32
+    nkf: int
+
+
+_EVENT_LOCK = threading.Lock()
+_EVENTS: OrderedDict[tuple, _EventIndex] = OrderedDict()
+_BUILDING: dict[tuple, threading.Lock] = {}
+_EVENT_BUDGET = 2 * 2**30  # bytes of event indexes kept per process
+
+
+def _build_events(
+    spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
+) -> _EventIndex:
+    k = _kernels()
+    npix = spec.ny * spec.nx
+    nf = last - first
+    nkf = nf if per_frame else 1
+    nkeys = spec.bincount * nkf
+    counts = np.zeros(nkeys, np.int64)
+    frame_key = np.arange(nf, dtype=np.int64) if per_frame else np.zeros(nf, np.int64)
+    spans = []
+    for i in streams:
+        idx = stream_index(spec, i)
+        lines = idx.ensure(first, last)
+        a = int(lines[first * spec.ny])
+        b = int(lines[last * spec.ny])
+        fs = lines[np.arange(first, last) * spec.ny] - a
+        fe = lines[np.arange(first + 1, last + 1) * spec.ny] - a
+        spans.append((idx, a, b, fs, fe))
+        with H5_LOCK:
+            buf = _read_span(idx._dataset(), a, b)
+        code = k.count_keys(buf, fs, fe, frame_key, nkf, spec.bincount, npix, counts)
+        if code < 0:
+            raise _bad_channel(spec, spec.streams[i], buf, code, a)
+    starts = np.zeros(nkeys + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
+    pixels = np.empty(int(starts[-1]), np.uint32)
+    cursor = starts[:-1].copy()
+    for idx, a, b, fs, fe in spans:
+        with H5_LOCK:
+            buf = _read_span(idx._dataset(), a, b)
+        k.fill_keys(buf, fs, fe, frame_key, nkf, npix, cursor, pixels)
+    return _EventIndex(starts, pixels, nkf)
+
+
+def event_index(
+    spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
+) -> _EventIndex:
+    """The cached event index for this process (built on first use)."""
+    key = (os.getpid(), *_file_key(spec.path), spec, streams, first, last, per_frame)
+    with _EVENT_LOCK:
+        ev = _EVENTS.get(key)
+        if ev is not None:
+            _EVENTS.move_to_end(key)
+            return ev
+        building = _BUILDING.setdefault(key, threading.Lock())
+    with building:  # one build per key; concurrent plane tasks wait for it
+        with _EVENT_LOCK:
+            ev = _EVENTS.get(key)
+        if ev is not None:
+            return ev
+        ev = _build_events(spec, streams, first, last, per_frame)
+    with _EVENT_LOCK:
+        _BUILDING.pop(key, None)
+        _EVENTS[key] = ev
+        total = sum(e.pixels.nbytes + e.starts.nbytes for e in _EVENTS.values())
+        while total > _EVENT_BUDGET and len(_EVENTS) > 1:
+            _, old = _EVENTS.popitem(last=False)
+            total -= old.pixels.nbytes + old.starts.nbytes
+    return ev
+
+
+def _display_chunk(
+    spec: SISpec,
+    streams: tuple[int, ...],
+    first: int,
+    last: int,
+    per_frame: bool,
+    rebin: int,
+    eb: int,
+    nch: int,
+    dtype: str,
+    block_id: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """Energy planes ``block_id[-3]`` block (``eb`` planes) of one frame or the sum."""
+    assert block_id is not None
+    k = _kernels()
+    ev = event_index(spec, streams, first, last, per_frame)
+    fk = block_id[0] if per_frame else 0
+    e0 = block_id[-3] * eb
+    e1 = min(nch, e0 + eb)
+    npix = spec.ny * spec.nx
+    planes = np.zeros((e1 - e0, npix), np.int64)
+    for j, e in enumerate(range(e0, e1)):
+        for c in range(e * rebin, (e + 1) * rebin):
+            key = c * ev.nkf + fk
+            k.accumulate(ev.pixels, ev.starts[key], ev.starts[key + 1], planes[j])
+    out = planes.reshape(e1 - e0, spec.ny, spec.nx)
+    out = _cast(out, np.dtype(dtype))
+    return out[None] if per_frame else out
+
+
+def _lazy_display(
+    spec: SISpec, opts: ReadOptions, streams: tuple[int, ...], first: int, last: int
+) -> Any:
+    import dask.array as da
+
+    dt = _out_dtype(spec, opts)
+    nch = spec.bincount // opts.rebin_energy
+    eb = 1
+    per_frame = not opts.sum_frames
+    e_chunks = da.core.normalize_chunks((eb,), (nch,))[0]
+    if per_frame:
+        chunks: tuple = ((1,) * (last - first), e_chunks, (spec.ny,), (spec.nx,))
+    else:
+        chunks = (e_chunks, (spec.ny,), (spec.nx,))
+    token = da.core.tokenize(
+        _file_key(spec.path), spec, streams, first, last, per_frame, opts.rebin_energy, str(dt)
+    )
+    name = f"emd-si-display-{os.path.basename(spec.path)}-{token}"
+    return da.map_blocks(
+        _display_chunk,
+        spec,
+        streams,
+        first,
+        last,
+        per_frame,
+        opts.rebin_energy,
+        eb,
+        nch,
+        dt.str,
+        chunks=chunks,
+        dtype=dt,
+        name=name,
+        meta=np.empty((0,) * len(chunks), dt),
+    )
+
+
+# --- public entry point ----------------------------------------------------------
+
+
+def read_spectrum_images(spec: SISpec, opts: ReadOptions) -> list[SIResult]:
+    """Decode the spectrum image(s) of ``spec`` as the options ask: one summed over the
+    detectors, or one per detector when ``opts.sum_EDS_detectors`` is False.
+
+    Eager: numpy ``data`` and an energy-first ``display`` view of it (no copy). Lazy:
+    dask ``data`` chunked by (frames x rows) and a dask ``display`` chunked per energy
+    plane; opening reads nothing of the streams.
+    """
+    first, last = check_options(spec, opts)
+    groups = (
+        [(None, tuple(range(len(spec.streams))))]
+        if opts.sum_EDS_detectors
+        else [(d, (i,)) for i, d in enumerate(spec.detectors)]
+    )
+    if opts.lazy:
+        with open_h5(spec.path) as f:
+            for s in spec.streams:
+                if s not in f:
+                    raise EMDError(spec.path, f"spectrum stream {s} is missing")
+        return [
+            SIResult(
+                det,
+                _lazy_data(spec, opts, streams, first, last),
+                _lazy_display(spec, opts, streams, first, last),
+            )
+            for det, streams in groups
+        ]
+    cubes = _eager(spec, opts, first, last)
+    return [
+        SIResult(det, cube, np.moveaxis(cube, -1, -3))
+        for (det, _), cube in zip(groups, cubes)
+    ]

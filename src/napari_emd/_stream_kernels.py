@@ -1,0 +1,138 @@
+"""Numba kernels for Velox spectrum streams (private; imported lazily by ``_stream``).
+
+Kept in their own module so that importing the package does not import numba, and so
+numba can cache the compiled machine code next to this file (``cache=True``): a fresh
+process (a dask worker, a benchmark run) loads the kernels instead of compiling them.
+
+All kernels release the GIL (``nogil=True``) so that Python threads can run them on
+several cores at once: the eager decoder splits the scan rows between threads, and dask's
+threaded scheduler runs several chunk tasks in parallel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+SEPARATOR = 65535
+
+
+@njit(nogil=True, cache=True)
+def index_lines(buf, nx, lines):  # pragma: no cover - compiled
+    """Fill ``lines[L]`` with the position in ``buf`` where scan line ``L`` starts.
+
+    ``buf`` starts at a pixel boundary; a line is ``nx`` pixels, each closed by a
+    separator. ``lines`` has room for ``n_lines + 1`` entries; lines the buffer does not
+    reach start at ``len(buf)``. Returns (separators seen, events after the last
+    separator, separators counted before ``lines[-1]``).
+    """
+    n = buf.shape[0]
+    n_lines = lines.shape[0] - 1
+    lines[0] = 0
+    line = 1
+    left = nx
+    seps = 0
+    last_sep = -1
+    for p in range(n):
+        if buf[p] == SEPARATOR:
+            seps += 1
+            last_sep = p
+            left -= 1
+            if left == 0:
+                left = nx
+                if line <= n_lines:
+                    lines[line] = p + 1
+                    line += 1
+    for k in range(line, n_lines + 1):
+        lines[k] = n
+    trailing = n - 1 - last_sep
+    return seps, trailing
+
+
+@njit(nogil=True, cache=True)
+def scatter_lines(buf, lstart, lend, lout, nx, rebin, bincount, out):  # pragma: no cover
+    """Count the events of scan lines into ``out`` (``(rows, nx, channels)``).
+
+    Line ``k`` spans ``buf[lstart[k]:lend[k]]`` and goes to output row ``lout[k]``.
+    Counts wrap in ``out``'s dtype exactly like ``numpy.astype`` would wrap the true
+    counts. Returns ``-(position + 1)`` of the first channel ``>= bincount``, else 1 when
+    some count overflowed (wrapped or lost precision), else 0.
+    """
+    over = 0
+    for k in range(lstart.shape[0]):
+        row = lout[k]
+        x = 0
+        for p in range(lstart[k], lend[k]):
+            v = buf[p]
+            if v == SEPARATOR:
+                x += 1
+                continue
+            if v >= bincount:
+                return -(p + 1)
+            if x >= nx:
+                continue
+            c = v // rebin
+            prev = out[row, x, c]
+            out[row, x, c] += 1
+            if out[row, x, c] <= prev:
+                over = 1
+    return over
+
+
+@njit(nogil=True, cache=True)
+def count_keys(buf, fstart, fend, frame_key, nkf, bincount, npix, counts):  # pragma: no cover
+    """First pass of the per-channel event index: count events per key.
+
+    Frame ``k`` spans ``buf[fstart[k]:fend[k]]``; an event of channel ``c`` in frame ``k``
+    has key ``c * nkf + frame_key[k]``. Returns ``-(position + 1)`` of the first channel
+    ``>= bincount``, else the number of events counted.
+    """
+    total = 0
+    for k in range(fstart.shape[0]):
+        fk = frame_key[k]
+        pix = 0
+        for p in range(fstart[k], fend[k]):
+            v = buf[p]
+            if v == SEPARATOR:
+                pix += 1
+                continue
+            if v >= bincount:
+                return -(p + 1)
+            if pix >= npix:
+                continue
+            counts[v * nkf + fk] += 1
+            total += 1
+    return total
+
+
+@njit(nogil=True, cache=True)
+def fill_keys(buf, fstart, fend, frame_key, nkf, npix, cursor, pixels):  # pragma: no cover
+    """Second pass: write each event's pixel index at its key's ``cursor`` (advancing it),
+    so ``pixels`` ends up grouped by key (channel-major), in stream order within a key."""
+    for k in range(fstart.shape[0]):
+        fk = frame_key[k]
+        pix = 0
+        for p in range(fstart[k], fend[k]):
+            v = buf[p]
+            if v == SEPARATOR:
+                pix += 1
+                continue
+            if pix >= npix:
+                continue
+            key = v * nkf + fk
+            pixels[cursor[key]] = pix
+            cursor[key] += 1
+
+
+@njit(nogil=True, cache=True)
+def accumulate(pixels, a, b, plane):  # pragma: no cover - compiled
+    """``plane[pixels[a:b]] += 1`` (a bincount into an existing flat plane)."""
+    for i in range(a, b):
+        plane[pixels[i]] += 1
+
+
+def warm_up() -> None:
+    """Compile (or load from cache) the kernels for the common types."""
+    buf = np.array([1, SEPARATOR, 2], dtype=np.uint16)
+    lines = np.zeros(2, np.int64)
+    index_lines(buf, 1, lines)
