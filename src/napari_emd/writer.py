@@ -220,6 +220,8 @@ def _prepare(path: str, signal: Mapping[str, Any], chunks: Any) -> _Prepared:
     if not _is_dask(data):
         if isinstance(data, np.ndarray):
             pass
+        elif isinstance(data, np.generic) or not getattr(data, "shape", ()) or 0 in data.shape:
+            data = np.asarray(data[()] if hasattr(data, "dtype") else data)
         elif hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__"):
             # an array-like such as an open h5py.Dataset: read it block by block
             import dask.array as da
@@ -307,7 +309,7 @@ def _normalise_axes(shape: tuple[int, ...], axes: Any, title: str) -> list[dict[
         name = "" if name is None or _is_undefined(name) else str(name)
         vector = a.get("axis")
         ax: dict[str, Any] = {
-            "name": name or f"dim{ndim - i}",
+            "name": name,
             "units": unit_symbol(a.get("units")),
             "size": size,
             "navigate": bool(a.get("navigate", False)) if any_nav_given
