@@ -9,7 +9,8 @@ prismatic's own:
 
 - the depth series are stacked into one dataset with a depth axis in Å, calibrated from
   the simulation parameters (``numSlices`` x ``sliceThickness`` between outputs, the last
-  output at the full thickness ``tile[2] x cellDimension[2]``, the first at ``zStart``);
+  output at the full thickness ``tile[2] x cellDimension[0]`` (the cell is stored
+  z, y, x, the tiling x, y, z), the first at ``zStart``);
 - realslices have the scan (``R_x``, ``R_y``) as signal axes and the rest (detector
   angle, potential slice, DPC component) navigating; datacubes have the diffraction
   plane (``Q_x``, ``Q_y``) as signal, and are ``electron_diffraction``;
@@ -121,7 +122,8 @@ def depth_axis(params: dict[str, Any], title: str, n: int) -> Axis:
     ns = _number(params.get("numSlices"))
     st = _number(params.get("sliceThickness"))
     tile_z = _component(params.get("tile"), 2)
-    cell_z = _component(params.get("cellDimension"), 2)
+    # prismatic keeps the cell as (z, y, x) but the tiling as (x, y, z)
+    cell_z = _component(params.get("cellDimension"), 0)
     z0 = _number(params.get("zStart")) or 0.0
     if not (ns and st and tile_z and cell_z) or n < 1:
         return Axis(name=name, size=n, navigate=True)
