@@ -480,6 +480,7 @@ class _VeloxFile:
         self.datasets: list[Dataset] = []
         self._si_scan: tuple | None = None
         self._si_meta: dict[str, Any] = {}
+        self._si_shape: tuple[int, int, int] | None = None
 
     # -- names ---------------------------------------------------------------------------
 
@@ -714,13 +715,15 @@ class _VeloxFile:
             if ds is not None:
                 self.datasets.append(ds)
 
-    def _is_si_image(self, meta: dict[str, Any], shape_yx: tuple[int, int]) -> bool:
+    def _is_si_image(self, meta: dict[str, Any], shape: tuple[int, int, int]) -> bool:
+        """True for an image acquired with the spectrum image: same scan (area, size,
+        dwell time), or, when its metadata is lost, the SI's grid and frame count."""
         if self._si_scan is None:
             return False
         key = _scan_key(meta)
         if key is not None:
             return key == self._si_scan
-        return False
+        return self._si_shape is not None and shape == self._si_shape
 
     def _read_image(self, g: Any, key: str, where: str) -> Dataset | None:
         if not isinstance(g, h5py.Group) or not isinstance(g.get("Data"), h5py.Dataset):
@@ -735,7 +738,7 @@ class _VeloxFile:
             _warn(f"{where}: unexpected image shape {dset.shape}; it is skipped")
             return None
         meta = _metadata_column(g.get("Metadata"), 0, where)
-        is_si = self._is_si_image(meta, (ny, nx))
+        is_si = self._is_si_image(meta, (ny, nx, nf))
         keep = nf if (not is_si or self.opts.load_SI_image_stack) else 1
         frames_md: list[dict[str, Any]] | None = None
         if nf > 1 and keep > 1:
@@ -977,6 +980,7 @@ class _VeloxFile:
             per = plan.ny * plan.nx
             n_frames = max(1, math.ceil((npix or per) / per))
         plan.n_frames = int(n_frames)
+        self._si_shape = (plan.ny, plan.nx, plan.n_frames)
         return plan
 
     def _si_image_shapes(self) -> list[tuple[int, int]]:
