@@ -32,8 +32,16 @@ def _quiet(fn, *args, **kw):
         return fn(*args, **kw)
 
 
-def compare_to_rsciio(path, compare_titles: bool = True, **kw) -> list:
-    """Read ``path`` with both readers and assert they agree on data and axes."""
+# prismatic labels its dims nm, 1/nm and mrad but writes Å, 1/Å and rad (the simulation
+# parameters prove it: the scan step is the probe step in Å, the angle step the detector
+# step in mrad / 1000); the reference reader keeps the labels, we correct them.
+CORRECTED = {"nm": "Å", "1/nm": "1/Å", "mrad": "rad"}
+
+
+def compare_to_rsciio(path, compare_titles: bool = True, fixed_units: bool = True,
+                      **kw) -> list:
+    """Read ``path`` with both readers and assert they agree on data and axes (units
+    after cleaning, and after the prismatic correction when ``fixed_units``)."""
     rs = pytest.importorskip("rsciio.emd")
     ours = _quiet(read_datasets, path, **kw)
     ref = _quiet(rs.file_reader, str(path), **kw)
@@ -52,7 +60,10 @@ def compare_to_rsciio(path, compare_titles: bool = True, **kw) -> list:
             assert a.navigate == b["navigate"]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                assert a.units == clean_unit(b["units"])
+                ref_unit = clean_unit(b["units"])
+            if fixed_units:
+                ref_unit = CORRECTED.get(ref_unit, ref_unit)
+            assert a.units == ref_unit
             assert a.linear_offset == pytest.approx(float(b["offset"]), rel=1e-5, abs=1e-12)
             assert a.linear_scale == pytest.approx(float(b["scale"]), rel=1e-5)
     return ours
@@ -100,7 +111,7 @@ def test_readme_shapes():
     assert (cbed.title, cbed.shape, cbed.kind) == ("CBED_array", (2, 11, 11, 8, 8), SIGNAL)
     assert cbed.signal_type == "electron_diffraction"
     assert [a.name for a in cbed.axes] == ["CBED_array_depth", "R_x", "R_y", "Q_x", "Q_y"]
-    assert [a.units for a in cbed.axes] == ["Å", "nm", "nm", "1/nm", "1/nm"]
+    assert [a.units for a in cbed.axes] == ["Å", "Å", "Å", "1/Å", "1/Å"]
     (ad,) = read_datasets(real_file("Si100_2x1x1_3D.emd"))
     assert (ad.title, ad.shape, ad.kind) == ("annular_detector", (22, 44), IMAGE)
     datasets = {d.title: d for d in read_datasets(real_file(
@@ -172,7 +183,8 @@ def test_dataset_path_and_stack_group():
 # --- files written here -------------------------------------------------------------
 
 
-def _write_prismatic(path, n_depth: int, *, ns=2, s=1.0, tile_z=1.0, cell_z=6.0, zs=0.0):
+def _write_prismatic(path, n_depth: int, *, ns=2, s=1.0, tile_z=1.0, cell_z=6.0, zs=0.0,
+                     rx=None):
     rng = np.random.default_rng(1)
     stored = []
     with h5py.File(path, "w") as f:
@@ -183,6 +195,8 @@ def _write_prismatic(path, n_depth: int, *, ns=2, s=1.0, tile_z=1.0, cell_z=6.0,
                         "t": np.array([1, 1, tile_z], np.float32),
                         "c": np.array([cell_z, 4, 4], np.float32), "E": np.float32(300),
                         "a": np.bytes_(b"p")})
+        if rx is not None:
+            p.attrs.update({"rx": np.float32(rx), "ry": np.float32(rx)})
         for i in range(n_depth):
             g = root.create_group(f"data/realslices/annular_detector_depth{i:04d}")
             g.attrs.update({"emd_group_type": np.int32(1), "depth": np.int32(1)})
@@ -195,11 +209,33 @@ def _write_prismatic(path, n_depth: int, *, ns=2, s=1.0, tile_z=1.0, cell_z=6.0,
     return stored
 
 
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", FILES)
+def test_file_unit_labels_without_correction(name, monkeypatch):
+    """With the correction off, the units are the file's labels, as rsciio gives them."""
+    monkeypatch.setattr(prismatic, "FIX_UNITS", False)
+    compare_to_rsciio(real_file(name), fixed_units=False)
+
+
+@pytest.mark.realdata
+def test_unit_correction_evidence():
+    (vd,) = read_datasets(real_file("Si100_1x1x3-zStart5.43.emd"))
+    # the scan window starts half a 5.43 Å cell in: 2.715 Å, not nm
+    assert vd.axes[-1].offset == pytest.approx(2.715, rel=1e-6)
+    assert [a.units for a in vd.axes] == ["Å", "rad", "Å", "Å"]
+    assert [a.raw_units for a in vd.axes[1:]] == ["[mrad]", "[n_m]", "[n_m]"]
+    fixes = vd.original_metadata["dataset"]["unit_corrections"]
+    assert fixes == {"bin_outer_angle": "[mrad] -> rad", "R_y": "[n_m] -> Å",
+                     "R_x": "[n_m] -> Å"}
+
+
 def test_written_prismatic_uniform_depth(tmp_path):
     path = tmp_path / "sim.emd"
     stored = _write_prismatic(path, 3, ns=2, s=1.0, cell_z=6.0)
     assert detect_format(path) == "prismatic"
-    (ds,) = compare_to_rsciio(path)
+    # no probe step in these parameters: nothing proves the nm labels wrong, they stay
+    (ds,) = compare_to_rsciio(path, fixed_units=False)
+    assert ds.axes[1].units == "nm"
     np.testing.assert_array_equal(ds.data, np.stack([a.T for a in stored]))
     assert (ds.axes[0].offset, ds.axes[0].scale, ds.axes[0].units) == (2.0, 2.0, "Å")
     assert ds.kind == IMAGE_STACK
@@ -228,7 +264,7 @@ def test_written_prismatic_inconsistent_depth(tmp_path):
 def test_written_prismatic_single_depth(tmp_path):
     path = tmp_path / "sim.emd"
     stored = _write_prismatic(path, 1)
-    (ds,) = compare_to_rsciio(path)
+    (ds,) = compare_to_rsciio(path, fixed_units=False)
     assert ds.title == "annular_detector" and ds.kind == IMAGE
     np.testing.assert_array_equal(ds.data, stored[0].T)
 
@@ -237,3 +273,13 @@ def test_depth_axis_without_parameters():
     ax = prismatic.depth_axis({}, "x", 4)
     assert (ax.name, ax.size, ax.offset, ax.scale, ax.navigate) == ("x_depth", 4, 0.0, 1.0,
                                                                     True)
+
+
+@pytest.mark.parametrize(("rx", "unit"), [(0.2, "Å"), (2.0, "nm")])
+def test_unit_correction_needs_evidence(tmp_path, rx, unit):
+    """The scan dims step 0.2: with a 0.2 Å probe step they are Å; with a 2 Å probe step
+    they really are nm (0.2 nm = 2 Å) and keep their label."""
+    path = tmp_path / "sim.emd"
+    _write_prismatic(path, 1, rx=rx)
+    (ds,) = read_datasets(path)
+    assert [a.units for a in ds.axes] == [unit, unit]

@@ -507,6 +507,8 @@ class Profile:
     file_metadata: Callable[[h5py.File], tuple[dict, dict]] = root_metadata
     # HyperSpy writes metadata.Signal as the data group's attributes; other writers don't
     group_attrs_as_signal: bool = True
+    # (data group, axes) -> notes for original_metadata; may correct the axes in place
+    fix_axes: Callable[[h5py.Group, list[Axis]], dict[str, Any]] | None = None
     extra_om: dict[str, Any] = field(default_factory=dict)
 
 
@@ -570,6 +572,7 @@ def build_dataset(
         if info:
             dims_om[f"dim{key_index}"] = info
 
+    fixes = profile.fix_axes(group, axes) if profile.fix_axes is not None else {}
     signal_md, signal_type, record_by = _group_metadata(group)
     if profile.signal_type is not None:
         signal_type = profile.signal_type(title, members[0].name) or signal_type
@@ -585,6 +588,8 @@ def build_dataset(
     }
     if stacked:
         om["dataset"]["stacked_paths"] = [m.path for m in members]
+    if fixes:
+        om["dataset"]["unit_corrections"] = fixes
     if "units" in dset.attrs:
         md.setdefault("Signal", {})["quantity"] = attr_str(dset.attrs["units"])
     ds = Dataset(

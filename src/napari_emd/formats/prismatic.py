@@ -14,6 +14,8 @@ prismatic's own:
 - realslices have the scan (``R_x``, ``R_y``) as signal axes and the rest (detector
   angle, potential slice, DPC component) navigating; datacubes have the diffraction
   plane (``Q_x``, ``Q_y``) as signal, and are ``electron_diffraction``;
+- the dims' unit labels (``[n_m]``, ``[mrad]``) are corrected to Å and rad when the
+  simulation parameters show the numbers are in those units (see :func:`fix_units`);
 - the simulation parameters (stored under prismatic's command-line flags: ``E``, ``s``,
   ``ns``...) are given under readable names in ``original_metadata``, and the beam
   energy and convergence angle in ``metadata``.
@@ -36,6 +38,9 @@ from ..errors import EMDWarning
 from . import ncem
 
 NAME = "prismatic"
+# Correct prismatic's mislabelled dim units (see fix_units); False gives the file's labels,
+# as the reference reader does.
+FIX_UNITS = True
 ROOT = "4DSTEM_simulation"
 PARAMS = f"{ROOT}/metadata/metadata_0/original/simulation_parameters"
 
@@ -147,6 +152,47 @@ def depth_axis(params: dict[str, Any], title: str, n: int) -> Axis:
     return Axis(name=name, size=n, navigate=True)
 
 
+def _close(a: float, b: float | None, rtol: float = 1e-3) -> bool:
+    return b is not None and b != 0 and abs(a - b) <= rtol * abs(b)
+
+
+def fix_units(params: dict[str, Any], axes: list[Axis]) -> dict[str, Any]:
+    """Correct the units prismatic writes on its dims, in place, when the file's own
+    parameters prove them wrong; returns ``{axis name: "file unit -> unit"}``.
+
+    prismatic computes in Å and mrad-sized angles in radians but labels its dims
+    ``[n_m]``, ``[n_m^-1]`` and ``[mrad]``. The values give it away: a scan axis whose
+    step is the probe step (``probeStepX``/``probeStepY``, Å) or a potential-slice axis
+    whose step is the slice thickness (Å) is in Å, and then so are the group's other
+    lengths (and its reciprocal lengths in 1/Å); an angle axis whose step is the
+    detector angle step (mrad) divided by 1000 is in rad. Only the unit label changes,
+    never the numbers. Files whose dims really are in nm or mrad are left alone.
+    """
+    step_of = {
+        "R_x": _number(params.get("probeStepX")),
+        "R_y": _number(params.get("probeStepY")),
+        "R_z": _number(params.get("sliceThickness")),
+    }
+    in_angstrom = any(
+        ax.units == "nm" and ax.vector is None and _close(ax.scale, step_of.get(ax.name))
+        for ax in axes
+    )
+    d = _number(params.get("detectorAngleStep"))
+    fixes: dict[str, Any] = {}
+    for ax in axes:
+        new = None
+        if in_angstrom and ax.units == "nm":
+            new = "Å"
+        elif in_angstrom and ax.units == "1/nm":
+            new = "1/Å"
+        elif ax.units == "mrad" and d and _close(ax.linear_scale, d / 1000.0):
+            new = "rad"
+        if new is not None:
+            fixes[ax.name or "axis"] = f"{ax.raw_units or ax.units} -> {new}"
+            ax.units = new
+    return fixes
+
+
 def _navigate(array_name: str, dim: str) -> bool:
     signal_dims = ("dim3", "dim4") if array_name == "datacube" else ("dim1", "dim2")
     return dim not in signal_dims
@@ -197,5 +243,6 @@ def read(path: str, f: h5py.File, opts: ReadOptions) -> list[Dataset]:
         signal_type=_signal_type,
         file_metadata=_file_metadata(params),
         group_attrs_as_signal=False,
+        fix_axes=lambda group, axes: fix_units(params, axes) if FIX_UNITS else {},
     )
     return ncem.read_with_profile(path, f, opts, profile)
