@@ -1,0 +1,248 @@
+"""The napari writer contributions: layers -> .emd -> layers with a real napari viewer,
+and the written files read by RosettaSciIO and ncempy (test-only oracles)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import dask.array as da
+import h5py
+import numpy as np
+import pytest
+
+import napari_emd
+from conftest import real_file
+from napari_emd import EMDError
+from napari_emd._writer import layer_signal, write_image, write_layers
+from napari_emd.errors import EMDWarning
+
+PLUGIN = "napari-emd-io"
+
+
+def _units(layer):
+    return [f"{u:~P}" for u in layer.units]
+
+
+def _add_sample_layers(viewer):
+    rng = np.random.default_rng(1)
+    img = viewer.add_image(
+        rng.random((3, 6, 8)).astype(np.float32),
+        name="HAADF stack",
+        scale=(2.0, 0.25, 0.25),
+        translate=(1.0, 10.0, -5.0),
+        units=("s", "nanometer", "nm"),
+        axis_labels=("time", "y", "x"),
+        colormap="viridis",
+        contrast_limits=(0.2, 0.8),
+        gamma=0.7,
+        opacity=0.9,
+        metadata={"sample": "Au on C", "operator": {"name": "A"}, "bad": object()},
+    )
+    lab = viewer.add_labels(
+        rng.integers(0, 5, (6, 8)).astype(np.uint16),
+        name="grains",
+        scale=(0.25, 0.25),
+        translate=(10.0, -5.0),
+        units="nm",
+        axis_labels=("y", "x"),
+    )
+    return img, lab
+
+
+def test_round_trip_image_and_labels(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    img, lab = _add_sample_layers(viewer)
+    path = tmp_path / "both.emd"
+    written = viewer.layers.save(str(path), plugin=PLUGIN)
+    assert written == [str(path)]
+    with h5py.File(path, "r") as f:
+        assert sorted(f["data"]) == ["HAADF stack", "grains"]
+
+    viewer2 = make_napari_viewer()
+    viewer2.open(str(path), plugin=PLUGIN)
+    assert [ly.name for ly in viewer2.layers] == ["HAADF stack", "grains"]
+    new_img, new_lab = viewer2.layers["HAADF stack"], viewer2.layers["grains"]
+
+    assert new_img._type_string == "image"
+    np.testing.assert_array_equal(np.asarray(new_img.data), img.data)
+    assert np.asarray(new_img.data).dtype == img.data.dtype
+    np.testing.assert_allclose(new_img.scale, img.scale)
+    np.testing.assert_allclose(new_img.translate, img.translate)
+    assert _units(new_img) == ["s", "nm", "nm"]
+    assert tuple(new_img.axis_labels) == ("time", "y", "x")
+    assert new_img.colormap.name == "viridis"
+    np.testing.assert_allclose(new_img.contrast_limits, (0.2, 0.8))
+    assert new_img.gamma == pytest.approx(0.7)
+    assert new_img.opacity == pytest.approx(0.9)
+    assert new_img.metadata["sample"] == "Au on C"
+    assert new_img.metadata["operator"] == {"name": "A"}
+
+    assert new_lab._type_string == "labels"
+    np.testing.assert_array_equal(np.asarray(new_lab.data), lab.data)
+    assert np.asarray(new_lab.data).dtype == np.uint16
+    np.testing.assert_allclose(new_lab.scale, lab.scale)
+    np.testing.assert_allclose(new_lab.translate, lab.translate)
+    assert _units(new_lab) == ["nm", "nm"]
+    assert tuple(new_lab.axis_labels) == ("y", "x")
+
+
+def test_napari_layer_attribute(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    _add_sample_layers(viewer)
+    path = tmp_path / "both.emd"
+    viewer.layers.save(str(path), plugin=PLUGIN)
+    with h5py.File(path, "r") as f:
+        state = json.loads(f["data/HAADF stack"].attrs["napari_layer"])
+        lab_state = json.loads(f["data/grains"].attrs["napari_layer"])
+        assert f["data/HAADF stack/dim2"].attrs["units"] == "[n_m]"  # not nanometer
+        assert f["data/HAADF stack/dim3"].attrs["units"] == "[s]"
+    assert state["layer_type"] == "image"
+    assert state["colormap"] == "viridis"
+    assert state["contrast_limits"] == [0.2, 0.8]
+    assert state["units"] == ["s", "nm", "nm"]
+    assert state["axis_labels"] == ["time", "y", "x"]
+    assert state["metadata"] == {"sample": "Au on C", "operator": {"name": "A"}}
+    assert lab_state["layer_type"] == "labels"
+
+
+def test_single_image_layer(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.arange(12, dtype=np.int16).reshape(3, 4), name="one",
+                             scale=(0.1, 0.1), units="angstrom")
+    path = tmp_path / "one.emd"
+    viewer.layers.save(str(path), selected=True, plugin=PLUGIN)
+    (sig,) = napari_emd.file_reader(path)
+    np.testing.assert_array_equal(sig["data"], layer.data)
+    assert [a["units"] for a in sig["axes"]] == ["Å", "Å"]
+    assert [a["scale"] for a in sig["axes"]] == pytest.approx([0.1, 0.1])
+
+
+def test_other_readers_open_napari_files(make_napari_viewer, tmp_path):
+    rsciio_emd = pytest.importorskip("rsciio.emd")
+    ncemp = pytest.importorskip("ncempy.io.emd")
+    viewer = make_napari_viewer()
+    img, lab = _add_sample_layers(viewer)
+    path = tmp_path / "both.emd"
+    viewer.layers.save(str(path), plugin=PLUGIN)
+    ref = {s["metadata"]["General"]["title"]: s for s in rsciio_emd.file_reader(str(path))}
+    got = ref["HAADF stack"]
+    np.testing.assert_array_equal(got["data"], img.data)
+    assert [a["name"] for a in got["axes"]] == ["time", "y", "x"]
+    assert [a["units"] for a in got["axes"]] == ["s", "nm", "nm"]
+    assert [a["scale"] for a in got["axes"]] == pytest.approx(list(img.scale))
+    assert [a["offset"] for a in got["axes"]] == pytest.approx(list(img.translate))
+    np.testing.assert_array_equal(ref["grains"]["data"], lab.data)
+    with ncemp.fileEMD(str(path)) as f:
+        groups = {g.name.rsplit("/", 1)[1]: g for g in f.list_emds}
+        data, dims = f.get_emdgroup(groups["HAADF stack"])
+    np.testing.assert_array_equal(data, img.data.T)
+    assert [d[1] for d in dims] == ["x", "y", "time"]
+
+
+def test_file_from_emd_reader_saved_again(make_napari_viewer, tmp_path):
+    """A layer opened from an EMD file carries metadata["emd"] with a non-JSON record:
+    it is skipped, the HyperSpy metadata kept, and the file re-opens the same."""
+    src = real_file("fei_emd_image.emd")
+    viewer = make_napari_viewer()
+    viewer.open(str(src), plugin=PLUGIN)
+    layer = next(ly for ly in viewer.layers if ly._type_string == "image")
+    assert "record" in layer.metadata["emd"]
+    path = tmp_path / "again.emd"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EMDWarning)
+        viewer.layers.selection = {layer}
+        viewer.layers.save(str(path), selected=True, plugin=PLUGIN)
+    with h5py.File(path, "r") as f:
+        grp = f["data"][layer.name]
+        state = json.loads(grp.attrs["napari_layer"])
+        md = json.loads(grp.attrs["metadata"])
+        assert "record" not in state["metadata"]["emd"]
+        assert md["General"]["title"] == layer.name
+        assert "Acquisition_instrument" in md or md["General"]
+    viewer2 = make_napari_viewer()
+    viewer2.open(str(path), plugin=PLUGIN)
+    (new,) = [ly for ly in viewer2.layers if ly._type_string == "image"]
+    np.testing.assert_array_equal(np.asarray(new.data), np.asarray(layer.data))
+    np.testing.assert_allclose(new.scale, layer.scale)
+    assert _units(new) == _units(layer)
+
+
+def test_lazy_layer_saved_chunk_by_chunk(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    lazy = da.random.default_rng(2).random((16, 64, 64), chunks=(4, 64, 64)).astype(np.float32)
+    layer = viewer.add_image(lazy, name="lazy", contrast_limits=(0, 1), scale=(1, 0.5, 0.5),
+                             units=("eV", "nm", "nm"))
+    path = tmp_path / "lazy.emd"
+    viewer.layers.save(str(path), selected=True, plugin=PLUGIN)
+    (sig,) = napari_emd.file_reader(path)
+    np.testing.assert_array_equal(sig["data"], layer.data.compute())
+    assert [a["units"] for a in sig["axes"]] == ["eV", "nm", "nm"]
+
+
+def test_overwrite_follows_napari_save(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((4, 4), np.uint8), name="first")
+    path = tmp_path / "x.emd"
+    viewer.layers.save(str(path), selected=True, plugin=PLUGIN)
+    viewer.layers[0].data = np.ones((4, 4), np.uint8)
+    viewer.layers.save(str(path), selected=True, plugin=PLUGIN)
+    (sig,) = napari_emd.file_reader(path)
+    np.testing.assert_array_equal(sig["data"], np.ones((4, 4), np.uint8))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.emd"]
+
+
+def test_rgb_image(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    rgb = np.random.default_rng(3).integers(0, 255, (5, 6, 3)).astype(np.uint8)
+    layer = viewer.add_image(rgb, name="photo", rgb=True, scale=(0.5, 0.5), units="µm")
+    assert layer.rgb
+    path = tmp_path / "rgb.emd"
+    viewer.layers.save(str(path), selected=True, plugin=PLUGIN)
+    viewer2 = make_napari_viewer()
+    viewer2.open(str(path), plugin=PLUGIN)
+    new = viewer2.layers["photo"]
+    assert new.rgb
+    np.testing.assert_array_equal(np.asarray(new.data), rgb)
+    np.testing.assert_allclose(new.scale, layer.scale)
+
+
+def test_unsupported_layer_refused(tmp_path):
+    with pytest.raises(EMDError, match="points layer"):
+        layer_signal(np.zeros((3, 2)), {"name": "spots"}, "points")
+    with pytest.raises(EMDError, match="only image and labels"):
+        write_layers(str(tmp_path / "p.emd"), [(np.zeros((3, 2)), {"name": "p"}, "points")])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_extension_added_and_transform_warning(tmp_path):
+    meta = {"name": "rot", "scale": [1.0, 1.0], "rotate": [[0.0, -1.0], [1.0, 0.0]]}
+    with pytest.warns(EMDWarning, match="rotate"):
+        (out,) = write_image(str(tmp_path / "noext"), np.zeros((2, 2)), meta)
+    assert out.endswith("noext.emd")
+
+
+def test_failure_leaves_existing_file(tmp_path):
+    path = tmp_path / "keep.emd"
+    write_image(str(path), np.zeros((4, 4), np.uint8), {"name": "a"})
+    before = path.read_bytes()
+
+    def boom(x):
+        raise RuntimeError("disk gone")
+
+    bad = da.zeros((8, 8), chunks=4).map_blocks(boom, dtype=float)
+    with pytest.raises(RuntimeError, match="disk gone"):
+        write_image(str(path), bad, {"name": "a"})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.emd"]
+
+
+def test_save_dialog_offers_emd(make_napari_viewer):
+    from napari.plugins._npe2 import file_extensions_string_for_layers
+
+    viewer = make_napari_viewer()
+    img = viewer.add_image(np.zeros((4, 4)))
+    lab = viewer.add_labels(np.zeros((4, 4), np.uint8))
+    for layers in ([img], [lab], [img, lab]):
+        text, _writers = file_extensions_string_for_layers(layers)
+        assert "NCEM EMD (*.emd)" in text
