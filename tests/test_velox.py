@@ -123,7 +123,12 @@ def _pair(ours, ref) -> list[tuple]:
         else:
             ref_eds.append(r)
     assert len(eds) == len(ref_eds)
-    pairs += list(zip(eds, ref_eds))
+    if len(eds) > 1:  # one per detector: match by detector name
+        det = {d.original_metadata["BinaryResult"]["Detector"]: d for d in eds}
+        pairs += [(det[r["original_metadata"]["BinaryResult"]["Detector"]], r)
+                  for r in ref_eds]
+    else:
+        pairs += list(zip(eds, ref_eds))
     return pairs
 
 
@@ -176,6 +181,34 @@ def test_against_rsciio(name):
             assert r["axes"][0]["scale"] == 1.0
             assert o.axes[0].units == "µm"
         _compare_axes(o, r, skip_spatial=eels_map)
+
+
+OPTION_CASES = [
+    ("fei_emd_si.emd", {"sum_frames": False}),
+    ("fei_emd_si.emd", {"first_frame": 1, "last_frame": 3, "rebin_energy": 2}),
+    ("fei_emd_si.emd", {"load_SI_image_stack": True, "SI_dtype": "float32"}),
+    ("fei_SI_SuperX-HAADF_10frames_10x50.emd", {"sum_frames": False, "last_frame": 4}),
+    ("fei_SI_EDS-HAADF-4detectors_2frames.emd", {"sum_EDS_detectors": False}),
+    ("fei_SI_EDS-HAADF-4detectors_2frames.emd", {"sum_frames": False, "rebin_energy": 8}),
+    ("Test SI 16x16 215 kx.emd", {"load_SI_image_stack": True, "first_frame": 1}),
+    ("Test SI 16x16 215 kx.emd", {"select_type": "spectrum_image", "SI_dtype": "int32"}),
+]
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(("name", "kw"), OPTION_CASES)
+def test_options_against_rsciio(name, kw):
+    """The SI options give the same arrays as rsciio (frame ranges, frames kept, detectors
+    apart, rebinning, dtype, image stacks)."""
+    path = real_file(name)
+    ours = _read(path, **kw)
+    ref = _rsciio(path, **kw)
+    for o, r in _pair(ours, ref):
+        rdata = np.asarray(r["data"])
+        assert (o.shape, o.dtype) == (rdata.shape, rdata.dtype), o.title
+        np.testing.assert_array_equal(np.asarray(o.data), rdata, err_msg=o.title)
+        assert [a.size for a in o.axes] == [a["size"] for a in r["axes"]]
+        assert [a.navigate for a in o.axes] == [a["navigate"] for a in r["axes"]]
 
 
 @pytest.mark.realdata

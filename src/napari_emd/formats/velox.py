@@ -481,6 +481,7 @@ class _VeloxFile:
         self._si_scan: tuple | None = None
         self._si_meta: dict[str, Any] = {}
         self._si_shape: tuple[int, int, int] | None = None
+        self._meta_cache: dict[str, dict[str, Any]] = {}
 
     # -- names ---------------------------------------------------------------------------
 
@@ -737,7 +738,7 @@ class _VeloxFile:
         else:
             _warn(f"{where}: unexpected image shape {dset.shape}; it is skipped")
             return None
-        meta = _metadata_column(g.get("Metadata"), 0, where)
+        meta = self._image_meta(g, where)
         is_si = self._is_si_image(meta, (ny, nx, nf))
         keep = nf if (not is_si or self.opts.load_SI_image_stack) else 1
         frames_md: list[dict[str, Any]] | None = None
@@ -983,6 +984,12 @@ class _VeloxFile:
         self._si_shape = (plan.ny, plan.nx, plan.n_frames)
         return plan
 
+    def _image_meta(self, g: h5py.Group, where: str) -> dict[str, Any]:
+        """Frame 0's metadata of an image group, parsed once per read."""
+        if g.name not in self._meta_cache:
+            self._meta_cache[g.name] = _metadata_column(g.get("Metadata"), 0, where)
+        return self._meta_cache[g.name]
+
     def _si_image_shapes(self) -> list[tuple[int, int]]:
         group = self.data.get("Image")
         shapes: list[tuple[int, int]] = []
@@ -992,7 +999,7 @@ class _VeloxFile:
             g = group[key]
             if not isinstance(g, h5py.Group) or not isinstance(g.get("Data"), h5py.Dataset):
                 continue
-            meta = _metadata_column(g.get("Metadata"), 0, f"Data/Image/{key}")
+            meta = self._image_meta(g, f"Data/Image/{key}")
             if _scan_key(meta) == self._si_scan:
                 shp = tuple(int(s) for s in g["Data"].shape[:2])
                 if shp not in shapes:
