@@ -377,3 +377,23 @@ def test_emd_group_without_data(tmp_path):
         f.create_group("signals").attrs["emd_group_type"] = 1
     with pytest.raises(EMDError, match=r"empty\.emd"):
         read_datasets(path)
+
+
+def test_lazy_chunks_follow_the_display(tmp_path):
+    """Reversed arrays are chunked full along the on-screen (last) axes, in whole HDF5
+    chunks, and thin along the sliders: one napari slice reads about one block."""
+    path = tmp_path / "chunked.emd"
+    with h5py.File(path, "w") as f:
+        f.attrs["version_major"] = 0
+        f.attrs["version_minor"] = 2
+        g = f.create_group("data/cube")
+        g.attrs["emd_group_type"] = 1
+        g.create_dataset("data", data=np.arange(64 * 64 * 16 * 16, dtype=np.float32)
+                         .reshape(64, 64, 16, 16), chunks=(64, 64, 2, 2))
+    (lz,) = read_datasets(path, lazy=True)
+    assert lz.shape == (16, 16, 64, 64)
+    assert lz.data.chunksize[2:] == (64, 64)
+    assert all(c % 2 == 0 for c in lz.data.chunksize[:2])
+    assert lz.data.numblocks[0] * lz.data.numblocks[1] > 1
+    (eager,) = read_datasets(path)
+    np.testing.assert_array_equal(lz.data[3, 5].compute(), eager.data[3, 5])

@@ -359,6 +359,28 @@ def _read_table(dset: h5py.Dataset) -> np.ndarray:
     return data
 
 
+def reversed_chunks(
+    shape: tuple[int, ...],
+    h5chunks: tuple[int, ...] | None,
+    itemsize: int,
+    target: int = 16 * 2**20,
+) -> tuple[int, ...]:
+    """Dask chunks for an array that will be reversed: its first *stored* axes become
+    the last (on-screen) ones, so those grow to full size first, in whole HDF5 chunks,
+    while the others stay as thin as the file's chunking allows. A napari slice then
+    reads about one block, however the file was chunked."""
+    chunks = list(h5chunks) if h5chunks else [1] * len(shape)
+    for i, n in enumerate(shape):
+        cur = int(np.prod(chunks, dtype=np.int64)) * itemsize
+        if cur >= target:
+            break
+        grown = min(n, chunks[i] * max(1, target // max(cur, 1)))
+        if h5chunks:
+            grown = max(h5chunks[i], (grown // h5chunks[i]) * h5chunks[i])
+        chunks[i] = max(1, grown)
+    return tuple(min(c, n) if n else 1 for c, n in zip(chunks, shape))
+
+
 def read_array(path: str, dset: h5py.Dataset, lazy: bool, reverse: bool) -> Any:
     """One stored array, reversed when ``reverse``: numpy in the native dtype, or a dask
     array that reopens ``path`` (tables are small and read at once)."""
@@ -369,7 +391,9 @@ def read_array(path: str, dset: h5py.Dataset, lazy: bool, reverse: bool) -> Any:
 
             data = da.from_array(data, chunks=-1)
     elif lazy:
-        data = lazy_dataset(path, dset)
+        chunks = reversed_chunks(dset.shape, dset.chunks, dset.dtype.itemsize) if (
+            reverse and dset.ndim > 1) else None
+        data = lazy_dataset(path, dset, chunks=chunks)
     else:
         data = np.empty(dset.shape, dtype=dset.dtype)
         if data.size:
