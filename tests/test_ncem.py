@@ -388,11 +388,11 @@ def test_lazy_chunks_follow_the_display(tmp_path):
         f.attrs["version_minor"] = 2
         g = f.create_group("data/cube")
         g.attrs["emd_group_type"] = 1
-        g.create_dataset("data", data=np.arange(64 * 64 * 16 * 16, dtype=np.float32)
-                         .reshape(64, 64, 16, 16), chunks=(64, 64, 2, 2))
+        g.create_dataset("data", data=np.arange(128 * 128 * 32 * 32, dtype=np.float32)
+                         .reshape(128, 128, 32, 32), chunks=(128, 128, 2, 2))
     (lz,) = read_datasets(path, lazy=True)
-    assert lz.shape == (16, 16, 64, 64)
-    assert lz.data.chunksize[2:] == (64, 64)
+    assert lz.shape == (32, 32, 128, 128)
+    assert lz.data.chunksize[2:] == (128, 128)
     assert all(c % 2 == 0 for c in lz.data.chunksize[:2])
     assert lz.data.numblocks[0] * lz.data.numblocks[1] > 1
     (eager,) = read_datasets(path)
