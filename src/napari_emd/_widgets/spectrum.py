@@ -1,0 +1,786 @@
+"""The spectrum viewer: spectra of a spectrum-image layer on a real energy axis.
+
+It shows the spectrum under the mouse, at a clicked pixel, summed over a Shapes or Labels
+region, or summed over the whole map, and the file's own single spectra. Spectra come from
+the layer's :class:`~napari_emd.Dataset` record (``layer.metadata["emd"]["record"]``):
+a pixel spectrum is ``record.data[..., y, x, :]`` of the lazy array, so only the pixels
+asked for are decoded, in a worker thread (the newest request wins). An energy window,
+dragged on the plot or typed, makes an energy-window map layer calibrated like the SI;
+X-ray line markers show the chosen elements, and one click maps an element.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from matplotlib.path import Path as MplPath
+from matplotlib.widgets import SpanSelector
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import xray_lines
+from .._model import Dataset
+from ._common import (
+    EnergyAxis,
+    energy_axis,
+    is_si_layer,
+    layer_source,
+    si_pixel,
+    si_record,
+    spatial_calibration,
+)
+from ._runner import LatestRunner
+
+MOUSE = "pixel under the mouse"
+CLICK = "clicked pixel"
+REGION = "sum over a region (Shapes/Labels)"
+MAP = "sum over the whole map"
+MODES = (MOUSE, CLICK, REGION, MAP)
+FILE_PREFIX = "file spectrum: "
+
+_GREEK = {"a": "α", "b": "β", "g": "γ", "l": "l"}
+
+
+def line_label(element: str, line: str) -> str:
+    """``("Fe", "Ka")`` -> ``"Fe Kα"``; ``("Au", "Lb1")`` -> ``"Au Lβ1"``."""
+    return f"{element} {line[0]}{_GREEK.get(line[1], line[1])}{line[2:]}"
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "compute"):
+        x = x.compute()
+    return np.asarray(x)
+
+
+def pixel_spectrum(record: Dataset, index: tuple[int, ...]) -> np.ndarray:
+    """The spectrum of one pixel: ``record.data[index + (:,)]`` (``index`` is every
+    axis but energy)."""
+    return _to_numpy(record.data[(*index, slice(None))]).astype(np.float64)
+
+
+def map_sum(record: Dataset) -> np.ndarray:
+    """The spectrum summed over every pixel (and frame) of the map."""
+    data = record.data
+    axes = tuple(range(data.ndim - 1))
+    return _to_numpy(data.sum(axis=axes, dtype=np.float64))
+
+
+def region_sum(record: Dataset, mask: np.ndarray) -> np.ndarray:
+    """The spectrum summed over the pixels where the ``(y, x)`` ``mask`` is true (and
+    over every frame). Only the mask's bounding box is read."""
+    mask = np.asarray(mask, dtype=bool)
+    n_e = record.data.shape[-1]
+    if not mask.any():
+        return np.zeros(n_e)
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    sub = record.data[..., y0:y1, x0:x1, :]
+    m = mask[y0:y1, x0:x1, None]
+    axes = tuple(range(sub.ndim - 1))
+    return _to_numpy((sub * m).sum(axis=axes, dtype=np.float64))
+
+
+def window_map(record: Dataset, i0: int, i1: int) -> Any:
+    """Counts integrated over channels ``[i0, i1)``: an array over every other axis
+    (lazy when the record is)."""
+    return record.data[..., i0:i1].sum(axis=-1, dtype=np.float64)
+
+
+def shapes_mask(shapes: Any, si_layer: Any, ny: int, nx: int) -> np.ndarray:
+    """Which ``(y, x)`` pixels of an SI layer lie inside the shapes of a Shapes layer
+    (rectangles, polygons, ellipses; lines and paths enclose nothing). Coordinates go
+    through world space with both layers' scale and translate."""
+    mask = np.zeros((ny, nx), dtype=bool)
+    s_sc = np.asarray(shapes.scale, dtype=float)[-2:]
+    s_tr = np.asarray(shapes.translate, dtype=float)[-2:]
+    i_sc = np.asarray(si_layer.scale, dtype=float)[-2:]
+    i_tr = np.asarray(si_layer.translate, dtype=float)[-2:]
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    centres = np.column_stack([yy.ravel(), xx.ravel()]).astype(float)
+    for verts, kind in zip(shapes.data, shapes.shape_type):
+        v = np.asarray(verts, dtype=float)[:, -2:]
+        v = ((v * s_sc + s_tr) - i_tr) / i_sc  # -> SI pixel coordinates
+        if kind == "ellipse" and len(v) >= 4:
+            c = v[:4].mean(axis=0)
+            u = (v[1] - v[0]) / 2
+            w = (v[3] - v[0]) / 2
+            t = np.linspace(0, 2 * np.pi, 73)
+            v = c + np.outer(np.cos(t), u) + np.outer(np.sin(t), w)
+        elif kind in ("line", "path") or len(v) < 3:
+            continue
+        inside = MplPath(v).contains_points(centres, radius=1e-9)
+        mask |= inside.reshape(ny, nx)
+    return mask
+
+
+def labels_mask(labels: Any, si_layer: Any, ny: int, nx: int, point: Any = None) -> np.ndarray:
+    """Which ``(y, x)`` pixels of an SI layer carry the Labels layer's selected label
+    (any label when the selected one is not painted)."""
+    data = np.asarray(labels.data)
+    if data.ndim > 2:
+        if point is not None:
+            lead = np.round(np.asarray(labels.world_to_data(point))[: data.ndim - 2])
+            lead = tuple(int(np.clip(i, 0, n - 1)) for i, n in zip(lead, data.shape))
+        else:
+            lead = (0,) * (data.ndim - 2)
+        data = data[lead]
+    i_sc = np.asarray(si_layer.scale, dtype=float)[-2:]
+    i_tr = np.asarray(si_layer.translate, dtype=float)[-2:]
+    l_sc = np.asarray(labels.scale, dtype=float)[-2:]
+    l_tr = np.asarray(labels.translate, dtype=float)[-2:]
+    wy = i_tr[0] + i_sc[0] * np.arange(ny)
+    wx = i_tr[1] + i_sc[1] * np.arange(nx)
+    ly = np.floor((wy - l_tr[0]) / l_sc[0] + 0.5).astype(int)
+    lx = np.floor((wx - l_tr[1]) / l_sc[1] + 0.5).astype(int)
+    okay = (ly[:, None] >= 0) & (ly[:, None] < data.shape[0])
+    okay = okay & (lx[None, :] >= 0) & (lx[None, :] < data.shape[1])
+    vals = data[np.clip(ly, 0, data.shape[0] - 1)][:, np.clip(lx, 0, data.shape[1] - 1)]
+    sel = getattr(labels, "selected_label", None)
+    mask = (vals == sel) & okay
+    if not mask.any():
+        mask = (vals > 0) & okay
+    return mask
+
+
+class SpectrumViewer(QWidget):
+    """Dock widget: spectra of the selected spectrum-image layer, energy-window and
+    element maps, X-ray line markers, CSV export."""
+
+    spectrum_changed = Signal()
+    map_ready = Signal(object)
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.runner = LatestRunner(self._on_error)
+        self.map_runner = LatestRunner(self._on_error)
+        self.energy: EnergyAxis | None = None
+        self.spectrum: np.ndarray | None = None
+        self.spectrum_title = ""
+        self.clicked: tuple[int, ...] | None = None
+        self._hover: tuple[int, ...] | None = None
+        self._sum_cache: dict[int, np.ndarray] = {}
+        self._markers: list[Any] = []
+        self._region_layer: Any = None
+        self._elements_edited = False
+
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.layer_combo = QComboBox()
+        self.layer_combo.setToolTip("Spectrum-image layer the spectra come from")
+        form.addRow("SI layer", self.layer_combo)
+        self.mode_combo = QComboBox()
+        form.addRow("Spectrum", self.mode_combo)
+        self.region_combo = QComboBox()
+        self.region_combo.setToolTip("Shapes or Labels layer that outlines the region")
+        form.addRow("Region", self.region_combo)
+        layout.addLayout(form)
+
+        self.figure = Figure(figsize=(5, 3), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(220)
+        self.ax = self.figure.add_subplot(111)
+        (self.line,) = self.ax.plot([], [], lw=1.0, color="#ffb000")
+        self._style_axes()
+        layout.addWidget(self.canvas, 1)
+        self.span = SpanSelector(
+            self.ax,
+            self._span_selected,
+            "horizontal",
+            useblit=True,
+            interactive=True,
+            props={"alpha": 0.25, "facecolor": "#3aa0ff"},
+            minspan=0.0,
+        )
+
+        row = QHBoxLayout()
+        self.log_check = QCheckBox("log scale")
+        self.log_check.toggled.connect(self._set_log)
+        export = QPushButton("Export CSV…")
+        export.clicked.connect(self._export_clicked)
+        row.addWidget(self.log_check)
+        row.addStretch(1)
+        row.addWidget(export)
+        layout.addLayout(row)
+
+        win = QHBoxLayout()
+        self.win_lo = QDoubleSpinBox()
+        self.win_hi = QDoubleSpinBox()
+        for s in (self.win_lo, self.win_hi):
+            s.setDecimals(3)
+            s.setRange(-1e6, 1e6)
+            s.setKeyboardTracking(False)
+        self.win_units = QLabel("")
+        map_btn = QPushButton("Map window")
+        map_btn.setToolTip("Add (or update) a map of the counts in this energy window")
+        map_btn.clicked.connect(lambda: self.map_window(self.win_lo.value(), self.win_hi.value()))
+        win.addWidget(QLabel("Window"))
+        win.addWidget(self.win_lo)
+        win.addWidget(QLabel("–"))
+        win.addWidget(self.win_hi)
+        win.addWidget(self.win_units)
+        win.addWidget(map_btn)
+        layout.addLayout(win)
+
+        el = QHBoxLayout()
+        self.elements_edit = QLineEdit()
+        self.elements_edit.setPlaceholderText("elements, e.g. Fe, Cu, O")
+        self.elements_edit.setToolTip("Elements whose X-ray lines are marked on the plot")
+        self.elements_edit.editingFinished.connect(self._elements_typed)
+        self.element_combo = QComboBox()
+        el_btn = QPushButton("Map element")
+        el_btn.setToolTip("Map the counts in a window around the element's main line")
+        el_btn.clicked.connect(lambda: self.map_element(self.element_combo.currentText()))
+        el.addWidget(QLabel("Lines"))
+        el.addWidget(self.elements_edit, 1)
+        el.addWidget(self.element_combo)
+        el.addWidget(el_btn)
+        layout.addLayout(el)
+
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+
+        self.layer_combo.currentIndexChanged.connect(self._si_layer_changed)
+        self.mode_combo.currentIndexChanged.connect(self._mode_changed)
+        self.region_combo.currentIndexChanged.connect(self._region_changed)
+        layers = self.viewer.layers
+        layers.events.inserted.connect(self._refresh_layers)
+        layers.events.removed.connect(self._refresh_layers)
+        layers.events.reordered.connect(self._refresh_layers)
+        layers.selection.events.active.connect(self._active_changed)
+        self.viewer.cursor.events.position.connect(self._cursor_moved)
+        self.viewer.mouse_drag_callbacks.append(self._mouse_pressed)
+        self.destroyed.connect(self._disconnect)
+        self._refresh_layers()
+        self._active_changed()
+
+    # ---- layers ------------------------------------------------------------------------
+    def si_layers(self) -> list[Any]:
+        return [lyr for lyr in self.viewer.layers if is_si_layer(lyr)]
+
+    @property
+    def si_layer(self) -> Any:
+        name = self.layer_combo.currentText()
+        return next((lyr for lyr in self.si_layers() if lyr.name == name), None)
+
+    @property
+    def record(self) -> Dataset | None:
+        layer = self.si_layer
+        return si_record(layer) if layer is not None else None
+
+    def set_si_layer(self, layer: Any) -> None:
+        """Show spectra of ``layer`` (a napari-emd spectrum-image layer)."""
+        i = self.layer_combo.findText(layer.name)
+        if i >= 0:
+            self.layer_combo.setCurrentIndex(i)
+
+    def _file_spectra(self) -> dict[str, dict[str, Any]]:
+        """The single spectra of the files in the viewer, ``label -> spectrum dict``;
+        a multi-row spectrum gives one entry per row."""
+        out: dict[str, dict[str, Any]] = {}
+        seen: set[tuple[str, str]] = set()
+        layers = list(self.viewer.layers)
+        current = self.si_layer
+        if current is not None:
+            layers.insert(0, current)
+        for layer in layers:
+            for sp in (getattr(layer, "metadata", {}) or {}).get("emd_spectra", []) or []:
+                key = (str(layer_source(layer)), str(sp.get("title")))
+                if key in seen:
+                    continue
+                seen.add(key)
+                data = np.asarray(sp.get("data"))
+                if data.ndim <= 1:
+                    out[f"{FILE_PREFIX}{sp.get('title')}"] = sp
+                else:
+                    rows = data.reshape(-1, data.shape[-1])
+                    for i, r in enumerate(rows):
+                        out[f"{FILE_PREFIX}{sp.get('title')} [{i}]"] = {**sp, "data": r}
+        return out
+
+    def _refresh_layers(self, event: Any = None) -> None:
+        cur = self.layer_combo.currentText()
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        names = [lyr.name for lyr in self.si_layers()]
+        self.layer_combo.addItems(names)
+        if cur in names:
+            self.layer_combo.setCurrentText(cur)
+        self.layer_combo.blockSignals(False)
+
+        mode = self.mode_combo.currentText()
+        self.mode_combo.blockSignals(True)
+        self.mode_combo.clear()
+        self.mode_combo.addItems(list(MODES))
+        self._spectra = self._file_spectra()
+        self.mode_combo.addItems(list(self._spectra))
+        if self.mode_combo.findText(mode) >= 0:
+            self.mode_combo.setCurrentText(mode)
+        elif not names and self._spectra:
+            self.mode_combo.setCurrentText(next(iter(self._spectra)))
+        self.mode_combo.blockSignals(False)
+
+        reg = self.region_combo.currentText()
+        self.region_combo.blockSignals(True)
+        self.region_combo.clear()
+        regions = [
+            lyr.name for lyr in self.viewer.layers if lyr._type_string in ("shapes", "labels")
+        ]
+        self.region_combo.addItems(regions)
+        if reg in regions:
+            self.region_combo.setCurrentText(reg)
+        self.region_combo.blockSignals(False)
+        self._region_changed()
+        if cur != self.layer_combo.currentText() or not self.spectrum_title:
+            self._si_layer_changed()
+
+    def _active_changed(self, event: Any = None) -> None:
+        layer = self.viewer.layers.selection.active
+        if layer is None:
+            return
+        if is_si_layer(layer) and layer.name != self.layer_combo.currentText():
+            self.set_si_layer(layer)
+        elif layer._type_string in ("shapes", "labels"):
+            i = self.region_combo.findText(layer.name)
+            if i >= 0:
+                self.region_combo.setCurrentIndex(i)
+
+    def _si_layer_changed(self, *_: Any) -> None:
+        self._hover = None
+        self.clicked = None
+        rec = self.record
+        if rec is not None:
+            self.energy = energy_axis(rec.axes[-1], rec.signal_type)
+            self.win_units.setText(self.energy.units)
+            lo, hi = float(self.energy.values.min()), float(self.energy.values.max())
+            for s in (self.win_lo, self.win_hi):
+                s.setRange(lo, hi)
+                step = abs(self.energy.values[1] - self.energy.values[0])
+                s.setSingleStep(step if len(self.energy.values) > 1 else 1.0)
+            if not self._elements_edited:
+                els = (rec.metadata.get("Sample") or {}).get("elements") or []
+                self.set_elements(xray_lines.parse_elements(list(els)), edited=False)
+        self._mode_changed()
+
+    def _region_changed(self, *_: Any) -> None:
+        name = self.region_combo.currentText()
+        layer = next((lyr for lyr in self.viewer.layers if lyr.name == name), None)
+        if layer is self._region_layer:
+            return
+        self._disconnect_region()
+        self._region_layer = layer
+        if layer is not None:
+            layer.events.data.connect(self._region_edited)
+            if hasattr(layer.events, "paint"):
+                layer.events.paint.connect(self._region_edited)
+            if hasattr(layer.events, "selected_label"):
+                layer.events.selected_label.connect(self._region_edited)
+        if self.mode == REGION:
+            self.update_spectrum()
+
+    def _disconnect_region(self) -> None:
+        old = self._region_layer
+        if old is None:
+            return
+        for name in ("data", "paint", "selected_label"):
+            ev = getattr(old.events, name, None)
+            if ev is not None:
+                with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                    ev.disconnect(self._region_edited)
+        self._region_layer = None
+
+    def _region_edited(self, event: Any = None) -> None:
+        if self.mode == REGION:
+            self.update_spectrum()
+
+    def _disconnect(self, *_: Any) -> None:
+        with contextlib.suppress(ValueError):
+            self.viewer.mouse_drag_callbacks.remove(self._mouse_pressed)
+
+    # ---- modes and spectra -------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return self.mode_combo.currentText()
+
+    def set_mode(self, mode: str) -> None:
+        """Choose what is plotted: one of :data:`MODES`, or ``"file spectrum: <title>"``."""
+        i = self.mode_combo.findText(mode)
+        if i < 0:
+            raise ValueError(f"unknown spectrum mode {mode!r}")
+        self.mode_combo.setCurrentIndex(i)
+
+    def _mode_changed(self, *_: Any) -> None:
+        self.region_combo.setEnabled(self.mode == REGION)
+        self.update_spectrum()
+
+    def update_spectrum(self) -> None:
+        """Recompute and plot the spectrum the current mode asks for."""
+        mode = self.mode
+        if mode.startswith(FILE_PREFIX):
+            sp = self._spectra.get(mode)
+            if sp is not None:
+                self._show_file_spectrum(mode[len(FILE_PREFIX):], sp)
+            return
+        layer, rec = self.si_layer, self.record
+        if rec is None:
+            self._plot(None, "", None)
+            self.status.setText("Open a spectrum image (or pick a file spectrum).")
+            return
+        if mode == MAP:
+            self._compute(f"{layer.name}: sum over the map", lambda: self._map_sum(rec))
+        elif mode == CLICK:
+            if self.clicked is not None:
+                self.show_pixel(self.clicked)
+            else:
+                self.status.setText("Click a pixel of the map.")
+        elif mode == REGION:
+            mask = self.region_mask()
+            if mask is None:
+                self.status.setText("Choose a Shapes or Labels layer outlining a region.")
+                return
+            n = int(mask.sum())
+            self._compute(
+                f"{layer.name}: sum over {n} pixel(s) of {self._region_layer.name}",
+                lambda: region_sum(rec, mask),
+                progress=n > 4096,
+            )
+        elif mode == MOUSE and self._hover is not None:
+            self.show_pixel(self._hover)
+
+    def _map_sum(self, rec: Dataset) -> np.ndarray:
+        key = id(rec.data)
+        if key not in self._sum_cache:
+            self._sum_cache = {key: map_sum(rec)}
+        return self._sum_cache[key]
+
+    def region_mask(self) -> np.ndarray | None:
+        """The ``(y, x)`` mask of the chosen Shapes/Labels layer on the SI grid."""
+        layer, rec, region = self.si_layer, self.record, self._region_layer
+        if rec is None or region is None:
+            return None
+        ny, nx = rec.data.shape[-3], rec.data.shape[-2]
+        if region._type_string == "shapes":
+            return shapes_mask(region, layer, ny, nx)
+        return labels_mask(region, layer, ny, nx, self.viewer.dims.point)
+
+    def show_pixel(self, index: tuple[int, ...]) -> None:
+        """Plot the spectrum of the pixel ``index`` (every record axis but energy)."""
+        layer, rec = self.si_layer, self.record
+        if rec is None:
+            return
+        index = tuple(int(i) for i in index)
+        where = ", ".join(f"{n}={i}" for n, i in zip(("y", "x"), index[-2:]))
+        if len(index) > 2:
+            where = f"frame {index[:-2]}, {where}"
+        self._compute(f"{layer.name}: pixel {where}", lambda: pixel_spectrum(rec, index))
+
+    def _compute(self, title: str, func: Any, progress: bool = False) -> None:
+        rec = self.record
+        lazy = rec is not None and rec.is_lazy
+        energy = self.energy
+
+        def done(spec: np.ndarray) -> None:
+            self._plot(spec, title, energy)
+
+        self.runner.submit(
+            func, done, threaded=lazy, progress=f"Computing {title}" if progress else None
+        )
+
+    def _show_file_spectrum(self, title: str, sp: dict[str, Any]) -> None:
+        data = np.asarray(sp["data"], dtype=np.float64).ravel()
+        axes = sp.get("axes") or []
+        ax = axes[-1] if axes else {"size": data.size, "scale": 1.0, "offset": 0.0}
+        self.energy = energy_axis(ax, sp.get("signal_type", ""))
+        self._plot(data, f"file spectrum: {title}", self.energy)
+
+    # ---- mouse -------------------------------------------------------------------------
+    def _cursor_moved(self, event: Any = None) -> None:
+        if self.mode != MOUSE:
+            return
+        layer, rec = self.si_layer, self.record
+        if rec is None:
+            return
+        idx = si_pixel(layer, rec, self.viewer.cursor.position)
+        if idx is None or idx == self._hover:
+            return
+        self._hover = idx
+        self.show_pixel(idx)
+
+    def _mouse_pressed(self, viewer: Any, event: Any) -> Any:
+        if event.type != "mouse_press" or self.mode not in (CLICK, MOUSE):
+            return
+        layer, rec = self.si_layer, self.record
+        if rec is None:
+            return
+        idx = si_pixel(layer, rec, event.position)
+        if idx is None:
+            return
+        self.click_pixel(idx)
+
+    def click_pixel(self, index: tuple[int, ...]) -> None:
+        """Pin the pixel ``index``: its spectrum stays shown when the mouse moves on."""
+        self.clicked = tuple(int(i) for i in index)
+        if self.mode != CLICK:
+            self.mode_combo.blockSignals(True)
+            self.set_mode(CLICK)
+            self.mode_combo.blockSignals(False)
+            self.region_combo.setEnabled(False)
+        self.show_pixel(self.clicked)
+
+    # ---- plotting ----------------------------------------------------------------------
+    def _style_axes(self) -> None:
+        dark = str(getattr(self.viewer, "theme", "dark")) != "light"
+        fg, bg = ("#d0d0d0", "#262930") if dark else ("#202020", "#ffffff")
+        self.figure.set_facecolor(bg)
+        self.ax.set_facecolor(bg)
+        for spine in self.ax.spines.values():
+            spine.set_color(fg)
+        self.ax.tick_params(colors=fg, labelsize=8)
+        self.ax.xaxis.label.set_color(fg)
+        self.ax.yaxis.label.set_color(fg)
+        self.ax.title.set_color(fg)
+        self._fg = fg
+        self.ax.set_ylabel("counts", fontsize=9)
+
+    def _plot(self, spec: np.ndarray | None, title: str, energy: EnergyAxis | None) -> None:
+        if spec is None or energy is None:
+            self.line.set_data([], [])
+            self.spectrum = None
+            self.spectrum_title = ""
+        else:
+            spec = np.asarray(spec, dtype=np.float64).ravel()
+            x = energy.values[: spec.size]
+            self.line.set_data(x, spec)
+            self.spectrum = spec
+            self.energy = energy
+            self.spectrum_title = title
+            self.ax.set_xlabel(f"energy ({energy.units})", fontsize=9)
+            if x.size:
+                self.ax.set_xlim(float(x.min()), float(x.max()))
+            self.status.setText(title)
+        self._autoscale_y()
+        self._draw_markers()
+        self.canvas.draw_idle()
+        self.spectrum_changed.emit()
+
+    def _autoscale_y(self) -> None:
+        spec = self.spectrum
+        if spec is None or spec.size == 0:
+            return
+        hi = float(np.nanmax(spec)) if np.isfinite(spec).any() else 1.0
+        if self.log_check.isChecked():
+            pos = spec[spec > 0]
+            lo = float(pos.min()) * 0.5 if pos.size else 0.5
+            self.ax.set_ylim(lo, max(hi * 2, lo * 10))
+        else:
+            self.ax.set_ylim(0, hi * 1.08 if hi > 0 else 1.0)
+
+    def _set_log(self, on: bool) -> None:
+        if on:
+            self.ax.set_yscale("log", nonpositive="mask")
+        else:
+            self.ax.set_yscale("linear")
+        self._autoscale_y()
+        self._draw_markers()
+        self.canvas.draw_idle()
+
+    def _draw_markers(self) -> None:
+        for artist in self._markers:
+            artist.remove()
+        self._markers = []
+        energy = self.energy
+        if energy is None or energy.units not in ("keV", "eV") or self.spectrum is None:
+            return
+        to_kev = 1.0 if energy.units == "keV" else 1e-3
+        lo, hi = self.ax.get_xlim()
+        lines = xray_lines.lines_in_range(self.elements(), lo * to_kev, hi * to_kev)
+        trans = self.ax.get_xaxis_transform()
+        for el, name, e, w in lines:
+            if w < 0.1:
+                continue
+            x = e / to_kev
+            self._markers.append(
+                self.ax.axvline(x, color="#ff5a5a", lw=0.8, alpha=0.4 + 0.5 * w, ls="--")
+            )
+            if w >= 0.5:
+                self._markers.append(
+                    self.ax.text(
+                        x, 0.98, line_label(el, name), transform=trans, rotation=90,
+                        va="top", ha="right", fontsize=7, color="#ff8080",
+                    )
+                )
+
+    # ---- elements ----------------------------------------------------------------------
+    def elements(self) -> list[str]:
+        """The elements whose lines are marked."""
+        return xray_lines.parse_elements(self.elements_edit.text())
+
+    def set_elements(self, elements: list[str] | str, edited: bool = True) -> None:
+        """Mark the X-ray lines of ``elements`` (symbols, or text like ``"Fe, Cu"``)."""
+        els = xray_lines.parse_elements(elements)
+        self.elements_edit.setText(", ".join(els))
+        self._elements_edited = edited
+        cur = self.element_combo.currentText()
+        self.element_combo.clear()
+        self.element_combo.addItems(els)
+        if cur in els:
+            self.element_combo.setCurrentText(cur)
+        self._draw_markers()
+        self.canvas.draw_idle()
+
+    def _elements_typed(self) -> None:
+        self.set_elements(self.elements_edit.text(), edited=True)
+
+    # ---- energy-window maps ------------------------------------------------------------
+    def _span_selected(self, lo: float, hi: float) -> None:
+        if hi <= lo:
+            return
+        self.map_window(lo, hi)
+
+    def map_window(self, low: float, high: float, name: str | None = None) -> None:
+        """Add or update the map of counts in the energy window ``[low, high]`` (in the
+        plot's energy units) of the current SI layer. Without ``name`` the layer is the
+        SI's single "window" map, updated as the window moves."""
+        layer, rec, energy = self.si_layer, self.record, None
+        if rec is None:
+            self.status.setText("No spectrum-image layer to map.")
+            return
+        energy = energy_axis(rec.axes[-1], rec.signal_type)
+        lo, hi = sorted((float(low), float(high)))
+        for s, v in ((self.win_lo, lo), (self.win_hi, hi)):
+            s.blockSignals(True)
+            s.setValue(v)
+            s.blockSignals(False)
+        i0, i1 = energy.channel_range(lo, hi)
+        e0, e1 = float(energy.values[i0]), float(energy.values[i1 - 1])
+        layer_name = name or f"{layer.name} window"
+        calib = spatial_calibration(layer, rec)
+        meta = {
+            "emd": {
+                "source": layer_source(layer),
+                "kind": "image",
+                "title": layer_name,
+                "derived_from": layer.name,
+            },
+            "emd_derived": {
+                "si_layer": layer.name,
+                "window": (e0, e1),
+                "channels": (i0, i1),
+                "units": energy.units,
+            },
+        }
+        desc = f"{layer_name}: {e0:.3f}–{e1:.3f} {energy.units}"
+
+        def done(result: np.ndarray) -> None:
+            self._add_or_update_map(layer_name, np.asarray(result), calib, meta, desc)
+
+        self.status.setText(f"Mapping {desc}…")
+        self.map_runner.submit(
+            lambda: _to_numpy(window_map(rec, i0, i1)),
+            done,
+            threaded=rec.is_lazy,
+            progress=f"Mapping {desc}",
+        )
+
+    def _add_or_update_map(
+        self, name: str, data: np.ndarray, calib: dict[str, Any], meta: dict[str, Any], desc: str
+    ) -> None:
+        existing = next((lyr for lyr in self.viewer.layers if lyr.name == name), None)
+        lo, hi = (float(np.nanmin(data)), float(np.nanmax(data))) if data.size else (0.0, 1.0)
+        limits = (lo, hi if hi > lo else lo + 1.0)
+        if existing is not None and existing.ndim == data.ndim:
+            existing.data = data
+            existing.metadata = {**existing.metadata, **meta}
+            existing.contrast_limits = limits
+            layer = existing
+        else:
+            if existing is not None:
+                self.viewer.layers.remove(existing)
+            layer = self.viewer.add_image(
+                data, name=name, colormap="inferno", blending="additive",
+                contrast_limits=limits, metadata=meta, **calib,
+            )
+        self.status.setText(f"Map {desc}")
+        self.map_ready.emit(layer)
+
+    def map_element(self, element: str) -> None:
+        """Map ``element``: a window of ± one peak width around its main line (Kα, else
+        Lα, else Mα inside the spectrum's range) as a layer named after the line."""
+        rec = self.record
+        if rec is None or not element:
+            return
+        energy = energy_axis(rec.axes[-1], rec.signal_type)
+        if energy.units not in ("keV", "eV"):
+            self.status.setText("Element maps need an energy axis in eV or keV.")
+            return
+        to_kev = 1.0 if energy.units == "keV" else 1e-3
+        e_lo = max(float(energy.values.min()) * to_kev, 0.1)
+        e_hi = float(energy.values.max()) * to_kev
+        win = xray_lines.element_window(element, e_lo, e_hi)
+        if win is None:
+            self.status.setText(f"{element}: no X-ray line inside the spectrum's range.")
+            return
+        line, lo, hi = win
+        el = xray_lines.normalize_element(element)
+        if el not in self.elements():
+            self.set_elements([*self.elements(), el])
+        self.map_window(
+            lo / to_kev, hi / to_kev, name=f"{self.si_layer.name} {line_label(el, line)}"
+        )
+
+    # ---- export ------------------------------------------------------------------------
+    def _export_clicked(self) -> None:
+        if self.spectrum is None:
+            self.status.setText("Nothing to export.")
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export spectrum", "spectrum.csv", "CSV (*.csv)"
+        )
+        if path:
+            self.export_csv(path)
+
+    def export_csv(self, path: str | os.PathLike) -> None:
+        """Write the shown spectrum as CSV: a header naming its source, then
+        ``energy,counts`` rows."""
+        if self.spectrum is None or self.energy is None:
+            raise ValueError("no spectrum is shown")
+        spec = self.spectrum
+        x = self.energy.values[: spec.size]
+        src = layer_source(self.si_layer) if self.si_layer is not None else ""
+        header = (
+            f"napari-emd spectrum: {self.spectrum_title}\nsource: {src or ''}\n"
+            f"energy ({self.energy.units}),counts"
+        )
+        np.savetxt(
+            os.fspath(path), np.column_stack([x, spec]), delimiter=",", header=header,
+            fmt=["%.6g", "%.10g"],
+        )
+        self.status.setText(f"Saved {os.path.basename(os.fspath(path))}")
+
+    def _on_error(self, err: BaseException) -> None:
+        from napari.utils.notifications import show_error
+
+        msg = f"napari-emd spectrum viewer: {err}"
+        self.status.setText(msg)
+        show_error(msg)
+
+
+__all__ = ["SpectrumViewer"]

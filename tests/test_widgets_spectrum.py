@@ -1,0 +1,267 @@
+"""The spectrum viewer, driven in a real napari viewer on a synthetic Velox SI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_emd import xray_lines
+from napari_emd._widgets._common import energy_axis, si_pixel
+from napari_emd._widgets.spectrum import (
+    CLICK,
+    FILE_PREFIX,
+    MAP,
+    MOUSE,
+    REGION,
+    SpectrumViewer,
+    line_label,
+)
+from napari_emd.testing import write_velox_si
+
+pytestmark = pytest.mark.napari
+
+NY, NX = 12, 16
+
+
+@pytest.fixture(scope="module")
+def si_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("si") / "si.emd"
+    info = write_velox_si(path, ny=NY, nx=NX, frames=2, detectors=2, counts_per_pixel=60.0,
+                          keep_counts=True, seed=5)
+    return path, info
+
+
+def _open(make_napari_viewer, qtbot, path, **options):
+    viewer = make_napari_viewer()
+    from napari.layers import Layer
+
+    from napari_emd._reader import reader_function
+
+    for data, meta, kind in reader_function(path, **options):
+        viewer.add_layer(Layer.create(data, meta, kind))
+    w = SpectrumViewer(viewer)
+    qtbot.addWidget(w)
+    si = next(lyr for lyr in viewer.layers if lyr.name.startswith("EDS"))
+    viewer.layers.selection.active = si
+    w.set_si_layer(si)
+    return viewer, w, si
+
+
+def _settle(qtbot, w):
+    qtbot.waitUntil(lambda: not w.runner.busy and not w.map_runner.busy, timeout=30_000)
+    qtbot.wait(20)
+
+
+def _world(layer, index_yx, energy_index=0, lead=()):
+    """World position of SI pixel (y, x): display axes are (..., E, y, x)."""
+    idx = np.array([*lead, energy_index, *index_yx], dtype=float)
+    return tuple(np.asarray(layer.translate) + np.asarray(layer.scale) * idx)
+
+
+def test_line_labels_and_table():
+    assert line_label("Fe", "Ka") == "Fe Kα"
+    assert line_label("Au", "Lb1") == "Au Lβ1"
+    fe = xray_lines.lines("Fe")
+    assert fe["Ka"][0] == pytest.approx(6.404, abs=0.005)
+    assert xray_lines.lines("Cu")["Ka"][0] == pytest.approx(8.048, abs=0.005)
+    assert xray_lines.lines("Si")["Ka"][0] == pytest.approx(1.740, abs=0.005)
+    assert xray_lines.lines("Au")["Ma"][0] == pytest.approx(2.12, abs=0.01)
+    assert xray_lines.map_line("Au") == ("La", pytest.approx(9.713, abs=0.01))
+    assert xray_lines.elements()[0] == "Li" and xray_lines.elements()[-1] == "U"
+    # every line of the table is below 40 keV and lines grow with Z
+    kas = [xray_lines.lines(e)["Ka"][0] for e in xray_lines.elements()
+           if "Ka" in xray_lines.lines(e)]
+    assert all(np.diff(kas) > 0)
+    name, lo, hi = xray_lines.element_window("O")
+    assert name == "Ka" and lo < 0.525 < hi
+
+
+def test_energy_axis_units():
+    ax = {"size": 4, "scale": 10.0, "offset": -1000.0, "units": "eV"}
+    e = energy_axis(ax, "EDS_TEM")
+    assert e.units == "keV" and e.values[0] == pytest.approx(-1.0)
+    e2 = energy_axis({"size": 3, "scale": 0.1, "offset": 0.5, "units": "keV"}, "EELS")
+    assert e2.units == "eV" and e2.values[1] == pytest.approx(600.0)
+    assert e.channel_range(-0.995, -0.975) == (1, 3)
+
+
+def test_hover_shows_the_pixel_spectrum(make_napari_viewer, qtbot, si_file):
+    path, info = si_file
+    viewer, w, si = _open(make_napari_viewer, qtbot, path)
+    rec = si.metadata["emd"]["record"]
+    assert rec.is_lazy
+    assert w.mode == MOUSE
+    viewer.cursor.position = _world(si, (3, 5), energy_index=100)
+    _settle(qtbot, w)
+    assert w.spectrum_title.endswith("pixel y=3, x=5")
+    expected = info.counts.sum(axis=(0, 1))[3, 5]  # detectors and frames summed
+    np.testing.assert_array_equal(w.spectrum, expected)
+    np.testing.assert_array_equal(w.spectrum, np.asarray(rec.data[3, 5, :]))
+    # real energy axis, keV for EDS
+    assert w.energy.units == "keV"
+    assert w.energy.values[0] == pytest.approx(info.offset_ev / 1000)
+    assert w.energy.values[1] - w.energy.values[0] == pytest.approx(info.dispersion_ev / 1000)
+    x, y = w.line.get_data()
+    np.testing.assert_allclose(x, w.energy.values)
+    np.testing.assert_array_equal(y, expected)
+    # moving off the map keeps the last spectrum
+    viewer.cursor.position = _world(si, (NY + 5, 0))
+    _settle(qtbot, w)
+    assert w.spectrum_title.endswith("pixel y=3, x=5")
+
+
+def test_click_pins_a_pixel(make_napari_viewer, qtbot, si_file):
+    path, info = si_file
+    viewer, w, si = _open(make_napari_viewer, qtbot, path)
+    w.set_mode(CLICK)
+    rec = si.metadata["emd"]["record"]
+    # a real mouse press on the canvas, at the centre of pixel (y=7, x=2)
+    viewer.window._qt_window.show()
+    qtbot.waitExposed(viewer.window._qt_window)
+    viewer.reset_view()
+    qtbot.wait(50)
+    canvas = viewer.window._qt_viewer.canvas
+    scene = canvas._scene_canvas
+    wy, wx = _world(si, (7, 2))[-2:]
+    cy, cx = viewer.scene.camera.center[-2:]
+    zoom = viewer.scene.camera.zoom
+    width, height = scene.size
+    pos = (width / 2 + (wx - cx) * zoom, height / 2 + (wy - cy) * zoom)
+    scene.events.mouse_press(pos=pos, button=1, modifiers=())
+    scene.events.mouse_release(pos=pos, button=1, modifiers=())
+    _settle(qtbot, w)
+    assert w.clicked == (7, 2)
+    np.testing.assert_array_equal(w.spectrum, info.counts.sum(axis=(0, 1))[7, 2])
+    # hovering elsewhere does not replace a pinned spectrum
+    viewer.cursor.position = _world(si, (1, 1))
+    _settle(qtbot, w)
+    assert w.clicked == (7, 2) and w.spectrum_title.endswith("y=7, x=2")
+    assert si_pixel(si, rec, _world(si, (7, 2))) == (7, 2)
+
+
+def test_map_sum_region_and_labels(make_napari_viewer, qtbot, si_file):
+    path, info = si_file
+    viewer, w, si = _open(make_napari_viewer, qtbot, path)
+    cube = info.counts.sum(axis=(0, 1))
+    w.set_mode(MAP)
+    _settle(qtbot, w)
+    np.testing.assert_array_equal(w.spectrum, cube.sum(axis=(0, 1)))
+
+    # a rectangle over y 2..5, x 3..8 (pixel centres inside), drawn in world coordinates
+    sc = np.asarray(si.scale)[-2:]
+    tr = np.asarray(si.translate)[-2:]
+    corners = np.array([[1.6, 2.6], [1.6, 8.4], [5.4, 8.4], [5.4, 2.6]]) * sc + tr
+    shapes = viewer.add_shapes([corners], shape_type="rectangle", name="roi")
+    w.region_combo.setCurrentText("roi")
+    w.set_mode(REGION)
+    _settle(qtbot, w)
+    np.testing.assert_array_equal(w.spectrum, cube[2:6, 3:9].sum(axis=(0, 1)))
+    # editing the shape updates the spectrum
+    shapes.data = [np.array([[-0.4, -0.4], [-0.4, 0.4], [0.4, 0.4], [0.4, -0.4]]) * sc + tr]
+    _settle(qtbot, w)
+    np.testing.assert_array_equal(w.spectrum, cube[0, 0])
+
+    labels = np.zeros((NY, NX), dtype=np.int32)
+    labels[4:7, 10:12] = 1
+    labels[0, 0] = 2
+    lab = viewer.add_labels(labels, name="grains", scale=si.scale[-2:],
+                            translate=si.translate[-2:])
+    lab.selected_label = 1
+    w.region_combo.setCurrentText("grains")
+    _settle(qtbot, w)
+    np.testing.assert_array_equal(w.spectrum, cube[4:7, 10:12].sum(axis=(0, 1)))
+
+
+def test_energy_window_and_element_maps(make_napari_viewer, qtbot, si_file):
+    path, info = si_file
+    viewer, w, si = _open(make_napari_viewer, qtbot, path)
+    rec = si.metadata["emd"]["record"]
+    cube = info.counts.sum(axis=(0, 1))
+    energy = w.energy
+    n_before = len(viewer.layers)
+    with qtbot.waitSignal(w.map_ready, timeout=30_000) as blocker:
+        w.map_window(6.2, 6.6)
+    layer = blocker.args[0]
+    assert layer.name == "EDS window"
+    i0, i1 = energy.channel_range(6.2, 6.6)
+    assert energy.values[i0] >= 6.2 and energy.values[i1 - 1] <= 6.6
+    np.testing.assert_array_equal(layer.data, cube[..., i0:i1].sum(axis=-1))
+    np.testing.assert_allclose(layer.scale, si.scale[-2:])
+    np.testing.assert_allclose(layer.translate, si.translate[-2:])
+    assert layer.metadata["emd_derived"]["window"][0] == pytest.approx(energy.values[i0])
+    assert rec.is_lazy  # the map never loaded the cube into the record
+    # dragging another window updates the same layer
+    with qtbot.waitSignal(w.map_ready, timeout=30_000):
+        w._span_selected(7.9, 8.2)
+    assert len(viewer.layers) == n_before + 1
+    j0, j1 = energy.channel_range(7.9, 8.2)
+    np.testing.assert_array_equal(viewer.layers["EDS window"].data,
+                                  cube[..., j0:j1].sum(axis=-1))
+    assert w.win_lo.value() == pytest.approx(7.9)
+
+    # one-click element map: a window around Fe Kα
+    with qtbot.waitSignal(w.map_ready, timeout=30_000) as blocker:
+        w.map_element("Fe")
+    fe = blocker.args[0]
+    assert fe.name == "EDS Fe Kα"
+    lo, hi = fe.metadata["emd_derived"]["window"]
+    assert lo < 6.404 < hi and hi - lo < 0.5
+    # Fe sits in the particles: the Fe map correlates with the Fe-window counts
+    assert fe.data.sum() > 0
+
+
+def test_file_spectra_markers_log_and_csv(make_napari_viewer, qtbot, si_file, tmp_path):
+    path, _ = si_file
+    _viewer, w, si = _open(make_napari_viewer, qtbot, path)
+    spectra = si.metadata["emd_spectra"]
+    assert spectra
+    title = spectra[0]["title"]
+    w.set_mode(FILE_PREFIX + title)
+    _settle(qtbot, w)
+    np.testing.assert_array_equal(w.spectrum, np.asarray(spectra[0]["data"], float).ravel())
+    assert w.energy.units == "keV"
+
+    # element markers, pre-filled from the file's element selection
+    rec = si.metadata["emd"]["record"]
+    file_elements = (rec.metadata.get("Sample") or {}).get("elements") or []
+    if file_elements:
+        assert set(w.elements()) == set(xray_lines.parse_elements(file_elements))
+    w.set_elements("Fe, Cu")
+    texts = [a.get_text() for a in w._markers if hasattr(a, "get_text")]
+    assert "Fe Kα" in texts and "Cu Kα" in texts
+    assert w.element_combo.count() == 2
+
+    w.log_check.setChecked(True)
+    assert w.ax.get_yscale() == "log"
+    w.log_check.setChecked(False)
+    assert w.ax.get_yscale() == "linear"
+
+    out = tmp_path / "spectrum.csv"
+    w.export_csv(out)
+    text = out.read_text()
+    assert title in text and "energy (keV),counts" in text
+    table = np.loadtxt(out, delimiter=",")
+    np.testing.assert_allclose(table[:, 0], w.energy.values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(table[:, 1], w.spectrum)
+
+
+def test_frames_kept_pixel_spectrum_of_the_current_frame(make_napari_viewer, qtbot, si_file):
+    path, info = si_file
+    viewer, w, si = _open(make_napari_viewer, qtbot, path, sum_frames=False)
+    assert si.ndim == 4
+    viewer.cursor.position = _world(si, (2, 9), lead=(1,))
+    _settle(qtbot, w)
+    np.testing.assert_array_equal(w.spectrum, info.counts.sum(axis=0)[1, 2, 9])
+    with qtbot.waitSignal(w.map_ready, timeout=30_000) as blocker:
+        w.map_window(0.4, 0.6)
+    layer = blocker.args[0]
+    i0, i1 = w.energy.channel_range(0.4, 0.6)
+    assert layer.data.shape == (2, NY, NX)
+    np.testing.assert_array_equal(layer.data, info.counts.sum(axis=0)[..., i0:i1].sum(-1))
+
+
+def test_manifest_docks_the_viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-emd-io", "Spectrum viewer")
+    assert isinstance(widget, SpectrumViewer)
+    assert "spectrum image" in widget.status.text()
