@@ -1,0 +1,84 @@
+"""Sample data: synthetic files written at run time by the package's own writers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import napari_emd
+from napari_emd import detect_format
+from napari_emd._sample import (
+    ncem_stack_path,
+    ncem_stack_sample,
+    sample_dir,
+    velox_si_path,
+    velox_si_sample,
+)
+from napari_emd._widgets.loader import read_facts
+
+
+@pytest.fixture(autouse=True)
+def _sample_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_EMD_SAMPLE_DIR", str(tmp_path / "samples"))
+
+
+def test_samples_go_to_the_cache_folder(tmp_path):
+    assert sample_dir() == tmp_path / "samples"
+    p = velox_si_path()
+    assert Path(p).parent == tmp_path / "samples"
+    mtime = os.stat(p).st_mtime_ns
+    assert velox_si_path() == p and os.stat(p).st_mtime_ns == mtime  # written once
+    assert not [f for f in os.listdir(tmp_path / "samples") if f.endswith(".tmp")]
+
+
+def test_no_data_files_are_shipped():
+    pkg = Path(napari_emd.__file__).parent
+    shipped = [p for p in pkg.rglob("*") if p.suffix.lower() in (".emd", ".h5", ".hdf5", ".npy")]
+    assert shipped == []
+
+
+def test_velox_si_sample():
+    layers = velox_si_sample()
+    names = [meta["name"] for _, meta, _ in layers]
+    assert "HAADF" in names and "EDS" in names
+    facts = read_facts(velox_si_path())
+    assert facts.format == "velox" and facts.has_si
+    assert (facts.ny, facts.nx, facts.n_frames) == (48, 64, 3)
+    assert len(facts.detectors) == 4
+    data, meta, kind = next(t for t in layers if t[1]["name"] == "EDS")
+    assert kind == "image" and data.shape == (4096, 48, 64)
+    assert meta["units"][0] == "keV"
+    rec = meta["metadata"]["emd"]["record"]
+    assert rec.kind == "spectrum_image" and rec.is_lazy
+    assert set(rec.metadata["Sample"]["elements"]) >= {"Fe", "Cu"}
+    assert len(meta["metadata"]["emd_spectra"]) == 4
+    # element-like peaks: the strongest channel above 5 keV is Cu Kα or Fe Kα
+    total = np.asarray(rec.data.sum(axis=(0, 1)))
+    energy = rec.axes[-1].offset + rec.axes[-1].scale * np.arange(total.size)
+    high = energy > 5.0
+    peak = energy[high][np.argmax(total[high])]
+    assert min(abs(peak - 8.048), abs(peak - 6.404)) < 0.05
+
+
+def test_ncem_stack_sample():
+    layers = ncem_stack_sample()
+    assert detect_format(ncem_stack_path()) == "ncem"
+    assert len(layers) == 1
+    data, meta, kind = layers[0]
+    assert kind == "image" and data.shape == (8, 96, 128)
+    assert list(meta["units"]) == ["s", "nm", "nm"]
+    np.testing.assert_allclose(meta["scale"], [0.5, 0.05, 0.05])
+    assert float(np.asarray(data).max()) > float(np.asarray(data).min())
+
+
+@pytest.mark.napari
+def test_open_sample_in_napari(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-emd-io", "ncem_stack")
+    assert [lyr.name for lyr in viewer.layers] == ["drifting lattice"]
+    viewer.open_sample("napari-emd-io", "velox_si")
+    assert "EDS" in [lyr.name for lyr in viewer.layers]
+    assert viewer.layers["EDS"].ndim == 3
