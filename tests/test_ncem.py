@@ -397,3 +397,27 @@ def test_lazy_chunks_follow_the_display(tmp_path):
     assert lz.data.numblocks[0] * lz.data.numblocks[1] > 1
     (eager,) = read_datasets(path)
     np.testing.assert_array_equal(lz.data[3, 5].compute(), eager.data[3, 5])
+
+
+def test_spectrum_image_missing_and_odd_dims(tmp_path):
+    """A 3-D array with an energy last axis is a spectrum image; a missing dim is an
+    index axis; a non-linear dim of the wrong length falls back to its mean step."""
+    path = tmp_path / "si.emd"
+    si = np.arange(40 * 3 * 2, dtype=np.uint16).reshape(40, 3, 2)  # stored (E, x, y)
+    with h5py.File(path, "w") as f:
+        f.attrs["version_major"] = 0
+        f.attrs["version_minor"] = 2
+        g = f.create_group("data/si")
+        g.attrs["emd_group_type"] = 1
+        g.create_dataset("data", data=si)
+        d = g.create_dataset("dim1", data=[0.0, 0.01])
+        d.attrs["name"], d.attrs["units"] = "Energy", "[k_e_V]"
+        d = g.create_dataset("dim2", data=[0.0, 1.0, 3.0, 4.0])  # 4 values for 3 points
+        d.attrs["name"], d.attrs["units"] = "x", "[n_m]"
+    with pytest.warns(EMDWarning, match="non-uniform"):
+        (ds,) = read_datasets(path)
+    assert ds.shape == (2, 3, 40) and ds.kind == "spectrum_image"
+    assert [a.name for a in ds.axes] == ["", "x", "Energy"]
+    assert ds.axes[0].scale == 1.0 and ds.axes[0].units == ""
+    assert ds.axes[1].scale == pytest.approx(4 / 3) and ds.axes[1].vector is None
+    assert ds.axes[2].units == "keV" and ds.axes[2].scale == pytest.approx(0.01)

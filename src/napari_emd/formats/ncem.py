@@ -422,6 +422,8 @@ def read_stack(path: str, dsets: list[h5py.Dataset], lazy: bool, reverse: bool) 
 
 # --- kinds ----------------------------------------------------------------------------
 
+_ENERGY_UNITS = ("eV", "keV", "meV")
+_SPECTRAL_TYPES = ("EELS", "EDS", "EDS_TEM", "EDS_SEM", "CL", "LUMISPECTRUM", "EDX")
 _SPATIAL_NAMES = re.compile(r"^(r_?)?[xyz]$|^(x|y)[ _-]?(axis|position)?$", re.IGNORECASE)
 
 
@@ -431,11 +433,14 @@ def _is_spatial(ax: Axis) -> bool:
     return bool(ax.name and _SPATIAL_NAMES.match(ax.name))
 
 
-def guess_kind(data: Any, axes: list[Axis], record_by: str = "") -> str:
+def guess_kind(
+    data: Any, axes: list[Axis], record_by: str = "", signal_type: str = ""
+) -> str:
     """Dataset kind from dtype, dimensionality and axes: strings -> TABLE, 1-D ->
     SPECTRUM, 2-D -> IMAGE, n-D whose last two axes are spatial (or HyperSpy's
-    ``record_by='image'``) -> IMAGE_STACK, HyperSpy 3-D spectra -> SPECTRUM_IMAGE,
-    anything else SIGNAL."""
+    ``record_by='image'``) -> IMAGE_STACK, 3-D spectra (HyperSpy's
+    ``record_by='spectrum'``, an energy last axis or a spectral signal type) ->
+    SPECTRUM_IMAGE, anything else SIGNAL."""
     dtype = np.dtype(data.dtype)
     if _is_table_dtype(dtype) or data.ndim == 0:
         return TABLE
@@ -445,10 +450,13 @@ def guess_kind(data: Any, axes: list[Axis], record_by: str = "") -> str:
         return IMAGE
     if record_by == "image":
         return IMAGE_STACK
-    if record_by == "spectrum":
-        return SPECTRUM_IMAGE if data.ndim == 3 else SIGNAL
+    spectral = SPECTRUM_IMAGE if data.ndim == 3 else SIGNAL
+    if record_by == "spectrum" or axes[-1].units in _ENERGY_UNITS:
+        return spectral
     if _is_spatial(axes[-1]) and _is_spatial(axes[-2]):
         return IMAGE_STACK
+    if signal_type.upper() in _SPECTRAL_TYPES:
+        return spectral
     return SIGNAL
 
 
@@ -620,7 +628,7 @@ def build_dataset(
         title=title,
         data=data,
         axes=axes,
-        kind=guess_kind(data, axes, record_by),
+        kind=guess_kind(data, axes, record_by, signal_type),
         signal_type=signal_type,
         path=members[0].path,
         metadata=md,
