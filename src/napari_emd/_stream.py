@@ -240,6 +240,11 @@ def _read_table(spec: SISpec, ds: Any, name: str | None) -> np.ndarray | None:
     return t
 
 
+def _starts_pixel(ds: Any, pos: int) -> bool:
+    """True when stream position ``pos`` starts a pixel (0, or right after a separator)."""
+    return pos == 0 or int(_read_span(ds, pos - 1, pos)[0]) == SEPARATOR
+
+
 def _table_ok(spec: SISpec, table: np.ndarray | None, n: int) -> bool:
     """Cheap sanity check of a frame table against the stream length."""
     if table is None:
@@ -362,7 +367,9 @@ class _StreamIndex:
         t = self.table
         assert t is not None
         ny = spec.ny
-        for f in range(f0, f1):
+        # the frame before the first one asked for is indexed too: its pixel count checks
+        # where the first one starts
+        for f in range(max(f0 - 1, 0), f1):
             if self.have[f]:
                 continue
             a = int(t[f])
@@ -370,7 +377,10 @@ class _StreamIndex:
             b = self.n if last else int(t[f + 1])
             with H5_LOCK:
                 buf = _read_span(self._dataset(), a, b)
+                starts = _starts_pixel(self._dataset(), a)
             lines, why = _frame_lines(spec, buf, f, last)
+            if why is None and not starts:
+                why = f"frame {f} would start inside a pixel, at {a}"
             if why is not None:
                 _warn_table(spec, self.stream, why)
                 self.use_table = False
@@ -570,16 +580,20 @@ def _eager_stream(
     base = 0
     buf = None
     if partial and _table_ok(spec, table, n):
-        # Only the frames asked for: read their span, index it frame by frame.
-        a = int(table[first])
+        # Only the frames asked for (and the one before, whose pixel count checks where
+        # the first one starts): read their span, index it frame by frame.
+        lo = max(first - 1, 0)
+        a = int(table[lo])
         b = n if last >= spec.n_frames else int(table[last])
         buf = _read_span(ds, a, b)
         lines = np.zeros(spec.n_frames * spec.ny + 1, np.int64)
         ok = True
-        for fr in range(first, last):
+        for fr in range(lo, last):
             fa = int(table[fr]) - a
             fb = (n if fr == spec.n_frames - 1 else int(table[fr + 1])) - a
             fl, why = _frame_lines(spec, buf[fa:fb], fr, fr == spec.n_frames - 1)
+            if why is None and not _starts_pixel(ds, int(table[fr])):
+                why = f"frame {fr} would start inside a pixel, at {int(table[fr])}"
             if why is not None:
                 _warn_table(spec, name, why)
                 ok = False
