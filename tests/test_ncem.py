@@ -421,3 +421,20 @@ def test_spectrum_image_missing_and_odd_dims(tmp_path):
     assert ds.axes[0].scale == 1.0 and ds.axes[0].units == ""
     assert ds.axes[1].scale == pytest.approx(4 / 3) and ds.axes[1].vector is None
     assert ds.axes[2].units == "keV" and ds.axes[2].scale == pytest.approx(0.01)
+
+
+def test_untagged_data_groups(tmp_path):
+    """An EMD 0.2 file whose data groups lack ``emd_group_type`` is still read from its
+    ``data`` + ``dimN`` groups."""
+    path = tmp_path / "untagged.de5"
+    with h5py.File(path, "w") as f:
+        f.attrs["version_major"] = 0
+        f.attrs["version_minor"] = 2
+        g = f.create_group("data/frame_0001")
+        g.create_dataset("data", data=np.ones((4, 3), np.float32))
+        g.create_dataset("dim1", data=[0.0, 0.5]).attrs["units"] = "[n_m]"
+        g.create_dataset("dim2", data=[0.0, 0.5]).attrs["units"] = "[n_m]"
+    assert detect_format(path) == "ncem"
+    (ds,) = read_datasets(path)
+    assert ds.title == "frame_0001" and ds.shape == (3, 4)
+    assert [a.units for a in ds.axes] == ["nm", "nm"]

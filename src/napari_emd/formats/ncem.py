@@ -192,6 +192,17 @@ def find_members(f: h5py.File) -> list[Member]:
             )
 
     f.visititems(visit)
+    if not found:
+        # Files that skip the emd_group_type tag: a group with a 'data' array and dims.
+        def untagged(name: str, obj: Any) -> None:
+            if (
+                isinstance(obj, h5py.Group)
+                and obj.get("data", getclass=True) is h5py.Dataset
+                and ("dim1" in obj or "dim0" in obj)
+            ):
+                found.append(Member("/" + name, "data"))
+
+        f.visititems(untagged)
     return found
 
 
@@ -257,7 +268,7 @@ def series_title(members: list[Member], stacked: bool) -> str:
         if match is not None and match.group("base") and (
             match.group("depth") or len(members) > 1
         ):
-            return match.group("base")
+            return match.group("base").rstrip("_- ") or match.group("base")
     return gname
 
 
