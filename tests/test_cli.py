@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import real_file
 
+from conftest import real_file
 from napari_emd.cli import info_table, main
 
 

@@ -7,8 +7,8 @@ import os
 import h5py
 import numpy as np
 import pytest
-from conftest import DATA_DIR, real_file
 
+from conftest import DATA_DIR, real_file
 from napari_emd import EMDError, read_datasets
 from napari_emd._reader import napari_get_reader
 
@@ -28,7 +28,7 @@ def test_hdf5_that_is_not_emd_is_not_ours(tmp_path):
     with h5py.File(p, "w") as f:
         f["x"] = np.arange(3)
     assert napari_get_reader(str(p)) is None
-    with pytest.raises(EMDError, match="plain.h5"):
+    with pytest.raises(EMDError, match=r"plain\.h5"):
         read_datasets(p)
 
 
@@ -45,7 +45,7 @@ def test_truncated_emd_gives_clear_error(tmp_path):
     bad.write_bytes(src.read_bytes()[:4096])
     reader = napari_get_reader(str(bad))
     assert reader is not None, "a damaged .emd is ours: the user must see why it fails"
-    with pytest.raises(EMDError, match="truncated.emd"):
+    with pytest.raises(EMDError, match=r"truncated\.emd"):
         reader(str(bad))
 
 

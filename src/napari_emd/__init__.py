@@ -11,6 +11,9 @@ The library core has no napari import::
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from ._io import detect_format, file_reader, read_datasets
 from ._model import Axis, Dataset
 from .errors import EMDError, EMDWarning
@@ -26,7 +29,9 @@ except ImportError:  # pragma: no cover
         __version__ = "0.0.0"
 
 
-def file_writer(filename, signal, chunks=None, **kwds):  # noqa: ANN001, ANN201
+def file_writer(
+    filename: str | os.PathLike, signal: dict[str, Any], chunks: Any = None, **kwds: Any
+) -> None:
     """Write ``signal`` (a dict with ``data``, ``axes``, ``metadata``) to an NCEM EMD 0.2
     file; see :func:`napari_emd.writer.file_writer`."""
     from .writer import file_writer as _fw
