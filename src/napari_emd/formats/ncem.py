@@ -21,7 +21,7 @@ and ``dim0``-numbered groups keep their stored order.
 from __future__ import annotations
 
 import contextlib
-import math
+import copy
 import re
 import warnings
 from collections.abc import Callable
@@ -542,7 +542,7 @@ class Profile:
 
     # (array name, dim key such as "dim3") -> navigate flag
     navigate: Callable[[str, str], bool] = lambda name, dim: False
-    # (title, number of members) -> the stacked axis (navigate=True)
+    # (title, number of members, is a _depth series) -> the stacked axis (navigate=True)
     stack_axis: Callable[[str, int, bool], Axis] | None = None
     # (title, array name) -> signal type ("" when the file does not say)
     signal_type: Callable[[str, str], str] | None = None
@@ -621,9 +621,10 @@ def build_dataset(
         signal_type = profile.signal_type(title, members[0].name) or signal_type
     if not profile.group_attrs_as_signal:
         signal_md = {}
-    md = _merge(file_md, {"Signal": signal_md} if signal_md else {})
-    om = dict(file_om)
-    om.update(profile.extra_om)
+    # each dataset owns its trees: editing one must not change its siblings
+    md = _merge(copy.deepcopy(file_md), {"Signal": signal_md} if signal_md else {})
+    om = copy.deepcopy(file_om)
+    om.update(copy.deepcopy(profile.extra_om))
     om["dataset"] = {
         "path": members[0].path,
         "attributes": attrs_dict(group),
@@ -705,7 +706,3 @@ def read_with_profile(
 def read(path: str, f: h5py.File, opts: ReadOptions) -> list[Dataset]:
     """Read an NCEM EMD 0.2 (HyperSpy, ncempy, DE5) file into datasets."""
     return read_with_profile(path, f, opts, Profile())
-
-
-def is_finite_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
