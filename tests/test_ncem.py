@@ -112,7 +112,7 @@ def test_hyperspy_metadata_recovered():
     assert md["General"]["notes"] == "Test"
     # HyperSpy writes metadata.Signal as the group's attributes
     assert md["Signal"]["a"] == 1 and md["Signal"]["b"] == 2
-    assert md["Signal"]["record_by"] == "image"
+    assert "record_by" not in md["Signal"] and "binned" not in md["Signal"]
     assert md["Acquisition_instrument"]["TEM"] == {"microscope": "Titan", "beam_energy": 300.0}
     assert md["Sample"] == {"material": "TiO2", "preparation": "FIB"}
     om = ds.original_metadata
@@ -121,6 +121,7 @@ def test_hyperspy_metadata_recovered():
     assert om["microscope"] == {"name": "Titan", "voltage": "300kV"}
     assert om["comments"] == {"comment": "Test"}
     assert om["dataset"]["path"] == "/signals/This is a test!/data"
+    assert om["dataset"]["attributes"]["record_by"] == "image"
     # the dict view carries it too
     (d,) = file_reader(real_file("example_metadata.emd"))
     assert d["metadata"]["General"]["original_filename"] == "example_metadata.emd"

@@ -566,7 +566,13 @@ def _group_metadata(group: h5py.Group) -> tuple[dict[str, Any], str, str]:
     attrs.pop("emd_group_type", None)
     signal_type = str(attrs.pop("signal_type", "") or "")
     record_by = str(attrs.get("record_by", "") or "")
-    signal = {k: v for k, v in attrs.items() if k not in ("title", "metadata")}
+    # record_by and binned are HyperSpy 1 items that HyperSpy 2 keeps elsewhere (signal
+    # dimension, axes); they stay in original_metadata only.
+    signal = {
+        k: v
+        for k, v in attrs.items()
+        if k not in ("title", "metadata", "record_by", "binned") and v != ""
+    }
     return signal, signal_type, record_by
 
 
