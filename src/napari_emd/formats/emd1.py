@@ -101,12 +101,10 @@ def metadata_bundle(node: h5py.Group) -> dict[str, Any]:
 def find_nodes(f: h5py.File) -> list[str]:
     """HDF5 paths of every array and pointlist node, in name order."""
     found: list[str] = []
-
-    def visit(name: str, obj: Any) -> None:
+    for name in ncem.group_names(f):
+        obj = f.get(name)
         if isinstance(obj, h5py.Group) and _gtype(obj) in _NODE_TYPES and "data" in obj:
             found.append("/" + name)
-
-    f.visititems(visit)
     return found
 
 
@@ -139,16 +137,15 @@ def _array_axes(group: h5py.Group, shape: tuple[int, ...]) -> tuple[list[Axis], 
     axis on whichever end of the array has its length, its labels kept."""
     ndim = len(shape)
     labels_key = None
+    n_labels = 0
     for i in range(ndim):
         d = group.get(f"dim{i}")
         if isinstance(d, h5py.Dataset) and attr_str(d.attrs.get("name", "")) == "_labels_":
-            labels_key = i
+            labels_key, n_labels = i, (d.shape[0] if d.ndim else 0)
     order = list(range(ndim))  # axis -> dim index
-    if labels_key is not None:
-        n_labels = group[f"dim{labels_key}"].shape[0] if group[f"dim{labels_key}"].ndim else 0
-        if shape[-1] != n_labels and shape[0] == n_labels:
-            # labels on the first axis: dims 0.. describe axes 1..
-            order = [labels_key, *[i for i in range(ndim) if i != labels_key]]
+    if labels_key is not None and shape[-1] != n_labels and shape[0] == n_labels:
+        # labels on the first axis: dims 0.. describe axes 1..
+        order = [labels_key, *[i for i in range(ndim) if i != labels_key]]
     axes: list[Axis] = []
     dims_om: dict[str, Any] = {}
     for axis_index, dim_index in enumerate(order):
