@@ -439,3 +439,25 @@ def test_untagged_data_groups(tmp_path):
     (ds,) = read_datasets(path)
     assert ds.title == "frame_0001" and ds.shape == (3, 4)
     assert [a.units for a in ds.axes] == ["nm", "nm"]
+
+
+def test_odd_attributes_do_not_crash(tmp_path):
+    """Unparsable versions, NaN dims, a zero-step dim and an emd_group_type that is not 1
+    are survived: the file is still recognised from its data group and read."""
+    path = tmp_path / "odd.emd"
+    with h5py.File(path, "w") as f:
+        f.attrs["version_major"] = "zero"
+        f.create_group("notdata").attrs["emd_group_type"] = "abc"
+        g = f.create_group("data/odd")
+        g.attrs["emd_group_type"] = np.bytes_(b"1")
+        g.create_dataset("data", data=np.zeros((2, 3, 4), np.int8))
+        g.create_dataset("dim1", data=[np.nan, 1.0])
+        g.create_dataset("dim2", data=[5.0, 5.0, 5.0])
+        d = g.create_dataset("dim3", data=[0.0, 1.0])
+        d.attrs["units"] = b"\xff\xfe"
+    assert detect_format(path) == "ncem"
+    (ds,) = _quiet(read_datasets, path)
+    assert ds.shape == (4, 3, 2)
+    assert [(a.offset, a.scale) for a in ds.axes] == [(0.0, 1.0), (5.0, 1.0), (0.0, 1.0)]
+    assert all(a.vector is None for a in ds.axes)
+    assert all(a.units == "" for a in ds.axes)

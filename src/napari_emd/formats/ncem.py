@@ -320,7 +320,10 @@ def axis_from_vector(
     eps = float(np.finfo(np.asarray(values).dtype).eps) if np.asarray(values).dtype.kind == "f" \
         else 0.0
     tol = _LINEAR_RTOL * abs(scale) + 8 * eps * float(np.max(np.abs(v)))
-    linear = scale != 0 and bool(np.all(np.abs(steps - scale) <= tol))
+    if scale == 0:  # constant coordinates say nothing about the spacing
+        ax.offset = float(v[0])
+        return ax
+    linear = bool(np.all(np.abs(steps - scale) <= tol))
     if linear or v.size != size:
         if not linear:
             warnings.warn(
@@ -330,7 +333,7 @@ def axis_from_vector(
                 stacklevel=2,
             )
         ax.offset = float(v[0])
-        ax.scale = float(scale) if scale != 0 else 1.0
+        ax.scale = float(scale)
         return ax
     ax.vector = v
     ax.offset = float(v[0])
