@@ -700,7 +700,7 @@ class _VeloxFile:
                 return str(name)
         return "Image"
 
-    def _read_images(self, si_only: bool) -> None:
+    def _read_images(self) -> None:
         group = self.data.get("Image")
         if not isinstance(group, h5py.Group):
             return
@@ -1064,7 +1064,12 @@ class _VeloxFile:
             dtype=dtype,
         )
         first, last = check_options(spec, self.opts)  # bad options raise ValueError here
-        results = read_spectrum_images(spec, self.opts)
+        try:
+            results = read_spectrum_images(spec, self.opts)
+        except (EMDError, OSError, KeyError, IndexError) as err:
+            _warn(f"{self.path}: the EDS spectrum image cannot be decoded ({err}); it is "
+                  "skipped, everything else is read")
+            return
         meta = plan.meta
         cal = _spatial_calibration(meta.get("BinaryResult") or {}, (plan.ny, plan.nx),
                                    "spectrum image")
@@ -1224,7 +1229,7 @@ class _VeloxFile:
             _warn(f"{self.path}: the spectrum image cannot be described ({err}); it is "
                   "skipped")
         if want_images:
-            self._read_images(si_only=False)
+            self._read_images()
         if want_spectra:
             self._read_spectra(has_si=plan is not None and not plan.pruned)
         if want_si:
