@@ -394,6 +394,14 @@ def test_eds_detectors_frames_rebin():
     np.testing.assert_array_equal(
         rebinned.data, np.asarray(summed.data).reshape(16, 16, 1024, 4).sum(-1))
 
+    for d in (summed, frames):  # the energy-first view for napari, when the decoder gives one
+        if d.display is not None:
+            assert [a.name for a in d.display_axes] == [
+                *(a.name for a in d.axes[:-3]), "Energy", "y", "x"]
+            assert tuple(d.display.shape) == tuple(a.size for a in d.display_axes)
+            np.testing.assert_array_equal(
+                np.asarray(d.display), np.moveaxis(np.asarray(d.data), -1, -3))
+
     f32 = _by_title(_read(path, SI_dtype="float32"))["EDS"]
     assert f32.dtype == np.float32
     with pytest.raises(ValueError):
