@@ -145,7 +145,7 @@ def write_signals(
     counter = _Progress(progress, total)
     with _atomic_replace(path) as tmp:
         try:
-            with h5py.File(tmp, "w", rdcc_nbytes=64 << 20) as f:
+            with h5py.File(tmp, "w", rdcc_nbytes=16 << 20) as f:
                 _write_root(f, prepared, kwds)
                 container = f.create_group(DATA_GROUP)
                 for i, (prep, name) in enumerate(zip(prepared, names, strict=True)):
@@ -636,12 +636,13 @@ def _to_storage(arr: np.ndarray, prep: _Prepared) -> np.ndarray:
 
 class _ReversedTarget:
     """A ``dask.array.store`` target writing numpy-order blocks into the reversed
-    HDF5 dataset, reporting each written block on ``events``."""
+    HDF5 dataset, counting the written blocks."""
 
-    def __init__(self, dset: h5py.Dataset, prep: _Prepared, events: Any) -> None:
+    def __init__(self, dset: h5py.Dataset, prep: _Prepared) -> None:
         self.dset = dset
         self.prep = prep
-        self.events = events
+        self._written = 0
+        self._lock = threading.Lock()
         self.shape = tuple(reversed(dset.shape))
         self.dtype = prep.numpy_dtype
         self.ndim = len(self.shape)
@@ -649,44 +650,42 @@ class _ReversedTarget:
     def __setitem__(self, region: tuple[slice, ...], block: np.ndarray) -> None:
         arr = _to_storage(np.asarray(block), self.prep)
         self.dset[tuple(reversed(region))] = arr.T
-        self.events.put(1)
+        with self._lock:
+            self._written += 1
+
+    def take_written(self) -> int:
+        """Blocks written since the last call."""
+        with self._lock:
+            n, self._written = self._written, 0
+        return n
 
 
 def _store(path: str, prep: _Prepared, dset: h5py.Dataset, counter: _Progress) -> None:
     """Write ``prep.source`` block by block.
 
-    The blocks are computed and written by dask's threaded scheduler (the target is an
-    open h5py handle that cannot travel to other processes; ``H5_LOCK`` serialises our
-    writes with lazy reads of EMD files in this process). That runs in a helper thread
-    while this thread reports progress, so a progress callback (a napari progress bar)
-    is always called from the thread that asked for the write.
+    dask's threaded scheduler computes the blocks in its worker threads and the target
+    writes each one (the target is an open h5py handle that cannot travel to other
+    processes; ``H5_LOCK`` serialises our writes with lazy reads of EMD files in this
+    process). The scheduler's own loop runs in this thread, and a dask callback reports
+    progress from it, so a progress callback (a napari progress bar) is always called
+    from the thread that asked for the write.
     """
-    import queue
-
     import dask.array as da
+    from dask.callbacks import Callback
 
-    events: queue.Queue = queue.Queue()
-    target = _ReversedTarget(dset, prep, events)
-    failure: list[BaseException] = []
+    target = _ReversedTarget(dset, prep)
 
-    def run() -> None:
-        try:
-            da.store(prep.source, target, lock=H5_LOCK, scheduler="threads")
-        except BaseException as err:  # handed to the calling thread below
-            failure.append(err)
-        finally:
-            events.put(None)
+    class _Report(Callback):
+        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker: Any) -> None:
+            n = target.take_written()
+            if n:
+                counter.step(n)
 
-    worker = threading.Thread(target=run, name="napari-emd-write", daemon=True)
-    worker.start()
-    while True:
-        item = events.get()
-        if item is None:
-            break
-        counter.step(item)
-    worker.join()
-    if failure:
-        raise failure[0]
+    with _Report():
+        da.store(prep.source, target, lock=H5_LOCK, scheduler="threads")
+    n = target.take_written()
+    if n:
+        counter.step(n)
 
 
 def _data_quantity(dset: h5py.Dataset, metadata: Mapping[str, Any]) -> None:
