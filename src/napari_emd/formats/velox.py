@@ -887,8 +887,11 @@ class _VeloxFile:
     def si_plan(self, count: bool | None = None) -> _SIPlan | None:
         """Grid, frames, detectors and channels of the EDS SI, without decoding.
 
-        ``count``: count the stream's pixels (one pass over one stream) to check the grid;
-        ``None`` means "only when the file gives no frame count".
+        ``count``: count the stream's pixels (one pass over one stream) to check the grid.
+        ``None`` decides: always when the file gives no frame count; when the grids the
+        file describes disagree, only if there is no FrameLocationTable or the stream is
+        about to be decoded anyway (an eager read). Lazy opening of a Velox 6+ file
+        therefore never reads the stream.
         """
         si_group = self.data.get("SpectrumImage")
         stream_group = self.data.get("SpectrumStream")
@@ -950,7 +953,8 @@ class _VeloxFile:
             frames_settings = int(end - start + 1) if end >= start else int(end)
         n_frames = max(tables) if tables else frames_settings
         if count is None:
-            count = n_frames is None
+            disagree = len({shape for _, shape in cands}) > 1
+            count = n_frames is None or (disagree and (not tables or not self.opts.lazy))
         if count or not cands:
             longest = max(plan.streams, key=lambda s: s.length)
             plan.counted_pixels = _count_pixels(self.f, longest.path)
@@ -1224,7 +1228,7 @@ class _VeloxFile:
         # the SI plan tells which images belong to the SI (first frame by default)
         plan = None
         try:
-            plan = self.si_plan(count=None if self.opts.lazy else True)
+            plan = self.si_plan(count=None)
         except (OSError, KeyError, IndexError, TypeError) as err:
             _warn(f"{self.path}: the spectrum image cannot be described ({err}); it is "
                   "skipped")
