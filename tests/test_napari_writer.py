@@ -246,3 +246,23 @@ def test_save_dialog_offers_emd(make_napari_viewer):
     for layers in ([img], [lab], [img, lab]):
         text, _writers = file_extensions_string_for_layers(layers)
         assert "NCEM EMD (*.emd)" in text
+
+
+def test_lazy_velox_si_layer_saved(tmp_path, monkeypatch):
+    """The lazy layers of a Velox spectrum image (as napari gets them for a big file)
+    are written block by block and read back equal to the eager data."""
+    from napari_emd import _layers
+    from napari_emd._reader import reader_function
+
+    src = str(real_file("fei_emd_si.emd"))
+    eager = {m["name"]: (np.asarray(d), m) for d, m, t in reader_function(src) if t == "image"}
+    monkeypatch.setattr(_layers, "EAGER_LIMIT", 0)  # keep every layer lazy, as for big files
+    lazy = [ld for ld in reader_function(src) if ld[2] == "image"]
+    assert any(hasattr(d, "dask") for d, _, _ in lazy)
+    path = tmp_path / "si.emd"
+    write_layers(str(path), lazy)
+    signals = {s["metadata"]["General"]["title"]: s for s in napari_emd.file_reader(path)}
+    for name, (data, meta) in eager.items():
+        np.testing.assert_array_equal(signals[name]["data"], data)
+        assert [a["units"] for a in signals[name]["axes"]] == [
+            u if u != "pixel" else "" for u in meta["units"]]
