@@ -287,11 +287,27 @@ def _check_extent(spec: SISpec, stream: str, pixels: int) -> None:
         )
 
 
+def index_lines(buf: np.ndarray, nx: int, n_lines: int) -> tuple[np.ndarray, int, int]:
+    """Where each scan line (``nx`` pixels) of ``buf`` starts, for ``n_lines`` lines.
+
+    ``buf`` starts at a pixel boundary; lines the buffer does not reach start at
+    ``len(buf)``. Returns (``n_lines + 1`` positions, separators, values after the last
+    separator). Plain numpy (memory-bound either way), so the lazy display path does
+    not have to wake numba up.
+    """
+    sep = np.flatnonzero(buf == SEPARATOR)
+    lines = np.full(n_lines + 1, buf.size, np.int64)
+    lines[0] = 0
+    ends = sep[nx - 1 :: nx] + 1
+    m = min(ends.size, n_lines)
+    lines[1 : m + 1] = ends[:m]
+    trailing = buf.size - 1 - (int(sep[-1]) if sep.size else -1)
+    return lines, int(sep.size), int(trailing)
+
+
 def _full_lines(spec: SISpec, buf: np.ndarray, stream: str) -> np.ndarray:
     """Line starts (``n_frames * ny + 1``) of a whole stream held in ``buf``."""
-    k = _kernels()
-    lines = np.empty(spec.n_frames * spec.ny + 1, np.int64)
-    seps, trailing = k.index_lines(buf, spec.nx, lines)
+    lines, seps, trailing = index_lines(buf, spec.nx, spec.n_frames * spec.ny)
     _check_extent(spec, stream, int(seps) + (1 if trailing > 0 else 0))
     return lines
 
@@ -302,9 +318,7 @@ def _frame_lines(
     """Line starts of one frame whose values are ``buf`` (starting at the frame start).
 
     Returns (ny + 1 positions, reason the frame table is wrong or None)."""
-    k = _kernels()
-    lines = np.empty(spec.ny + 1, np.int64)
-    seps, _ = k.index_lines(buf, spec.nx, lines)
+    lines, seps, _ = index_lines(buf, spec.nx, spec.ny)
     npix = spec.ny * spec.nx
     if not last_frame and (seps != npix or lines[-1] != buf.size):
         return lines, f"frame {f} spans {int(seps)} pixel separators, not {npix}"
@@ -337,30 +351,66 @@ class _StreamIndex:
         except KeyError as err:
             raise EMDError(self.spec.path, f"spectrum stream {self.stream} is missing") from err
 
+    def _check_table(self) -> None:
+        """Read the frame table once and decide whether it can be trusted (call locked)."""
+        if self.table_checked:
+            return
+        with H5_LOCK:
+            ds = self._dataset()
+            self.n = int(ds.shape[0])
+            self.table = _read_table(self.spec, ds, self.table_name)
+        self.use_table = _table_ok(self.spec, self.table, self.n)
+        if self.table is not None and not self.use_table:
+            _warn_table(self.spec, self.stream, "it does not fit the stream length")
+        self.table_checked = True
+
+    def _from_buffer(self, buf: np.ndarray) -> None:
+        """Index the whole stream held in ``buf`` (and check the frame table against it)."""
+        spec = self.spec
+        lines = _full_lines(spec, buf, self.stream)
+        if self.use_table and self.table is not None:
+            starts = lines[np.arange(spec.n_frames) * spec.ny]
+            want = self.table[: spec.n_frames]
+            if not np.array_equal(starts, want):
+                bad = int(np.flatnonzero(starts != want)[0])
+                _warn_table(spec, self.stream, f"frame {bad} starts at {int(starts[bad])}")
+                self.use_table = False
+        self.lines[:] = lines
+        self.have[:] = True
+
     def ensure(self, f0: int, f1: int) -> np.ndarray:
         """Make sure frames ``f0:f1`` are indexed; return the line array."""
         with self.lock:
             if self.have[f0:f1].all():
                 return self.lines
-            spec = self.spec
-            with H5_LOCK:
-                ds = self._dataset()
-                self.n = int(ds.shape[0])
-                if not self.table_checked:
-                    self.table = _read_table(spec, ds, self.table_name)
-                    self.use_table = _table_ok(spec, self.table, self.n)
-                    if self.table is not None and not self.use_table:
-                        _warn_table(spec, self.stream, "it does not fit the stream length")
-                    self.table_checked = True
-            if self.use_table:
-                ok = self._by_table(f0, f1)
-                if ok:
-                    return self.lines
+            self._check_table()
+            if self.use_table and self._by_table(f0, f1):
+                return self.lines
             with H5_LOCK:
                 buf = _read_span(self._dataset(), 0, self.n)
-            self.lines[:] = _full_lines(spec, buf, self.stream)
-            self.have[:] = True
+            self._from_buffer(buf)
             return self.lines
+
+    def span(self, f0: int, f1: int) -> tuple[np.ndarray, int, np.ndarray]:
+        """(values of frames ``f0:f1``, their first stream position, line array), reading
+        the stream once: a stream not yet indexed is read whole and indexed from memory
+        when all frames are asked for (or no frame table helps)."""
+        spec = self.spec
+        ny = spec.ny
+        with self.lock:
+            self._check_table()
+            whole = (f0 == 0 and f1 == spec.n_frames) or not self.use_table
+            if not self.have[f0:f1].all() and whole:
+                with H5_LOCK:
+                    buf = _read_span(self._dataset(), 0, self.n)
+                self._from_buffer(buf)
+                a, b = int(self.lines[f0 * ny]), int(self.lines[f1 * ny])
+                return buf[a:b], a, self.lines
+        lines = self.ensure(f0, f1)
+        a, b = int(lines[f0 * ny]), int(lines[f1 * ny])
+        with H5_LOCK:
+            buf = _read_span(self._dataset(), a, b)
+        return buf, a, lines
 
     def _by_table(self, f0: int, f1: int) -> bool:
         spec = self.spec
@@ -623,6 +673,11 @@ def _eager_stream(
                 bad = int(np.flatnonzero(starts != table[: spec.n_frames])[0])
                 _warn_table(spec, name, f"frame {bad} starts at {int(starts[bad])}")
     jobs = _line_jobs(lines, spec, range(first, last), 0, spec.ny, base, not opts.sum_frames)
+    if opts.sum_frames and last - first > 1:
+        # visit each output row for all frames in turn: the row (nx * E counts) stays in
+        # cache instead of the whole cube streaming through it once per frame
+        order = np.argsort(jobs[2], kind="stable")
+        jobs = (jobs[0][order], jobs[1][order], jobs[2][order])
     return _scatter(spec, name, buf, jobs, out3, opts.rebin_energy, 0, _n_threads())
 
 
@@ -757,38 +812,80 @@ _BUILDING: dict[tuple, threading.Lock] = {}
 _EVENT_BUDGET = 2 * 2**30  # bytes of event indexes kept per process
 
 
+def _span_sorted(
+    spec: SISpec, i: int, first: int, last: int, per_frame: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The events of stream ``i`` in frames ``first:last`` sorted by key (channel, or
+    channel * frames + frame): (sorted keys, their pixels, counts per key). Numpy only:
+    the pixel of an event is the number of separators before it; the sorts are radix
+    sorts of 16-bit keys."""
+    buf, a, _ = stream_index(spec, i).span(first, last)
+    npix = spec.ny * spec.nx
+    nf = last - first
+    nkeys = spec.bincount * (nf if per_frame else 1)
+    is_sep = buf == SEPARATOR
+    ev = ~is_sep
+    pix = np.cumsum(is_sep, dtype=np.uint32)[ev]
+    del is_sep
+    ch = buf[ev]
+    if ch.size and int(ch.max()) >= spec.bincount:
+        bad = int(np.flatnonzero((buf >= spec.bincount) & ev)[0])
+        raise _bad_channel(spec, spec.streams[i], buf, -(bad + 1), a)
+    del buf, ev
+    keep = pix < nf * npix  # pixels past the grid are ignored (and warned about)
+    if not keep.all():
+        pix, ch = pix[keep], ch[keep]
+    del keep
+    frame = None
+    if nf > 1:
+        frame = pix // np.uint32(npix)
+        pix -= frame * np.uint32(npix)
+    if per_frame and nf > 1:
+        o1 = np.argsort(frame.astype(np.uint16) if nf < 2**16 else frame, kind="stable")
+        order = o1[np.argsort(ch[o1], kind="stable")]
+        del o1
+        key = ch.astype(np.int64) * nf + frame
+    else:
+        order = np.argsort(ch, kind="stable")
+        key = ch
+    del frame
+    counts = np.bincount(key, minlength=nkeys)
+    return key[order], pix[order], counts
+
+
 def _build_events(
     spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
 ) -> _EventIndex:
-    k = _kernels()
-    npix = spec.ny * spec.nx
+    """Group every event of ``streams`` (frames ``first:last``) by key = channel (* frames +
+    frame). Numpy only, no numba, so the first plane napari asks for is not held up by
+    loading compiled kernels; streams run in parallel threads (numpy releases the GIL),
+    each sorted on its own and then placed into its slice of every key."""
     nf = last - first
     nkf = nf if per_frame else 1
-    nkeys = spec.bincount * nkf
-    counts = np.zeros(nkeys, np.int64)
-    frame_key = np.arange(nf, dtype=np.int64) if per_frame else np.zeros(nf, np.int64)
-    spans = []
-    for i in streams:
-        idx = stream_index(spec, i)
-        lines = idx.ensure(first, last)
-        a = int(lines[first * spec.ny])
-        b = int(lines[last * spec.ny])
-        fs = lines[np.arange(first, last) * spec.ny] - a
-        fe = lines[np.arange(first + 1, last + 1) * spec.ny] - a
-        spans.append((idx, a, b, fs, fe))
-        with H5_LOCK:
-            buf = _read_span(idx._dataset(), a, b)
-        code = k.count_keys(buf, fs, fe, frame_key, nkf, spec.bincount, npix, counts)
-        if code < 0:
-            raise _bad_channel(spec, spec.streams[i], buf, code, a)
-    starts = np.zeros(nkeys + 1, np.int64)
-    np.cumsum(counts, out=starts[1:])
+    if spec.ny * spec.nx * nf >= 2**32:
+        raise EMDError(spec.path, "spectrum image too large for the energy-plane index")
+    threads = min(_n_threads(), len(streams))
+
+    def one(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _span_sorted(spec, i, first, last, per_frame)
+
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as ex:
+            parts = list(ex.map(one, streams))
+    else:
+        parts = [one(i) for i in streams]
+    starts = np.zeros(spec.bincount * nkf + 1, np.int64)
+    np.cumsum(np.sum([c for *_, c in parts], axis=0), out=starts[1:])
     pixels = np.empty(int(starts[-1]), np.uint32)
     cursor = starts[:-1].copy()
-    for idx, a, b, fs, fe in spans:
-        with H5_LOCK:
-            buf = _read_span(idx._dataset(), a, b)
-        k.fill_keys(buf, fs, fe, frame_key, nkf, npix, cursor, pixels)
+    for keys, pix, counts in parts:
+        local = np.zeros(counts.size, np.int64)
+        np.cumsum(counts[:-1], out=local[1:])
+        shift = cursor - local  # where this stream's run of each key goes
+        dest = np.arange(keys.size, dtype=np.int64)
+        dest += shift[keys]
+        pixels[dest] = pix
+        cursor += counts
     return _EventIndex(starts, pixels, nkf)
 
 
@@ -833,7 +930,6 @@ def _display_chunk(
 ) -> np.ndarray:
     """Energy planes ``block_id[-3]`` block (``eb`` planes) of one frame or the sum."""
     assert block_id is not None
-    k = _kernels()
     ev = event_index(spec, streams, first, last, per_frame)
     fk = block_id[0] if per_frame else 0
     e0 = block_id[-3] * eb
@@ -841,9 +937,14 @@ def _display_chunk(
     npix = spec.ny * spec.nx
     planes = np.zeros((e1 - e0, npix), np.int64)
     for j, e in enumerate(range(e0, e1)):
+        if ev.nkf == 1:  # the channels of a rebinned plane are one slice
+            a, b = ev.starts[e * rebin], ev.starts[(e + 1) * rebin]
+            planes[j] = np.bincount(ev.pixels[a:b], minlength=npix)
+            continue
         for c in range(e * rebin, (e + 1) * rebin):
             key = c * ev.nkf + fk
-            k.accumulate(ev.pixels, ev.starts[key], ev.starts[key + 1], planes[j])
+            planes[j] += np.bincount(ev.pixels[ev.starts[key] : ev.starts[key + 1]],
+                                     minlength=npix)
     out = planes.reshape(e1 - e0, spec.ny, spec.nx)
     out = _cast(out, np.dtype(dtype))
     return out[None] if per_frame else out

@@ -1,0 +1,262 @@
+"""Spectrum-image benchmarks: napari-emd side by side with RosettaSciIO and openreadout.
+
+Usage::
+
+    python benchmarks/run.py [--sizes small,large] [--tools ours,raw,rsciio,openreadout]
+
+Synthetic 4-detector Velox files (``napari_emd.testing.write_velox_si``) are generated once
+into ``benchmarks/_cache`` (not committed): ``small`` = 256 x 256 x 10 frames, ``large`` =
+512 x 512 x 20 frames, 2 X-rays per pixel, frame and detector. Every case runs in its own
+fresh subprocess; the table gives the wall time after imports and the peak resident
+memory above what the process held after its imports (``ru_maxrss`` minus the RSS after
+imports). Tools that are not installed are skipped.
+
+Cases
+  eager      the summed spectrum image, read into memory
+  lazy-open  open lazily (what napari does before it draws anything)
+  plane      the first energy plane drawn (napari starts at the middle plane)
+  next       the next energy plane, right after
+  frame      one frame (the middle one) as a per-frame SI, eager first/last_frame
+  raw        baseline: h5py-read every stream + one numba scatter pass into the cube
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numba
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / "_cache"
+SIZES = {"small": (256, 256, 10), "large": (512, 512, 20)}
+CASES = {
+    "ours": ["eager", "lazy-open", "plane", "next", "frame"],
+    "raw": ["raw"],
+    "rsciio": ["eager", "lazy-open", "frame"],
+    "openreadout": ["lazy-open", "plane", "next"],
+}
+
+
+def synthetic(size: str) -> Path:
+    ny, nx, nf = SIZES[size]
+    path = CACHE / f"velox_si_{ny}x{nx}x{nf}_4det.emd"
+    if not path.exists():
+        from napari_emd.testing import write_velox_si
+
+        CACHE.mkdir(exist_ok=True)
+        t = time.perf_counter()
+        tmp = path.with_suffix(".tmp")
+        write_velox_si(tmp, ny=ny, nx=nx, frames=nf, detectors=4, counts_per_pixel=2.0,
+                       seed=1)
+        tmp.rename(path)
+        print(f"wrote {path.name} ({path.stat().st_size / 2**20:.0f} MiB) in "
+              f"{time.perf_counter() - t:.1f} s", file=sys.stderr)
+    return path
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- the cases (run inside the subprocess) -------------------------------------------
+
+
+def _imports(tool: str):
+    if tool == "ours":
+        import dask.array as da
+
+        import napari_emd
+        import napari_emd._stream_kernels
+
+        da.zeros(1).compute()  # dask's own first-compute imports
+        return napari_emd
+    if tool == "raw":
+        # compile (or load from numba's cache) outside the timing, like the others
+        _raw_scatter(np.zeros(1, np.uint16), 1, 1, np.zeros((1, 1), np.uint16))
+        return None
+    if tool == "rsciio":
+        import dask.array  # noqa: F401
+        import rsciio.emd
+
+        return rsciio.emd
+    if tool == "openreadout":
+        import openreadout
+
+        return openreadout
+    raise ValueError(tool)
+
+
+def _ours_si(mod, path: str, **kw):
+    for ds in mod.read_datasets(path, **kw):
+        if ds.kind == "spectrum_image" and ds.title.startswith("EDS"):
+            return ds
+    raise RuntimeError("no EDS spectrum image")
+
+
+@numba.njit(nogil=True, cache=True)
+def _raw_scatter(stream, npix, limit, out):  # pragma: no cover - compiled
+    pix = 0
+    for v in stream:
+        if v == 65535:
+            pix += 1
+        elif pix < limit:
+            out[pix % npix, v] += 1
+
+
+def _raw(path: str, frames: int) -> object:
+    """The floor: read each stream whole with h5py, then one single-threaded numba pass."""
+    with h5py.File(path, "r") as f:
+        group = f["Data/SpectrumStream"]
+        first = next(iter(group.values()))
+        settings = json.loads(first["AcquisitionSettings"][0])
+        nch = int(settings["bincount"])
+        img = next(iter(f["Data/Image"].values()))["Data"]
+        ny, nx = img.shape[:2]
+        out = np.zeros((ny * nx, nch), np.uint16)
+        for g in group.values():
+            stream = g["Data"][()].ravel()
+            _raw_scatter(stream, ny * nx, ny * nx * frames, out)
+    return out
+
+
+def run_case(tool: str, case: str, path: str, frames: int) -> dict:
+    mod = _imports(tool)
+    base = _rss_mib()
+    t = time.perf_counter()
+    extra: dict = {}
+    mid = None
+    if tool == "ours":
+        if case == "eager":
+            _ours_si(mod, path)
+        elif case == "lazy-open":
+            mod.read_datasets(path, lazy=True)
+        elif case in ("plane", "next"):
+            ds = _ours_si(mod, path, lazy=True)
+            mid = ds.display.shape[0] // 2
+            plane = ds.display[mid].compute()
+            if case == "next":
+                t = time.perf_counter()
+                plane = ds.display[mid + 1].compute()
+            extra["sum"] = int(plane.sum())
+        elif case == "frame":
+            k = frames // 2
+            _ours_si(mod, path, first_frame=k, last_frame=k + 1, sum_frames=False)
+    elif tool == "raw":
+        _raw(path, frames)
+    elif tool == "rsciio":
+        if case == "eager":
+            mod.file_reader(path)
+        elif case == "lazy-open":
+            mod.file_reader(path, lazy=True)
+        elif case == "frame":
+            k = frames // 2
+            mod.file_reader(path, first_frame=k, last_frame=k + 1, sum_frames=False)
+    elif tool == "openreadout":
+        with mod.File(path) as f:
+            images = f.images
+            si = next(i for i, im in enumerate(images) if im["size_c"] > 1)
+            if case in ("plane", "next"):
+                mid = images[si]["size_c"] // 2
+                plane = f.read_plane(image=si, c=mid)
+                if case == "next":
+                    t = time.perf_counter()
+                    plane = f.read_plane(image=si, c=mid + 1)
+                extra["sum"] = int(plane.sum())
+    dt = time.perf_counter() - t
+    return {"time": dt, "peak": _peak_mib() - base, "rss_after_imports": base, **extra}
+
+
+# --- driver ----------------------------------------------------------------------------
+
+
+def _available(tool: str) -> bool:
+    mod = {"rsciio": "rsciio", "openreadout": "openreadout"}.get(tool)
+    if mod is None:
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec(mod) is not None
+
+
+def _fmt_time(s: float) -> str:
+    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="small,large")
+    ap.add_argument("--tools", default="ours,raw,rsciio,openreadout")
+    ap.add_argument("--case", help=argparse.SUPPRESS)
+    ap.add_argument("--tool", help=argparse.SUPPRESS)
+    ap.add_argument("--file", help=argparse.SUPPRESS)
+    ap.add_argument("--frames", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--json", help="also write the results to this JSON file")
+    args = ap.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.tool, args.case, args.file, args.frames)))
+        return
+    tools = [t for t in args.tools.split(",") if t]
+    rows = []
+    for size in args.sizes.split(","):
+        path = synthetic(size)
+        ny, nx, nf = SIZES[size]
+        # warm the page cache and numba's on-disk cache so no case pays for them
+        subprocess.run([sys.executable, "-c",
+                        f"open({str(path)!r}, 'rb').read(); import napari_emd as m; "
+                        f"m.read_datasets({str(path)!r}, first_frame=0, last_frame=1)"],
+                       check=True, capture_output=True)
+        for tool in tools:
+            if not _available(tool):
+                print(f"{tool} is not installed: skipped", file=sys.stderr)
+                continue
+            for case in CASES[tool]:
+                cmd = [sys.executable, __file__, "--tool", tool, "--case", case,
+                       "--file", str(path), "--frames", str(nf)]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode:
+                    res = {"error": proc.stderr.strip().splitlines()[-1:]}
+                else:
+                    res = json.loads(proc.stdout.strip().splitlines()[-1])
+                row = {"size": f"{ny}x{nx}x{nf}", "tool": tool, "case": case, **res}
+                rows.append(row)
+                if "error" in res:
+                    print(f"{row['size']:>12} {tool:>12} {case:>10}  ERROR {res['error']}",
+                          file=sys.stderr)
+                else:
+                    print(f"{row['size']:>12} {tool:>12} {case:>10} "
+                          f"{_fmt_time(res['time']):>10} {res['peak']:8.0f} MiB",
+                          file=sys.stderr)
+    print()
+    print(f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print()
+    print("| file | tool | case | time | peak memory |")
+    print("|---|---|---|---:|---:|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['size']} | {r['tool']} | {r['case']} | error | |")
+        else:
+            print(f"| {r['size']} | {r['tool']} | {r['case']} | {_fmt_time(r['time'])} | "
+                  f"{r['peak']:.0f} MiB |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
