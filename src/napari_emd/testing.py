@@ -129,8 +129,8 @@ def _phase_maps(ny: int, nx: int, rng: np.random.Generator) -> tuple[np.ndarray,
     matrix, thickness varying smoothly."""
     yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float32)
     frac = np.zeros((ny, nx), np.float32)
-    n_part = max(3, int(ny * nx / 4000))
     scale = max(2.0, min(ny, nx) / 10)
+    n_part = max(3, int(0.2 * ny * nx / (np.pi * (0.7 * scale) ** 2)))  # ~20 % particles
     for _ in range(n_part):
         cy, cx = rng.uniform(0, ny), rng.uniform(0, nx)
         r = rng.uniform(0.4, 1.0) * scale
