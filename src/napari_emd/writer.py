@@ -36,6 +36,7 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -145,16 +146,95 @@ def write_signals(
     counter = _Progress(progress, total)
     with _atomic_replace(path) as tmp:
         try:
-            with h5py.File(tmp, "w", rdcc_nbytes=16 << 20) as f:
+            # Reserve the disk space first: a full disk then fails here, cleanly, and not
+            # in the middle of HDF5's writes (libhdf5 handles a failing flush badly).
+            h5py.File(tmp, "w").close()
+            _reserve_space(path, tmp, _estimate_size(prepared, group_attrs))
+            f = h5py.File(tmp, "r+", rdcc_nbytes=16 << 20)
+            try:
                 _write_root(f, prepared, kwds)
                 container = f.create_group(DATA_GROUP)
                 for i, (prep, name) in enumerate(zip(prepared, names, strict=True)):
                     extra = group_attrs[i] if group_attrs is not None else None
                     _write_group(path, container.create_group(name), prep, extra, counter)
-        except OSError as err:
+                f.close()  # flushes: can fail too (disk full); HDF5 trims the reserve
+            except BaseException:
+                _abandon(f, tmp)
+                raise
+        except (OSError, RuntimeError) as err:
+            if isinstance(err, RuntimeError) and "write failed" not in str(err):
+                raise
             raise EMDError(path, f"writing failed: {err}") from err
     counter.finish()
     return path
+
+
+def _estimate_size(
+    prepared: list[_Prepared], group_attrs: Sequence[Mapping[str, Any] | None] | None
+) -> int:
+    """A generous estimate of the file size: data, dim vectors, metadata, overhead."""
+    total = 1 << 20
+    for prep in prepared:
+        total += prep.nbytes + sum(8 * max(2, a["size"]) for a in prep.axes) + 4096
+        total += len(to_json(prep.metadata)) + len(to_json(prep.original_metadata))
+        if prep.numpy_dtype.kind in "UO":
+            total += prep.nbytes * 2
+    for extra in group_attrs or []:
+        total += len(to_json(extra or {}))
+    return int(total * 1.02)
+
+
+def _reserve_space(path: str, tmp: str, size: int) -> None:
+    """Allocate ``size`` bytes for ``tmp`` (Linux ``fallocate``; elsewhere, or on file
+    systems without it, nothing is reserved). HDF5 cuts the file to its real size when it
+    is closed. A full disk raises :class:`EMDError` before any data is written."""
+    fallocate = _fallocate()
+    if fallocate is None:
+        return
+    import ctypes
+
+    fd = os.open(tmp, os.O_RDWR)
+    try:
+        if fallocate(fd, 0, 0, size) != 0:
+            errno = ctypes.get_errno()
+            if errno == 28:  # ENOSPC
+                free = shutil.disk_usage(os.path.dirname(tmp)).free
+                raise EMDError(path, f"not enough free disk space: the file needs about "
+                                     f"{_size(size)}, {_size(free)} are free")
+            # EOPNOTSUPP and friends: this file system cannot reserve; write without
+    finally:
+        os.close(fd)
+
+
+_FALLOCATE: list[Any] = []
+
+
+def _fallocate() -> Any:
+    """libc's ``fallocate`` (no slow emulation, unlike ``os.posix_fallocate``), or None."""
+    if not _FALLOCATE:
+        fn = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL(None, use_errno=True)
+                fn = libc.fallocate
+                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+                fn.restype = ctypes.c_int
+            except (OSError, AttributeError):
+                fn = None
+        _FALLOCATE.append(fn)
+    return _FALLOCATE[0]
+
+
+def _abandon(f: h5py.File, tmp: str) -> None:
+    """Close a file whose writing failed without letting HDF5 retry its flush on a full
+    disk: the temporary file is emptied first (freeing its space), so the final flush
+    succeeds and no half-flushed handle is left for interpreter exit to trip on."""
+    with contextlib.suppress(OSError):
+        os.truncate(tmp, 0)
+    with contextlib.suppress(Exception):
+        f.close()
 
 
 # --- preparation: validate the signal dict, pick chunks ----------------------------------
@@ -547,6 +627,8 @@ class _Progress:
         self.lock = threading.Lock()
 
     def step(self, n: int = 1) -> None:
+        if n <= 0:
+            return
         with self.lock:
             self.done += n
             done = self.done
@@ -671,21 +753,27 @@ def _store(path: str, prep: _Prepared, dset: h5py.Dataset, counter: _Progress) -
     from the thread that asked for the write.
     """
     import dask.array as da
-    from dask.callbacks import Callback
 
     target = _ReversedTarget(dset, prep)
+    try:
+        with _report_progress(target, counter):
+            da.store(prep.source, target, lock=H5_LOCK, scheduler="threads")
+        counter.step(target.take_written())
+    finally:
+        target.dset = None  # no dataset handle may outlive the file (see _abandon)
 
-    class _Report(Callback):
-        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker: Any) -> None:
-            n = target.take_written()
-            if n:
-                counter.step(n)
 
-    with _Report():
-        da.store(prep.source, target, lock=H5_LOCK, scheduler="threads")
-    n = target.take_written()
-    if n:
-        counter.step(n)
+@contextlib.contextmanager
+def _report_progress(target: _ReversedTarget, counter: _Progress) -> Iterator[None]:
+    """A dask callback, active for the block, reporting written blocks to ``counter``
+    from the scheduler's loop (the calling thread)."""
+    from dask.callbacks import Callback
+
+    def posttask(key: Any, result: Any, dsk: Any, state: Any, worker: Any) -> None:
+        counter.step(target.take_written())
+
+    with Callback(posttask=posttask):
+        yield
 
 
 def _data_quantity(dset: h5py.Dataset, metadata: Mapping[str, Any]) -> None:
