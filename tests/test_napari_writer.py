@@ -16,6 +16,7 @@ from conftest import real_file
 from napari_emd import EMDError
 from napari_emd._writer import layer_signal, write_image, write_layers
 from napari_emd.errors import EMDWarning
+from napari_emd.writer import jsonable
 
 PLUGIN = "napari-emd-io"
 
@@ -159,7 +160,9 @@ def test_file_from_emd_reader_saved_again(make_napari_viewer, tmp_path):
         md = json.loads(grp.attrs["metadata"])
         assert "record" not in state["metadata"]["emd"]
         assert md["General"]["title"] == layer.name
-        assert "Acquisition_instrument" in md or md["General"]
+        src_md = layer.metadata["emd"]["metadata"]
+        assert md["Acquisition_instrument"] == jsonable(src_md["Acquisition_instrument"])
+        assert md["General"]["original_filename"] == "fei_emd_image.emd"
     viewer2 = make_napari_viewer()
     viewer2.open(str(path), plugin=PLUGIN)
     (new,) = [ly for ly in viewer2.layers if ly._type_string == "image"]
