@@ -538,3 +538,38 @@ def test_not_enough_space_refused_before_writing(tmp_path):
 def test_bad_signal(tmp_path):
     with pytest.raises(ValueError, match="data"):
         napari_emd.file_writer(tmp_path / "a.emd", {"axes": []})
+
+
+def test_killed_writer_leaves_existing_file(tmp_path, cube):
+    """A writer process killed mid-write (SIGKILL: no clean-up runs) leaves the existing
+    file untouched; only its hidden temporary file remains."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "a.emd"
+    napari_emd.file_writer(path, _signal(cube))
+    before = path.read_bytes()
+    script = (
+        "import time, numpy as np, dask.array as da, napari_emd\n"
+        "def slow(x):\n"
+        "    time.sleep(0.2)\n"
+        "    return x\n"
+        "data = da.zeros((200, 64, 64), chunks=(1, 64, 64), dtype='f4').map_blocks(slow)\n"
+        f"napari_emd.file_writer({str(path)!r}, {{'data': data, 'metadata': {{}}}})\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.name.endswith(".part") for p in tmp_path.iterdir()):
+            assert proc.poll() is None, "the writer ended before it was killed"
+            assert time.monotonic() < deadline, "no temporary file appeared"
+            time.sleep(0.05)
+        time.sleep(0.5)  # let it write some blocks
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert path.read_bytes() == before
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "a.emd"]
+    assert all(n.startswith(".a.emd.") and n.endswith(".part") for n in leftovers)
