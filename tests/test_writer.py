@@ -573,3 +573,16 @@ def test_killed_writer_leaves_existing_file(tmp_path, cube):
     assert path.read_bytes() == before
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "a.emd"]
     assert all(n.startswith(".a.emd.") and n.endswith(".part") for n in leftovers)
+
+
+def test_overwrite_the_source_of_lazy_data(tmp_path, cube):
+    """Saving lazily read data over the file it is read from: the old file is read while
+    the temporary one is written, then replaced."""
+    path = tmp_path / "a.emd"
+    napari_emd.file_writer(path, _signal(cube))
+    (lazy,) = napari_emd.file_reader(path, lazy=True)
+    lazy["data"] = lazy["data"] * 2
+    napari_emd.file_writer(path, lazy)
+    (got,) = napari_emd.file_reader(path)
+    np.testing.assert_array_equal(got["data"], cube * 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.emd"]
