@@ -447,3 +447,19 @@ def test_distributed_process_cluster(tmp_path):
         disp = client.compute(r.display).result()
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(disp, np.moveaxis(want, -1, 1))
+
+
+@pytest.mark.napari
+def test_napari_draws_energy_planes_from_the_lazy_display(make_napari_viewer, tmp_path):
+    from napari_emd.testing import write_velox_si
+
+    info = write_velox_si(tmp_path / "n.emd", ny=16, nx=12, frames=2, detectors=2,
+                          keep_counts=True, seed=11)
+    (r,) = read_spectrum_images(info.spec(), opts(lazy=True))
+    want = np.moveaxis(info.counts.sum((0, 1)), -1, 0)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(r.display, contrast_limits=(0, 5))
+    for c in (905, 906, 2048):
+        viewer.dims.set_current_step(0, c)
+        layer.refresh()
+        np.testing.assert_array_equal(np.asarray(layer._slice.image.raw), want[c])

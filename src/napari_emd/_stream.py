@@ -693,7 +693,10 @@ def _eager(spec: SISpec, opts: ReadOptions, first: int, last: int) -> list[np.nd
     results = []
     with open_h5(spec.path) as f:
         for group in groups:
-            out3 = np.zeros((rows, spec.nx, nch), acc_dt)
+            # zero the output in order first: first-touch page faults in sequence are far
+            # cheaper than the scatter's random first touches (measured 2-8x on a VM)
+            out3 = np.empty((rows, spec.nx, nch), acc_dt)
+            out3.fill(0)
             over = False
             for i in group:
                 over |= _eager_stream(spec, f, i, first, last, opts, out3)
@@ -812,17 +815,25 @@ _BUILDING: dict[tuple, threading.Lock] = {}
 _EVENT_BUDGET = 2 * 2**30  # bytes of event indexes kept per process
 
 
-def _span_sorted(
-    spec: SISpec, i: int, first: int, last: int, per_frame: bool
+EVENT_BLOCK_VALUES = 1 << 20  # stream values decoded at once when building the index
+
+
+def _block_sorted(
+    spec: SISpec,
+    stream: str,
+    buf: np.ndarray,
+    base: int,
+    frame0: int,
+    nf: int,
+    per_frame: bool,
+    n_sel: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The events of stream ``i`` in frames ``first:last`` sorted by key (channel, or
-    channel * frames + frame): (sorted keys, their pixels, counts per key). Numpy only:
-    the pixel of an event is the number of separators before it; the sorts are radix
-    sorts of 16-bit keys."""
-    buf, a, _ = stream_index(spec, i).span(first, last)
+    """The events of ``buf`` (whole frames ``frame0 .. frame0 + nf`` of the selection, at
+    stream position ``base``) sorted by key (channel, or channel * frames + frame):
+    (sorted keys, their pixels, counts per key). Numpy only: the pixel of an event is the
+    number of separators before it; the sorts are radix sorts of 16-bit keys."""
     npix = spec.ny * spec.nx
-    nf = last - first
-    nkeys = spec.bincount * (nf if per_frame else 1)
+    nkeys = spec.bincount * (n_sel if per_frame else 1)
     is_sep = buf == SEPARATOR
     ev = ~is_sep
     pix = np.cumsum(is_sep, dtype=np.uint32)[ev]
@@ -830,8 +841,8 @@ def _span_sorted(
     ch = buf[ev]
     if ch.size and int(ch.max()) >= spec.bincount:
         bad = int(np.flatnonzero((buf >= spec.bincount) & ev)[0])
-        raise _bad_channel(spec, spec.streams[i], buf, -(bad + 1), a)
-    del buf, ev
+        raise _bad_channel(spec, stream, buf, -(bad + 1), base)
+    del ev
     keep = pix < nf * npix  # pixels past the grid are ignored (and warned about)
     if not keep.all():
         pix, ch = pix[keep], ch[keep]
@@ -840,11 +851,14 @@ def _span_sorted(
     if nf > 1:
         frame = pix // np.uint32(npix)
         pix -= frame * np.uint32(npix)
-    if per_frame and nf > 1:
-        o1 = np.argsort(frame.astype(np.uint16) if nf < 2**16 else frame, kind="stable")
+    if per_frame and n_sel > 1:
+        if frame is None:
+            frame = np.zeros(pix.size, np.uint32)
+        frame += np.uint32(frame0)
+        o1 = np.argsort(frame.astype(np.uint16) if n_sel < 2**16 else frame, kind="stable")
         order = o1[np.argsort(ch[o1], kind="stable")]
         del o1
-        key = ch.astype(np.int64) * nf + frame
+        key = ch.astype(np.int64) * n_sel + frame
     else:
         order = np.argsort(ch, kind="stable")
         key = ch
@@ -858,35 +872,49 @@ def _build_events(
 ) -> _EventIndex:
     """Group every event of ``streams`` (frames ``first:last``) by key = channel (* frames +
     frame). Numpy only, no numba, so the first plane napari asks for is not held up by
-    loading compiled kernels; streams run in parallel threads (numpy releases the GIL),
-    each sorted on its own and then placed into its slice of every key."""
-    nf = last - first
-    nkf = nf if per_frame else 1
-    if spec.ny * spec.nx * nf >= 2**32:
+    loading compiled kernels. Each stream is read once and decoded in blocks of whole
+    frames (small temporaries) by parallel threads (numpy releases the GIL); every block
+    is sorted on its own and then placed into its slice of every key."""
+    n_sel = last - first
+    nkf = n_sel if per_frame else 1
+    if spec.ny * spec.nx * n_sel >= 2**32:
         raise EMDError(spec.path, "spectrum image too large for the energy-plane index")
-    threads = min(_n_threads(), len(streams))
-
-    def one(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _span_sorted(spec, i, first, last, per_frame)
-
-    if threads > 1:
-        with ThreadPoolExecutor(threads) as ex:
-            parts = list(ex.map(one, streams))
-    else:
-        parts = [one(i) for i in streams]
-    starts = np.zeros(spec.bincount * nkf + 1, np.int64)
-    np.cumsum(np.sum([c for *_, c in parts], axis=0), out=starts[1:])
-    pixels = np.empty(int(starts[-1]), np.uint32)
-    cursor = starts[:-1].copy()
-    for keys, pix, counts in parts:
+    ny = spec.ny
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    threads = _n_threads()
+    with ThreadPoolExecutor(threads) as ex:
+        for i in streams:
+            buf, a, lines = stream_index(spec, i).span(first, last)
+            starts = lines[np.arange(first, last + 1) * ny] - a
+            jobs = []
+            f = 0
+            while f < n_sel:  # blocks of whole frames, about EVENT_BLOCK_VALUES values
+                g = f + 1
+                while g < n_sel and starts[g + 1] - starts[f] <= EVENT_BLOCK_VALUES:
+                    g += 1
+                jobs.append((buf[starts[f] : starts[g]], a + int(starts[f]), f, g - f))
+                f = g
+            parts += ex.map(
+                lambda j, i=i: _block_sorted(spec, spec.streams[i], j[0], j[1], j[2], j[3],
+                                             per_frame, n_sel),
+                jobs,
+            )
+            del buf, jobs
+    key_starts = np.zeros(spec.bincount * nkf + 1, np.int64)
+    np.cumsum(np.sum([c for *_, c in parts], axis=0), out=key_starts[1:])
+    pixels = np.empty(int(key_starts[-1]), np.uint32)
+    cursor = key_starts[:-1].copy()
+    while parts:
+        keys, pix, counts = parts.pop(0)
         local = np.zeros(counts.size, np.int64)
         np.cumsum(counts[:-1], out=local[1:])
-        shift = cursor - local  # where this stream's run of each key goes
+        shift = cursor - local  # where this block's run of each key goes
         dest = np.arange(keys.size, dtype=np.int64)
         dest += shift[keys]
         pixels[dest] = pix
         cursor += counts
-    return _EventIndex(starts, pixels, nkf)
+        del keys, pix, dest
+    return _EventIndex(key_starts, pixels, nkf)
 
 
 def event_index(
