@@ -269,3 +269,22 @@ def test_lazy_velox_si_layer_saved(tmp_path, monkeypatch):
         np.testing.assert_array_equal(signals[name]["data"], data)
         assert [a["units"] for a in signals[name]["axes"]] == [
             u if u != "pixel" else "" for u in meta["units"]]
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (2, 3, 4, 5)])
+def test_round_trip_2d_and_4d(make_napari_viewer, tmp_path, shape):
+    viewer = make_napari_viewer()
+    data = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    n = len(shape)
+    layer = viewer.add_image(data, name=f"{n}d", scale=[0.5] * n, translate=[1.0] * n,
+                             units=["nm"] * n, colormap="magma")
+    path = tmp_path / "nd.emd"
+    viewer.layers.save(str(path), selected=True, plugin=PLUGIN)
+    viewer2 = make_napari_viewer()
+    viewer2.open(str(path), plugin=PLUGIN)
+    (new,) = viewer2.layers
+    np.testing.assert_array_equal(np.asarray(new.data), data)
+    np.testing.assert_allclose(new.scale, layer.scale)
+    np.testing.assert_allclose(new.translate, layer.translate)
+    assert tuple(new.axis_labels) == tuple(layer.axis_labels)
+    assert new.colormap.name == "magma"
