@@ -288,3 +288,24 @@ def test_round_trip_2d_and_4d(make_napari_viewer, tmp_path, shape):
     np.testing.assert_allclose(new.translate, layer.translate)
     assert tuple(new.axis_labels) == tuple(layer.axis_labels)
     assert new.colormap.name == "magma"
+
+
+def test_rsciio_and_ncempy_files_open_in_napari(make_napari_viewer, tmp_path):
+    rsciio_emd = pytest.importorskip("rsciio.emd")
+    ncemp = pytest.importorskip("ncempy.io.emd")
+    data = np.arange(3 * 4 * 5, dtype=np.int32).reshape(3, 4, 5)
+    axes = [{"name": n, "units": "nm", "index_in_array": i, "size": s, "offset": 0.0,
+             "scale": 0.5, "navigate": i == 0} for i, (n, s) in enumerate(zip("zyx", data.shape))]
+    rsciio_emd.file_writer(str(tmp_path / "rs.emd"), {
+        "data": data, "axes": axes, "original_metadata": {},
+        "metadata": {"General": {"title": "rs"}, "Signal": {"signal_type": ""}}})
+    with ncemp.fileEMD(str(tmp_path / "nc.emd"), readonly=False) as f:
+        dims = [(np.arange(s) * 0.5, n, "[n_m]") for n, s in zip("xyz", data.T.shape)]
+        f.put_emdgroup("nc", data.T.copy(), dims)
+    viewer = make_napari_viewer()
+    for name in ("rs.emd", "nc.emd"):
+        (layer,) = viewer.open(str(tmp_path / name), plugin=PLUGIN)
+        np.testing.assert_array_equal(np.asarray(layer.data), data)
+        np.testing.assert_allclose(layer.scale, [0.5, 0.5, 0.5])
+        assert _units(layer) == ["nm", "nm", "nm"]
+        assert tuple(layer.axis_labels) == ("z", "y", "x")
