@@ -586,3 +586,12 @@ def test_overwrite_the_source_of_lazy_data(tmp_path, cube):
     (got,) = napari_emd.file_reader(path)
     np.testing.assert_array_equal(got["data"], cube * 2)
     assert [p.name for p in tmp_path.iterdir()] == ["a.emd"]
+
+
+def test_chunks_apply_to_signals_of_their_dimensionality(tmp_path, cube):
+    path = tmp_path / "multi.emd"
+    write_signals(path, [_signal(cube, title="a"), _signal(cube[0], title="b")],
+                  chunks=(1, 3, 2))
+    with h5py.File(path, "r") as f:
+        assert f["data/a/data"].chunks == (2, 3, 1)
+        assert f["data/b/data"].chunks is not None

@@ -138,7 +138,7 @@ def write_signals(
     for key in kwds:
         if key in _RESERVED_ROOT_ATTRS:
             raise ValueError(f"{key!r} is set by the writer and cannot be given")
-    prepared = [_prepare(path, s, chunks) for s in signals]
+    prepared = [_prepare(path, s, _chunks_for(s, chunks, len(signals))) for s in signals]
     names = _group_names([p.title for p in prepared])
     _check_target(path, sum(p.nbytes for p in prepared))
 
@@ -318,6 +318,15 @@ def _prepare(path: str, signal: Mapping[str, Any], chunks: Any) -> _Prepared:
     axes = _normalise_axes(data.shape, signal.get("axes"), title)
     hchunks = _chunk_shape(data.shape, numpy_dtype.itemsize or 8, axes, chunks, title)
     return _Prepared(title, data, axes, metadata, original, h5dtype, numpy_dtype, hchunks)
+
+
+def _chunks_for(signal: Mapping[str, Any], chunks: Any, n_signals: int) -> Any:
+    """With several signals, a chunk shape applies to those of its dimensionality only."""
+    if n_signals == 1 or chunks is None or isinstance(chunks, bool):
+        return chunks
+    data = signal.get("data") if isinstance(signal, Mapping) else None
+    ndim = len(getattr(data, "shape", ()))
+    return chunks if len(tuple(chunks)) == ndim else None
 
 
 def _plain_dict(value: Any) -> dict[str, Any]:
