@@ -595,3 +595,21 @@ def test_chunks_apply_to_signals_of_their_dimensionality(tmp_path, cube):
     with h5py.File(path, "r") as f:
         assert f["data/a/data"].chunks == (2, 3, 1)
         assert f["data/b/data"].chunks is not None
+
+
+def test_resaving_does_not_nest_metadata(tmp_path, cube):
+    """A signal read back from our file carries our group attributes; saving it again
+    must not copy the previous JSON into the new one (it would grow with every save)."""
+    path = tmp_path / "r0.emd"
+    napari_emd.file_writer(path, _signal(cube))
+    sizes = []
+    for i in range(4):
+        (sig,) = napari_emd.file_reader(path)
+        path = tmp_path / f"r{i + 1}.emd"
+        napari_emd.file_writer(path, sig)
+        with h5py.File(path, "r") as f:
+            attrs = f["data/test"].attrs
+            sizes.append(len(attrs["metadata"]) + len(attrs["original_metadata"]))
+            assert "original_metadata" not in json.loads(attrs["metadata"]).get("Signal", {})
+    # only the comment history (one line per save) grows
+    assert sizes[-1] - sizes[0] < 3 * 200

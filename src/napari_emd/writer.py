@@ -310,14 +310,36 @@ def _prepare(path: str, signal: Mapping[str, Any], chunks: Any) -> _Prepared:
             data = da.from_array(data, chunks=block, lock=H5_LOCK)
         else:
             data = np.asarray(data)
-    metadata = _plain_dict(signal.get("metadata"))
-    original = _plain_dict(signal.get("original_metadata"))
+    metadata, original = _drop_own_attributes(
+        _plain_dict(signal.get("metadata")), _plain_dict(signal.get("original_metadata"))
+    )
     general = metadata.get("General") if isinstance(metadata.get("General"), Mapping) else {}
     title = str(general.get("title") or "") or "dataset"
     h5dtype, numpy_dtype = _storage_dtype(path, title, data)
     axes = _normalise_axes(data.shape, signal.get("axes"), title)
     hchunks = _chunk_shape(data.shape, numpy_dtype.itemsize or 8, axes, chunks, title)
     return _Prepared(title, data, axes, metadata, original, h5dtype, numpy_dtype, hchunks)
+
+
+# Group attributes this writer derives on every write: a signal read back from one of our
+# files carries them (as text) in its metadata, and copying them again would nest the
+# previous file's JSON inside the new one, growing with every save.
+_OWN_GROUP_ATTRS = ("metadata", "original_metadata", NAPARI_LAYER_ATTR)
+
+
+def _drop_own_attributes(
+    metadata: dict[str, Any], original: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    signal = metadata.get("Signal")
+    if isinstance(signal, Mapping) and any(k in signal for k in _OWN_GROUP_ATTRS):
+        metadata = {**metadata,
+                    "Signal": {k: v for k, v in signal.items() if k not in _OWN_GROUP_ATTRS}}
+    dataset = original.get("dataset")
+    attrs = dataset.get("attributes") if isinstance(dataset, Mapping) else None
+    if isinstance(attrs, Mapping) and any(k in attrs for k in _OWN_GROUP_ATTRS):
+        attrs = {k: v for k, v in attrs.items() if k not in _OWN_GROUP_ATTRS}
+        original = {**original, "dataset": {**dataset, "attributes": attrs}}
+    return metadata, original
 
 
 def _chunks_for(signal: Mapping[str, Any], chunks: Any, n_signals: int) -> Any:
