@@ -304,6 +304,25 @@ def test_eels_eds_grid():
     )
 
 
+@pytest.mark.realdata
+def test_grid_from_the_stream_when_scan_metadata_is_lost(tmp_path):
+    """With the SI's scan metadata zeroed and the EELS cubes gone, only the stream's
+    RasterScanDefinition (128 x 128) and the images' shapes are left: counting the
+    stream's pixels (320 in one frame) picks the 16 x 20 grid of the maps."""
+    path = _copy(EELS_EDS, tmp_path)
+    with h5py.File(path, "r+") as f:
+        for group in ("Data/SpectrumImage", "Data/SpectrumStream"):
+            for key in f[group]:
+                f[group][key]["Metadata"][...] = 0
+        del f["Data/EelsSpectrumImage"]
+    ds = _by_title(_read(path))
+    assert ds["EDS"].shape == (16, 20, 4096)
+    ref = _by_title(_read(real_file(EELS_EDS)))["EDS"]
+    np.testing.assert_array_equal(ds["EDS"].data, ref.data)
+    source = ds["EDS"].original_metadata["ImportedDataParameter"]["Scan_grid_source"]
+    assert source == "image in the file"
+
+
 # --- lazy ------------------------------------------------------------------------------
 
 

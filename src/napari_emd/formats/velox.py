@@ -943,6 +943,9 @@ class _VeloxFile:
         w, h = _float(_get(raster, "Width")), _float(_get(raster, "Height"))
         if w and h:
             cands.append(("RasterScanDefinition", (int(h), int(w))))
+        # last resort (when the SI's metadata is lost): any image's grid, if the stream fits
+        for shape in self._all_image_shapes():
+            cands.append(("image in the file", shape))
         plan.candidates = cands
         # frames
         tables = [s.n_frames_table for s in plan.streams if s.n_frames_table]
@@ -960,16 +963,21 @@ class _VeloxFile:
             plan.counted_pixels = _count_pixels(self.f, longest.path)
         npix = plan.counted_pixels
 
-        def fits(shape: tuple[int, int]) -> bool:
+        def fits(shape: tuple[int, int], exact: bool) -> bool:
             per = shape[0] * shape[1]
             if npix is None or per <= 0:
                 return True
             if n_frames:
-                # Velox 4 streams may end with the unclosed first pixel of one more frame
+                # Velox 4 streams may end with the unclosed first pixel of one more frame;
+                # an interrupted acquisition leaves its last frame partial
+                if exact:
+                    return npix in (per * n_frames, per * n_frames + 1)
                 return per * (n_frames - 1) < npix <= per * n_frames + 1
-            return npix >= per
+            return npix % per in (0, 1) if exact else npix >= per
 
-        chosen = next(((src, s) for src, s in cands if fits(s)), None)
+        # whole frames first, then a partial last frame, in order of trust
+        chosen = next(((src, s) for src, s in cands if fits(s, True)), None) or next(
+            ((src, s) for src, s in cands if fits(s, False)), None)
         if chosen is None:
             if cands:
                 chosen = cands[0]
@@ -993,6 +1001,18 @@ class _VeloxFile:
         if g.name not in self._meta_cache:
             self._meta_cache[g.name] = _metadata_column(g.get("Metadata"), 0, where)
         return self._meta_cache[g.name]
+
+    def _all_image_shapes(self) -> list[tuple[int, int]]:
+        group = self.data.get("Image")
+        shapes: list[tuple[int, int]] = []
+        if isinstance(group, h5py.Group):
+            for key in group:
+                d = group[key].get("Data") if isinstance(group[key], h5py.Group) else None
+                if isinstance(d, h5py.Dataset) and d.ndim in (2, 3):
+                    shp = (int(d.shape[0]), int(d.shape[1]))
+                    if shp not in shapes:
+                        shapes.append(shp)
+        return shapes
 
     def _si_image_shapes(self) -> list[tuple[int, int]]:
         group = self.data.get("Image")
