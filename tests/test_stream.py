@@ -463,3 +463,39 @@ def test_napari_draws_energy_planes_from_the_lazy_display(make_napari_viewer, tm
         viewer.dims.set_current_step(0, c)
         layer.refresh()
         np.testing.assert_array_equal(np.asarray(layer._slice.image.raw), want[c])
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", sorted(REAL_SI))
+def test_numpy_and_numba_event_index_agree(name):
+    from napari_emd import _stream
+
+    spec = real_spec(name)
+    streams = tuple(range(len(spec.streams)))
+    for first, last, per_frame in ((0, spec.n_frames, False), (0, spec.n_frames, True),
+                                   (spec.n_frames - 1, spec.n_frames, True)):
+        a = _stream._build_events_numpy(spec, streams, first, last, per_frame)
+        b = _stream._build_events_numba(spec, streams, first, last, per_frame)
+        np.testing.assert_array_equal(a.starts, b.starts)
+        np.testing.assert_array_equal(a.pixels, b.pixels)
+        assert a.nkf == b.nkf
+
+
+def test_display_with_and_without_numba(tmp_path, monkeypatch):
+    from napari_emd import _stream
+    from napari_emd.testing import write_velox_si
+
+    info = write_velox_si(tmp_path / "w.emd", ny=13, nx=9, frames=3, detectors=3,
+                          keep_counts=True, seed=12)
+    want = np.moveaxis(info.counts.sum(0), -1, 1)  # (frame, E, y, x)
+    for warm in (False, True):
+        clear_caches()
+        monkeypatch.setattr(_stream, "_WARM", warm)
+        monkeypatch.setattr(_stream, "EVENT_BLOCK_VALUES", 300)  # several blocks per stream
+        (r,) = read_spectrum_images(info.spec(), opts(lazy=True, sum_frames=False,
+                                                      rebin_energy=16))
+        np.testing.assert_array_equal(
+            r.display.compute(), want.reshape(3, 256, 16, 13, 9).sum(2))
+        (s,) = read_spectrum_images(info.spec(), opts(lazy=True, first_frame=1))
+        np.testing.assert_array_equal(s.display[900:910].compute(),
+                                      want[1:, 900:910].sum(0))

@@ -149,10 +149,25 @@ def _accumulator(dt: np.dtype) -> np.dtype:
     return dt if dt in _DIRECT else np.dtype("f4" if dt.kind == "f" else "i8")
 
 
+_WARM = False
+
+
 def _kernels():
     from . import _stream_kernels
 
     return _stream_kernels
+
+
+def warm_kernels() -> None:
+    """Load the numba kernels now (numba's start-up, a few hundred ms, once per process).
+
+    The eager decoder needs them anyway; the energy-plane index uses them once they are
+    warm (or for big streams, where they pay off at once) and plain numpy otherwise, so
+    the first plane of a small SI is not held up by numba's start-up."""
+    global _WARM
+    if not _WARM:
+        _kernels().warm_up()
+        _WARM = True
 
 
 # --- the reference decoder (the oracle the tests compare against) -----------------
@@ -682,6 +697,7 @@ def _eager_stream(
 
 
 def _eager(spec: SISpec, opts: ReadOptions, first: int, last: int) -> list[np.ndarray]:
+    warm_kernels()
     dt = _out_dtype(spec, opts)
     acc_dt = _accumulator(dt)
     nch = spec.bincount // opts.rebin_energy
@@ -867,7 +883,78 @@ def _block_sorted(
     return key[order], pix[order], counts
 
 
+NUMBA_EVENTS_VALUES = 1 << 24  # from this many stream values on, numba pays off cold
+
+
+def _build_events_numba(
+    spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
+) -> _EventIndex:
+    """Counting sort of every event by key with the numba kernels: a count pass and a fill
+    pass per stream (streams in parallel threads), no per-event temporaries."""
+    k = _kernels()
+    npix = spec.ny * spec.nx
+    nf = last - first
+    nkf = nf if per_frame else 1
+    nkeys = spec.bincount * nkf
+    frame_key = np.arange(nf, dtype=np.int64) if per_frame else np.zeros(nf, np.int64)
+    sel = np.arange(first, last + 1) * spec.ny
+    keep_bufs = True
+
+    def count(i: int) -> tuple:
+        buf, a, lines = stream_index(spec, i).span(first, last)
+        fs = lines[sel[:-1]] - a
+        fe = lines[sel[1:]] - a
+        counts = np.zeros(nkeys, np.int64)
+        code = k.count_keys(buf, fs, fe, frame_key, nkf, spec.bincount, npix, counts)
+        if code < 0:
+            raise _bad_channel(spec, spec.streams[i], buf, code, a)
+        return (i, buf if keep_bufs else None, fs, fe, counts)
+
+    total_values = 0
+    with H5_LOCK:
+        f = cached_handle(spec.path)
+        for i in streams:
+            total_values += int(f[spec.streams[i]].shape[0])
+    keep_bufs = total_values * 2 <= 256 * 2**20
+    threads = min(_n_threads(), len(streams))
+    with ThreadPoolExecutor(threads) as ex:
+        loaded = list(ex.map(count, streams))
+        starts = np.zeros(nkeys + 1, np.int64)
+        np.cumsum(np.sum([c[-1] for c in loaded], axis=0), out=starts[1:])
+        pixels = np.empty(int(starts[-1]), np.uint32)
+        cursors = []
+        run = starts[:-1].copy()
+        for c in loaded:  # each stream fills its own sub-range of every key
+            cursors.append(run.copy())
+            run += c[-1]
+
+        def fill(j: int) -> None:
+            i, buf, fs, fe, _ = loaded[j]
+            if buf is None:
+                buf, _, _ = stream_index(spec, i).span(first, last)
+            k.fill_keys(buf, fs, fe, frame_key, nkf, npix, cursors[j], pixels)
+
+        list(ex.map(fill, range(len(loaded))))
+    return _EventIndex(starts, pixels, nkf)
+
+
 def _build_events(
+    spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
+) -> _EventIndex:
+    """The event index, with numba when its kernels are warm or the streams are big, else
+    with numpy (see :func:`_build_events_numpy`)."""
+    if not _WARM:
+        with H5_LOCK:
+            f = cached_handle(spec.path)
+            total = sum(int(f[spec.streams[i]].shape[0]) for i in streams)
+        if total >= NUMBA_EVENTS_VALUES:
+            warm_kernels()
+    if _WARM:
+        return _build_events_numba(spec, streams, first, last, per_frame)
+    return _build_events_numpy(spec, streams, first, last, per_frame)
+
+
+def _build_events_numpy(
     spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
 ) -> _EventIndex:
     """Group every event of ``streams`` (frames ``first:last``) by key = channel (* frames +

@@ -132,7 +132,16 @@ def accumulate(pixels, a, b, plane):  # pragma: no cover - compiled
 
 
 def warm_up() -> None:
-    """Compile (or load from cache) the kernels for the common types."""
+    """Load (or compile, the first time ever) the kernels for the common argument types,
+    so later calls start at once. Numba's start-up is paid here, once per process."""
     buf = np.array([1, SEPARATOR, 2], dtype=np.uint16)
     lines = np.zeros(2, np.int64)
     index_lines(buf, 1, lines)
+    one = np.zeros(1, np.int64)
+    counts = np.zeros(4, np.int64)
+    fs, fe = np.array([0]), np.array([3])
+    count_keys(buf, fs, fe, one, 1, 4, 2, counts)
+    fill_keys(buf, fs, fe, one, 1, 2, np.zeros(4, np.int64), np.zeros(2, np.uint32))
+    st, en, ou = np.array([0]), np.array([3]), np.array([0])
+    for dt in (np.uint16, np.uint32, np.float32):
+        scatter_lines(buf, st, en, ou, 2, 1, 4, np.zeros((1, 2, 4), dt))
