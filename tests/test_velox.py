@@ -623,3 +623,20 @@ def test_minimal_written_file(tmp_path):
     assert (ds.axes[1].scale, ds.axes[1].units) == (pytest.approx(200.0), "pm")
     assert ds.metadata["Acquisition_instrument"]["TEM"]["beam_energy"] == 300.0
     assert len(ds.original_metadata["Frames"]) == 3
+
+
+@pytest.mark.realdata
+def test_frame_metadata_on_demand(monkeypatch):
+    """Lazy stacks longer than the limit leave per-frame metadata out of
+    original_metadata; frame_metadata() reads one frame's on demand."""
+    path = real_file("fei_example_tem_stack.emd")
+    eager = _read(path)[0]
+    monkeypatch.setattr(velox, "LAZY_FRAME_METADATA_LIMIT", 1)
+    lazy = _read(path, lazy=True)[0]
+    assert isinstance(lazy.original_metadata["Frames"], str)
+    assert "frame_metadata" in lazy.original_metadata["Frames"]
+    for i in range(2):
+        assert velox.frame_metadata(str(path), lazy.path, i) == eager.original_metadata[
+            "Frames"][i]
+    with pytest.raises(ValueError):
+        velox.frame_metadata(str(path), lazy.path, 2)

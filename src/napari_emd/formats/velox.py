@@ -741,10 +741,10 @@ class _VeloxFile:
         meta = self._image_meta(g, where)
         is_si = self._is_si_image(meta, (ny, nx, nf))
         keep = nf if (not is_si or self.opts.load_SI_image_stack) else 1
-        frames_md: list[dict[str, Any]] | None = None
+        frames_md: Any = None
         if nf > 1 and keep > 1:
             if self.opts.lazy and nf > LAZY_FRAME_METADATA_LIMIT:
-                frames_md = None
+                frames_md = _frames_note(nf, dset.name)
             else:
                 frames_md = _all_frame_metadata(g.get("Metadata"), where)
         data = self._image_data(dset, keep)
@@ -1127,9 +1127,11 @@ class _VeloxFile:
                 display_axes = [*axes[:-3], axes[-1], axes[-3], axes[-2]]
             det_dict = _detector_dict(smeta, res.detector) if res.detector else \
                 _detector_dict(smeta, stream.detector if stream else None)
-            frames_md = None
-            if stream is not None and not (self.opts.lazy and
-                                           plan.n_frames > LAZY_FRAME_METADATA_LIMIT):
+            frames_md: Any = None
+            if stream is not None and self.opts.lazy and \
+                    plan.n_frames > LAZY_FRAME_METADATA_LIMIT:
+                frames_md = _frames_note(plan.n_frames, stream.path)
+            elif stream is not None:
                 g = self.f.get(stream.path.rsplit("/", 1)[0])
                 if g is not None and isinstance(g.get("Metadata"), h5py.Dataset) and \
                         g["Metadata"].ndim == 2 and g["Metadata"].shape[1] > 1:
@@ -1266,6 +1268,28 @@ class _VeloxFile:
 def read(path: str, f: h5py.File, opts: ReadOptions) -> list[Dataset]:
     """All datasets of a Velox file (images, spectra, EDS and EELS spectrum images)."""
     return _VeloxFile(path, f, opts).read()
+
+
+def _frames_note(n: int, data_path: str) -> str:
+    return (f"{n} frames' metadata not read (lazy); get frame i with "
+            f"napari_emd.formats.velox.frame_metadata(path, {data_path!r}, i)")
+
+
+def frame_metadata(path: str, data_path: str, index: int) -> dict[str, Any]:
+    """The metadata JSON of frame ``index`` of a Velox image stack or spectrum stream.
+
+    ``data_path`` is the HDF5 path of the ``Data`` array (``Dataset.path``); its sibling
+    ``Metadata`` holds one JSON text per frame. Lazy readers of long stacks leave the
+    per-frame metadata out of ``original_metadata``; this reads one frame's on demand.
+    """
+    with open_h5(path) as f:
+        parent = str(data_path).rstrip("/").rsplit("/", 1)[0]
+        ds = f.get(f"{parent}/Metadata")
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 2:
+            raise EMDError(path, f"{parent} has no per-frame Metadata")
+        if not 0 <= index < ds.shape[1]:
+            raise ValueError(f"frame {index} is outside the {ds.shape[1]} frame(s) of {parent}")
+        return _metadata_column(ds, index, f"{parent}/Metadata")
 
 
 def si_facts(path: str) -> dict[str, Any]:
