@@ -613,3 +613,27 @@ def test_resaving_does_not_nest_metadata(tmp_path, cube):
             assert "original_metadata" not in json.loads(attrs["metadata"]).get("Signal", {})
     # only the comment history (one line per save) grows
     assert sizes[-1] - sizes[0] < 3 * 200
+
+
+def test_metadata_tree_comes_back_and_json_attributes_stay_out_of_signal(tmp_path):
+    """The HyperSpy tree we store as JSON is read back as metadata (not as strings under
+    ``Signal``), and the original file's tree becomes original_metadata again."""
+    path = tmp_path / "md.emd"
+    sig = {
+        "data": np.arange(6, dtype=np.int16).reshape(2, 3),
+        "axes": [
+            {"name": "y", "size": 2, "scale": 0.5, "offset": 0.0, "units": "nm"},
+            {"name": "x", "size": 3, "scale": 0.5, "offset": 0.0, "units": "nm"},
+        ],
+        "metadata": {
+            "General": {"title": "T"},
+            "Acquisition_instrument": {"TEM": {"beam_energy": 300.0}},
+        },
+        "original_metadata": {"Instrument": {"Model": "Titan"}},
+    }
+    napari_emd.file_writer(path, sig)
+    (back,) = napari_emd.file_reader(path)
+    assert back["metadata"]["Acquisition_instrument"]["TEM"]["beam_energy"] == 300.0
+    signal = back["metadata"]["Signal"]
+    assert "original_metadata" not in signal and "napari_layer" not in signal
+    assert back["original_metadata"]["Instrument"]["Model"] == "Titan"

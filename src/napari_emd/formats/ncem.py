@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import re
 import warnings
 from collections.abc import Callable
@@ -584,12 +585,33 @@ def _group_metadata(group_attrs: dict[str, Any]) -> tuple[dict[str, Any], str, s
     record_by = str(attrs.get("record_by", "") or "")
     # record_by and binned are HyperSpy 1 items that HyperSpy 2 keeps elsewhere (signal
     # dimension, axes); they stay in original_metadata only.
+    # napari-emd's writer keeps whole trees as JSON text in these attributes; they are
+    # not Signal items (see _json_trees).
     signal = {
         k: v
         for k, v in attrs.items()
-        if k not in ("title", "metadata", "record_by", "binned") and v != ""
+        if k not in ("title", "metadata", "record_by", "binned", *_JSON_TREES) and v != ""
     }
     return signal, signal_type, record_by
+
+
+_JSON_TREES = ("original_metadata", "napari_layer")
+
+
+def _json_trees(group_attrs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``metadata`` and ``original_metadata`` trees that napari-emd's writer stores as
+    JSON text on the data group (empty dicts when absent or not JSON)."""
+    out = []
+    for key in ("metadata", "original_metadata"):
+        raw = group_attrs.get(key)
+        tree: Any = {}
+        if isinstance(raw, str) and raw.lstrip().startswith("{"):
+            try:
+                tree = json.loads(raw)
+            except ValueError:
+                tree = {}
+        out.append(tree if isinstance(tree, dict) else {})
+    return out[0], out[1]
 
 
 def build_dataset(
@@ -646,11 +668,19 @@ def build_dataset(
         signal_md = {}
     # each dataset owns its trees: editing one must not change its siblings
     md = _merge(copy.deepcopy(file_md), {"Signal": signal_md} if signal_md else {})
-    om = copy.deepcopy(file_om)
+    saved_md, saved_om = _json_trees(group_attrs)
+    if saved_md:
+        saved_md.pop("General", {}).pop("title", None)
+        md = _merge(md, saved_md)
+    # the original file's tree, as saved by napari-emd, is the base; this file's own
+    # entries (root groups, "dataset") win, so re-saving never nests trees
+    om = _merge(saved_om, copy.deepcopy(file_om))
     om.update(copy.deepcopy(profile.extra_om))
     om["dataset"] = {
         "path": members[0].path,
-        "attributes": group_attrs,
+        "attributes": {
+            k: v for k, v in group_attrs.items() if k not in ("metadata", *_JSON_TREES)
+        },
         "dims": dims_om,
     }
     if stacked:
@@ -671,6 +701,9 @@ def build_dataset(
     )
     if stacked:
         ds.extra["stacked_paths"] = [m.path for m in members]
+    if isinstance(group_attrs.get("napari_layer"), str):
+        # napari layer state saved by napari-emd (restored by _layers.saved_layer_state)
+        ds.extra["napari_layer"] = group_attrs["napari_layer"]
     return ds
 
 
