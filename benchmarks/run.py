@@ -86,6 +86,7 @@ def _imports(tool: str, case: str = ""):
         import dask.array as da
 
         import napari_emd
+        import napari_emd.formats  # the readers, imported on first use otherwise
         from napari_emd import _stream
 
         da.zeros(1).compute()  # dask's own first-compute imports

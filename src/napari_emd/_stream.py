@@ -696,6 +696,17 @@ def _eager_stream(
     return _scatter(spec, name, buf, jobs, out3, opts.rebin_energy, 0, _n_threads())
 
 
+def _zeros_touched(shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
+    """``np.zeros`` with every page touched once, in order: first-touch page faults in
+    sequence are much cheaper than the scatter's random first touches (2-8x measured on
+    a VM), and touching one value per page costs no memory bandwidth."""
+    out = np.zeros(shape, dt)
+    flat = out.reshape(-1)
+    step = max(1, 4096 // dt.itemsize)
+    flat[::step] = 0
+    return out
+
+
 def _eager(spec: SISpec, opts: ReadOptions, first: int, last: int) -> list[np.ndarray]:
     warm_kernels()
     dt = _out_dtype(spec, opts)
@@ -709,10 +720,7 @@ def _eager(spec: SISpec, opts: ReadOptions, first: int, last: int) -> list[np.nd
     results = []
     with open_h5(spec.path) as f:
         for group in groups:
-            # zero the output in order first: first-touch page faults in sequence are far
-            # cheaper than the scatter's random first touches (measured 2-8x on a VM)
-            out3 = np.empty((rows, spec.nx, nch), acc_dt)
-            out3.fill(0)
+            out3 = _zeros_touched((rows, spec.nx, nch), acc_dt)
             over = False
             for i in group:
                 over |= _eager_stream(spec, f, i, first, last, opts, out3)
