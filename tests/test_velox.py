@@ -385,6 +385,8 @@ def test_select_type():
     assert len(everything) == len(images) + len(spectra) + len(sis)
     with pytest.raises(ValueError, match="select_type"):
         read_datasets(path, select_type="movie")
+    with pytest.warns(EMDWarning, match="matches nothing"):
+        assert read_datasets(real_file("fei_emd_image.emd"), select_type="spectrum_image") == []
 
 
 @pytest.mark.realdata

@@ -1250,7 +1250,8 @@ class _VeloxFile:
         # the SI plan tells which images belong to the SI (first frame by default)
         plan = None
         try:
-            plan = self.si_plan(count=None)
+            # counting the stream's pixels only matters when the SI is read
+            plan = self.si_plan(count=None if want_si else False)
         except (OSError, KeyError, IndexError, TypeError) as err:
             _warn(f"{self.path}: the spectrum image cannot be described ({err}); it is "
                   "skipped")
@@ -1262,6 +1263,8 @@ class _VeloxFile:
             self._read_eels()
             if plan is not None:
                 self._read_eds_si(plan)
+        if st is not None and not self.datasets:
+            _warn(f"{self.path}: select_type={st!r} matches nothing in this file")
         return self.datasets
 
 
