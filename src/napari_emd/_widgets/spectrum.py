@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
 from matplotlib.figure import Figure
 from matplotlib.path import Path as MplPath
 from matplotlib.widgets import SpanSelector
@@ -56,6 +56,17 @@ MODES = (MOUSE, CLICK, REGION, MAP)
 FILE_PREFIX = "file spectrum: "
 
 _GREEK = {"a": "α", "b": "β", "g": "γ", "l": "l"}
+# Default upper end of the EDS energy axis when no element is chosen: the lines used for
+# mapping are below it, and the rest of a 40 keV range is mostly empty.
+EDS_DEFAULT_MAX_KEV = 20.0
+
+
+class _Toolbar(NavigationToolbar2QT):
+    """Matplotlib's toolbar with only home, pan, zoom and save."""
+
+    toolitems: ClassVar[list[Any]] = [
+        t for t in NavigationToolbar2QT.toolitems if t[0] in ("Home", "Pan", "Zoom", "Save")
+    ]
 
 
 def line_label(element: str, line: str) -> str:
@@ -180,6 +191,7 @@ class SpectrumViewer(QWidget):
         self._markers: list[Any] = []
         self._region_layer: Any = None
         self._elements_edited = False
+        self._xkey: tuple[Any, ...] | None = None
 
         layout = QVBoxLayout(self)
         form = QFormLayout()
@@ -195,10 +207,13 @@ class SpectrumViewer(QWidget):
 
         self.figure = Figure(figsize=(5, 3), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(220)
+        self.canvas.setMinimumHeight(320)
         self.ax = self.figure.add_subplot(111)
         (self.line,) = self.ax.plot([], [], lw=1.0, color="#ffb000")
         self._style_axes()
+        self.toolbar = _Toolbar(self.canvas, self, coordinates=True)
+        self.toolbar.setIconSize(self.toolbar.iconSize() * 0.75)
+        layout.addWidget(self.toolbar)
         layout.addWidget(self.canvas, 1)
         self.span = SpanSelector(
             self.ax,
@@ -573,13 +588,41 @@ class SpectrumViewer(QWidget):
             self.energy = energy
             self.spectrum_title = title
             self.ax.set_xlabel(f"energy ({energy.units})", fontsize=9)
-            if x.size:
-                self.ax.set_xlim(float(x.min()), float(x.max()))
+            ends = (float(x[0]), float(x[-1])) if x.size else (0.0, 0.0)
+            key = (energy.units, x.size, *ends)
+            if key != self._xkey:
+                self._xkey = key
+                self.reset_xlim()
             self.status.setText(title)
         self._autoscale_y()
         self._draw_markers()
         self.canvas.draw_idle()
         self.spectrum_changed.emit()
+
+    def default_xlim(self) -> tuple[float, float] | None:
+        """The energy range shown by default: the whole axis, except that an EDS axis in
+        keV ends a little above the highest marked line (or at 20 keV without elements):
+        Velox records up to 40 keV, and the upper half is mostly empty."""
+        energy = self.energy
+        if energy is None or energy.values.size == 0:
+            return None
+        lo, hi = float(energy.values.min()), float(energy.values.max())
+        if energy.units == "keV":
+            marks = [e for _, _, e, w in xray_lines.lines_in_range(self.elements(), lo, hi)
+                     if w >= 0.1]
+            top = max(max(marks) * 1.2, 5.0) if marks else EDS_DEFAULT_MAX_KEV
+            hi = min(hi, top)
+        return lo, hi
+
+    def reset_xlim(self) -> None:
+        """Show the default energy range (also what the toolbar's home button returns to)."""
+        lim = self.default_xlim()
+        if lim is None:
+            return
+        self.ax.set_xlim(*lim)
+        self._draw_markers()
+        self.toolbar.update()  # the new view becomes "home"
+        self.canvas.draw_idle()
 
     def _autoscale_y(self) -> None:
         spec = self.spectrum
@@ -613,14 +656,17 @@ class SpectrumViewer(QWidget):
         lo, hi = self.ax.get_xlim()
         lines = xray_lines.lines_in_range(self.elements(), lo * to_kev, hi * to_kev)
         trans = self.ax.get_xaxis_transform()
-        for el, name, e, w in lines:
+        gap = 0.025 * (hi - lo)  # labels closer than this would overlap
+        labelled: list[float] = []
+        for el, name, e, w in sorted(lines, key=lambda t: (-t[3], t[2])):
             if w < 0.1:
                 continue
             x = e / to_kev
             self._markers.append(
-                self.ax.axvline(x, color="#ff5a5a", lw=0.8, alpha=0.4 + 0.5 * w, ls="--")
+                self.ax.axvline(x, color="#ff5a5a", lw=0.8, alpha=0.3 + 0.5 * w, ls="--")
             )
-            if w >= 0.5:
+            if w >= 0.5 and all(abs(x - other) > gap for other in labelled):
+                labelled.append(x)
                 self._markers.append(
                     self.ax.text(
                         x, 0.98, line_label(el, name), transform=trans, rotation=90,
@@ -643,8 +689,11 @@ class SpectrumViewer(QWidget):
         self.element_combo.addItems(els)
         if cur in els:
             self.element_combo.setCurrentText(cur)
-        self._draw_markers()
-        self.canvas.draw_idle()
+        if self.spectrum is not None:
+            self.reset_xlim()
+        else:
+            self._draw_markers()
+            self.canvas.draw_idle()
 
     def _elements_typed(self) -> None:
         self.set_elements(self.elements_edit.text(), edited=True)

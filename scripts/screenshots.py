@@ -1,0 +1,142 @@
+"""Make the screenshots of docs/widgets.md: both dock widgets on the synthetic Velox sample.
+
+Run under a virtual display (the napari window must really be shown)::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
+
+Writes ``docs/images/loader.png``, ``docs/images/spectrum_viewer.png`` (whole window) and
+``docs/images/*_widget.png`` (the dock widgets alone).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "images"
+
+
+def wait(ms: int) -> None:
+    """Let Qt paint and run queued signals for ``ms`` milliseconds."""
+    from qtpy.QtWidgets import QApplication
+
+    end = time.monotonic() + ms / 1000
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def wait_until(cond, timeout_s: float = 60.0) -> None:
+    end = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > end:
+            raise TimeoutError("the widget did not finish in time")
+        wait(50)
+
+
+def close_toasts() -> None:
+    """Close napari's notification pop-ups (e.g. its PyQt5 deprecation notice), which
+    would otherwise cover the canvas in the pictures."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+    from qtpy.QtWidgets import QApplication
+
+    for w in QApplication.allWidgets():
+        if isinstance(w, NapariQtNotification):
+            w.hide()
+
+
+def save(widget, name: str) -> None:
+    close_toasts()
+    wait(100)
+    path = OUT / name
+    widget.grab().save(str(path))
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+def main() -> int:
+    import warnings
+
+    # napari's PyQt5 deprecation notice would sit on top of the canvas in the pictures
+    warnings.filterwarnings("ignore", message=".*PyQt5 backend is deprecated.*")
+    import napari
+    import numpy as np
+
+    from napari_emd._sample import velox_si_path
+    from napari_emd._widgets.spectrum import REGION
+
+    if not os.environ.get("DISPLAY"):
+        print("no DISPLAY: run me under xvfb-run (see the docstring)", file=sys.stderr)
+        return 2
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = velox_si_path()
+
+    viewer = napari.Viewer(title="napari-emd", show=True)
+    win = viewer.window._qt_window
+    win.resize(1560, 960)
+    wait(300)
+
+    # 1. The loader: facts of the file, options, a per-detector lazy load.
+    loader_dock, loader = viewer.window.add_plugin_dock_widget(
+        "napari-emd-io", "Spectrum-image loader"
+    )
+    loader.set_path(path)
+    loader.rebin.setCurrentText("2")
+    loader.sum_frames.setChecked(True)
+    worker = loader.load()
+    assert worker is not None
+    wait_until(lambda: loader.worker is None)
+    wait(500)
+    si = viewer.layers["EDS"]
+    # the loader put the energy slider on the strongest peak of the file's spectrum
+    viewer.layers.selection.active = si
+    wait(500)
+    save(win, "loader.png")
+    save(loader, "loader_widget.png")
+
+    # 2. The spectrum viewer: a hovered pixel with element markers, and an Fe map.
+    viewer.window.remove_dock_widget(loader_dock)
+    _, spec = viewer.window.add_plugin_dock_widget("napari-emd-io", "Spectrum viewer")
+    spec.set_si_layer(si)
+    spec.set_elements(["C", "O", "Fe", "Cu"])
+    haadf = viewer.layers["HAADF"]
+    haadf.visible = False
+    spec.map_element("Fe")
+    wait_until(lambda: not spec.map_runner.busy)
+    spec.map_element("Cu")
+    wait_until(lambda: not spec.map_runner.busy)
+    fe = viewer.layers["EDS Fe Kα"]
+    cu = viewer.layers["EDS Cu Kα"]
+    fe.colormap, cu.colormap = "red", "cyan"
+    si.visible = False
+    # a circle around the iron-rich particle: the spectrum summed inside it
+    fe_map = np.asarray(fe.data, dtype=float)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(fe_map, 4), (9, 9))
+    smooth = windows.sum(axis=(-2, -1))  # 9 x 9 box sums: the middle of a particle
+    idx = np.unravel_index(np.argmax(smooth), fe_map.shape)
+    sc, tr = np.asarray(si.scale)[-2:], np.asarray(si.translate)[-2:]
+    centre = tr + sc * np.asarray(idx, dtype=float)
+    r = 5 * sc
+    box = np.array([centre - r, [centre[0] - r[0], centre[1] + r[1]], centre + r,
+                    [centre[0] + r[0], centre[1] - r[1]]])
+    viewer.add_shapes([box], shape_type="ellipse", name="particle", edge_color="yellow",
+                      face_color="transparent", edge_width=0.4,
+                      units=tuple(si.units[-2:]))
+    spec.region_combo.setCurrentText("particle")
+    spec.set_mode(REGION)
+    wait_until(lambda: not spec.runner.busy)
+    spec.span.extents = (6.2, 6.62)
+    spec.span.set_visible(True)
+    wait(800)
+    spec.canvas.draw()
+    wait(300)
+    save(win, "spectrum_viewer.png")
+    save(spec, "spectrum_widget.png")
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
