@@ -122,11 +122,23 @@ def test_click_pins_a_pixel(make_napari_viewer, qtbot, si_file):
     qtbot.wait(50)
     canvas = viewer.window._qt_viewer.canvas
     scene = canvas._scene_canvas
-    wy, wx = _world(si, (7, 2))[-2:]
-    cy, cx = viewer.scene.camera.center[-2:]
-    zoom = viewer.scene.camera.zoom
-    width, height = scene.size
-    pos = (width / 2 + (wx - cx) * zoom, height / 2 + (wy - cy) * zoom)
+
+    def canvas_pos(yx):
+        wy, wx = _world(si, yx)[-2:]
+        cy, cx = viewer.scene.camera.center[-2:]
+        zoom = viewer.scene.camera.zoom
+        width, height = scene.size
+        return (width / 2 + (wx - cx) * zoom, height / 2 + (wy - cy) * zoom)
+
+    pos = canvas_pos((7, 2))
+    # a drag pans the view and pins nothing
+    far = (pos[0] + 40, pos[1] + 25)
+    scene.events.mouse_press(pos=pos, button=1, modifiers=())
+    scene.events.mouse_move(pos=far, button=1, modifiers=(), press_event=None)
+    scene.events.mouse_release(pos=far, button=1, modifiers=())
+    _settle(qtbot, w)
+    assert w.clicked is None
+    pos = canvas_pos((7, 2))
     scene.events.mouse_press(pos=pos, button=1, modifiers=())
     scene.events.mouse_release(pos=pos, button=1, modifiers=())
     _settle(qtbot, w)

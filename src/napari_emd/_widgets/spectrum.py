@@ -540,6 +540,8 @@ class SpectrumViewer(QWidget):
         self.show_pixel(idx)
 
     def _mouse_pressed(self, viewer: Any, event: Any) -> Any:
+        """A click (press and release without dragging: a drag pans the view) on the map
+        pins the pixel under it."""
         if event.type != "mouse_press" or self.mode not in (CLICK, MOUSE):
             return
         layer, rec = self.si_layer, self.record
@@ -548,7 +550,13 @@ class SpectrumViewer(QWidget):
         idx = si_pixel(layer, rec, event.position)
         if idx is None:
             return
-        self.click_pixel(idx)
+        start = np.asarray(getattr(event, "pos", (0, 0)), dtype=float)
+        yield
+        while event.type == "mouse_move":
+            yield
+        end = np.asarray(getattr(event, "pos", start), dtype=float)
+        if event.type == "mouse_release" and np.hypot(*(end - start)[:2]) <= 4:
+            self.click_pixel(idx)
 
     def click_pixel(self, index: tuple[int, ...]) -> None:
         """Pin the pixel ``index``: its spectrum stays shown when the mouse moves on."""
