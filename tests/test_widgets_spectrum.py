@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import real_file
 from napari_emd import xray_lines
 from napari_emd._widgets._common import energy_axis, si_pixel
 from napari_emd._widgets.spectrum import (
@@ -277,3 +278,29 @@ def test_manifest_docks_the_viewer(make_napari_viewer):
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-emd-io", "Spectrum viewer")
     assert isinstance(widget, SpectrumViewer)
     assert "spectrum image" in widget.status.text()
+
+
+def test_eels_spectrum_image_in_ev(make_napari_viewer, qtbot):
+    path = real_file("example_velox_EELS_EDS.emd")
+    viewer, w, _ = _open(make_napari_viewer, qtbot, path)
+    eels = viewer.layers["EELS 480 to 826.4 eV"]
+    viewer.layers.selection.active = eels
+    assert w.si_layer is eels
+    rec = eels.metadata["emd"]["record"]
+    viewer.cursor.position = _world(eels, (4, 7))
+    _settle(qtbot, w)
+    assert w.energy.units == "eV"
+    assert w.energy.values[0] == pytest.approx(480.0, abs=1.0)
+    np.testing.assert_array_equal(w.spectrum, np.asarray(rec.data[4, 7, :], dtype=float))
+    assert w._markers == []  # X-ray lines are for EDS only
+    with qtbot.waitSignal(w.map_ready, timeout=30_000) as blocker:
+        w.map_window(700.0, 730.0)  # the Fe L2,3 edge region
+    i0, i1 = w.energy.channel_range(700.0, 730.0)
+    np.testing.assert_array_equal(
+        blocker.args[0].data, np.asarray(rec.data[..., i0:i1], dtype=float).sum(-1)
+    )
+    # the EDS layer of the same file is in keV again
+    w.set_si_layer(viewer.layers["EDS"])
+    viewer.cursor.position = _world(viewer.layers["EDS"], (1, 1))
+    _settle(qtbot, w)
+    assert w.energy.units == "keV"

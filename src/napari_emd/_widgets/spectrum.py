@@ -658,9 +658,10 @@ class SpectrumViewer(QWidget):
             artist.remove()
         self._markers = []
         energy = self.energy
-        if energy is None or energy.units not in ("keV", "eV") or self.spectrum is None:
+        # X-ray lines belong on EDS spectra, which are shown in keV (EELS in eV)
+        if energy is None or energy.units != "keV" or self.spectrum is None:
             return
-        to_kev = 1.0 if energy.units == "keV" else 1e-3
+        to_kev = 1.0
         lo, hi = self.ax.get_xlim()
         lines = xray_lines.lines_in_range(self.elements(), lo * to_kev, hi * to_kev)
         trans = self.ax.get_xaxis_transform()
@@ -785,10 +786,10 @@ class SpectrumViewer(QWidget):
         if rec is None or not element:
             return
         energy = energy_axis(rec.axes[-1], rec.signal_type)
-        if energy.units not in ("keV", "eV"):
-            self.status.setText("Element maps need an energy axis in eV or keV.")
+        if energy.units != "keV":
+            self.status.setText("Element maps are made from X-ray (EDS) spectrum images.")
             return
-        to_kev = 1.0 if energy.units == "keV" else 1e-3
+        to_kev = 1.0
         e_lo = max(float(energy.values.min()) * to_kev, 0.1)
         e_hi = float(energy.values.max()) * to_kev
         win = xray_lines.element_window(element, e_lo, e_hi)
