@@ -215,3 +215,19 @@ def test_manifest_docks_the_widget(make_napari_viewer):
     viewer = make_napari_viewer()
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-emd-io", "Spectrum-image loader")
     assert isinstance(widget, LoaderWidget)
+
+
+def test_drop_a_file_on_the_widget(make_napari_viewer, qtbot):
+    from qtpy.QtCore import QMimeData, QPointF, Qt, QUrl
+    from qtpy.QtGui import QDropEvent
+
+    viewer = make_napari_viewer()
+    w = LoaderWidget(viewer)
+    qtbot.addWidget(w)
+    path = real_file(SI4)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    w.dropEvent(event)
+    assert w.path_edit.text() == str(path)
+    assert w.facts is not None and w.facts.has_si

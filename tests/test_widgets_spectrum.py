@@ -265,6 +265,14 @@ def test_frames_kept_pixel_spectrum_of_the_current_frame(make_napari_viewer, qtb
     viewer.cursor.position = _world(si, (2, 9), lead=(1,))
     _settle(qtbot, w)
     np.testing.assert_array_equal(w.spectrum, info.counts.sum(axis=0)[1, 2, 9])
+    # the frame slider shows the same pixel in the other frame
+    viewer.dims.set_current_step(0, 1)
+    _settle(qtbot, w)
+    assert w._hover == (1, 2, 9)
+    viewer.dims.set_current_step(0, 0)
+    _settle(qtbot, w)
+    assert w._hover == (0, 2, 9)
+    np.testing.assert_array_equal(w.spectrum, info.counts.sum(axis=0)[0, 2, 9])
     with qtbot.waitSignal(w.map_ready, timeout=30_000) as blocker:
         w.map_window(0.4, 0.6)
     layer = blocker.args[0]

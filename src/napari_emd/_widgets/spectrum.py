@@ -282,6 +282,7 @@ class SpectrumViewer(QWidget):
         layers.events.reordered.connect(self._refresh_layers)
         layers.selection.events.active.connect(self._active_changed)
         self.viewer.cursor.events.position.connect(self._cursor_moved)
+        self.viewer.dims.events.current_step.connect(self._slider_moved)
         self.viewer.mouse_drag_callbacks.append(self._mouse_pressed)
         self.destroyed.connect(self._disconnect)
         self._refresh_layers()
@@ -538,6 +539,35 @@ class SpectrumViewer(QWidget):
             return
         self._hover = idx
         self.show_pixel(idx)
+
+    def _slider_moved(self, event: Any = None) -> None:
+        """With frames kept, moving the frame slider shows the same pixel's spectrum in
+        the new frame."""
+        layer, rec = self.si_layer, self.record
+        if rec is None or rec.data.ndim <= 3 or self.mode not in (MOUSE, CLICK):
+            return
+        pinned = self.clicked if self.mode == CLICK else self._hover
+        if pinned is None:
+            return
+        coords = si_pixel(layer, rec, self.viewer.dims.point)
+        if coords is None:
+            # the dims point sits at the centre of the map; only its leading axes matter
+            from ._common import world_to_pixel
+
+            raw = world_to_pixel(layer, self.viewer.dims.point)[: rec.data.ndim - 3]
+            lead = tuple(
+                int(np.clip(np.floor(c + 0.5), 0, n - 1)) for c, n in zip(raw, rec.data.shape)
+            )
+        else:
+            lead = coords[:-2]
+        index = (*lead, *pinned[-2:])
+        if index == pinned:
+            return
+        if self.mode == CLICK:
+            self.clicked = index
+        else:
+            self._hover = index
+        self.show_pixel(index)
 
     def _mouse_pressed(self, viewer: Any, event: Any) -> Any:
         """A click (press and release without dragging: a drag pans the view) on the map
