@@ -45,7 +45,8 @@ HERE = Path(__file__).resolve().parent
 CACHE = HERE / "_cache"
 SIZES = {"small": (256, 256, 10), "large": (512, 512, 20)}
 CASES = {
-    "ours": ["eager", "eager-cold", "lazy-open", "plane", "next", "plane-cold", "frame"],
+    "ours": ["eager", "eager-cold", "lazy-open", "plane", "next", "plane-cold", "next-cold",
+             "frame"],
     "raw": ["raw", "alloc"],
     "rsciio": ["eager", "lazy-open", "frame"],
     "openreadout": ["lazy-open", "plane", "next"],

@@ -467,21 +467,25 @@ def test_napari_draws_energy_planes_from_the_lazy_display(make_napari_viewer, tm
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("name", sorted(REAL_SI))
-def test_numpy_and_numba_event_index_agree(name):
+def test_flat_and_sorted_event_indexes_agree(name):
     from napari_emd import _stream
 
     spec = real_spec(name)
+    npix = spec.ny * spec.nx
     streams = tuple(range(len(spec.streams)))
     for first, last, per_frame in ((0, spec.n_frames, False), (0, spec.n_frames, True),
                                    (spec.n_frames - 1, spec.n_frames, True)):
-        a = _stream._build_events_numpy(spec, streams, first, last, per_frame)
-        b = _stream._build_events_numba(spec, streams, first, last, per_frame)
-        np.testing.assert_array_equal(a.starts, b.starts)
-        np.testing.assert_array_equal(a.pixels, b.pixels)
-        assert a.nkf == b.nkf
+        flat = _stream._build_flat(spec, streams, first, last)
+        srt = _stream._build_events_numba(spec, streams, first, last, per_frame)
+        assert flat.ch.size == srt.pixels.size
+        frames = range(last - first) if per_frame else [None]
+        for f in frames:
+            for lo, hi in ((0, 1), (150, 151), (200, 210), (900, 964), (0, spec.bincount)):
+                np.testing.assert_array_equal(flat.plane(lo, hi, f, npix),
+                                              srt.plane(lo, hi, f, npix))
 
 
-def test_display_with_and_without_numba(tmp_path, monkeypatch):
+def test_display_with_flat_and_sorted_index(tmp_path, monkeypatch):
     from napari_emd import _stream
     from napari_emd.testing import write_velox_si
 
@@ -491,7 +495,6 @@ def test_display_with_and_without_numba(tmp_path, monkeypatch):
     for warm in (False, True):
         clear_caches()
         monkeypatch.setattr(_stream, "_WARM", warm)
-        monkeypatch.setattr(_stream, "EVENT_BLOCK_VALUES", 300)  # several blocks per stream
         (r,) = read_spectrum_images(info.spec(), opts(lazy=True, sum_frames=False,
                                                       rebin_energy=16))
         np.testing.assert_array_equal(

@@ -13,8 +13,8 @@ reader options into arrays.
 
 How it is fast:
 
-* The stream is cut into *scan lines* (``nx`` pixels): one linear pass (a numba kernel)
-  finds where each line starts. With a ``FrameLocationTable`` only the frames asked for
+* The stream is cut into *scan lines* (``nx`` pixels): one linear pass (numpy) finds
+  where each line starts. With a ``FrameLocationTable`` only the frames asked for
   are scanned, so one frame costs one frame's worth of work.
 * Eager decoding reads each stream in one block and scatters its events straight into
   the output (no int64 temporaries), the scan rows split between threads running nogil
@@ -25,7 +25,11 @@ How it is fast:
 * ``SIResult.display`` (lazy) is an energy-first view, one chunk per energy plane. Its
   tasks use a per-process event index (the pixel of every event, grouped by channel), so
   a plane is the bincount of one slice: the first plane pays for the index, later planes
-  take about a millisecond.
+  take about a millisecond. The index is built without numba unless its kernels are
+  already loaded (numba's start-up costs a few hundred ms once per process).
+
+See ``docs/spectrum-images.md`` for the format details, the damaged-stream rules and the
+benchmarks.
 """
 
 from __future__ import annotations
@@ -832,63 +836,55 @@ class _EventIndex:
     pixels: np.ndarray  # (events,) uint32
     nkf: int
 
+    @property
+    def nbytes(self) -> int:
+        return self.starts.nbytes + self.pixels.nbytes
+
+    def plane(self, lo: int, hi: int, frame: int | None, npix: int) -> np.ndarray:
+        """Counts per pixel of channels ``lo:hi`` (of ``frame``, or of the frame sum)."""
+        if self.nkf == 1:  # the channels of a rebinned plane are one slice
+            a, b = self.starts[lo], self.starts[hi]
+            return np.bincount(self.pixels[a:b], minlength=npix)
+        out = np.zeros(npix, np.int64)
+        for c in range(lo, hi):
+            key = c * self.nkf + (frame or 0)
+            out += np.bincount(self.pixels[self.starts[key] : self.starts[key + 1]],
+                               minlength=npix)
+        return out
+
+
+@dataclass
+class _FlatIndex:
+    """Channel and pixel of every event, stream after stream, in stream order, with where
+    each frame's events start: a plane is one vectorised scan (a few ms per 5 million
+    events). Built with numpy alone, so a small SI's first plane does not wait for
+    numba's start-up and needs no sort."""
+
+    ch: np.ndarray  # (events,) uint16
+    pix: np.ndarray  # (events,) uint32, pixel within its frame
+    bounds: np.ndarray  # (streams, frames + 1) offsets of each frame's events
+
+    @property
+    def nbytes(self) -> int:
+        return self.ch.nbytes + self.pix.nbytes + self.bounds.nbytes
+
+    def plane(self, lo: int, hi: int, frame: int | None, npix: int) -> np.ndarray:
+        if frame is None:
+            segs = [(0, self.ch.size)]
+        else:
+            segs = [(int(b[frame]), int(b[frame + 1])) for b in self.bounds]
+        out = np.zeros(npix, np.int64)
+        for a, b in segs:
+            c = self.ch[a:b]
+            hit = (c - np.uint16(lo)) < np.uint16(hi - lo)  # lo <= c < hi, uint16 wrap
+            out += np.bincount(self.pix[a:b][hit], minlength=npix)
+        return out
+
 
 _EVENT_LOCK = threading.Lock()
 _EVENTS: OrderedDict[tuple, _EventIndex] = OrderedDict()
 _BUILDING: dict[tuple, threading.Lock] = {}
 _EVENT_BUDGET = 2 * 2**30  # bytes of event indexes kept per process
-
-
-EVENT_BLOCK_VALUES = 1 << 20  # stream values decoded at once when building the index
-
-
-def _block_sorted(
-    spec: SISpec,
-    stream: str,
-    buf: np.ndarray,
-    base: int,
-    frame0: int,
-    nf: int,
-    per_frame: bool,
-    n_sel: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The events of ``buf`` (whole frames ``frame0 .. frame0 + nf`` of the selection, at
-    stream position ``base``) sorted by key (channel, or channel * frames + frame):
-    (sorted keys, their pixels, counts per key). Numpy only: the pixel of an event is the
-    number of separators before it; the sorts are radix sorts of 16-bit keys."""
-    npix = spec.ny * spec.nx
-    nkeys = spec.bincount * (n_sel if per_frame else 1)
-    is_sep = buf == SEPARATOR
-    ev = ~is_sep
-    pix = np.cumsum(is_sep, dtype=np.uint32)[ev]
-    del is_sep
-    ch = buf[ev]
-    if ch.size and int(ch.max()) >= spec.bincount:
-        bad = int(np.flatnonzero((buf >= spec.bincount) & ev)[0])
-        raise _bad_channel(spec, stream, buf, -(bad + 1), base)
-    del ev
-    keep = pix < nf * npix  # pixels past the grid are ignored (and warned about)
-    if not keep.all():
-        pix, ch = pix[keep], ch[keep]
-    del keep
-    frame = None
-    if nf > 1:
-        frame = pix // np.uint32(npix)
-        pix -= frame * np.uint32(npix)
-    if per_frame and n_sel > 1:
-        if frame is None:
-            frame = np.zeros(pix.size, np.uint32)
-        frame += np.uint32(frame0)
-        o1 = np.argsort(frame.astype(np.uint16) if n_sel < 2**16 else frame, kind="stable")
-        order = o1[np.argsort(ch[o1], kind="stable")]
-        del o1
-        key = ch.astype(np.int64) * n_sel + frame
-    else:
-        order = np.argsort(ch, kind="stable")
-        key = ch
-    del frame
-    counts = np.bincount(key, minlength=nkeys)
-    return key[order], pix[order], counts
 
 
 NUMBA_EVENTS_VALUES = 1 << 24  # from this many stream values on, numba pays off cold
@@ -948,9 +944,9 @@ def _build_events_numba(
 
 def _build_events(
     spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
-) -> _EventIndex:
-    """The event index, with numba when its kernels are warm or the streams are big, else
-    with numpy (see :func:`_build_events_numpy`)."""
+) -> _EventIndex | _FlatIndex:
+    """The event index: sorted by channel with numba when its kernels are warm or the
+    streams are big, else a flat numpy index (no numba start-up, no sort)."""
     if not _WARM:
         with H5_LOCK:
             f = cached_handle(spec.path)
@@ -959,62 +955,119 @@ def _build_events(
             warm_kernels()
     if _WARM:
         return _build_events_numba(spec, streams, first, last, per_frame)
-    return _build_events_numpy(spec, streams, first, last, per_frame)
+    return _build_flat(spec, streams, first, last)
 
 
-def _build_events_numpy(
+def _flat_stream(
+    spec: SISpec, i: int, first: int, last: int, ch_out: np.ndarray, pix_out: np.ndarray
+) -> tuple[int, np.ndarray]:
+    """Write the channels and pixels (within frame) of the events of stream ``i`` in
+    frames ``first:last`` to the start of ``ch_out`` / ``pix_out``; return (events, frame
+    offsets). Frame by frame, so temporaries stay one frame big; the pixel of an event is
+    the number of separators before it in its frame."""
+    buf, a, lines = stream_index(spec, i).span(first, last)
+    npix = spec.ny * spec.nx
+    nf = last - first
+    fstarts = lines[np.arange(first, last + 1) * spec.ny] - a
+    bounds = np.zeros(nf + 1, np.int64)
+    o = 0
+    for f in range(nf):
+        seg = buf[fstarts[f] : fstarts[f + 1]]
+        is_sep = seg == SEPARATOR
+        ev = ~is_sep
+        n = int(np.count_nonzero(ev))
+        seps = np.cumsum(is_sep, dtype=np.uint32)
+        pix = np.compress(ev, seps, out=pix_out[o : o + n])
+        ch = np.compress(ev, seg, out=ch_out[o : o + n])
+        if n and int(ch.max()) >= spec.bincount:
+            bad = int(np.flatnonzero((seg >= spec.bincount) & ev)[0])
+            raise _bad_channel(spec, spec.streams[i], seg, -(bad + 1), a + int(fstarts[f]))
+        if n and pix[-1] >= npix:  # pixels past the grid are ignored (and warned about)
+            n = int(np.searchsorted(pix, np.uint32(npix)))
+        o += n
+        bounds[f + 1] = o
+    return o, bounds
+
+
+def _build_flat(spec: SISpec, streams: tuple[int, ...], first: int, last: int) -> _FlatIndex:
+    """The flat index of ``streams``, written straight into two arrays sized by the stream
+    lengths (an upper bound; the untouched tail costs no memory)."""
+    with H5_LOCK:
+        f = cached_handle(spec.path)
+        cap = sum(int(f[spec.streams[i]].shape[0]) for i in streams)
+    ch = np.empty(cap, np.uint16)
+    pix = np.empty(cap, np.uint32)
+    bounds = np.empty((len(streams), last - first + 1), np.int64)
+    o = 0
+    for j, i in enumerate(streams):
+        n, bd = _flat_stream(spec, i, first, last, ch[o:], pix[o:])
+        bounds[j] = bd + o
+        o += n
+    return _FlatIndex(ch[:o], pix[:o], bounds)
+
+
+def _build_events(
     spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
-) -> _EventIndex:
-    """Group every event of ``streams`` (frames ``first:last``) by key = channel (* frames +
-    frame). Numpy only, no numba, so the first plane napari asks for is not held up by
-    loading compiled kernels. Each stream is read once and decoded in blocks of whole
-    frames (small temporaries) by parallel threads (numpy releases the GIL); every block
-    is sorted on its own and then placed into its slice of every key."""
-    n_sel = last - first
-    nkf = n_sel if per_frame else 1
-    if spec.ny * spec.nx * n_sel >= 2**32:
-        raise EMDError(spec.path, "spectrum image too large for the energy-plane index")
-    ny = spec.ny
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    threads = _n_threads()
-    with ThreadPoolExecutor(threads) as ex:
-        for i in streams:
-            buf, a, lines = stream_index(spec, i).span(first, last)
-            starts = lines[np.arange(first, last + 1) * ny] - a
-            jobs = []
-            f = 0
-            while f < n_sel:  # blocks of whole frames, about EVENT_BLOCK_VALUES values
-                g = f + 1
-                while g < n_sel and starts[g + 1] - starts[f] <= EVENT_BLOCK_VALUES:
-                    g += 1
-                jobs.append((buf[starts[f] : starts[g]], a + int(starts[f]), f, g - f))
-                f = g
-            parts += ex.map(
-                lambda j, i=i: _block_sorted(spec, spec.streams[i], j[0], j[1], j[2], j[3],
-                                             per_frame, n_sel),
-                jobs,
-            )
-            del buf, jobs
-    key_starts = np.zeros(spec.bincount * nkf + 1, np.int64)
-    np.cumsum(np.sum([c for *_, c in parts], axis=0), out=key_starts[1:])
-    pixels = np.empty(int(key_starts[-1]), np.uint32)
-    cursor = key_starts[:-1].copy()
-    while parts:
-        keys, pix, counts = parts.pop(0)
-        local = np.zeros(counts.size, np.int64)
-        np.cumsum(counts[:-1], out=local[1:])
-        shift = cursor - local  # where this block's run of each key goes
-        dest = np.arange(keys.size, dtype=np.int64)
-        dest += shift[keys]
-        pixels[dest] = pix
-        cursor += counts
-        del keys, pix, dest
-    return _EventIndex(key_starts, pixels, nkf)
+) -> _EventIndex | _FlatIndex:
+    """The event index: sorted by channel with numba when its kernels are warm or the
+    streams are big, else a flat numpy index (no numba start-up, no sort)."""
+    if not _WARM:
+        with H5_LOCK:
+            f = cached_handle(spec.path)
+            total = sum(int(f[spec.streams[i]].shape[0]) for i in streams)
+        if total >= NUMBA_EVENTS_VALUES:
+            warm_kernels()
+    if _WARM:
+        return _build_events_numba(spec, streams, first, last, per_frame)
+    return _build_flat(spec, streams, first, last)
+
+
+def _flat_stream(
+    spec: SISpec, i: int, first: int, last: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(channels, pixels within frame, frame offsets) of the events of stream ``i`` in
+    frames ``first:last``: the pixel of an event is the number of separators before it."""
+    buf, a, _ = stream_index(spec, i).span(first, last)
+    npix = spec.ny * spec.nx
+    nf = last - first
+    is_sep = buf == SEPARATOR
+    ev = ~is_sep
+    pix = np.cumsum(is_sep, dtype=np.uint32)[ev]
+    del is_sep
+    ch = buf[ev]
+    if ch.size and int(ch.max()) >= spec.bincount:
+        bad = int(np.flatnonzero((buf >= spec.bincount) & ev)[0])
+        raise _bad_channel(spec, spec.streams[i], buf, -(bad + 1), a)
+    del ev, buf
+    n = int(np.searchsorted(pix, np.uint32(nf * npix)))  # pixels past the grid: ignored
+    pix, ch = pix[:n], ch[:n]
+    bounds = np.searchsorted(pix, np.arange(nf + 1, dtype=np.uint64) * npix)
+    if nf > 1:
+        for f in range(1, nf):
+            pix[bounds[f] : bounds[f + 1]] -= np.uint32(f * npix)
+    return ch, pix, bounds
+
+
+def _build_flat(spec: SISpec, streams: tuple[int, ...], first: int, last: int) -> _FlatIndex:
+    parts = [_flat_stream(spec, i, first, last) for i in streams]
+    sizes = [p[0].size for p in parts]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    ch = np.empty(int(offsets[-1]), np.uint16)
+    pix = np.empty(int(offsets[-1]), np.uint32)
+    bounds = np.empty((len(parts), last - first + 1), np.int64)
+    for j in range(len(parts)):
+        c, p, bd = parts[j]
+        parts[j] = None  # free as we go
+        ch[offsets[j] : offsets[j + 1]] = c
+        pix[offsets[j] : offsets[j + 1]] = p
+        bounds[j] = bd + offsets[j]
+        del c, p
+    return _FlatIndex(ch, pix, bounds)
 
 
 def event_index(
     spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
-) -> _EventIndex:
+) -> _EventIndex | _FlatIndex:
     """The cached event index for this process (built on first use)."""
     key = (os.getpid(), *_file_key(spec.path), spec, streams, first, last, per_frame)
     with _EVENT_LOCK:
@@ -1032,10 +1085,10 @@ def event_index(
     with _EVENT_LOCK:
         _BUILDING.pop(key, None)
         _EVENTS[key] = ev
-        total = sum(e.pixels.nbytes + e.starts.nbytes for e in _EVENTS.values())
+        total = sum(e.nbytes for e in _EVENTS.values())
         while total > _EVENT_BUDGET and len(_EVENTS) > 1:
             _, old = _EVENTS.popitem(last=False)
-            total -= old.pixels.nbytes + old.starts.nbytes
+            total -= old.nbytes
     return ev
 
 
@@ -1060,14 +1113,7 @@ def _display_chunk(
     npix = spec.ny * spec.nx
     planes = np.zeros((e1 - e0, npix), np.int64)
     for j, e in enumerate(range(e0, e1)):
-        if ev.nkf == 1:  # the channels of a rebinned plane are one slice
-            a, b = ev.starts[e * rebin], ev.starts[(e + 1) * rebin]
-            planes[j] = np.bincount(ev.pixels[a:b], minlength=npix)
-            continue
-        for c in range(e * rebin, (e + 1) * rebin):
-            key = c * ev.nkf + fk
-            planes[j] += np.bincount(ev.pixels[ev.starts[key] : ev.starts[key + 1]],
-                                     minlength=npix)
+        planes[j] = ev.plane(e * rebin, (e + 1) * rebin, fk if per_frame else None, npix)
     out = planes.reshape(e1 - e0, spec.ny, spec.nx)
     out = _cast(out, np.dtype(dtype))
     return out[None] if per_frame else out

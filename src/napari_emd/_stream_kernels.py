@@ -124,13 +124,6 @@ def fill_keys(buf, fstart, fend, frame_key, nkf, npix, cursor, pixels):  # pragm
             cursor[key] += 1
 
 
-@njit(nogil=True, cache=True)
-def accumulate(pixels, a, b, plane):  # pragma: no cover - compiled
-    """``plane[pixels[a:b]] += 1`` (a bincount into an existing flat plane)."""
-    for i in range(a, b):
-        plane[pixels[i]] += 1
-
-
 def warm_up() -> None:
     """Load (or compile, the first time ever) the kernels for the common argument types,
     so later calls start at once. Numba's start-up is paid here, once per process."""
