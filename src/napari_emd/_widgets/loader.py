@@ -391,7 +391,15 @@ class LoaderWidget(QWidget):
             w.currentIndexChanged.connect(self._update_size)
 
         self._set_si_enabled(False)
-        self.viewer.layers.selection.events.active.connect(self._active_layer_changed)
+        active = self.viewer.layers.selection.events.active
+        active.connect(self._active_layer_changed)
+        slot = self._active_layer_changed
+
+        def unhook(*_: Any) -> None:  # a closed widget stops following the selection
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                active.disconnect(slot)
+
+        self.destroyed.connect(unhook)
         self._active_layer_changed()
 
     # ---- choosing the file ------------------------------------------------------------

@@ -170,6 +170,26 @@ def labels_mask(labels: Any, si_layer: Any, ny: int, nx: int, point: Any = None)
     return mask
 
 
+def _is_region_layer(layer: Any) -> bool:
+    from napari.layers import Labels, Shapes
+
+    return isinstance(layer, (Shapes, Labels))
+
+
+def _disconnector(viewer: Any, connections: list[tuple[Any, Any]], drag: Any) -> Any:
+    """A slot for ``destroyed`` that unhooks a widget from the viewer, so a closed dock
+    widget no longer reacts to the mouse or the layer list."""
+
+    def disconnect(*_: Any) -> None:
+        for signal, slot in connections:
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                signal.disconnect(slot)
+        with contextlib.suppress(ValueError):
+            viewer.mouse_drag_callbacks.remove(drag)
+
+    return disconnect
+
+
 class SpectrumViewer(QWidget):
     """Dock widget: spectra of the selected spectrum-image layer, energy-window and
     element maps, X-ray line markers, CSV export."""
@@ -277,14 +297,18 @@ class SpectrumViewer(QWidget):
         self.mode_combo.currentIndexChanged.connect(self._mode_changed)
         self.region_combo.currentIndexChanged.connect(self._region_changed)
         layers = self.viewer.layers
-        layers.events.inserted.connect(self._refresh_layers)
-        layers.events.removed.connect(self._refresh_layers)
-        layers.events.reordered.connect(self._refresh_layers)
-        layers.selection.events.active.connect(self._active_changed)
-        self.viewer.cursor.events.position.connect(self._cursor_moved)
-        self.viewer.dims.events.current_step.connect(self._slider_moved)
+        connections = [
+            (layers.events.inserted, self._refresh_layers),
+            (layers.events.removed, self._refresh_layers),
+            (layers.events.reordered, self._refresh_layers),
+            (layers.selection.events.active, self._active_changed),
+            (self.viewer.cursor.events.position, self._cursor_moved),
+            (self.viewer.dims.events.current_step, self._slider_moved),
+        ]
+        for signal, slot in connections:
+            signal.connect(slot)
         self.viewer.mouse_drag_callbacks.append(self._mouse_pressed)
-        self.destroyed.connect(self._disconnect)
+        self.destroyed.connect(_disconnector(self.viewer, connections, self._mouse_pressed))
         self._refresh_layers()
         self._active_changed()
 
@@ -358,7 +382,7 @@ class SpectrumViewer(QWidget):
         self.region_combo.blockSignals(True)
         self.region_combo.clear()
         regions = [
-            lyr.name for lyr in self.viewer.layers if lyr._type_string in ("shapes", "labels")
+            lyr.name for lyr in self.viewer.layers if _is_region_layer(lyr)
         ]
         self.region_combo.addItems(regions)
         if reg in regions:
@@ -374,7 +398,7 @@ class SpectrumViewer(QWidget):
             return
         if is_si_layer(layer) and layer.name != self.layer_combo.currentText():
             self.set_si_layer(layer)
-        elif layer._type_string in ("shapes", "labels"):
+        elif _is_region_layer(layer):
             i = self.region_combo.findText(layer.name)
             if i >= 0:
                 self.region_combo.setCurrentIndex(i)
@@ -426,10 +450,6 @@ class SpectrumViewer(QWidget):
     def _region_edited(self, event: Any = None) -> None:
         if self.mode == REGION:
             self.update_spectrum()
-
-    def _disconnect(self, *_: Any) -> None:
-        with contextlib.suppress(ValueError):
-            self.viewer.mouse_drag_callbacks.remove(self._mouse_pressed)
 
     # ---- modes and spectra -------------------------------------------------------------
     @property
@@ -493,7 +513,9 @@ class SpectrumViewer(QWidget):
         if rec is None or region is None:
             return None
         ny, nx = rec.data.shape[-3], rec.data.shape[-2]
-        if region._type_string == "shapes":
+        from napari.layers import Shapes
+
+        if isinstance(region, Shapes):
             return shapes_mask(region, layer, ny, nx)
         return labels_mask(region, layer, ny, nx, self.viewer.dims.point)
 
