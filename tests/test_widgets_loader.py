@@ -231,3 +231,34 @@ def test_drop_a_file_on_the_widget(make_napari_viewer, qtbot):
     w.dropEvent(event)
     assert w.path_edit.text() == str(path)
     assert w.facts is not None and w.facts.has_si
+
+
+@pytest.mark.slow
+def test_load_keeps_the_viewer_responsive(make_napari_viewer, qtbot, tmp_path):
+    """An in-memory load decodes in a worker thread: the Qt event loop keeps running."""
+    import time
+
+    from qtpy.QtCore import QTimer
+
+    from napari_emd.testing import write_velox_si
+
+    path = tmp_path / "big.emd"
+    write_velox_si(path, ny=160, nx=160, frames=6, detectors=4, counts_per_pixel=6.0)
+    viewer = make_napari_viewer()
+    w = LoaderWidget(viewer)
+    qtbot.addWidget(w)
+    w.set_path(path)
+    w.lazy.setChecked(False)
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(10)
+    t0 = time.monotonic()
+    added = _wait_loaded(qtbot, w)
+    elapsed = time.monotonic() - t0
+    timer.stop()
+    assert isinstance(next(lyr for lyr in added if lyr.name == "EDS").data, np.ndarray)
+    # the longest pause of the event loop is far shorter than the load
+    gaps = np.diff([t0, *ticks, time.monotonic()])
+    assert len(ticks) > 3
+    assert gaps.max() < max(0.5, elapsed / 2), (gaps.max(), elapsed)

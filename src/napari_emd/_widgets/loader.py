@@ -257,11 +257,22 @@ def _load_steps(path: str, options: dict[str, Any]):
     from .._reader import reader_function
 
     yield "reading"
+    _warm_up_units()
     layers = reader_function(path, **options)
     yield "layers"
     if options.get("lazy", True):
         layers = [_keep_lazy(tup) for tup in layers]
     return layers
+
+
+def _warm_up_units() -> None:
+    """Build pint's unit registry here in the worker: napari builds it on the first layer
+    with units, and that half second would otherwise freeze the viewer when the layers
+    are added."""
+    with contextlib.suppress(Exception):
+        import pint
+
+        pint.get_application_registry().parse_expression("nm")
 
 
 def _keep_lazy(tup: Any) -> Any:

@@ -481,7 +481,9 @@ class SpectrumViewer(QWidget):
             self.status.setText("Open a spectrum image (or pick a file spectrum).")
             return
         if mode == MAP:
-            self._compute(f"{layer.name}: sum over the map", lambda: self._map_sum(rec))
+            self._compute(
+                f"{layer.name}: sum over the map", lambda: self._map_sum(rec), progress=True
+            )
         elif mode == CLICK:
             if self.clicked is not None:
                 self.show_pixel(self.clicked)
