@@ -103,9 +103,9 @@ def main() -> int:
     spec.set_elements(["C", "O", "Fe", "Cu"])
     haadf = viewer.layers["HAADF"]
     haadf.visible = False
-    spec.map_element("Fe")
-    wait_until(lambda: not spec.map_runner.busy)
     spec.map_element("Cu")
+    wait_until(lambda: not spec.map_runner.busy)
+    spec.map_element("Fe")
     wait_until(lambda: not spec.map_runner.busy)
     fe = viewer.layers["EDS Fe Kα"]
     cu = viewer.layers["EDS Cu Kα"]
@@ -127,8 +127,6 @@ def main() -> int:
     spec.region_combo.setCurrentText("particle")
     spec.set_mode(REGION)
     wait_until(lambda: not spec.runner.busy)
-    spec.span.extents = (6.2, 6.62)
-    spec.span.set_visible(True)
     wait(800)
     spec.canvas.draw()
     wait(300)

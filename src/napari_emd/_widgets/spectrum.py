@@ -260,6 +260,9 @@ class SpectrumViewer(QWidget):
         self.win_hi = QDoubleSpinBox()
         for s in (self.win_lo, self.win_hi):
             s.setDecimals(3)
+            s.setMinimumWidth(70)
+            s.setButtonSymbols(QDoubleSpinBox.NoButtons)
+            s.setToolTip("Energy window to map (or drag across the plot)")
             s.setRange(-1e6, 1e6)
             s.setKeyboardTracking(False)
         self.win_units = QLabel("")
@@ -267,6 +270,7 @@ class SpectrumViewer(QWidget):
         map_btn.setToolTip("Add (or update) a map of the counts in this energy window")
         map_btn.clicked.connect(lambda: self.map_window(self.win_lo.value(), self.win_hi.value()))
         win.addWidget(QLabel("Window"))
+        win.setSpacing(4)
         win.addWidget(self.win_lo)
         win.addWidget(QLabel("–"))
         win.addWidget(self.win_hi)
@@ -783,6 +787,7 @@ class SpectrumViewer(QWidget):
             s.blockSignals(False)
         i0, i1 = energy.channel_range(lo, hi)
         e0, e1 = float(energy.values[i0]), float(energy.values[i1 - 1])
+        self._show_window(lo, hi, energy.units)
         layer_name = name or f"{layer.name} window"
         calib = spatial_calibration(layer, rec)
         meta = {
@@ -811,6 +816,16 @@ class SpectrumViewer(QWidget):
             threaded=rec.is_lazy,
             progress=f"Mapping {desc}",
         )
+
+    def _show_window(self, lo: float, hi: float, units: str) -> None:
+        """Draw the mapped window on the plot (typed or from an element, not only
+        dragged), so plot and spin boxes always agree."""
+        if self.energy is None or self.energy.units != units:
+            return
+        with contextlib.suppress(Exception):  # purely cosmetic
+            self.span.extents = (lo, hi)
+            self.span.set_visible(True)
+            self.canvas.draw_idle()
 
     def _add_or_update_map(
         self, name: str, data: np.ndarray, calib: dict[str, Any], meta: dict[str, Any], desc: str
