@@ -448,14 +448,12 @@ class LoaderWidget(QWidget):
     def set_path(self, path: str | os.PathLike, autofilled: bool = False) -> FileFacts | None:
         """Choose ``path``: read its facts (no data) and set the option bounds from them.
         Returns the facts, or ``None`` (with a notification) when the file cannot be read."""
-        from ..errors import EMDError
-
         p = os.path.abspath(os.fspath(path))
         self._autofilled = autofilled
         self.path_edit.setText(p)
         try:
             facts = read_facts(p)
-        except (EMDError, OSError, ValueError, KeyError) as err:
+        except Exception as err:  # any failure is shown to the user, never raised into Qt
             self.facts = None
             self.facts_label.setText(f"<b>Cannot read this file</b><br>{err}")
             self._set_si_enabled(False)
