@@ -96,5 +96,7 @@ def test_viewer_opens_velox_image_with_units(make_napari_viewer):
     pixel = layer.scale[0] * layer.units[0]
     assert pixel.to("nm").magnitude == pytest.approx(5.302, rel=1e-3)
     assert layer.units[0] == layer.units[1]
-    viewer.scale_bar.visible = True
+    viewer.canvas.overlays["scale_bar"].visible = True
+    # the scale bar reads the layers' physical units
     assert viewer.layers.units is not None
+    assert {str(u) for u in viewer.layers.units} == {str(layer.units[0])}

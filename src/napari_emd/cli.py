@@ -108,7 +108,8 @@ def view(path: str | None, screenshot: str | None, widgets: bool = True) -> int:
         for name in ("Spectrum viewer", "Spectrum-image loader"):
             with contextlib.suppress(Exception):
                 viewer.window.add_plugin_dock_widget("napari-emd-io", name)
-    viewer.scale_bar.visible = True
+    bar = viewer.canvas.overlays["scale_bar"] if hasattr(viewer, "canvas") else viewer.scale_bar
+    bar.visible = True
     if screenshot:
         from qtpy.QtWidgets import QApplication
 
