@@ -855,29 +855,30 @@ class _EventIndex:
 
 @dataclass
 class _FlatIndex:
-    """Channel and pixel of every event, stream after stream, in stream order, with where
-    each frame's events start: a plane is one vectorised scan (a few ms per 5 million
-    events). Built with numpy alone, so a small SI's first plane does not wait for
-    numba's start-up and needs no sort."""
+    """Channel and pixel of every event, per stream, in stream order, with where each
+    frame's events start: a plane is one vectorised scan (a few ms per 5 million events).
+    Built with numpy alone, so a small SI's first plane does not wait for numba's start-up
+    and needs no sort."""
 
-    ch: np.ndarray  # (events,) uint16
-    pix: np.ndarray  # (events,) uint32, pixel within its frame
-    bounds: np.ndarray  # (streams, frames + 1) offsets of each frame's events
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (ch uint16, pix uint32, bounds)
 
     @property
     def nbytes(self) -> int:
-        return self.ch.nbytes + self.pix.nbytes + self.bounds.nbytes
+        return sum(c.nbytes + p.nbytes + b.nbytes for c, p, b in self.parts)
 
     def plane(self, lo: int, hi: int, frame: int | None, npix: int) -> np.ndarray:
-        if frame is None:
-            segs = [(0, self.ch.size)]
-        else:
-            segs = [(int(b[frame]), int(b[frame + 1])) for b in self.bounds]
         out = np.zeros(npix, np.int64)
-        for a, b in segs:
-            c = self.ch[a:b]
-            hit = (c - np.uint16(lo)) < np.uint16(hi - lo)  # lo <= c < hi, uint16 wrap
-            out += np.bincount(self.pix[a:b][hit], minlength=npix)
+        step = 1 << 20  # scan in slices: small temporaries
+        for ch, pix, bounds in self.parts:
+            a, b = (0, ch.size) if frame is None else (int(bounds[frame]),
+                                                       int(bounds[frame + 1]))
+            for s0 in range(a, b, step):
+                s1 = min(b, s0 + step)
+                c = ch[s0:s1]
+                hit = (c - np.uint16(lo)) < np.uint16(hi - lo)  # lo <= c < hi, uint16 wrap
+                idx = pix[s0:s1][hit]
+                if idx.size:
+                    out += np.bincount(idx, minlength=npix)
         return out
 
 
@@ -959,15 +960,18 @@ def _build_events(
 
 
 def _flat_stream(
-    spec: SISpec, i: int, first: int, last: int, ch_out: np.ndarray, pix_out: np.ndarray
-) -> tuple[int, np.ndarray]:
-    """Write the channels and pixels (within frame) of the events of stream ``i`` in
-    frames ``first:last`` to the start of ``ch_out`` / ``pix_out``; return (events, frame
-    offsets). Frame by frame, so temporaries stay one frame big; the pixel of an event is
-    the number of separators before it in its frame."""
+    spec: SISpec, i: int, first: int, last: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(channels, pixels within frame, frame offsets) of the events of stream ``i`` in
+    frames ``first:last``, in arrays of exactly the event count. Frame by frame, so
+    temporaries stay one frame big; the pixel of an event is the number of separators
+    before it in its frame."""
     buf, a, lines = stream_index(spec, i).span(first, last)
     npix = spec.ny * spec.nx
     nf = last - first
+    total = buf.size - int(np.count_nonzero(buf == SEPARATOR))
+    ch_out = np.empty(total, np.uint16)
+    pix_out = np.empty(total, np.uint32)
     fstarts = lines[np.arange(first, last + 1) * spec.ny] - a
     bounds = np.zeros(nf + 1, np.int64)
     o = 0
@@ -986,83 +990,12 @@ def _flat_stream(
             n = int(np.searchsorted(pix, np.uint32(npix)))
         o += n
         bounds[f + 1] = o
-    return o, bounds
+    return ch_out[:o], pix_out[:o], bounds
 
 
 def _build_flat(spec: SISpec, streams: tuple[int, ...], first: int, last: int) -> _FlatIndex:
-    """The flat index of ``streams``, written straight into two arrays sized by the stream
-    lengths (an upper bound; the untouched tail costs no memory)."""
-    with H5_LOCK:
-        f = cached_handle(spec.path)
-        cap = sum(int(f[spec.streams[i]].shape[0]) for i in streams)
-    ch = np.empty(cap, np.uint16)
-    pix = np.empty(cap, np.uint32)
-    bounds = np.empty((len(streams), last - first + 1), np.int64)
-    o = 0
-    for j, i in enumerate(streams):
-        n, bd = _flat_stream(spec, i, first, last, ch[o:], pix[o:])
-        bounds[j] = bd + o
-        o += n
-    return _FlatIndex(ch[:o], pix[:o], bounds)
-
-
-def _build_events(
-    spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
-) -> _EventIndex | _FlatIndex:
-    """The event index: sorted by channel with numba when its kernels are warm or the
-    streams are big, else a flat numpy index (no numba start-up, no sort)."""
-    if not _WARM:
-        with H5_LOCK:
-            f = cached_handle(spec.path)
-            total = sum(int(f[spec.streams[i]].shape[0]) for i in streams)
-        if total >= NUMBA_EVENTS_VALUES:
-            warm_kernels()
-    if _WARM:
-        return _build_events_numba(spec, streams, first, last, per_frame)
-    return _build_flat(spec, streams, first, last)
-
-
-def _flat_stream(
-    spec: SISpec, i: int, first: int, last: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(channels, pixels within frame, frame offsets) of the events of stream ``i`` in
-    frames ``first:last``: the pixel of an event is the number of separators before it."""
-    buf, a, _ = stream_index(spec, i).span(first, last)
-    npix = spec.ny * spec.nx
-    nf = last - first
-    is_sep = buf == SEPARATOR
-    ev = ~is_sep
-    pix = np.cumsum(is_sep, dtype=np.uint32)[ev]
-    del is_sep
-    ch = buf[ev]
-    if ch.size and int(ch.max()) >= spec.bincount:
-        bad = int(np.flatnonzero((buf >= spec.bincount) & ev)[0])
-        raise _bad_channel(spec, spec.streams[i], buf, -(bad + 1), a)
-    del ev, buf
-    n = int(np.searchsorted(pix, np.uint32(nf * npix)))  # pixels past the grid: ignored
-    pix, ch = pix[:n], ch[:n]
-    bounds = np.searchsorted(pix, np.arange(nf + 1, dtype=np.uint64) * npix)
-    if nf > 1:
-        for f in range(1, nf):
-            pix[bounds[f] : bounds[f + 1]] -= np.uint32(f * npix)
-    return ch, pix, bounds
-
-
-def _build_flat(spec: SISpec, streams: tuple[int, ...], first: int, last: int) -> _FlatIndex:
-    parts = [_flat_stream(spec, i, first, last) for i in streams]
-    sizes = [p[0].size for p in parts]
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    ch = np.empty(int(offsets[-1]), np.uint16)
-    pix = np.empty(int(offsets[-1]), np.uint32)
-    bounds = np.empty((len(parts), last - first + 1), np.int64)
-    for j in range(len(parts)):
-        c, p, bd = parts[j]
-        parts[j] = None  # free as we go
-        ch[offsets[j] : offsets[j + 1]] = c
-        pix[offsets[j] : offsets[j + 1]] = p
-        bounds[j] = bd + offsets[j]
-        del c, p
-    return _FlatIndex(ch, pix, bounds)
+    """The flat index of ``streams``: one (channels, pixels, frame offsets) per stream."""
+    return _FlatIndex([_flat_stream(spec, i, first, last) for i in streams])
 
 
 def event_index(
