@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dask.array as da
 import numpy as np
+import pytest
 
 from napari_emd._layers import EAGER_LIMIT, datasets_to_layers
 from napari_emd._model import (
@@ -113,3 +114,39 @@ def test_unique_titles():
     ds = [_img("HAADF"), _img("HAADF"), _img("HAADF (2)")]
     unique_titles(ds)
     assert len({d.title for d in ds}) == 3
+
+
+def _explode(block):
+    raise AssertionError("the spectrum image was computed while opening")
+
+
+def test_spectrum_image_layer_reads_no_data_and_starts_at_the_peak():
+    """Opening must not decode the SI: contrast and the starting energy come from the
+    file's single spectra."""
+    shape = (600, 600, 4096)  # bigger than EAGER_LIMIT
+    si = da.zeros(shape, dtype=np.uint16, chunks=(100, 600, 4096)).map_blocks(
+        _explode, dtype=np.uint16
+    )
+    spectrum = np.zeros(4096)
+    spectrum[805] = 3600.0 * 360000  # Cu Kα at 8.05 keV (offset 0, 10 eV channels)
+    spectrum[20] = 1e12  # below 0.2 keV: the zero peak is not a line
+    spec_ds = Dataset(
+        title="EDS spectrum", data=spectrum, axes=[Axis("Energy", 4096, 0.01, 0.0, "keV")],
+        kind=SPECTRUM, signal_type="EDS_TEM",
+    )
+    ds = Dataset(
+        title="EDS",
+        data=si,
+        axes=[
+            Axis("y", 600, 1.0, 0, "nm", navigate=True),
+            Axis("x", 600, 1.0, 0, "nm", navigate=True),
+            Axis("Energy", 4096, 0.01, 0.0, "keV"),
+        ],
+        kind=SPECTRUM_IMAGE,
+        signal_type="EDS_TEM",
+    )
+    (data, kw, _), = datasets_to_layers([ds, spec_ds])
+    assert isinstance(data, da.Array)
+    assert kw["metadata"]["emd"]["peak_energy"] == pytest.approx(8.05)
+    # about three times the mean counts of a pixel at the peak
+    assert kw["contrast_limits"] == pytest.approx((0.0, 3 * 3600.0))

@@ -147,16 +147,53 @@ def dataset_layers(ds: Dataset, spectra: list[dict[str, Any]]) -> list[LayerData
     if np.dtype(data.dtype).kind not in "biuf":
         return []
     kw = dict(base)
-    cl = _contrast_limits(data)
-    if cl:
-        kw["contrast_limits"] = cl
-    if data.ndim > 2 and ds.kind != SPECTRUM_IMAGE:
-        kw["colormap"] = "gray"
-    elif ds.kind == SPECTRUM_IMAGE:
-        kw["colormap"] = "viridis"
+    if ds.kind == SPECTRUM_IMAGE:
+        kw.update(_spectrum_image_look(ds, data, spectra))
+        kw["metadata"]["emd"]["peak_energy"] = kw.pop("peak_energy", None)
     else:
+        cl = _contrast_limits(data)
+        if cl:
+            kw["contrast_limits"] = cl
         kw["colormap"] = "gray"
     return [(data, kw, "image")]
+
+
+def _spectrum_image_look(ds: Dataset, data: Any, spectra: list[dict[str, Any]]) -> dict:
+    """Colormap, blending and contrast of a spectrum-image layer, and the energy of its
+    strongest peak, all without touching the SI's data.
+
+    Computing contrast limits from a plane (ours, or napari's own when none are given)
+    would decode the event stream while the file is opening. The file's single spectra
+    (the sum over the scan, per detector) tell the same for free: at the strongest peak
+    a pixel holds about ``total / pixels`` counts. ``peak_energy`` lets a viewer start
+    the energy slider there (``_widgets._common.focus_energy``).
+    """
+    look: dict[str, Any] = {"colormap": "inferno"}
+    fallback = (0.0, 10.0)
+    if isinstance(data, np.ndarray):  # in memory: a plane costs nothing
+        fallback = _contrast_limits(data) or fallback
+    energy_axis = ds.axes[-1]
+    total = None
+    for sp in spectra:
+        d = np.asarray(sp["data"], dtype=float)
+        if sp.get("signal_type") != ds.signal_type or d.ndim != 1:
+            continue
+        total = d if total is None or total.shape != d.shape else total + d
+    if total is None or not total.any():
+        look["contrast_limits"] = fallback
+        return look
+    ax = spectra[0]["axes"][-1]
+    energy = float(ax.get("offset", 0.0)) + float(ax.get("scale", 1.0)) * np.arange(total.size)
+    floor = 0.2 if energy_axis.units == "keV" else 0.0  # past the zero-loss/strobe peak
+    total = np.where(energy < floor, 0.0, total)
+    if total.any():
+        i = int(np.argmax(total))
+        look["peak_energy"] = float(energy[i])
+        n_pixels = int(np.prod(ds.shape[:-1], dtype=np.int64)) or 1
+        rebin = max(1, round(energy_axis.linear_scale / float(ax.get("scale", 1.0) or 1.0)))
+        look["contrast_limits"] = (0.0, max(1.0, 3.0 * total[i] * rebin / n_pixels))
+    look.setdefault("contrast_limits", fallback)
+    return look
 
 
 def _dask_angle(data: Any) -> Any:

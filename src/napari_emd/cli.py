@@ -101,9 +101,14 @@ def view(path: str | None, screenshot: str | None, widgets: bool = True) -> int:
 
     viewer = napari.Viewer(title="napari-emd")
     if path is None:
-        viewer.open_sample("napari-emd-io", "velox_si")
+        layers = viewer.open_sample("napari-emd-io", "velox_si")
     else:
-        viewer.open(path, plugin="napari-emd-io")
+        layers = viewer.open(path, plugin="napari-emd-io")
+    from ._widgets._common import focus_energy
+
+    for layer in layers:
+        if focus_energy(viewer, layer):
+            break
     if widgets:
         for name in ("Spectrum viewer", "Spectrum-image loader"):
             with contextlib.suppress(Exception):

@@ -197,3 +197,19 @@ def divisors(n: int) -> list[int]:
         return [1]
     small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
     return sorted(set(small + [n // d for d in small]))
+
+
+def focus_energy(viewer: Any, layer: Any) -> bool:
+    """Put the energy slider of a spectrum-image layer on its strongest peak.
+
+    The reader works out that energy from the file's summed spectra when it opens the file
+    (``metadata["emd"]["peak_energy"]``), so this reads no data. A plane at the slider's
+    default position (energy 0) shows the user nothing. Returns whether it moved.
+    """
+    energy = emd_meta(layer).get("peak_energy")
+    if energy is None or getattr(layer, "ndim", 0) < 3:
+        return False
+    axis = viewer.dims.ndim - 3  # (..., E, y, x): energy is the third axis from the end
+    lo, hi = viewer.dims.range[axis][:2]
+    viewer.dims.set_point(axis, float(np.clip(energy, lo, hi)))
+    return True

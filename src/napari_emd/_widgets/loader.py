@@ -40,6 +40,7 @@ from ._common import (
     available_memory,
     divisors,
     emd_meta,
+    focus_energy,
     format_bytes,
     layer_source,
 )
@@ -698,38 +699,11 @@ class LoaderWidget(QWidget):
         return added
 
     def _focus_energy(self, layer: Any) -> None:
-        """Put the energy slider on the strongest peak of the file's summed spectrum
-        (above 0.2 keV, past the zero peak) and fit the contrast to that plane; a plane of
-        zeros at channel 0 tells the user nothing."""
-        rec = emd_meta(layer).get("record")
-        spectra = (layer.metadata or {}).get("emd_spectra") or []
-        if rec is None or not spectra or layer.ndim < 3:
-            return
+        """Put the energy slider on the strongest peak of the file's summed spectrum and
+        fit the contrast to that plane; a plane of zeros tells the user nothing."""
         try:
-            e_axis = rec.axes[-1]
-            total = None
-            for sp in spectra:
-                d = np.asarray(sp.get("data"), dtype=float)
-                d = d.reshape(-1, d.shape[-1]).sum(axis=0)
-                if sp.get("signal_type", "").upper().startswith("EDS"):
-                    total = d if total is None or total.size != d.size else total + d
-            if total is None:
-                return
-            energy = float(sp["axes"][-1].get("offset", 0.0)) + float(
-                sp["axes"][-1].get("scale", 1.0)
-            ) * np.arange(total.size)
-            unit = sp["axes"][-1].get("units", "keV")
-            floor = 0.2 if unit == "keV" else 200.0
-            total[energy < floor] = 0
-            if not total.any():
-                return
-            peak = float(energy[int(np.argmax(total))])
-            channel = round((peak - e_axis.offset) / (e_axis.scale or 1.0))
-            channel = int(np.clip(channel, 0, e_axis.size - 1))
-            axis = layer.ndim - 3
-            world = float(layer.translate[axis]) + float(layer.scale[axis]) * channel
-            self.viewer.dims.set_point(self.viewer.dims.ndim - 3, world)
-            layer.reset_contrast_limits(mode="slice")
+            if focus_energy(self.viewer, layer):
+                layer.reset_contrast_limits(mode="slice")
         except Exception:  # a nicer start is optional: never fail the load for it
             return
 

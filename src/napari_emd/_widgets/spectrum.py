@@ -506,6 +506,27 @@ class SpectrumViewer(QWidget):
             )
         elif mode == MOUSE and self._hover is not None:
             self.show_pixel(self._hover)
+        elif mode == MOUSE:
+            self._show_overview(layer, rec)
+
+    def _show_overview(self, layer: Any, rec: Dataset) -> None:
+        """Before the mouse reaches the map: the whole scan's spectrum from the file's own
+        single spectra (summed over detectors), which costs nothing to show."""
+        total, axis = None, None
+        for sp in self._spectra.values():
+            data = np.asarray(sp["data"], dtype=np.float64)
+            if sp.get("signal_type") != rec.signal_type or data.ndim != 1:
+                continue
+            if total is None:
+                total, axis = data.copy(), (sp.get("axes") or [None])[-1]
+            elif data.shape == total.shape:
+                total += data
+        if total is None or axis is None:
+            self.status.setText("Move the mouse over the map.")
+            return
+        energy = energy_axis(axis, rec.signal_type)
+        self._plot(total, f"{layer.name}: whole scan (file spectra)", energy)
+        self.status.setText("Whole scan from the file's spectra; move the mouse over the map.")
 
     def _map_sum(self, rec: Dataset) -> np.ndarray:
         key = id(rec.data)
