@@ -185,7 +185,7 @@ def _spectrum_image_look(ds: Dataset, data: Any, spectra: list[dict[str, Any]]) 
     ax = spectra[0]["axes"][-1]
     energy = float(ax.get("offset", 0.0)) + float(ax.get("scale", 1.0)) * np.arange(total.size)
     floor = 0.2 if energy_axis.units == "keV" else 0.0  # past the zero-loss/strobe peak
-    total = np.where(energy < floor, 0.0, total)
+    total = np.where(energy <= floor, 0.0, total)
     if total.any():
         i = int(np.argmax(total))
         look["peak_energy"] = float(energy[i])
