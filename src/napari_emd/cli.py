@@ -91,8 +91,11 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(5)
 
 
-def view(path: str | None, screenshot: str | None, widgets: bool = True) -> int:
-    """Open napari with ``path`` (the bundled synthetic sample when ``None``)."""
+def view(
+    path: str | None, screenshot: str | None, widgets: bool = True, grid: bool = False
+) -> int:
+    """Open napari with ``path`` (the bundled synthetic sample when ``None``); ``grid``
+    shows every layer side by side."""
     headless = _needs_virtual_display()
     if headless:
         start_virtual_display()
@@ -113,6 +116,7 @@ def view(path: str | None, screenshot: str | None, widgets: bool = True) -> int:
         for name in ("Spectrum viewer", "Spectrum-image loader"):
             with contextlib.suppress(Exception):
                 viewer.window.add_plugin_dock_widget("napari-emd-io", name)
+    viewer.grid.enabled = grid
     bar = viewer.canvas.overlays["scale_bar"] if hasattr(viewer, "canvas") else viewer.scale_bar
     bar.visible = True
     if screenshot:
@@ -120,9 +124,11 @@ def view(path: str | None, screenshot: str | None, widgets: bool = True) -> int:
 
         viewer.window._qt_window.resize(1500, 950)
         viewer.window.show()
-        for _ in range(20):
+        for i in range(20):
             QApplication.processEvents()
             time.sleep(0.05)
+            if i == 10:  # the canvas has its final size now: fit the layers into it
+                viewer.reset_view()
         viewer.screenshot(screenshot, canvas_only=False)
         print(os.path.abspath(screenshot))
         viewer.close()
@@ -141,12 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_view.add_argument("file", nargs="?")
     p_view.add_argument("--screenshot", metavar="PNG", help="save a screenshot and exit")
     p_view.add_argument("--no-widgets", action="store_true", help="do not dock the widgets")
+    p_view.add_argument("--grid", action="store_true", help="show the layers side by side")
     args = parser.parse_args(argv)
     try:
         if args.command == "info":
             print(info_table(args.file))
             return 0
-        return view(args.file, args.screenshot, widgets=not args.no_widgets)
+        return view(args.file, args.screenshot, widgets=not args.no_widgets, grid=args.grid)
     except EMDError as err:
         print(f"napari-emd: {err}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@ energy axes, pixel lookups and memory facts. No Qt here, so they are easy to tes
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -210,6 +211,14 @@ def focus_energy(viewer: Any, layer: Any) -> bool:
     if energy is None or getattr(layer, "ndim", 0) < 3:
         return False
     axis = viewer.dims.ndim - 3  # (..., E, y, x): energy is the third axis from the end
+    # napari puts layers with units of one dimension (keV, eV) on one world axis in the
+    # smallest of them: express the peak in the world's unit
+    world_units = getattr(viewer.layers, "units", None)
+    layer_units = getattr(layer, "units", None)
+    if world_units is not None and layer_units is not None:
+        # incompatible or missing units: keep the layer's own number
+        with contextlib.suppress(Exception):
+            energy = (energy * layer_units[-3]).to(world_units[axis]).magnitude
     lo, hi = viewer.dims.range[axis][:2]
     viewer.dims.set_point(axis, float(np.clip(energy, lo, hi)))
     return True
