@@ -100,3 +100,26 @@ def test_viewer_opens_velox_image_with_units(make_napari_viewer):
     # the scale bar reads the layers' physical units
     assert viewer.layers.units is not None
     assert {str(u) for u in viewer.layers.units} == {str(layer.units[0])}
+
+
+@pytest.mark.napari
+def test_energy_focus_on_mixed_eds_and_eels_axes(make_napari_viewer):
+    """EDS (keV) and EELS (eV) spectrum images share napari's first world axis, which napari
+    expresses in eV; the slider must land on the EDS peak in that unit."""
+    from napari_emd._widgets._common import focus_energy
+
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(real_file("example_velox_EELS_EDS.emd")), plugin="napari-emd-io")
+    eds = next(la for la in layers if la.name == "EDS")
+    peak_kev = eds.metadata["emd"]["peak_energy"]
+    assert focus_energy(viewer, eds)
+    world = viewer.dims.point[viewer.dims.ndim - 3]
+    factor = (1 * eds.units[0]).to(viewer.layers.units[0]).magnitude
+    assert world == pytest.approx(peak_kev * factor, abs=factor * 0.01)
+    # the plane shown is the EDS channel of that peak
+    channel = (peak_kev - eds.translate[0]) / eds.scale[0]
+    import numpy as np
+
+    expected = np.asarray(eds.data[round(channel)])
+    assert expected.any(), "the peak plane holds counts"
+    assert np.array_equal(np.asarray(eds._data_view), expected)
