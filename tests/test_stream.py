@@ -496,9 +496,9 @@ def test_display_with_flat_and_sorted_index(tmp_path, monkeypatch):
     info = write_velox_si(tmp_path / "w.emd", ny=13, nx=9, frames=3, detectors=3,
                           keep_counts=True, seed=12)
     want = np.moveaxis(info.counts.sum(0), -1, 1)  # (frame, E, y, x)
-    for warm in (False, True):
+    for flat_below in (10**12, 0):  # flat index, then the sorted numba index
         clear_caches()
-        monkeypatch.setattr(_stream, "_WARM", warm)
+        monkeypatch.setattr(_stream, "FLAT_INDEX_VALUES", flat_below)
         (r,) = read_spectrum_images(info.spec(), opts(lazy=True, sum_frames=False,
                                                       rebin_energy=16))
         np.testing.assert_array_equal(

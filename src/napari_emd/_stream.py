@@ -25,8 +25,8 @@ How it is fast:
 * ``SIResult.display`` (lazy) is an energy-first view, one chunk per energy plane. Its
   tasks use a per-process event index (the pixel of every event, grouped by channel), so
   a plane is the bincount of one slice: the first plane pays for the index, later planes
-  take about a millisecond. The index is built without numba unless its kernels are
-  already loaded (numba's start-up costs a few hundred ms once per process).
+  take a few milliseconds. Small SIs get a flat numpy index instead (no numba start-up,
+  no sort; a plane scans all events in a few ms).
 
 See ``docs/spectrum-images.md`` for the format details, the damaged-stream rules and the
 benchmarks.
@@ -165,9 +165,9 @@ def _kernels():
 def warm_kernels() -> None:
     """Load the numba kernels now (numba's start-up, a few hundred ms, once per process).
 
-    The eager decoder needs them anyway; the energy-plane index uses them once they are
-    warm (or for big streams, where they pay off at once) and plain numpy otherwise, so
-    the first plane of a small SI is not held up by numba's start-up."""
+    The eager decoder and the lazy chunks need them; the energy-plane index only for big
+    streams (small ones get a flat numpy index, so their first plane never waits for
+    numba's start-up)."""
     global _WARM
     if not _WARM:
         _kernels().warm_up()
@@ -888,7 +888,9 @@ _BUILDING: dict[tuple, threading.Lock] = {}
 _EVENT_BUDGET = 2 * 2**30  # bytes of event indexes kept per process
 
 
-NUMBA_EVENTS_VALUES = 1 << 24  # from this many stream values on, numba pays off cold
+# below this many stream values (about 8 M events) a plane scan of the flat index takes
+# under 10 ms; above, the sorted index keeps planes at a few ms
+FLAT_INDEX_VALUES = 12_000_000
 
 
 def _build_events_numba(
@@ -946,17 +948,16 @@ def _build_events_numba(
 def _build_events(
     spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
 ) -> _EventIndex | _FlatIndex:
-    """The event index: sorted by channel with numba when its kernels are warm or the
-    streams are big, else a flat numpy index (no numba start-up, no sort)."""
-    if not _WARM:
-        with H5_LOCK:
-            f = cached_handle(spec.path)
-            total = sum(int(f[spec.streams[i]].shape[0]) for i in streams)
-        if total >= NUMBA_EVENTS_VALUES:
-            warm_kernels()
-    if _WARM:
-        return _build_events_numba(spec, streams, first, last, per_frame)
-    return _build_flat(spec, streams, first, last)
+    """The event index: a flat numpy index for small streams (no sort, no numba start-up;
+    a plane scans every event, a few ms), a channel-sorted numba index for big ones (a
+    plane reads one slice whatever the size)."""
+    with H5_LOCK:
+        f = cached_handle(spec.path)
+        total = sum(int(f[spec.streams[i]].shape[0]) for i in streams)
+    if total < FLAT_INDEX_VALUES:
+        return _build_flat(spec, streams, first, last)
+    warm_kernels()
+    return _build_events_numba(spec, streams, first, last, per_frame)
 
 
 def _flat_stream(
