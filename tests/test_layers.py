@@ -150,3 +150,16 @@ def test_spectrum_image_layer_reads_no_data_and_starts_at_the_peak():
     assert kw["metadata"]["emd"]["peak_energy"] == pytest.approx(8.05)
     # about three times the mean counts of a pixel at the peak
     assert kw["contrast_limits"] == pytest.approx((0.0, 3 * 3600.0))
+
+
+@pytest.mark.parametrize(
+    "unit", ["Å", "1/Å", "1/nm", "1/µm", "µm", "nm", "pm", "rad", "mrad", "keV", "eV", "s", "ms"]
+)
+def test_napari_parses_every_unit_the_readers_produce(unit):
+    from napari.layers import Image
+
+    from napari_emd._units import clean_unit
+
+    assert clean_unit(unit) == unit
+    layer = Image(np.zeros((2, 2)), units=[unit, unit])
+    assert str(layer.units[0]) not in ("", "pixel")
