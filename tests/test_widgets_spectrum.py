@@ -312,3 +312,24 @@ def test_eels_spectrum_image_in_ev(make_napari_viewer, qtbot):
     viewer.cursor.position = _world(viewer.layers["EDS"], (1, 1))
     _settle(qtbot, w)
     assert w.energy.units == "keV"
+
+
+def test_rebinned_si_keeps_its_own_energy_axis_after_file_spectra(
+    make_napari_viewer, qtbot, si_file
+):
+    """The file's spectra have 4096 channels, a rebinned SI 2048: a pixel spectrum shown
+    after the whole-scan overview (or a file spectrum) must use the SI's axis."""
+    path, _ = si_file
+    viewer, w, si = _open(make_napari_viewer, qtbot, path, rebin_energy=2)
+    _settle(qtbot, w)
+    rec = si.metadata["emd"]["record"]
+    si_axis = energy_axis(rec.axes[-1], rec.signal_type)
+    assert si_axis.values.size == 2048
+    # before the mouse arrives the plot shows the file's spectra (4096 channels)
+    assert w.shown_energy is not None and w.shown_energy.values.size == 4096
+    viewer.cursor.position = _world(si, (2, 3), energy_index=10)
+    _settle(qtbot, w)
+    assert w.spectrum_title.endswith("pixel y=2, x=3")
+    x, y = w.line.get_data()
+    np.testing.assert_allclose(x, si_axis.values)
+    np.testing.assert_array_equal(y, np.asarray(rec.data[2, 3, :]))

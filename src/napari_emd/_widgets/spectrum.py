@@ -202,7 +202,10 @@ class SpectrumViewer(QWidget):
         self.viewer = napari_viewer
         self.runner = LatestRunner(self._on_error)
         self.map_runner = LatestRunner(self._on_error)
+        # the SI's energy axis (set when the SI layer changes; spectra of the SI are
+        # computed on it) and the axis of what is plotted now (may be a file spectrum's)
         self.energy: EnergyAxis | None = None
+        self.shown_energy: EnergyAxis | None = None
         self.spectrum: np.ndarray | None = None
         self.spectrum_title = ""
         self.clicked: tuple[int, ...] | None = None
@@ -573,8 +576,7 @@ class SpectrumViewer(QWidget):
         data = np.asarray(sp["data"], dtype=np.float64).ravel()
         axes = sp.get("axes") or []
         ax = axes[-1] if axes else {"size": data.size, "scale": 1.0, "offset": 0.0}
-        self.energy = energy_axis(ax, sp.get("signal_type", ""))
-        self._plot(data, f"file spectrum: {title}", self.energy)
+        self._plot(data, f"file spectrum: {title}", energy_axis(ax, sp.get("signal_type", "")))
 
     # ---- mouse -------------------------------------------------------------------------
     def _cursor_moved(self, event: Any = None) -> None:
@@ -672,7 +674,7 @@ class SpectrumViewer(QWidget):
             x = energy.values[: spec.size]
             self.line.set_data(x, spec)
             self.spectrum = spec
-            self.energy = energy
+            self.shown_energy = energy
             self.spectrum_title = title
             self.ax.set_xlabel(f"energy ({energy.units})", fontsize=9)
             ends = (float(x[0]), float(x[-1])) if x.size else (0.0, 0.0)
@@ -690,7 +692,7 @@ class SpectrumViewer(QWidget):
         """The energy range shown by default: the whole axis, except that an EDS axis in
         keV ends a little above the highest marked line (or at 20 keV without elements):
         Velox records up to 40 keV, and the upper half is mostly empty."""
-        energy = self.energy
+        energy = self.shown_energy
         if energy is None or energy.values.size == 0:
             return None
         lo, hi = float(energy.values.min()), float(energy.values.max())
@@ -736,7 +738,7 @@ class SpectrumViewer(QWidget):
         for artist in self._markers:
             artist.remove()
         self._markers = []
-        energy = self.energy
+        energy = self.shown_energy
         # X-ray lines belong on EDS spectra, which are shown in keV (EELS in eV)
         if energy is None or energy.units != "keV" or self.spectrum is None:
             return
@@ -841,7 +843,7 @@ class SpectrumViewer(QWidget):
     def _show_window(self, lo: float, hi: float, units: str) -> None:
         """Draw the mapped window on the plot (typed or from an element, not only
         dragged), so plot and spin boxes always agree."""
-        if self.energy is None or self.energy.units != units:
+        if self.shown_energy is None or self.shown_energy.units != units:
             return
         with contextlib.suppress(Exception):  # purely cosmetic
             self.span.extents = (lo, hi)
@@ -908,14 +910,14 @@ class SpectrumViewer(QWidget):
     def export_csv(self, path: str | os.PathLike) -> None:
         """Write the shown spectrum as CSV: a header naming its source, then
         ``energy,counts`` rows."""
-        if self.spectrum is None or self.energy is None:
+        if self.spectrum is None or self.shown_energy is None:
             raise ValueError("no spectrum is shown")
         spec = self.spectrum
-        x = self.energy.values[: spec.size]
+        x = self.shown_energy.values[: spec.size]
         src = layer_source(self.si_layer) if self.si_layer is not None else ""
         header = (
             f"napari-emd spectrum: {self.spectrum_title}\nsource: {src or ''}\n"
-            f"energy ({self.energy.units}),counts"
+            f"energy ({self.shown_energy.units}),counts"
         )
         np.savetxt(
             os.fspath(path), np.column_stack([x, spec]), delimiter=",", header=header,
