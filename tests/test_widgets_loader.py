@@ -261,4 +261,5 @@ def test_load_keeps_the_viewer_responsive(make_napari_viewer, qtbot, tmp_path):
     # the longest pause of the event loop is far shorter than the load
     gaps = np.diff([t0, *ticks, time.monotonic()])
     assert len(ticks) > 3
-    assert gaps.max() < max(0.5, elapsed / 2), (gaps.max(), elapsed)
+    # (generous: a shared CI machine can stall any process for a moment)
+    assert gaps.max() < max(1.0, 0.6 * elapsed), (gaps.max(), elapsed)
