@@ -125,24 +125,43 @@ def tree_dict(group: h5py.Group, max_depth: int = 8) -> dict[str, Any]:
 
 # --- per-process handle cache -------------------------------------------------------
 
-_HANDLES: OrderedDict[tuple[int, str], h5py.File] = OrderedDict()
+_HANDLES: OrderedDict[tuple[int, str], tuple[h5py.File, tuple]] = OrderedDict()
 _MAX_HANDLES = 16
 
 
+def _identity(path: str) -> tuple:
+    """What tells a file apart from another one later saved under the same name."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ()
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def cached_handle(path: str) -> h5py.File:
-    """An open read-only handle to ``path`` for this process (call under ``H5_LOCK``)."""
+    """An open read-only handle to ``path`` for this process (call under ``H5_LOCK``).
+
+    A file replaced or rewritten under the same name (a re-export from Velox, a save over
+    it) is reopened, so lazy reads never return the previous file's data.
+    """
     key = (os.getpid(), path)
-    f = _HANDLES.get(key)
-    if f is not None and f.id.valid:
-        _HANDLES.move_to_end(key)
-        return f
+    ident = _identity(path)
+    cached = _HANDLES.get(key)
+    if cached is not None:
+        f, seen = cached
+        if f.id.valid and seen == ident:
+            _HANDLES.move_to_end(key)
+            return f
+        with contextlib.suppress(Exception):
+            f.close()
+        del _HANDLES[key]
     try:
         f = h5py.File(path, "r")
     except OSError as err:
         raise EMDError(path, f"cannot reopen file for lazy reading: {err}") from err
-    _HANDLES[key] = f
+    _HANDLES[key] = (f, ident)
     while len(_HANDLES) > _MAX_HANDLES:
-        _, old = _HANDLES.popitem(last=False)
+        _, (old, _) = _HANDLES.popitem(last=False)
         with contextlib.suppress(Exception):
             old.close()
     return f
@@ -154,7 +173,7 @@ def close_cached(path: str | None = None) -> None:
         for key in list(_HANDLES):
             if path is None or key[1] == os.fspath(path):
                 with contextlib.suppress(Exception):
-                    _HANDLES.pop(key).close()
+                    _HANDLES.pop(key)[0].close()
 
 
 def read_region(path: str, dset: str, region: tuple[slice, ...]) -> np.ndarray:
@@ -187,10 +206,10 @@ def lazy_dataset(
     if dset.dtype.kind in "OSUV" and dset.dtype.names is None:
         return da.from_array(np.asarray(dset[()]), chunks=-1)
     shape = dset.shape
-    if chunks is None:
-        chunks = _default_chunks(shape, dset.chunks, dset.dtype.itemsize)
     if shape == () or 0 in shape:
         return da.from_array(np.asarray(dset[()]), chunks=-1)
+    if chunks is None:
+        chunks = _default_chunks(shape, dset.chunks, dset.dtype.itemsize)
     normalized = da.core.normalize_chunks(chunks, shape, dtype=dset.dtype)
     name = f"emd-{os.path.basename(path)}-{dset.name}-" + da.core.tokenize(
         path, dset.name, os.path.getmtime(path), normalized

@@ -107,7 +107,8 @@ def file_reader(
         Velox spectrum images: sum the EDS detectors (else one dataset per detector).
     rebin_energy
         Velox spectrum images: sum this many neighbouring channels (must divide the
-        channel count).
+        channel count). The energy offset moves to the centre of the first bin (the
+        mean energy of the channels it sums); RosettaSciIO keeps the first channel's.
     SI_dtype
         Velox spectrum images: dtype of the spectrum image (default: the file's).
     load_SI_image_stack

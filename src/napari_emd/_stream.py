@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from ._h5 import H5_LOCK, cached_handle, open_h5
+from ._h5 import H5_LOCK, cached_handle, close_cached, open_h5
 from ._options import ReadOptions
 from .errors import EMDError, EMDWarning
 
@@ -734,6 +734,9 @@ def _eager(spec: SISpec, opts: ReadOptions, first: int, last: int) -> list[np.nd
             if acc_dt == dt:
                 if over and dt.kind in "iu":
                     _warn_overflow(spec, dt, _largest_count(spec, opts, group))
+                    # that count went through the lazy path's cached handles: an eager
+                    # read must not leave the file open
+                    close_cached(spec.path)
             else:
                 largest = int(cube.max(initial=0))
                 limit = np.iinfo(dt).max if dt.kind in "iu" else np.finfo(dt).max

@@ -58,7 +58,6 @@ _ALIASES = {
     "msec": "ms",
     "ev": "eV",
     "kev": "keV",
-    "mev": "meV",
     "mrad": "mrad",
     "rad": "rad",
     "deg": "deg",
@@ -91,6 +90,8 @@ def clean_unit(raw: object, *, context: str = "") -> str:
     if s.startswith("[") and s.endswith("]"):
         s = s[1:-1]
     s = s.replace("_", "").strip()
+    if s in ("eV", "keV", "meV", "MeV", "mm", "Mm"):  # where case is the meaning
+        return s
     low = s.lower()
     if low in _ALIASES:
         return _ALIASES[low]

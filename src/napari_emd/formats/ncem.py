@@ -499,8 +499,8 @@ def _voltage_kv(text: Any) -> float | None:
     """``"300kV"``, ``"300 kV"``, ``300000`` (V) -> 300.0 keV beam energy."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         v = float(text)
-        return v / 1000.0 if v > 2000 else v
-    m = re.match(r"^\s*([0-9.eE+-]+)\s*(k?V)?\s*$", str(text))
+        return v / 1000.0 if v > 1000 else v  # no microscope exceeds 1000 kV
+    m = re.match(r"^\s*([0-9.eE+-]+)\s*(k?V)?\s*$", str(text), re.IGNORECASE)
     if not m:
         return None
     try:
@@ -508,7 +508,7 @@ def _voltage_kv(text: Any) -> float | None:
     except ValueError:
         return None
     unit = (m.group(2) or "").lower()
-    if unit == "v" or (not unit and v > 2000):
+    if unit == "v" or (not unit and v > 1000):
         return v / 1000.0
     return v
 

@@ -27,6 +27,7 @@ dataset is read with what is left) or an :class:`EMDError`, never a crash.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as _dt
 import functools
 import json
@@ -681,9 +682,11 @@ class _VeloxFile:
         return md
 
     def _original(self, meta: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        om = dict(meta)
-        om.update({k: v for k, v in extra.items() if v is not None})
-        om.update(self.file_tree)
+        # each dataset owns its tree: editing one (a layer's metadata) must not change
+        # its siblings
+        om = copy.deepcopy(meta)
+        om.update({k: copy.deepcopy(v) for k, v in extra.items() if v is not None})
+        om.update(copy.deepcopy(self.file_tree))
         return om
 
     # -- images --------------------------------------------------------------------------

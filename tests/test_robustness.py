@@ -1,0 +1,90 @@
+"""Regressions found in review: replaced files, odd units, scalars, shared metadata."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+
+import napari_emd
+from conftest import real_file
+from napari_emd._h5 import _HANDLES
+from napari_emd._units import clean_unit
+from napari_emd.errors import EMDWarning
+
+
+def _ncem(path, value, shape=(3,)):
+    with h5py.File(path, "w") as f:
+        f.attrs["version_major"] = 0
+        f.attrs["version_minor"] = 2
+        g = f.create_group("data/a")
+        g.attrs["emd_group_type"] = 1
+        g["data"] = np.full(shape, value)
+        if shape:
+            d = g.create_dataset("dim1", data=np.arange(shape[0], dtype=float))
+            d.attrs["name"] = "x"
+            d.attrs["units"] = "[n_m]"
+
+
+def test_lazy_read_after_the_file_is_replaced_sees_the_new_file(tmp_path):
+    """A re-export under the same name must not be served from a stale cached handle."""
+    path = tmp_path / "a.emd"
+    _ncem(path, 1.0)
+    (d,) = napari_emd.file_reader(path, lazy=True)
+    np.testing.assert_array_equal(d["data"].compute(), 1.0)
+    new = tmp_path / "b.emd"
+    _ncem(new, 2.0)
+    os.replace(new, path)
+    (d,) = napari_emd.file_reader(path, lazy=True)
+    np.testing.assert_array_equal(d["data"].compute(), 2.0)
+
+
+def test_replaced_velox_si_computes_from_the_new_streams(tmp_path):
+    from napari_emd.testing import write_velox_si
+
+    path = tmp_path / "si.emd"
+    write_velox_si(path, ny=4, nx=5, frames=1, detectors=1, counts_per_pixel=5.0, seed=1)
+    (si,) = napari_emd.file_reader(path, lazy=True, select_type="spectrum_image")
+    si["data"].compute()
+    other = tmp_path / "other.emd"
+    write_velox_si(other, ny=4, nx=5, frames=1, detectors=1, counts_per_pixel=9.0, seed=2)
+    os.replace(other, path)
+    (lazy,) = napari_emd.file_reader(path, lazy=True, select_type="spectrum_image")
+    (eager,) = napari_emd.file_reader(path, select_type="spectrum_image")
+    np.testing.assert_array_equal(lazy["data"].compute(), eager["data"])
+
+
+def test_eager_overflowing_si_dtype_leaves_no_open_handle(tmp_path):
+    from napari_emd.testing import write_velox_si
+
+    path = tmp_path / "si.emd"
+    write_velox_si(path, ny=4, nx=4, frames=2, detectors=1, counts_per_pixel=600.0, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EMDWarning)
+        napari_emd.file_reader(path, select_type="spectrum_image", SI_dtype="uint8")
+    assert not [k for k in _HANDLES if k[1] == str(path)]
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"), [("MeV", "MeV"), ("meV", "meV"), ("eV", "eV"), ("keV", "keV")]
+)
+def test_energy_units_keep_their_case(raw, clean):
+    assert clean_unit(raw) == clean
+
+
+def test_scalar_dataset_reads_lazily_too(tmp_path):
+    path = tmp_path / "scalar.emd"
+    _ncem(path, 3.5, shape=())
+    eager = napari_emd.file_reader(path)
+    lazy = napari_emd.file_reader(path, lazy=True)
+    assert float(np.asarray(eager[0]["data"])) == 3.5
+    assert float(np.asarray(lazy[0]["data"].compute())) == 3.5
+
+
+def test_velox_datasets_do_not_share_original_metadata():
+    r = napari_emd.file_reader(real_file("fei_example_dpc_titles.emd"))
+    r[0]["original_metadata"].setdefault("Version", {})["edited"] = True
+    assert "edited" not in r[1]["original_metadata"].get("Version", {})
