@@ -88,3 +88,30 @@ def test_velox_datasets_do_not_share_original_metadata():
     r = napari_emd.file_reader(real_file("fei_example_dpc_titles.emd"))
     r[0]["original_metadata"].setdefault("Version", {})["edited"] = True
     assert "edited" not in r[1]["original_metadata"].get("Version", {})
+
+
+def test_lazy_graph_of_a_replaced_file_fails_clearly(tmp_path):
+    """Layers still open on a file that was saved over must not show the new file's data
+    under the old shape and calibration: their chunks raise a clear error instead."""
+    from napari_emd.errors import EMDError
+    from napari_emd.testing import write_velox_si
+
+    path = tmp_path / "a.emd"
+    _ncem(path, 1.0, shape=(40,))
+    (old,) = napari_emd.file_reader(path, lazy=True)
+    new = tmp_path / "b.emd"
+    _ncem(new, 7.0, shape=(30,))
+    os.replace(new, path)
+    with pytest.raises(EMDError, match="changed on disk"):
+        old["data"].compute()
+
+    si_path = tmp_path / "si.emd"
+    write_velox_si(si_path, ny=4, nx=5, frames=1, detectors=1, counts_per_pixel=5.0, seed=1)
+    (si,) = napari_emd.read_datasets(si_path, lazy=True, select_type="spectrum_image")
+    other = tmp_path / "other.emd"
+    write_velox_si(other, ny=4, nx=5, frames=1, detectors=1, counts_per_pixel=9.0, seed=2)
+    os.replace(other, si_path)
+    with pytest.raises(EMDError, match="changed on disk"):
+        si.data.compute()
+    with pytest.raises(EMDError, match="changed on disk"):
+        np.asarray(si.display[3])

@@ -176,8 +176,23 @@ def close_cached(path: str | None = None) -> None:
                     _HANDLES.pop(key)[0].close()
 
 
-def read_region(path: str, dset: str, region: tuple[slice, ...]) -> np.ndarray:
-    """Read ``region`` of dataset ``dset`` in ``path`` (used inside dask tasks)."""
+def check_unchanged(path: str, identity: tuple | None) -> None:
+    """Raise :class:`EMDError` when ``path`` is no longer the file a lazy array was built
+    from (saved over, re-exported): its chunks would otherwise show the new file's data
+    under the old shape and calibration."""
+    if identity and _identity(path) != tuple(identity):
+        raise EMDError(
+            path, "the file changed on disk after it was opened lazily; open it again"
+        )
+
+
+def read_region(
+    path: str, dset: str, region: tuple[slice, ...], identity: tuple | None = None
+) -> np.ndarray:
+    """Read ``region`` of dataset ``dset`` in ``path`` (used inside dask tasks);
+    ``identity`` (from :func:`file_identity` when the graph was built) guards against a
+    file replaced since."""
+    check_unchanged(path, identity)
     with H5_LOCK:
         f = cached_handle(path)
         try:
@@ -186,9 +201,17 @@ def read_region(path: str, dset: str, region: tuple[slice, ...]) -> np.ndarray:
             raise EMDError(path, f"cannot read {dset}{list(region)}: {err}") from err
 
 
-def _block(path: str, dset: str, block_info: dict | None = None) -> np.ndarray:
+def _block(
+    path: str, dset: str, identity: tuple, block_info: dict | None = None
+) -> np.ndarray:
     loc = block_info[None]["array-location"]
-    return read_region(path, dset, tuple(slice(a, b) for a, b in loc))
+    return read_region(path, dset, tuple(slice(a, b) for a, b in loc), identity)
+
+
+def file_identity(path: str) -> tuple:
+    """Inode, size and modification time of ``path``: lazy graphs record it so that a
+    chunk computed after the file was replaced fails clearly instead of mixing files."""
+    return _identity(path)
 
 
 def lazy_dataset(
@@ -218,6 +241,7 @@ def lazy_dataset(
         _block,
         path,
         dset.name,
+        _identity(path),
         chunks=normalized,
         dtype=dset.dtype,
         name=name,

@@ -34,6 +34,7 @@ benchmarks.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import warnings
@@ -44,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ._h5 import H5_LOCK, cached_handle, close_cached, open_h5
+from ._h5 import H5_LOCK, cached_handle, check_unchanged, close_cached, file_identity, open_h5
 from ._options import ReadOptions
 from .errors import EMDError, EMDWarning
 
@@ -71,6 +72,9 @@ class SISpec:
     bincount: int
     frame_tables: tuple[str | None, ...]
     dtype: str = "uint16"
+    # the file's identity when a lazy graph was built (see _h5.file_identity); lazy
+    # chunks refuse to decode a file replaced since
+    identity: tuple = ()
 
 
 @dataclass
@@ -471,6 +475,7 @@ _MAX_INDEXES = 64
 
 def stream_index(spec: SISpec, i: int) -> _StreamIndex:
     """The cached line index of stream ``i`` of ``spec`` for this process."""
+    check_unchanged(spec.path, spec.identity)
     key = (os.getpid(), *_file_key(spec.path), spec.streams[i], spec.ny, spec.nx, spec.n_frames)
     with _INDEX_LOCK:
         idx = _INDEXES.get(key)
@@ -1006,6 +1011,7 @@ def event_index(
     spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
 ) -> _EventIndex | _FlatIndex:
     """The cached event index for this process (built on first use)."""
+    check_unchanged(spec.path, spec.identity)
     key = (os.getpid(), *_file_key(spec.path), spec, streams, first, last, per_frame)
     with _EVENT_LOCK:
         ev = _EVENTS.get(key)
@@ -1104,6 +1110,8 @@ def read_spectrum_images(spec: SISpec, opts: ReadOptions) -> list[SIResult]:
     plane; opening reads nothing of the streams.
     """
     first, last = check_options(spec, opts)
+    if opts.lazy and not spec.identity:
+        spec = dataclasses.replace(spec, identity=file_identity(spec.path))
     groups = (
         [(None, tuple(range(len(spec.streams))))]
         if opts.sum_EDS_detectors
