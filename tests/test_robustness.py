@@ -115,3 +115,22 @@ def test_lazy_graph_of_a_replaced_file_fails_clearly(tmp_path):
         si.data.compute()
     with pytest.raises(EMDError, match="changed on disk"):
         np.asarray(si.display[3])
+
+
+def test_saved_order_is_read_back(tmp_path):
+    """Layers saved as c, a, b come back as c, a, b (not in name order)."""
+    from napari_emd.writer import write_signals
+
+    sigs = [
+        {"data": np.full((2, 2), i), "axes": [], "metadata": {"General": {"title": t}}}
+        for i, t in enumerate("cab")
+    ]
+    for s in sigs:
+        s["axes"] = [
+            {"name": "y", "size": 2, "scale": 1.0, "offset": 0.0},
+            {"name": "x", "size": 2, "scale": 1.0, "offset": 0.0},
+        ]
+    path = tmp_path / "order.emd"
+    write_signals(path, sigs)
+    titles = [d["metadata"]["General"]["title"] for d in napari_emd.file_reader(path)]
+    assert titles == ["c", "a", "b"]

@@ -153,7 +153,7 @@ def write_signals(
             f = h5py.File(tmp, "r+", rdcc_nbytes=16 << 20)
             try:
                 _write_root(f, prepared, kwds)
-                container = f.create_group(DATA_GROUP)
+                container = f.create_group(DATA_GROUP, track_order=True)
                 for i, (prep, name) in enumerate(zip(prepared, names, strict=True)):
                     extra = group_attrs[i] if group_attrs is not None else None
                     _write_group(path, container.create_group(name), prep, extra, counter)

@@ -217,7 +217,29 @@ def find_members(f: h5py.File) -> list[Member]:
                 and ("dim1" in obj or "dim0" in obj)
             ):
                 found.append(Member("/" + name, "data"))
-    return found
+    return _in_creation_order(f, found)
+
+
+def _in_creation_order(f: h5py.File, found: list[Member]) -> list[Member]:
+    """Members of a group that tracks creation order (napari-emd's writer keeps the
+    napari layer order that way) in that order; h5py iterates such groups in creation
+    order, others by name."""
+    parents: dict[str, list[str]] = {}
+    for m in found:
+        parent = m.group.rsplit("/", 1)[0] or "/"
+        if parent not in parents:
+            try:
+                parents[parent] = list(f[parent])
+            except Exception:
+                parents[parent] = []
+    first_seen = {p: i for i, p in enumerate(parents)}
+
+    def key(m: Member) -> tuple[int, int]:
+        parent, _, leaf = m.group.rpartition("/")
+        names = parents[parent or "/"]
+        return (first_seen[parent or "/"], names.index(leaf) if leaf in names else 0)
+
+    return sorted(found, key=key)
 
 
 def select_members(f: h5py.File, found: list[Member], wanted: tuple[str, ...]) -> list[Member]:
