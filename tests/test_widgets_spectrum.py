@@ -333,3 +333,34 @@ def test_rebinned_si_keeps_its_own_energy_axis_after_file_spectra(
     x, y = w.line.get_data()
     np.testing.assert_allclose(x, si_axis.values)
     np.testing.assert_array_equal(y, np.asarray(rec.data[2, 3, :]))
+
+
+def test_renamed_si_layer_stays_connected(make_napari_viewer, qtbot, si_file):
+    path, info = si_file
+    viewer, w, si = _open(make_napari_viewer, qtbot, path)
+    si.name = "renamed SI"
+    qtbot.wait(20)
+    assert w.si_layer is si
+    assert w.layer_combo.currentText() == "renamed SI"
+    viewer.cursor.position = _world(si, (1, 2), energy_index=10)
+    _settle(qtbot, w)
+    np.testing.assert_array_equal(w.spectrum, info.counts.sum(axis=(0, 1))[1, 2])
+
+
+def test_single_channel_rebin_does_not_break_the_viewer(make_napari_viewer, qtbot, si_file):
+    """Rebinning all channels into one is offered by the loader (a total-counts map)."""
+    path, _ = si_file
+    _viewer, w, si = _open(make_napari_viewer, qtbot, path, rebin_energy=4096)
+    assert w.si_layer is si
+    assert w.energy is not None and w.energy.values.size == 1
+
+
+def test_results_for_a_removed_layer_are_dropped(make_napari_viewer, qtbot, si_file):
+    path, _ = si_file
+    viewer, w, si = _open(make_napari_viewer, qtbot, path)
+    names_before = {lyr.name for lyr in viewer.layers}
+    w.map_window(5.0, 7.0)
+    viewer.layers.remove(si)
+    _settle(qtbot, w)
+    assert w.si_layer is None
+    assert {lyr.name for lyr in viewer.layers} == names_before - {si.name}

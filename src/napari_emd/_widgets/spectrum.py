@@ -300,6 +300,7 @@ class SpectrumViewer(QWidget):
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
 
+        self._si_list: list[Any] = []  # the SI layers listed in layer_combo, in order
         self.layer_combo.currentIndexChanged.connect(self._si_layer_changed)
         self.mode_combo.currentIndexChanged.connect(self._mode_changed)
         self.region_combo.currentIndexChanged.connect(self._region_changed)
@@ -308,6 +309,7 @@ class SpectrumViewer(QWidget):
             (layers.events.inserted, self._refresh_layers),
             (layers.events.removed, self._refresh_layers),
             (layers.events.reordered, self._refresh_layers),
+            (layers.events.renamed, self._refresh_layers),
             (layers.selection.events.active, self._active_changed),
             (self.viewer.cursor.events.position, self._cursor_moved),
             (self.viewer.dims.events.current_step, self._slider_moved),
@@ -325,8 +327,13 @@ class SpectrumViewer(QWidget):
 
     @property
     def si_layer(self) -> Any:
-        name = self.layer_combo.currentText()
-        return next((lyr for lyr in self.si_layers() if lyr.name == name), None)
+        # by object, not by name: a renamed layer stays the chosen one
+        i = self.layer_combo.currentIndex()
+        if 0 <= i < len(self._si_list):
+            layer = self._si_list[i]
+            if any(lyr is layer for lyr in self.viewer.layers):
+                return layer
+        return None
 
     @property
     def record(self) -> Dataset | None:
@@ -335,7 +342,7 @@ class SpectrumViewer(QWidget):
 
     def set_si_layer(self, layer: Any) -> None:
         """Show spectra of ``layer`` (a napari-emd spectrum-image layer)."""
-        i = self.layer_combo.findText(layer.name)
+        i = next((k for k, lyr in enumerate(self._si_list) if lyr is layer), -1)
         if i >= 0:
             self.layer_combo.setCurrentIndex(i)
 
@@ -364,14 +371,18 @@ class SpectrumViewer(QWidget):
         return out
 
     def _refresh_layers(self, event: Any = None) -> None:
-        cur = self.layer_combo.currentText()
+        cur = self.si_layer
         self.layer_combo.blockSignals(True)
         self.layer_combo.clear()
-        names = [lyr.name for lyr in self.si_layers()]
+        self._si_list = self.si_layers()
+        names = [lyr.name for lyr in self._si_list]
         self.layer_combo.addItems(names)
-        if cur in names:
-            self.layer_combo.setCurrentText(cur)
+        keep = next((k for k, lyr in enumerate(self._si_list) if lyr is cur), -1)
+        if keep >= 0:
+            self.layer_combo.setCurrentIndex(keep)
         self.layer_combo.blockSignals(False)
+        if cur is not None and keep < 0:
+            self._si_layer_changed()  # the shown SI layer is gone
 
         mode = self.mode_combo.currentText()
         self.mode_combo.blockSignals(True)
@@ -420,8 +431,9 @@ class SpectrumViewer(QWidget):
             lo, hi = float(self.energy.values.min()), float(self.energy.values.max())
             for s in (self.win_lo, self.win_hi):
                 s.setRange(lo, hi)
-                step = abs(self.energy.values[1] - self.energy.values[0])
-                s.setSingleStep(step if len(self.energy.values) > 1 else 1.0)
+                values = self.energy.values
+                step = abs(values[1] - values[0]) if len(values) > 1 else 1.0
+                s.setSingleStep(step)
             if not self._elements_edited:
                 els = (rec.metadata.get("Sample") or {}).get("elements") or []
                 self.set_elements(xray_lines.parse_elements(list(els)), edited=False)
@@ -566,6 +578,12 @@ class SpectrumViewer(QWidget):
         energy = self.energy
 
         def done(spec: np.ndarray) -> None:
+            try:
+                current = self.record
+            except RuntimeError:  # the widget itself was deleted meanwhile
+                return
+            if current is not rec:
+                return  # the SI layer changed or was removed meanwhile
             self._plot(spec, title, energy)
 
         self.runner.submit(
@@ -830,6 +848,8 @@ class SpectrumViewer(QWidget):
         desc = f"{layer_name}: {e0:.3f}–{e1:.3f} {energy.units}"
 
         def done(result: np.ndarray) -> None:
+            if not any(lyr is layer for lyr in self.viewer.layers):
+                return  # the SI layer was removed while its map was computed
             self._add_or_update_map(layer_name, np.asarray(result), calib, meta, desc)
 
         self.status.setText(f"Mapping {desc}…")
