@@ -173,16 +173,18 @@ def _spectrum_image_look(ds: Dataset, data: Any, spectra: list[dict[str, Any]]) 
     if isinstance(data, np.ndarray):  # in memory: a plane costs nothing
         fallback = _contrast_limits(data) or fallback
     energy_axis = ds.axes[-1]
-    total = None
+    total, ax = None, None
     for sp in spectra:
         d = np.asarray(sp["data"], dtype=float)
         if sp.get("signal_type") != ds.signal_type or d.ndim != 1:
             continue
-        total = d if total is None or total.shape != d.shape else total + d
-    if total is None or not total.any():
+        if total is None:
+            total, ax = d, sp["axes"][-1]
+        elif total.shape == d.shape:
+            total = total + d
+    if total is None or ax is None or not total.any():
         look["contrast_limits"] = fallback
         return look
-    ax = spectra[0]["axes"][-1]
     energy = float(ax.get("offset", 0.0)) + float(ax.get("scale", 1.0)) * np.arange(total.size)
     floor = 0.2 if energy_axis.units == "keV" else 0.0  # past the zero-loss/strobe peak
     total = np.where(energy <= floor, 0.0, total)

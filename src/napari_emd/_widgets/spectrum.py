@@ -210,7 +210,7 @@ class SpectrumViewer(QWidget):
         self.spectrum_title = ""
         self.clicked: tuple[int, ...] | None = None
         self._hover: tuple[int, ...] | None = None
-        self._sum_cache: dict[int, np.ndarray] = {}
+        self._sum_cache: dict[str, tuple[Any, np.ndarray]] = {}
         self._markers: list[Any] = []
         self._region_layer: Any = None
         self._elements_edited = False
@@ -544,10 +544,11 @@ class SpectrumViewer(QWidget):
         self.status.setText("Whole scan from the file's spectra; move the mouse over the map.")
 
     def _map_sum(self, rec: Dataset) -> np.ndarray:
-        key = id(rec.data)
-        if key not in self._sum_cache:
-            self._sum_cache = {key: map_sum(rec)}
-        return self._sum_cache[key]
+        # keyed by the array object itself (kept alive here), not a reusable id()
+        cached = self._sum_cache.get("sum")
+        if cached is None or cached[0] is not rec.data:
+            self._sum_cache = {"sum": (rec.data, map_sum(rec))}
+        return self._sum_cache["sum"][1]
 
     def region_mask(self) -> np.ndarray | None:
         """The ``(y, x)`` mask of the chosen Shapes/Labels layer on the SI grid."""
