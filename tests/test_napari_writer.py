@@ -309,3 +309,24 @@ def test_rsciio_and_ncempy_files_open_in_napari(make_napari_viewer, tmp_path):
         np.testing.assert_allclose(layer.scale, [0.5, 0.5, 0.5])
         assert _units(layer) == ["nm", "nm", "nm"]
         assert tuple(layer.axis_labels) == ("z", "y", "x")
+
+
+def test_saving_over_a_lazily_read_file_warns_and_the_old_layer_fails_clearly(
+    make_napari_viewer, tmp_path, monkeypatch
+):
+    import napari_emd._layers as layers_mod
+
+
+    src = real_file("fei_emd_image.emd")
+    path = tmp_path / "img.emd"
+    path.write_bytes(src.read_bytes())
+    monkeypatch.setattr(layers_mod, "EAGER_LIMIT", 0)  # keep the layer lazy
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin="napari-emd-io")
+    assert not isinstance(layer.data, np.ndarray)
+    with pytest.warns(EMDWarning, match="read lazily"):
+        viewer.layers.save(str(path), plugin="napari-emd-io")
+    with pytest.raises(EMDError, match="changed on disk"):
+        np.asarray(layer.data[:2, :2])
+    (again,) = viewer.open(str(path), plugin="napari-emd-io")
+    np.testing.assert_array_equal(np.asarray(again.data), np.load(src.with_suffix(".npy")))

@@ -50,7 +50,37 @@ def write_layers(path: str, layer_data: list[FullLayerData]) -> list[str]:
         attrs.append({"napari_layer": napari_layer})
     with _NapariProgress(f"Saving {os.path.basename(path)}") as progress:
         written = write_signals(path, signals, progress=progress, group_attrs=attrs)
+    _warn_stale_lazy_layers(written)
     return [written]
+
+
+def _warn_stale_lazy_layers(path: str) -> None:
+    """Saving over a file that open layers still read lazily replaces what they read:
+    those layers refuse to compute from then on (``_h5.check_unchanged``); say so now,
+    naming them, rather than at their next redraw."""
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:
+        return
+    if viewer is None:
+        return
+    target = os.path.abspath(path)
+    stale = [
+        layer.name
+        for layer in viewer.layers
+        if os.path.abspath(str((layer.metadata or {}).get("emd", {}).get("source") or ""))
+        == target
+        and not isinstance(layer.data, np.ndarray)
+    ]
+    if stale:
+        warnings.warn(
+            f"{path}: saved over the file that layer(s) {', '.join(map(repr, stale))} "
+            "read lazily; open the file again to see its new content in them",
+            EMDWarning,
+            stacklevel=2,
+        )
 
 
 def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
