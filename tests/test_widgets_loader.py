@@ -263,3 +263,22 @@ def test_load_keeps_the_viewer_responsive(make_napari_viewer, qtbot, tmp_path):
     assert len(ticks) > 3
     # (generous: a shared CI machine can stall any process for a moment)
     assert gaps.max() < max(1.0, 0.6 * elapsed), (gaps.max(), elapsed)
+
+
+def test_loading_a_file_opened_through_a_symlink_replaces_its_layers(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """A file dropped on napari and then loaded with the widget (here under another
+    spelling of its path, and with a renamed layer) gives one layer per dataset."""
+    src = real_file("fei_emd_si.emd")
+    link = tmp_path / "link.emd"
+    os.symlink(src, link)
+    viewer = make_napari_viewer()
+    opened = viewer.open(str(src), plugin="napari-emd-io")
+    opened[0].name = "my HAADF"
+    w = LoaderWidget(viewer)
+    qtbot.addWidget(w)
+    w.set_path(link)
+    _wait_loaded(qtbot, w)
+    names = sorted(lyr.name for lyr in viewer.layers)
+    assert names == ["EDS", "HAADF"], names

@@ -672,6 +672,17 @@ class LoaderWidget(QWidget):
         from napari.layers import Layer
 
         new_names = {meta.get("name") for _, meta, _ in layer_data}
+        # the same dataset (and part: magnitude/phase) of the same file, however the
+        # layer was opened or renamed since
+        new_parts = {
+            (
+                (meta.get("metadata") or {}).get("emd", {}).get("dataset_path"),
+                (meta.get("metadata") or {}).get("emd_part"),
+            )
+            for _, meta, _ in layer_data
+        }
+        new_parts.discard((None, None))
+        path = os.path.realpath(path)
         new_has_si = any(
             (meta.get("metadata") or {}).get("emd", {}).get("kind") == SPECTRUM_IMAGE
             for _, meta, _ in layer_data
@@ -679,12 +690,14 @@ class LoaderWidget(QWidget):
         old = []
         for layer in list(self.viewer.layers):
             src = layer_source(layer)
-            if not src or os.path.abspath(src) != path:
+            if not src or os.path.realpath(src) != path:
                 continue
             kind = emd_meta(layer).get("kind")
             derived = (layer.metadata or {}).get("emd_derived")
+            part = (emd_meta(layer).get("dataset_path"), (layer.metadata or {}).get("emd_part"))
             if (
                 layer.name in new_names
+                or part in new_parts
                 or (new_has_si and kind == SPECTRUM_IMAGE)
                 or (new_has_si and derived)
             ):
