@@ -134,3 +134,20 @@ def test_saved_order_is_read_back(tmp_path):
     write_signals(path, sigs)
     titles = [d["metadata"]["General"]["title"] for d in napari_emd.file_reader(path)]
     assert titles == ["c", "a", "b"]
+
+
+@pytest.mark.parametrize("name", ["fei_emd_si.emd", "fei_SI_SuperX-HAADF_10frames_10x50.emd"])
+def test_lazy_open_of_a_file_without_frame_table_reads_no_stream(name, monkeypatch):
+    """Velox 4 files have no FrameLocationTable and grids that disagree (raster vs scan
+    area); opening lazily must still not read the event stream."""
+    import napari_emd.formats.velox as velox
+
+    counted = []
+    real = velox._count_pixels
+    monkeypatch.setattr(velox, "_count_pixels", lambda *a, **k: counted.append(a) or real(*a, **k))
+    path = real_file(name)
+    (lazy,) = napari_emd.read_datasets(path, lazy=True, select_type="spectrum_image")
+    assert counted == []
+    (eager,) = napari_emd.read_datasets(path, select_type="spectrum_image")
+    assert lazy.shape == eager.shape
+    np.testing.assert_array_equal(lazy.data.compute(), eager.data)

@@ -960,7 +960,11 @@ class _VeloxFile:
         n_frames = max(tables) if tables else frames_settings
         if count is None:
             disagree = len({shape for _, shape in cands}) > 1
-            count = n_frames is None or (disagree and (not tables or not self.opts.lazy))
+            # a lazy open reads no stream: with grids that disagree it takes the most
+            # trusted one, and the decoder checks the stream against it when a chunk is
+            # first computed (_stream._check_extent). Only an unknown frame count, which
+            # the lazy array's shape needs, is worth a counting pass at open.
+            count = n_frames is None or (disagree and not self.opts.lazy)
         if count or not cands:
             longest = max(plan.streams, key=lambda s: s.length)
             plan.counted_pixels = _count_pixels(self.f, longest.path)
