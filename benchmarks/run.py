@@ -19,6 +19,10 @@ Cases
   plane      the first energy plane drawn (napari starts at the middle plane)
   next       the next energy plane, right after
   frame      one frame (the middle one) as a per-frame SI, eager first/last_frame
+  frame-warm the same after reading another frame in the same process: what a session
+             that reads frame after frame pays. The gap to "frame" is the VM providing
+             fresh memory for the output (it returns freed memory to the host, so a fresh
+             process faults every page of a 512 MiB output in again, ~1 s per thread)
   raw        baseline: h5py-read every stream + one numba scatter pass into the cube
   alloc      floor: allocate the summed cube and touch every page (no decoding at all);
              on this VM first-touch page faults cost ~2-4 us per 4 KiB page, which
@@ -46,9 +50,9 @@ CACHE = HERE / "_cache"
 SIZES = {"small": (256, 256, 10), "large": (512, 512, 20)}
 CASES = {
     "ours": ["eager", "eager-cold", "lazy-open", "plane", "next", "plane-cold", "next-cold",
-             "frame"],
+             "frame", "frame-warm"],
     "raw": ["raw", "alloc"],
-    "rsciio": ["eager", "lazy-open", "frame"],
+    "rsciio": ["eager", "lazy-open", "frame", "frame-warm"],
     "openreadout": ["lazy-open", "plane", "next"],
 }
 
@@ -166,8 +170,12 @@ def run_case(tool: str, case: str, path: str, frames: int) -> dict:
                 t = time.perf_counter()
                 plane = ds.display[mid + 1].compute()
             extra["sum"] = int(plane.sum())
-        elif case == "frame":
+        elif case in ("frame", "frame-warm"):
             k = frames // 2
+            if case == "frame-warm":
+                _ours_si(mod, path, first_frame=0, last_frame=1, sum_frames=False)
+                base = _rss_mib()
+                t = time.perf_counter()
             _ours_si(mod, path, first_frame=k, last_frame=k + 1, sum_frames=False)
     elif tool == "raw":
         if case == "raw":
@@ -181,8 +189,12 @@ def run_case(tool: str, case: str, path: str, frames: int) -> dict:
             mod.file_reader(path)
         elif case == "lazy-open":
             mod.file_reader(path, lazy=True)
-        elif case == "frame":
+        elif case in ("frame", "frame-warm"):
             k = frames // 2
+            if case == "frame-warm":
+                mod.file_reader(path, first_frame=0, last_frame=1, sum_frames=False)
+                base = _rss_mib()
+                t = time.perf_counter()
             mod.file_reader(path, first_frame=k, last_frame=k + 1, sum_frames=False)
     elif tool == "openreadout":
         with mod.File(path) as f:
@@ -220,6 +232,7 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="small,large")
     ap.add_argument("--tools", default="ours,raw,rsciio,openreadout")
+    ap.add_argument("--cases", help="only these cases (comma-separated), e.g. frame,frame-warm")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     ap.add_argument("--tool", help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
@@ -248,7 +261,10 @@ def main() -> None:
             if not _available(tool):
                 print(f"{tool} is not installed: skipped", file=sys.stderr)
                 continue
+            wanted = set(args.cases.split(",")) if args.cases else None
             for case in CASES[tool]:
+                if wanted is not None and case not in wanted:
+                    continue
                 cmd = [sys.executable, __file__, "--tool", tool, "--case", case,
                        "--file", str(path), "--frames", str(nf)]
                 runs = []

@@ -151,3 +151,35 @@ def test_lazy_open_of_a_file_without_frame_table_reads_no_stream(name, monkeypat
     (eager,) = napari_emd.read_datasets(path, select_type="spectrum_image")
     assert lazy.shape == eager.shape
     np.testing.assert_array_equal(lazy.data.compute(), eager.data)
+
+
+@pytest.mark.parametrize("name", ["fei_emd_si.emd", "fei_SI_SuperX-HAADF_10frames_10x50.emd"])
+def test_eager_read_decodes_the_counted_stream_without_reading_it_again(name, monkeypatch):
+    """Grids that disagree make an eager read count the longest stream's pixels; the
+    decoder then takes that very buffer instead of reading the stream a second time (the
+    spies wrap this package's own functions, not h5py)."""
+    import napari_emd._stream as stream
+    import napari_emd.formats.velox as velox
+
+    counted, whole_reads = [], []
+    real_count, real_span = velox._count_pixels, stream._read_span
+
+    def count(*a, **k):
+        n, values = real_count(*a, **k)
+        counted.append((a[1], values is not None))
+        return n, values
+
+    def span(ds, a, b):
+        if a == 0 and b == int(np.prod(ds.shape)):
+            whole_reads.append(ds.name)
+        return real_span(ds, a, b)
+
+    monkeypatch.setattr(velox, "_count_pixels", count)
+    monkeypatch.setattr(stream, "_read_span", span)
+    path = real_file(name)
+    (si,) = napari_emd.read_datasets(path, select_type="spectrum_image")
+    assert counted and all(kept for _, kept in counted)
+    assert not {p for p, _ in counted} & set(whole_reads)
+    monkeypatch.undo()
+    (ref,) = napari_emd.read_datasets(path, select_type="spectrum_image", lazy=True)
+    np.testing.assert_array_equal(si.data, ref.data.compute())

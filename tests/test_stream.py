@@ -310,6 +310,17 @@ def test_channel_beyond_bincount_is_an_error(tmp_path):
         lz.display[3].compute()
 
 
+def test_bad_channel_names_its_detector_and_position_when_streams_are_joined(tmp_path):
+    # two detectors' spans of frame 1 are joined for one scatter pass: the error must
+    # still name the detector and the value's position in that detector's stream
+    bad = _stream_2x2x2()
+    bad[12] = 9  # frame 1, pixel (0,1) of the second detector
+    spec = _tiny_spec(tmp_path, [_stream_2x2x2(), bad], tables=[[0, 9], [0, 9]])
+    for kw in ({}, {"first_frame": 1, "last_frame": 2, "sum_frames": False}):
+        with pytest.raises(EMDError, match=r"s1/Data holds channel 9 at value 12,"):
+            read_spectrum_images(spec, opts(**kw))
+
+
 def test_truncated_stream_warns_and_zero_fills(tmp_path):
     full = _stream_2x2x2()
     spec = _tiny_spec(tmp_path, [full[:5]], tables=[[0, 9]])  # ends inside frame 0

@@ -359,7 +359,7 @@ def test_lazy_open_does_not_read_the_stream(monkeypatch):
     """Opening lazily with a FrameLocationTable never counts the stream's pixels (the
     spy replaces this module's own counting function, not any library)."""
     calls = []
-    monkeypatch.setattr(velox, "_count_pixels", lambda *a, **k: calls.append(a) or 0)
+    monkeypatch.setattr(velox, "_count_pixels", lambda *a, **k: calls.append(a) or (0, None))
     path = real_file("fei_SI_EDS-HAADF-4detectors_2frames.emd")
     facts = velox.si_facts(path)
     assert facts["n_frames"] == 2 and facts["has_frame_table"]

@@ -535,9 +535,12 @@ def _scatter(
     rebin: int,
     offset: int,
     threads: int = 1,
+    segments: list[tuple[int, str, int]] | None = None,
 ) -> bool:
     """Scatter ``jobs`` of ``buf`` into ``out3`` (rows, nx, E); True when counts overflowed.
 
+    ``buf[0]`` is value ``offset`` of ``stream``; a buffer joined from several streams
+    gives ``segments`` instead: (start in ``buf``, stream, its offset) of each part.
     With ``threads > 1`` the jobs are split by output row so threads never share a row."""
     k = _kernels()
     st, en, ou = jobs
@@ -551,20 +554,51 @@ def _scatter(
         for t in range(threads):
             sel = (ou >= bounds[t]) & (ou < bounds[t + 1])
             parts.append((st[sel], en[sel], ou[sel]))
-        with ThreadPoolExecutor(threads) as ex:
-            futs = [
-                ex.submit(k.scatter_lines, buf, s, e, o, spec.nx, rebin, spec.bincount, out3)
-                for s, e, o in parts
-            ]
-            codes = [fu.result() for fu in futs]
+        ex = _pool()
+        futs = [
+            ex.submit(k.scatter_lines, buf, s, e, o, spec.nx, rebin, spec.bincount, out3)
+            for s, e, o in parts
+        ]
+        codes = [fu.result() for fu in futs]
     bad = [c for c in codes if c < 0]
     if bad:
-        raise _bad_channel(spec, stream, buf, min(bad, key=lambda c: -c), offset)
+        code = min(bad, key=lambda c: -c)
+        if segments:
+            start, stream, seg_offset = max(
+                (seg for seg in segments if seg[0] <= -code - 1), key=lambda seg: seg[0]
+            )
+            offset = seg_offset - start
+        raise _bad_channel(spec, stream, buf, code, offset)
     return any(c == 1 for c in codes)
 
 
 def _n_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The process's worker threads for scatter and page-touch work. Kept alive between
+    reads: starting threads per call cost ~2 ms each here. Its tasks never submit to it
+    again, so callers on many threads (dask) cannot deadlock it."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(_n_threads(), thread_name_prefix="napari-emd")
+        return _POOL
+
+
+def _forget_pool() -> None:  # a forked child has none of the parent's threads
+    global _POOL, _POOL_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _cast(acc: np.ndarray, dt: np.dtype) -> np.ndarray:
@@ -638,10 +672,28 @@ def _decode_block(
 # --- eager ---------------------------------------------------------------------------
 
 
-def _eager_stream(
-    spec: SISpec, f: Any, i: int, first: int, last: int, opts: ReadOptions, out3: np.ndarray
-) -> bool:
-    """Decode stream ``i`` into ``out3`` ((nf*)ny, nx, E); True on overflow."""
+@dataclass
+class _Work:
+    """The scatter jobs of one stream: its events ``buf`` (stream values from
+    ``offset``) and (start, end, output row) of each scan line within ``buf``."""
+
+    name: str
+    buf: np.ndarray
+    offset: int
+    jobs: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _eager_work(
+    spec: SISpec,
+    f: Any,
+    i: int,
+    first: int,
+    last: int,
+    opts: ReadOptions,
+    preloaded: dict[str, np.ndarray] | None = None,
+) -> _Work:
+    """Read and index what stream ``i`` holds of frames ``first:last``. A whole stream
+    the caller already read (``preloaded``, by stream path) is used, not read again."""
     name = spec.streams[i]
     try:
         ds = f[name]
@@ -653,6 +705,7 @@ def _eager_stream(
     lines = None
     base = 0
     buf = None
+    start = 0  # the stream position of buf[0]
     if partial and _table_ok(spec, table, n):
         # Only the frames asked for (and the one before, whose pixel count checks where
         # the first one starts): read their span, index it frame by frame.
@@ -665,6 +718,19 @@ def _eager_stream(
         for fr in range(lo, last):
             fa = int(table[fr]) - a
             fb = (n if fr == spec.n_frames - 1 else int(table[fr + 1])) - a
+            if fr < first:  # only checked, not decoded: a count is enough
+                seg = buf[fa:fb]
+                seps = int(np.count_nonzero(seg == SEPARATOR))
+                why = None
+                if seps != spec.ny * spec.nx or (seg.size and seg[-1] != SEPARATOR):
+                    why = f"frame {fr} spans {seps} pixel separators, not {spec.ny * spec.nx}"
+                elif not _starts_pixel(ds, int(table[fr])):
+                    why = f"frame {fr} would start inside a pixel, at {int(table[fr])}"
+                if why is not None:
+                    _warn_table(spec, name, why)
+                    ok = False
+                    break
+                continue
             fl, why = _frame_lines(spec, buf[fa:fb], fr, fr == spec.n_frames - 1)
             if why is None and not _starts_pixel(ds, int(table[fr])):
                 why = f"frame {fr} would start inside a pixel, at {int(table[fr])}"
@@ -675,6 +741,7 @@ def _eager_stream(
             lines[fr * spec.ny : (fr + 1) * spec.ny + 1] = fl + fa
         if ok:
             base = 0  # positions already relative to buf
+            start = a
             if last >= spec.n_frames:
                 fa = int(table[spec.n_frames - 1])
                 tail = buf[fa - a :]
@@ -689,7 +756,8 @@ def _eager_stream(
         _warn_table(spec, name, "it does not fit the stream length")
         table = None
     if lines is None:
-        buf = _read_span(ds, 0, n)
+        pre = preloaded.pop(name, None) if preloaded else None
+        buf = pre if pre is not None and pre.size == n else _read_span(ds, 0, n)
         lines = _full_lines(spec, buf, name)
         if table is not None and _table_ok(spec, table, n):
             starts = lines[np.arange(spec.n_frames) * spec.ny]
@@ -697,26 +765,96 @@ def _eager_stream(
                 bad = int(np.flatnonzero(starts != table[: spec.n_frames])[0])
                 _warn_table(spec, name, f"frame {bad} starts at {int(starts[bad])}")
     jobs = _line_jobs(lines, spec, range(first, last), 0, spec.ny, base, not opts.sum_frames)
-    if opts.sum_frames and last - first > 1:
-        # visit each output row for all frames in turn: the row (nx * E counts) stays in
-        # cache instead of the whole cube streaming through it once per frame
-        order = np.argsort(jobs[2], kind="stable")
-        jobs = (jobs[0][order], jobs[1][order], jobs[2][order])
-    return _scatter(spec, name, buf, jobs, out3, opts.rebin_energy, 0, _n_threads())
+    return _Work(name, buf, start, jobs)
 
 
-def _zeros_touched(shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
-    """``np.zeros`` with every page touched once, in order: first-touch page faults in
-    sequence are much cheaper than the scatter's random first touches (2-8x measured on
-    a VM), and touching one value per page costs no memory bandwidth."""
+def _by_row(jobs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """Jobs ordered by output row: each row (nx * E counts) then stays in cache while all
+    its lines (of every frame and detector) land in it, instead of the whole cube
+    streaming through the cache once per frame and detector."""
+    order = np.argsort(jobs[2], kind="stable")
+    return tuple(j[order] for j in jobs)
+
+
+def _scatter_all(
+    spec: SISpec, works: list[_Work], out3: np.ndarray, opts: ReadOptions, merge: bool
+) -> bool:
+    """Scatter every stream's work into ``out3``; True on overflow. With ``merge`` the
+    streams' events are joined into one buffer and scattered in one row-ordered pass
+    (costs a copy of them: only for spans small next to the output)."""
+    threads = _n_threads()
+    if not merge or len(works) == 1:
+        over = False
+        for w in works:
+            jobs = _by_row(w.jobs) if opts.sum_frames else w.jobs
+            over |= _scatter(spec, w.name, w.buf, jobs, out3, opts.rebin_energy, 0, threads)
+        return over
+    shifts = np.cumsum([0] + [w.buf.size for w in works])
+    buf = np.concatenate([w.buf for w in works])
+    jobs = _by_row(tuple(
+        np.concatenate([w.jobs[k] + (shifts[j] if k < 2 else 0) for j, w in enumerate(works)])
+        for k in range(3)
+    ))
+    segments = [(int(shifts[j]), w.name, w.offset) for j, w in enumerate(works)]
+    return _scatter(spec, "", buf, jobs, out3, opts.rebin_energy, 0, threads, segments)
+
+
+def _thp_on() -> bool:
+    """True when big numpy arrays get transparent huge pages (numpy madvises them when the
+    kernel allows): a first write then faults in 2 MiB at once, in any order."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as fh:
+            mode = fh.read()
+    except OSError:
+        return False
+    if "[always]" in mode:
+        return True
+    if "[madvise]" not in mode:
+        return False
+    try:
+        return bool(np._core.multiarray._get_madvise_hugepage())
+    except AttributeError:  # numpy < 2
+        return bool(np.core.multiarray._get_madvise_hugepage())
+
+
+# Pre-touch the pages of an eager output before the scatter writes it: None decides by
+# whether huge pages are on (see _zeros_touched)
+PRETOUCH: bool | None = None
+
+
+def _zeros_touched(shape: tuple[int, ...], dt: np.dtype) -> tuple[np.ndarray, list[Any]]:
+    """``np.zeros`` for the scatter to write, and futures to wait for before writing.
+
+    With 4 KiB pages the scatter's random first touches fault page by page and cost 2-8x
+    more than faulting them in order (measured on a VM), so the worker threads touch one
+    value per page, in order, in the background while the caller reads and indexes the
+    streams. With transparent huge pages a fault maps 2 MiB in any order and the touch
+    only adds work: the array is left to the scatter."""
     out = np.zeros(shape, dt)
+    pretouch = PRETOUCH if PRETOUCH is not None else not _thp_on()
+    if not pretouch:
+        return out, []
     flat = out.reshape(-1)
     step = max(1, 4096 // dt.itemsize)
-    flat[::step] = 0
-    return out
+    threads = _n_threads()
+    if threads == 1 or flat.nbytes < 64 * 2**20:
+        flat[::step] = 0
+        return out, []
+    bounds = [(flat.size * t // threads) // step * step for t in range(threads)] + [flat.size]
+
+    def touch(t: int) -> None:
+        flat[bounds[t] : bounds[t + 1] : step] = 0  # numpy drops the GIL for this loop
+
+    return out, [_pool().submit(touch, t) for t in range(threads)]
 
 
-def _eager(spec: SISpec, opts: ReadOptions, first: int, last: int) -> list[np.ndarray]:
+def _eager(
+    spec: SISpec,
+    opts: ReadOptions,
+    first: int,
+    last: int,
+    preloaded: dict[str, np.ndarray] | None = None,
+) -> list[np.ndarray]:
     warm_kernels()
     dt = _out_dtype(spec, opts)
     acc_dt = _accumulator(dt)
@@ -726,13 +864,31 @@ def _eager(spec: SISpec, opts: ReadOptions, first: int, last: int) -> list[np.nd
     groups = [tuple(range(len(spec.streams)))] if opts.sum_EDS_detectors else [
         (i,) for i in range(len(spec.streams))
     ]
+    group_all = range(len(spec.streams))
     results = []
     with open_h5(spec.path) as f:
+        largest_stream = max(_span_bytes(spec, f, i, 0, spec.n_frames) for i in group_all)
         for group in groups:
-            out3 = _zeros_touched((rows, spec.nx, nch), acc_dt)
-            over = False
-            for i in group:
-                over |= _eager_stream(spec, f, i, first, last, opts, out3)
+            out3, touching = _zeros_touched((rows, spec.nx, nch), acc_dt)
+            try:
+                # Spans that together take no more than one whole stream (which a read of
+                # all frames holds anyway) are joined for one row-ordered scatter pass
+                if sum(_span_bytes(spec, f, i, first, last) for i in group) <= largest_stream:
+                    works = [_eager_work(spec, f, i, first, last, opts, preloaded)
+                             for i in group]
+                    for fu in touching:
+                        fu.result()
+                    over = _scatter_all(spec, works, out3, opts, merge=True)
+                else:  # one stream in memory at a time: a preloaded one first
+                    over = False
+                    for i in sorted(group, key=lambda i: spec.streams[i] not in (preloaded or {})):
+                        work = _eager_work(spec, f, i, first, last, opts, preloaded)
+                        for fu in touching:
+                            fu.result()
+                        over |= _scatter_all(spec, [work], out3, opts, merge=False)
+            finally:
+                for fu in touching:  # never leave a worker touching a dropped array
+                    fu.result()
             cube = out3.reshape(spec.ny, spec.nx, nch) if opts.sum_frames else out3.reshape(
                 nf, spec.ny, spec.nx, nch
             )
@@ -749,6 +905,27 @@ def _eager(spec: SISpec, opts: ReadOptions, first: int, last: int) -> list[np.nd
                     _warn_overflow(spec, dt, largest)
             results.append(_cast(cube, dt))
     return results
+
+
+def _span_bytes(spec: SISpec, f: Any, i: int, first: int, last: int) -> int:
+    """Bytes of stream ``i`` an eager read of frames ``first:last`` holds (an estimate
+    from the frame table when there is one, else the whole stream)."""
+    try:
+        n = int(f[spec.streams[i]].shape[0])
+    except KeyError:
+        return 0
+    name = spec.frame_tables[i]
+    if name is None or (first == 0 and last >= spec.n_frames):
+        return 2 * n
+    try:
+        t = np.asarray(f[name][()]).astype(np.int64).ravel()
+    except (KeyError, OSError, ValueError, TypeError):
+        return 2 * n
+    if t.size < spec.n_frames:
+        return 2 * n
+    a = int(t[max(first - 1, 0)])
+    b = n if last >= spec.n_frames else int(t[last])
+    return 2 * max(0, min(b, n) - a)
 
 
 # --- lazy data ---------------------------------------------------------------------
@@ -1101,9 +1278,15 @@ def _lazy_display(
 # --- public entry point ----------------------------------------------------------
 
 
-def read_spectrum_images(spec: SISpec, opts: ReadOptions) -> list[SIResult]:
+def read_spectrum_images(
+    spec: SISpec, opts: ReadOptions, preloaded: dict[str, np.ndarray] | None = None
+) -> list[SIResult]:
     """Decode the spectrum image(s) of ``spec`` as the options ask: one summed over the
     detectors, or one per detector when ``opts.sum_EDS_detectors`` is False.
+
+    ``preloaded`` maps stream paths to whole streams the caller has already read (the
+    reader counts one to choose the scan grid); an eager read decodes those instead of
+    reading them again, and drops them as it goes.
 
     Eager: numpy ``data`` and an energy-first ``display`` view of it (no copy). Lazy:
     dask ``data`` chunked by (frames x rows) and a dask ``display`` chunked per energy
@@ -1130,7 +1313,7 @@ def read_spectrum_images(spec: SISpec, opts: ReadOptions) -> list[SIResult]:
             )
             for det, streams in groups
         ]
-    cubes = _eager(spec, opts, first, last)
+    cubes = _eager(spec, opts, first, last, preloaded)
     return [
         SIResult(det, cube, np.moveaxis(cube, -1, -3))
         for (det, _), cube in zip(groups, cubes)

@@ -370,6 +370,8 @@ class _SIPlan:
     reason: str = ""
     candidates: list[tuple[str, tuple[int, int]]] = field(default_factory=list)
     counted_pixels: int | None = None
+    # whole streams read while planning (by dataset path), handed to the decoder
+    preloaded: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _scan_key(meta: dict[str, Any]) -> tuple | None:
@@ -407,10 +409,23 @@ def _scan_grid(meta: dict[str, Any]) -> tuple[int, int] | None:
     return int(ny), int(nx)
 
 
-def _count_pixels(f: h5py.File, path: str, block: int = 1 << 23) -> int:
-    """Pixels in an event stream: its 65535 separators, plus an unclosed last pixel."""
+def _count_pixels(
+    f: h5py.File, path: str, keep: bool = False, block: int = 1 << 23
+) -> tuple[int, np.ndarray | None]:
+    """Pixels in an event stream: its 65535 separators, plus an unclosed last pixel.
+
+    With ``keep`` the stream is read whole and returned too (as the 1-D uint16 values),
+    so an eager read decodes it without reading it again; else it is read in blocks."""
     ds = f[path]
     flat_len = int(np.prod(ds.shape))
+    if keep and ds.dtype == np.uint16 and ds.ndim in (1, 2) and flat_len == ds.shape[0]:
+        values = np.empty(ds.shape, np.uint16)
+        if flat_len:
+            ds.read_direct(values)
+        values = values.reshape(-1)
+        count = int(np.count_nonzero(values == SEPARATOR))
+        last = int(values[-1]) if flat_len else SEPARATOR
+        return count + (1 if last != SEPARATOR else 0), values
     count = 0
     last = SEPARATOR
     n0 = ds.shape[0]
@@ -420,7 +435,7 @@ def _count_pixels(f: h5py.File, path: str, block: int = 1 << 23) -> int:
         if chunk.size:
             count += int(np.count_nonzero(chunk == SEPARATOR))
             last = int(chunk[-1])
-    return count + (1 if flat_len and last != SEPARATOR else 0)
+    return count + (1 if flat_len and last != SEPARATOR else 0), None
 
 
 def _compound_to_complex(block: np.ndarray, real: str, imag: str, dtype: str) -> np.ndarray:
@@ -967,7 +982,11 @@ class _VeloxFile:
             count = n_frames is None or (disagree and not self.opts.lazy)
         if count or not cands:
             longest = max(plan.streams, key=lambda s: s.length)
-            plan.counted_pixels = _count_pixels(self.f, longest.path)
+            # an eager read keeps the counted stream for the decoder: one pass, not two
+            plan.counted_pixels, values = _count_pixels(self.f, longest.path,
+                                                        keep=not self.opts.lazy)
+            if values is not None:
+                plan.preloaded = {longest.path: values}
         npix = plan.counted_pixels
 
         def fits(shape: tuple[int, int], exact: bool) -> bool:
@@ -1096,7 +1115,7 @@ class _VeloxFile:
         )
         first, last = check_options(spec, self.opts)  # bad options raise ValueError here
         try:
-            results = read_spectrum_images(spec, self.opts)
+            results = read_spectrum_images(spec, self.opts, plan.preloaded)
         except (EMDError, OSError, KeyError, IndexError) as err:
             _warn(f"{self.path}: the EDS spectrum image cannot be decoded ({err}); it is "
                   "skipped, everything else is read")
