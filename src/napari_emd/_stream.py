@@ -544,19 +544,20 @@ def _scatter(
     With ``threads > 1`` the jobs are split by output row so threads never share a row."""
     k = _kernels()
     st, en, ou = jobs
-    if threads <= 1 or st.size < 2 * threads:
-        code = k.scatter_lines(buf, st, en, ou, spec.nx, rebin, spec.bincount, out3)
-        codes = [code]
+    # 2-D starts/ends: (detectors, lines), scattered pixel by pixel across detectors
+    kernel = k.scatter_lines_multi if st.ndim == 2 else k.scatter_lines
+    if threads <= 1 or ou.size < 2 * threads:
+        codes = [kernel(buf, st, en, ou, spec.nx, rebin, spec.bincount, out3)]
     else:
         nrows = out3.shape[0]
         bounds = np.linspace(0, nrows, threads + 1).astype(np.int64)
         parts = []
         for t in range(threads):
             sel = (ou >= bounds[t]) & (ou < bounds[t + 1])
-            parts.append((st[sel], en[sel], ou[sel]))
+            parts.append((st[..., sel], en[..., sel], ou[sel]))
         ex = _pool()
         futs = [
-            ex.submit(k.scatter_lines, buf, s, e, o, spec.nx, rebin, spec.bincount, out3)
+            ex.submit(kernel, buf, s, e, o, spec.nx, rebin, spec.bincount, out3)
             for s, e, o in parts
         ]
         codes = [fu.result() for fu in futs]
@@ -768,12 +769,12 @@ def _eager_work(
     return _Work(name, buf, start, jobs)
 
 
-def _by_row(jobs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+def _by_row(jobs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Jobs ordered by output row: each row (nx * E counts) then stays in cache while all
     its lines (of every frame and detector) land in it, instead of the whole cube
     streaming through the cache once per frame and detector."""
     order = np.argsort(jobs[2], kind="stable")
-    return tuple(j[order] for j in jobs)
+    return jobs[0][order], jobs[1][order], jobs[2][order]
 
 
 def _scatter_all(
@@ -791,10 +792,19 @@ def _scatter_all(
         return over
     shifts = np.cumsum([0] + [w.buf.size for w in works])
     buf = np.concatenate([w.buf for w in works])
-    jobs = _by_row(tuple(
-        np.concatenate([w.jobs[k] + (shifts[j] if k < 2 else 0) for j, w in enumerate(works)])
-        for k in range(3)
-    ))
+    if all(np.array_equal(w.jobs[2], works[0].jobs[2]) for w in works):
+        # every detector has the same lines (frames x rows): one multi-detector pass
+        st = np.stack([w.jobs[0] + shifts[j] for j, w in enumerate(works)])
+        en = np.stack([w.jobs[1] + shifts[j] for j, w in enumerate(works)])
+        ou = works[0].jobs[2]
+        order = np.argsort(ou, kind="stable")
+        jobs = (st[:, order], en[:, order], ou[order])
+    else:
+        jobs = _by_row(tuple(
+            np.concatenate([w.jobs[k] + (shifts[j] if k < 2 else 0)
+                            for j, w in enumerate(works)])
+            for k in range(3)
+        ))
     segments = [(int(shifts[j]), w.name, w.offset) for j, w in enumerate(works)]
     return _scatter(spec, "", buf, jobs, out3, opts.rebin_energy, 0, threads, segments)
 

@@ -80,6 +80,48 @@ def scatter_lines(buf, lstart, lend, lout, nx, rebin, bincount, out):  # pragma:
 
 
 @njit(nogil=True, cache=True)
+def scatter_lines_multi(buf, lstart, lend, lout, nx, rebin, bincount, out):  # pragma: no cover
+    """``scatter_lines`` for several detectors at once, pixel by pixel.
+
+    ``lstart``/``lend`` are ``(detectors, lines)``: line ``k`` of detector ``d`` spans
+    ``buf[lstart[d, k]:lend[d, k]]`` and all detectors' line ``k`` go to output row
+    ``lout[k]``. Each pixel's spectrum gets the events of every detector in turn while it
+    is in the L1 cache, instead of the row streaming through the cache once per detector.
+    Same counts, return codes and wrap-around as ``scatter_lines``.
+    """
+    ndet = lstart.shape[0]
+    pos = np.empty(ndet, np.int64)
+    over = 0
+    for k in range(lstart.shape[1]):
+        row = lout[k]
+        for d in range(ndet):
+            pos[d] = lstart[d, k]
+        for x in range(nx):
+            for d in range(ndet):
+                p = pos[d]
+                e = lend[d, k]
+                while p < e:
+                    v = buf[p]
+                    p += 1
+                    if v == SEPARATOR:
+                        break
+                    if v >= bincount:
+                        return -p  # -(position + 1) of the bad value
+                    c = v // rebin
+                    prev = out[row, x, c]
+                    out[row, x, c] += 1
+                    if out[row, x, c] <= prev:
+                        over = 1
+                pos[d] = p
+        for d in range(ndet):  # pixels beyond nx are dropped, but still checked
+            for p in range(pos[d], lend[d, k]):
+                v = buf[p]
+                if v != SEPARATOR and v >= bincount:
+                    return -(p + 1)
+    return over
+
+
+@njit(nogil=True, cache=True)
 def count_keys(buf, fstart, fend, frame_key, nkf, bincount, npix, counts):  # pragma: no cover
     """First pass of the per-channel event index: count events per key.
 
@@ -138,3 +180,4 @@ def warm_up() -> None:
     st, en, ou = np.array([0]), np.array([3]), np.array([0])
     for dt in (np.uint16, np.uint32, np.float32):
         scatter_lines(buf, st, en, ou, 2, 1, 4, np.zeros((1, 2, 4), dt))
+        scatter_lines_multi(buf, st[None], en[None], ou, 2, 1, 4, np.zeros((1, 2, 4), dt))
