@@ -329,7 +329,16 @@ def index_lines(buf: np.ndarray, nx: int, n_lines: int) -> tuple[np.ndarray, int
 
 
 def _full_lines(spec: SISpec, buf: np.ndarray, stream: str) -> np.ndarray:
-    """Line starts (``n_frames * ny + 1``) of a whole stream held in ``buf``."""
+    """Line starts (``n_frames * ny + 1``) of a whole stream held in ``buf``.
+
+    Once numba's kernels are loaded (always, for eager reads) its one-pass kernel is used:
+    no temporaries the size of the stream, which a fresh process pays for in page faults
+    (0.06 vs 0.08-0.3 s for a 58 M-value stream)."""
+    if _WARM and buf.dtype == np.uint16:
+        lines = np.zeros(spec.n_frames * spec.ny + 1, np.int64)
+        seps, trailing = _kernels().index_lines(buf, spec.nx, lines)
+        _check_extent(spec, stream, int(seps) + (1 if trailing > 0 else 0))
+        return lines
     lines, seps, trailing = index_lines(buf, spec.nx, spec.n_frames * spec.ny)
     _check_extent(spec, stream, int(seps) + (1 if trailing > 0 else 0))
     return lines

@@ -23,8 +23,8 @@ def index_lines(buf, nx, lines):  # pragma: no cover - compiled
 
     ``buf`` starts at a pixel boundary; a line is ``nx`` pixels, each closed by a
     separator. ``lines`` has room for ``n_lines + 1`` entries; lines the buffer does not
-    reach start at ``len(buf)``. Returns (separators seen, events after the last
-    separator, separators counted before ``lines[-1]``).
+    reach start at ``len(buf)``. Returns (separators seen, values after the last
+    separator).
     """
     n = buf.shape[0]
     n_lines = lines.shape[0] - 1
