@@ -720,8 +720,7 @@ def _eager_work(
         # Only the frames asked for (and the one before, whose pixel count checks where
         # the first one starts): read their span, index it frame by frame.
         lo = max(first - 1, 0)
-        a = int(table[lo])
-        b = n if last >= spec.n_frames else int(table[last])
+        a, b = _frames_span(spec, table, n, first, last)
         buf = _read_span(ds, a, b)
         lines = np.zeros(spec.n_frames * spec.ny + 1, np.int64)
         ok = True
@@ -924,9 +923,19 @@ def _span_bytes(spec: SISpec, f: Any, i: int, first: int, last: int) -> int:
         return 2 * n
     if t.size < spec.n_frames:
         return 2 * n
-    a = int(t[max(first - 1, 0)])
-    b = n if last >= spec.n_frames else int(t[last])
+    a, b = _frames_span(spec, t, n, first, last)
     return 2 * max(0, min(b, n) - a)
+
+
+def _frames_span(
+    spec: SISpec, table: np.ndarray, n: int, first: int, last: int
+) -> tuple[int, int]:
+    """Stream positions ``a:b`` an eager read of frames ``first:last`` reads through the
+    frame table: from the frame before ``first`` (whose pixel count checks the table)
+    to the end of ``last - 1``."""
+    a = int(table[max(first - 1, 0)])
+    b = n if last >= spec.n_frames else int(table[last])
+    return a, b
 
 
 # --- lazy data ---------------------------------------------------------------------
