@@ -555,18 +555,22 @@ def _scatter(
     st, en, ou = jobs
     # 2-D starts/ends: (detectors, lines), scattered pixel by pixel across detectors
     kernel = k.scatter_lines_multi if st.ndim == 2 else k.scatter_lines
-    if threads <= 1 or ou.size < 2 * threads:
-        codes = [kernel(buf, st, en, ou, spec.nx, rebin, spec.bincount, out3)]
-    else:
+    parts = [(st, en, ou)]
+    if threads > 1 and ou.size >= 2 * threads:
         nrows = out3.shape[0]
         bounds = np.linspace(0, nrows, threads + 1).astype(np.int64)
         parts = []
         for t in range(threads):
             sel = (ou >= bounds[t]) & (ou < bounds[t + 1])
             parts.append((st[..., sel], en[..., sel], ou[sel]))
-        ex = _pool()
+    # C order: the kernels were loaded for C-ordered job arrays, and another layout (a
+    # masked 2-D array comes out F-ordered) makes numba load one more specialization
+    parts = [tuple(np.ascontiguousarray(a) for a in p) for p in parts]
+    if len(parts) == 1:
+        codes = [kernel(buf, *parts[0], spec.nx, rebin, spec.bincount, out3)]
+    else:
         futs = [
-            ex.submit(kernel, buf, s, e, o, spec.nx, rebin, spec.bincount, out3)
+            _pool().submit(kernel, buf, s, e, o, spec.nx, rebin, spec.bincount, out3)
             for s, e, o in parts
         ]
         codes = [fu.result() for fu in futs]
