@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from ._h5 import H5_LOCK, cached_handle, check_unchanged, close_cached, file_identity, open_h5
+from ._memory import zeros_prefaulted
 from ._options import ReadOptions
 from .errors import EMDError, EMDWarning
 
@@ -821,35 +822,20 @@ def _scatter_all(
     return _scatter(spec, "", buf, jobs, out3, opts.rebin_energy, 0, threads, segments)
 
 
-# Pre-touch the pages of an eager output in the background before the scatter writes it
-# (see _zeros_touched); False leaves the faults to the scatter
+# Fault the pages of an eager output in on the worker threads while the streams are read
+# (see _memory.zeros_prefaulted); False leaves the faults to the scatter
 PRETOUCH = True
 
 
 def _zeros_touched(shape: tuple[int, ...], dt: np.dtype) -> tuple[np.ndarray, list[Any]]:
     """``np.zeros`` for the scatter to write, and futures to wait for before writing.
 
-    The worker threads touch one value per page, in order, in the background, while the
-    caller reads and indexes the streams. Faulting pages in order on both cores is never
-    slower than leaving the faults to the scatter's scattered first writes, and on a VM
-    that hands freed memory back to its host it is often much faster (0.27-0.40 vs
-    0.50-0.65 s for a 512 MiB frame in a fresh process, measured here); with 4 KiB pages
-    random first touches cost 2-8x more."""
-    out = np.zeros(shape, dt)
+    Faulting pages in order on both cores, ahead of the scatter, was never slower than
+    leaving the faults to the scatter's scattered first writes, and often much faster
+    (with 4 KiB pages random first touches cost 2-8x more)."""
     if not PRETOUCH:
-        return out, []
-    flat = out.reshape(-1)
-    step = max(1, 4096 // dt.itemsize)
-    threads = _n_threads()
-    if threads == 1 or flat.nbytes < 64 * 2**20:
-        flat[::step] = 0
-        return out, []
-    bounds = [(flat.size * t // threads) // step * step for t in range(threads)] + [flat.size]
-
-    def touch(t: int) -> None:
-        flat[bounds[t] : bounds[t + 1] : step] = 0  # numpy drops the GIL for this loop
-
-    return out, [_pool().submit(touch, t) for t in range(threads)]
+        return np.zeros(shape, dt), []
+    return zeros_prefaulted(shape, dt, _n_threads(), _pool().submit)
 
 
 def _eager(
