@@ -554,8 +554,8 @@ def _scatter(
     With ``threads > 1`` the jobs are split by output row so threads never share a row."""
     k = _kernels()
     st, en, ou = jobs
-    # 2-D starts/ends: (detectors, lines), scattered pixel by pixel across detectors
-    kernel = k.scatter_lines_multi if st.ndim == 2 else k.scatter_lines
+    if st.ndim == 1:  # one detector's lines
+        st, en = st[None], en[None]
     parts = [(st, en, ou)]
     if threads > 1 and ou.size >= 2 * threads:
         nrows = out3.shape[0]
@@ -568,10 +568,10 @@ def _scatter(
     # masked 2-D array comes out F-ordered) makes numba load one more specialization
     parts = [tuple(np.ascontiguousarray(a) for a in p) for p in parts]
     if len(parts) == 1:
-        codes = [kernel(buf, *parts[0], spec.nx, rebin, spec.bincount, out3)]
+        codes = [k.scatter_lines(buf, *parts[0], spec.nx, rebin, spec.bincount, out3)]
     else:
         futs = [
-            _pool().submit(kernel, buf, s, e, o, spec.nx, rebin, spec.bincount, out3)
+            _pool().submit(k.scatter_lines, buf, s, e, o, spec.nx, rebin, spec.bincount, out3)
             for s, e, o in parts
         ]
         codes = [fu.result() for fu in futs]

@@ -51,43 +51,17 @@ def index_lines(buf, nx, lines):  # pragma: no cover - compiled
 
 @njit(nogil=True, cache=True)
 def scatter_lines(buf, lstart, lend, lout, nx, rebin, bincount, out):  # pragma: no cover
-    """Count the events of scan lines into ``out`` (``(rows, nx, channels)``).
-
-    Line ``k`` spans ``buf[lstart[k]:lend[k]]`` and goes to output row ``lout[k]``.
-    Counts wrap in ``out``'s dtype exactly like ``numpy.astype`` would wrap the true
-    counts. Returns ``-(position + 1)`` of the first channel ``>= bincount``, else 1 when
-    some count overflowed (wrapped or lost precision), else 0.
-    """
-    over = 0
-    for k in range(lstart.shape[0]):
-        row = lout[k]
-        x = 0
-        for p in range(lstart[k], lend[k]):
-            v = buf[p]
-            if v == SEPARATOR:
-                x += 1
-                continue
-            if v >= bincount:
-                return -(p + 1)
-            if x >= nx:
-                continue
-            c = v // rebin
-            prev = out[row, x, c]
-            out[row, x, c] += 1
-            if out[row, x, c] <= prev:
-                over = 1
-    return over
-
-
-@njit(nogil=True, cache=True)
-def scatter_lines_multi(buf, lstart, lend, lout, nx, rebin, bincount, out):  # pragma: no cover
-    """``scatter_lines`` for several detectors at once, pixel by pixel.
+    """Count the events of scan lines of one or more detectors into ``out``
+    (``(rows, nx, channels)``), pixel by pixel.
 
     ``lstart``/``lend`` are ``(detectors, lines)``: line ``k`` of detector ``d`` spans
     ``buf[lstart[d, k]:lend[d, k]]`` and all detectors' line ``k`` go to output row
     ``lout[k]``. Each pixel's spectrum gets the events of every detector in turn while it
     is in the L1 cache, instead of the row streaming through the cache once per detector.
-    Same counts, return codes and wrap-around as ``scatter_lines``.
+    Pixels beyond ``nx`` are dropped. Counts wrap in ``out``'s dtype exactly like
+    ``numpy.astype`` would wrap the true counts. Returns ``-(position + 1)`` of the first
+    channel ``>= bincount``, else 1 when some count overflowed (wrapped or lost
+    precision), else 0.
     """
     ndet = lstart.shape[0]
     pos = np.empty(ndet, np.int64)
@@ -179,5 +153,4 @@ def warm_up() -> None:
     fill_keys(buf, fs, fe, one, 1, 2, np.zeros(4, np.int64), np.zeros(2, np.uint32))
     st, en, ou = np.array([0]), np.array([3]), np.array([0])
     for dt in (np.uint16, np.uint32, np.float32):
-        scatter_lines(buf, st, en, ou, 2, 1, 4, np.zeros((1, 2, 4), dt))
-        scatter_lines_multi(buf, st[None], en[None], ou, 2, 1, 4, np.zeros((1, 2, 4), dt))
+        scatter_lines(buf, st[None], en[None], ou, 2, 1, 4, np.zeros((1, 2, 4), dt))
