@@ -718,21 +718,29 @@ class _VeloxFile:
                 return str(name)
         return "Image"
 
-    def _read_images(self) -> None:
-        group = self.data.get("Image")
+    def _each_readable(self, kind: str, read_one: Any) -> list[Any]:
+        """``read_one(group, key, where)`` for every member of ``Data/<kind>``, in file
+        order: the results that are not None. A member that cannot be read is skipped
+        with a warning naming it, so one damaged dataset never hides the others."""
+        group = self.data.get(kind)
         if not isinstance(group, h5py.Group):
-            return
+            return []
+        found = []
         for key in group:
-            where = f"Data/Image/{key}"
+            where = f"Data/{kind}/{key}"
             try:
-                ds = self._read_image(group[key], key, where)
+                item = read_one(group[key], key, where)
             except (OSError, KeyError, IndexError, TypeError, ValueError) as err:
                 if isinstance(err, ValueError) and "select_type" in str(err):
                     raise
                 _warn(f"{where}: cannot be read ({err}); it is skipped")
                 continue
-            if ds is not None:
-                self.datasets.append(ds)
+            if item is not None:
+                found.append(item)
+        return found
+
+    def _read_images(self) -> None:
+        self.datasets.extend(self._each_readable("Image", self._read_image))
 
     def _is_si_image(self, meta: dict[str, Any], shape: tuple[int, int, int]) -> bool:
         """True for an image acquired with the spectrum image: same scan (area, size,
@@ -844,20 +852,9 @@ class _VeloxFile:
     # -- single spectra ------------------------------------------------------------------
 
     def _read_spectra(self, has_si: bool) -> None:
-        group = self.data.get("Spectrum")
-        if not isinstance(group, h5py.Group):
-            return
-        keys = list(group)
-        found: list[Dataset] = []
-        for key in keys:
-            where = f"Data/Spectrum/{key}"
-            try:
-                ds = self._read_spectrum(group[key], where)
-            except (OSError, KeyError, IndexError, TypeError) as err:
-                _warn(f"{where}: cannot be read ({err}); it is skipped")
-                continue
-            if ds is not None:
-                found.append(ds)
+        found: list[Dataset] = self._each_readable(
+            "Spectrum", lambda g, _key, where: self._read_spectrum(g, where)
+        )
         several = len(found) > 1 or has_si
         for ds in found:
             det = ds.extra.get("detector")
@@ -1199,19 +1196,9 @@ class _VeloxFile:
     # -- EELS spectrum images ------------------------------------------------------------
 
     def _read_eels(self) -> None:
-        group = self.data.get("EelsSpectrumImage")
-        if not isinstance(group, h5py.Group):
-            return
-        found: list[tuple[float, Dataset]] = []
-        for key in group:
-            where = f"Data/EelsSpectrumImage/{key}"
-            try:
-                item = self._read_eels_one(group[key], where)
-            except (OSError, KeyError, IndexError, TypeError) as err:
-                _warn(f"{where}: cannot be read ({err}); it is skipped")
-                continue
-            if item is not None:
-                found.append(item)
+        found: list[tuple[float, Dataset]] = self._each_readable(
+            "EelsSpectrumImage", lambda g, _key, where: self._read_eels_one(g, where)
+        )
         found.sort(key=lambda t: t[0])
         several = len(found) > 1
         for start, ds in found:
