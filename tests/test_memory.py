@@ -30,10 +30,13 @@ def _vm_flags(addr: int) -> list[str]:
 
 @pytest.mark.parametrize("nbytes", [0, 4096 * 3 + 2, 80 * 2**20 + 6])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("adaptive", [True, False])
+@pytest.mark.parametrize("huge", [True, False])
+@pytest.mark.parametrize("slow", [0.0, 1.0])
 @pytest.mark.parametrize("dtype", ["uint16", "uint32", "float64"])
-def test_zeros_on_every_path(monkeypatch, nbytes, threads, adaptive, dtype):
-    monkeypatch.setattr(_memory, "ADAPTIVE", adaptive and _memory.ADAPTIVE)
+def test_zeros_on_every_path(monkeypatch, nbytes, threads, huge, slow, dtype):
+    """Zeros whether huge pages are faulted in, switched after a few, or not used."""
+    monkeypatch.setattr(_memory, "HUGE_PAGES", huge and _memory.HUGE_PAGES)
+    monkeypatch.setattr(_memory, "SLOW_HUGE_PAGE_S", slow)
     dt = np.dtype(dtype)
     shape = (max(0, nbytes // dt.itemsize // 6), 2, 3)
     with ThreadPoolExecutor(threads) as ex:
@@ -46,11 +49,12 @@ def test_zeros_on_every_path(monkeypatch, nbytes, threads, adaptive, dtype):
     assert int(out.sum()) == out.size
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not _memory.ADAPTIVE,
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _memory.HUGE_PAGES,
                     reason="needs Linux with transparent huge pages")
 def test_slow_huge_pages_switch_the_rest_to_small_pages(monkeypatch):
-    """With every huge page counted as slow, each thread's range after its first 2 MiB
-    step is marked no-huge-page in the kernel's mapping ("nh" in /proc/self/smaps)."""
+    """With every huge page counted as slow, each thread's range after its first few
+    2 MiB steps is marked no-huge-page in the kernel's mapping ("nh" in
+    /proc/self/smaps), and left untouched for the writers."""
     monkeypatch.setattr(_memory, "SLOW_HUGE_PAGE_S", 0.0)
     with ThreadPoolExecutor(2) as ex:
         out, futs = zeros_prefaulted((96 * 2**20,), np.dtype(np.uint8), 2, ex.submit)
@@ -62,8 +66,9 @@ def test_slow_huge_pages_switch_the_rest_to_small_pages(monkeypatch):
 
 
 def test_eager_read_equal_with_and_without_prefaulting(tmp_path, monkeypatch):
-    """An output above the threaded pre-fault size (here 72 MiB), read with pre-faulting
-    on (adaptive, forced to switch), and off: the same cube as the reference decoder."""
+    """An output above the pre-fault size (here 72 MiB), read with huge pages faulted in
+    ahead, switched to small pages, and with pre-faulting off: the same cube as the
+    reference decoder."""
     from napari_emd._options import ReadOptions
     from napari_emd._stream import read_spectrum_images, read_spectrum_images_reference
     from napari_emd.testing import write_velox_si
@@ -73,7 +78,7 @@ def test_eager_read_equal_with_and_without_prefaulting(tmp_path, monkeypatch):
     spec = info.spec()
     o = ReadOptions(sum_frames=False, first_frame=1, last_frame=2)
     (ref,) = read_spectrum_images_reference(spec, o)
-    assert ref.astype(np.uint16).nbytes > _memory.MIN_THREADED_BYTES
+    assert ref.astype(np.uint16).nbytes > _memory.MIN_PREFAULT_BYTES
     for pretouch, slow in ((True, 0.0), (True, 1.0), (False, 1.0)):
         monkeypatch.setattr(_stream, "PRETOUCH", pretouch)
         monkeypatch.setattr(_memory, "SLOW_HUGE_PAGE_S", slow)

@@ -1,22 +1,27 @@
-"""Fresh output memory for the eager decoder, with its pages faulted in ahead of use.
+"""Fresh output memory for the eager decoder, and how its pages get faulted in.
 
 An eager spectrum image is a dense array of hundreds of MiB that the scatter fills
-sparsely. The first touch of each page is a page fault, and on virtual machines the cost
+sparsely. The first write to each page is a page fault, and on virtual machines the cost
 of that fault depends on where the kernel takes the page from:
 
 * 2 MiB transparent huge pages (numpy asks for them on large arrays) are cheap when the
   guest kernel still holds the memory behind them (~0.2 ms per 2 MiB here), but free
   blocks of 2 MiB and more are what a balloon / free-page-reporting VM hands back to its
   host, and faulting such a block in makes the host provide it first (~5 ms per 2 MiB).
+  The kernel hands out the blocks it still holds first, so once huge pages come slow,
+  they stay slow.
 * 4 KiB pages come from the guest's small free blocks, which are never handed back:
-  ~1 ms per 2 MiB, steady.
+  ~1 ms per 2 MiB, steady. Only the pages the scatter writes are faulted in at all, and
+  often that is half of them (an EDS pixel's 4096 channels span two pages, and few
+  X-rays land above 20 keV).
 
-So :func:`zeros_prefaulted` faults the pages in 2 MiB steps on the worker threads and,
-in each thread's range, switches the rest of the range to 4 KiB pages once huge pages
-come slow (the third slow one). On a machine where huge pages are always cheap (bare
-metal) nothing switches; where they are not available the plain 4 KiB touch runs.
-Measured on this project's VM (512 MiB, fresh process, 2 threads): huge pages only 0.04 s
-or 0.3-0.8 s depending on what the host still backs; 4 KiB only 0.13 s every time.
+So :func:`zeros_prefaulted` faults huge pages in, in order, on the worker threads while
+the caller reads the streams, and in each thread's range switches the rest to 4 KiB pages
+once huge pages come slow (the third slow one); those are left to the scatter's first
+writes. Where huge pages stay cheap (bare metal) nothing switches; without transparent
+huge pages nothing is touched ahead. Measured on this project's VM (one 512 MiB frame of
+the 26 M-event file, fresh process, 2 threads): huge pages only 0.10-0.9 s depending on
+what the host still backs; this scheme 0.14-0.19 s every time.
 """
 
 from __future__ import annotations
@@ -39,8 +44,8 @@ SLOW_HUGE_PAGE_S = 1.5e-3
 # ~4 ms more than small pages, switching while huge pages are still mostly cheap ~0.8 ms
 # per 2 MiB left, so a few isolated slow ones are tolerated
 SLOW_PAGES_TO_SWITCH = 3
-# Below this size the faults are too few to be worth a thread
-MIN_THREADED_BYTES = 64 * 2**20
+# Below this size the faults are too few to be worth the workers' time
+MIN_PREFAULT_BYTES = 64 * 2**20
 
 _MADV_NOHUGEPAGE = 15
 
@@ -66,7 +71,8 @@ def _thp_possible() -> bool:
 
 
 _MADVISE = _load_madvise()
-ADAPTIVE = _MADVISE is not None and _thp_possible()
+# True where the kernel may give transparent huge pages and we can ask for small ones
+HUGE_PAGES = _MADVISE is not None and _thp_possible()
 
 
 def _no_huge_pages(addr: int, end: int) -> bool:
@@ -79,12 +85,10 @@ def _no_huge_pages(addr: int, end: int) -> bool:
     return hi <= lo or _MADVISE(lo, hi - lo, _MADV_NOHUGEPAGE) == 0
 
 
-def _touch(flat: np.ndarray, lo: int, hi: int, adaptive: bool) -> None:
-    """Fault in the pages of ``flat[lo:hi]`` (one write per 4 KiB page, in order)."""
+def _touch(flat: np.ndarray, lo: int, hi: int) -> None:
+    """Fault in the huge pages of ``flat[lo:hi]`` in order (one write per 4 KiB), until
+    they come slow; then ask 4 KiB pages for the rest and leave it to the writers."""
     step = max(1, PAGE // flat.itemsize)
-    if not adaptive:
-        flat[lo:hi:step] = 0  # numpy drops the GIL for this loop
-        return
     per_huge = HUGE // flat.itemsize
     base = flat.ctypes.data
     shift = (-base % HUGE) // flat.itemsize  # the index of the first 2 MiB boundary
@@ -95,14 +99,11 @@ def _touch(flat: np.ndarray, lo: int, hi: int, adaptive: bool) -> None:
         # this thread's CPU time: the fault counts, waiting for the GIL (held by a
         # stream read on the caller's thread) does not
         t = time.thread_time()
-        flat[pos:end:step] = 0
+        flat[pos:end:step] = 0  # numpy drops the GIL for this loop
         if end - pos == per_huge and time.thread_time() - t > SLOW_HUGE_PAGE_S:
             slow += 1
             if slow >= SLOW_PAGES_TO_SWITCH:
-                # the kernel hands out blocks the guest still holds first, then the ones
-                # given back to the host: once they come slow, they stay slow
                 _no_huge_pages(base + end * flat.itemsize, base + hi * flat.itemsize)
-                flat[end:hi:step] = 0
                 return
         pos = end
 
@@ -113,20 +114,16 @@ def zeros_prefaulted(
     threads: int,
     submit: Callable[..., Future[Any]],
 ) -> tuple[np.ndarray, list[Future[Any]]]:
-    """``np.zeros(shape, dtype)`` and the futures of the workers faulting its pages in.
+    """``np.zeros(shape, dtype)`` and the futures of the workers faulting its huge pages
+    in (none for small arrays, or without transparent huge pages).
 
     The caller goes on with other work (reading and indexing the streams) and waits for
-    the futures before writing. Small arrays, or one thread, are touched right here."""
+    the futures before writing."""
     out = np.zeros(shape, dtype)
     flat = out.reshape(-1)
-    if flat.nbytes == 0:
+    if not HUGE_PAGES or flat.nbytes < MIN_PREFAULT_BYTES:
         return out, []
-    if flat.nbytes < MIN_THREADED_BYTES:
-        _touch(flat, 0, flat.size, adaptive=False)
-        return out, []
-    if threads <= 1:
-        _touch(flat, 0, flat.size, ADAPTIVE)
-        return out, []
+    threads = max(1, threads)
     per_huge = max(1, HUGE // flat.itemsize)
     shift = (-flat.ctypes.data % HUGE) // flat.itemsize
     # split at 2 MiB boundaries so each thread's huge pages are its own
@@ -134,7 +131,4 @@ def zeros_prefaulted(
         shift + (flat.size * t // threads - shift) // per_huge * per_huge
         for t in range(1, threads)
     ] + [flat.size]
-    return out, [
-        submit(_touch, flat, bounds[t], bounds[t + 1], ADAPTIVE) for t in range(threads)
-    ]
-
+    return out, [submit(_touch, flat, bounds[t], bounds[t + 1]) for t in range(threads)]

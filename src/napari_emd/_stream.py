@@ -822,17 +822,17 @@ def _scatter_all(
     return _scatter(spec, "", buf, jobs, out3, opts.rebin_energy, 0, threads, segments)
 
 
-# Fault the pages of an eager output in on the worker threads while the streams are read
-# (see _memory.zeros_prefaulted); False leaves the faults to the scatter
+# Fault the huge pages of an eager output in on the worker threads while the streams are
+# read (see _memory.zeros_prefaulted); False leaves every fault to the scatter
 PRETOUCH = True
 
 
 def _zeros_touched(shape: tuple[int, ...], dt: np.dtype) -> tuple[np.ndarray, list[Any]]:
     """``np.zeros`` for the scatter to write, and futures to wait for before writing.
 
-    Faulting pages in order on both cores, ahead of the scatter, was never slower than
-    leaving the faults to the scatter's scattered first writes, and often much faster
-    (with 4 KiB pages random first touches cost 2-8x more)."""
+    Huge pages faulted in order on both cores, ahead of the scatter, were never slower
+    than faults left to the scatter's first writes; once they come slow (a VM whose host
+    must provide them) the rest takes 4 KiB pages that only the written pages pay for."""
     if not PRETOUCH:
         return np.zeros(shape, dt), []
     return zeros_prefaulted(shape, dt, _n_threads(), _pool().submit)
