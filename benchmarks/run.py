@@ -21,13 +21,12 @@ Cases
   next       the next energy plane, right after
   frame      one frame (the middle one) as a per-frame SI, eager first/last_frame
   frame-warm the same after reading another frame in the same process: what a session
-             that reads frame after frame pays. The gap to "frame" is the VM providing
-             fresh memory for the output (it returns freed memory to the host, so a fresh
-             process faults every page of a 512 MiB output in again, ~1 s per thread)
+             that reads frame after frame pays (each read still gets fresh memory for
+             its output from the kernel)
   raw        baseline: h5py-read every stream + one numba scatter pass into the cube
-  alloc      floor: allocate the summed cube and touch every page (no decoding at all);
-             on this VM first-touch page faults cost ~2-4 us per 4 KiB page, which
-             dominates every eager case
+  alloc      floor: allocate the summed cube with numpy and write every page (no
+             decoding at all); on this VM the cost of those page faults depends on
+             whether the host still backs the huge pages (see docs/spectrum-images.md)
 """
 
 from __future__ import annotations

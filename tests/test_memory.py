@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from napari_emd import _memory, _stream
-from napari_emd._memory import zeros_prefaulted
+from napari_emd._memory import empty_small_pages, zeros_prefaulted
 
 
 def _vm_flags(addr: int) -> list[str]:
@@ -84,3 +84,15 @@ def test_eager_read_equal_with_and_without_prefaulting(tmp_path, monkeypatch):
         monkeypatch.setattr(_memory, "SLOW_HUGE_PAGE_S", slow)
         (got,) = read_spectrum_images(spec, o)
         np.testing.assert_array_equal(got.data, ref)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _memory.HUGE_PAGES,
+                    reason="needs Linux with transparent huge pages")
+def test_read_buffers_take_small_pages():
+    """Stream read buffers from 4 MiB up are marked no-huge-page, smaller ones are left
+    alone (numpy asks no huge pages for them)."""
+    big = empty_small_pages(5 * 2**20, np.uint16)
+    assert big.shape == (5 * 2**20,) and big.dtype == np.uint16
+    assert "nh" in _vm_flags(big.ctypes.data + big.nbytes // 2)
+    small = empty_small_pages(1000, np.uint16)
+    assert small.shape == (1000,)

@@ -132,3 +132,14 @@ def zeros_prefaulted(
         for t in range(1, threads)
     ] + [flat.size]
     return out, [submit(_touch, flat, bounds[t], bounds[t + 1]) for t in range(threads)]
+
+
+def empty_small_pages(size: int, dtype: Any) -> np.ndarray:
+    """``np.empty(size, dtype)`` (1-D) on 4 KiB pages: for read buffers and other
+    temporaries that are written once, front to back, where a huge page only adds the
+    risk of a slow one (see the module docstring) and no speed."""
+    out = np.empty(size, dtype)
+    if HUGE_PAGES and out.nbytes >= 4 * 2**20:  # numpy asks huge pages from 4 MiB
+        _no_huge_pages(out.ctypes.data, out.ctypes.data + out.nbytes)
+    return out
+

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from ._h5 import H5_LOCK, cached_handle, check_unchanged, close_cached, file_identity, open_h5
-from ._memory import zeros_prefaulted
+from ._memory import empty_small_pages, zeros_prefaulted
 from ._options import ReadOptions
 from .errors import EMDError, EMDWarning
 
@@ -237,11 +237,11 @@ def _read_span(ds: Any, a: int, b: int) -> np.ndarray:
     if b <= a:
         return np.empty(0, np.uint16)
     if ds.ndim == 2:
-        out = np.empty((b - a, ds.shape[1]), dtype=ds.dtype)
+        out = empty_small_pages((b - a) * ds.shape[1], ds.dtype).reshape(b - a, ds.shape[1])
         ds.read_direct(out, np.s_[a:b, :])
         out = out[:, 0]
     else:
-        out = np.empty(b - a, dtype=ds.dtype)
+        out = empty_small_pages(b - a, ds.dtype)
         ds.read_direct(out, np.s_[a:b])
     if out.dtype != np.uint16:
         out = out.astype(np.uint16)
@@ -804,7 +804,7 @@ def _scatter_all(
             over |= _scatter(spec, w.name, w.buf, jobs, out3, opts.rebin_energy, 0, threads)
         return over
     shifts = np.cumsum([0] + [w.buf.size for w in works])
-    buf = np.concatenate([w.buf for w in works])
+    buf = np.concatenate([w.buf for w in works], out=empty_small_pages(shifts[-1], np.uint16))
     if all(np.array_equal(w.jobs[2], works[0].jobs[2]) for w in works):
         # every detector has the same lines (frames x rows): one multi-detector pass
         st = np.stack([w.jobs[0] + shifts[j] for j, w in enumerate(works)])
