@@ -321,6 +321,16 @@ def test_bad_channel_names_its_detector_and_position_when_streams_are_joined(tmp
             read_spectrum_images(spec, opts(**kw))
 
 
+def test_bad_channel_position_is_absolute_in_a_partial_single_stream_read(tmp_path):
+    # one detector, frame 1 only: the buffer starts inside the stream, and the error
+    # still gives the value's position in the whole stream
+    bad = _stream_2x2x2()
+    bad[12] = 9
+    spec = _tiny_spec(tmp_path, [bad], tables=[[0, 9]])
+    with pytest.raises(EMDError, match=r"s0/Data holds channel 9 at value 12,"):
+        read_spectrum_images(spec, opts(first_frame=1, last_frame=2, sum_frames=False))
+
+
 def test_truncated_stream_warns_and_zero_fills(tmp_path):
     full = _stream_2x2x2()
     spec = _tiny_spec(tmp_path, [full[:5]], tables=[[0, 9]])  # ends inside frame 0

@@ -763,6 +763,13 @@ def _eager_work(
                 trailing = tail.size > 0 and tail[-1] != SEPARATOR
                 npix = spec.ny * spec.nx
                 _check_extent(spec, name, (spec.n_frames - 1) * npix + seps + int(trailing))
+            # the frame before was only counted: drop it, so a join copies no more
+            # than the frames asked for
+            skip = int(table[first]) - a
+            if skip > 0:
+                buf = buf[skip:]
+                lines[first * spec.ny : last * spec.ny + 1] -= skip
+                start = a + skip
         else:
             lines = None
             buf = None
@@ -801,7 +808,8 @@ def _scatter_all(
         over = False
         for w in works:
             jobs = _by_row(w.jobs) if opts.sum_frames else w.jobs
-            over |= _scatter(spec, w.name, w.buf, jobs, out3, opts.rebin_energy, 0, threads)
+            over |= _scatter(spec, w.name, w.buf, jobs, out3, opts.rebin_energy, w.offset,
+                             threads)
         return over
     shifts = np.cumsum([0] + [w.buf.size for w in works])
     buf = np.concatenate([w.buf for w in works], out=empty_small_pages(shifts[-1], np.uint16))
