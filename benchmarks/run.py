@@ -8,7 +8,8 @@ Synthetic 4-detector Velox files (``napari_emd.testing.write_velox_si``) are gen
 into ``benchmarks/_cache`` (not committed): ``small`` = 256 x 256 x 10 frames, ``large`` =
 512 x 512 x 20 frames, 2 X-rays per pixel, frame and detector. Every case runs in its own
 fresh subprocess (``--repeat`` times, going round all cases in turn; median and best
-reported); the table gives the wall time after imports and the peak resident memory
+reported); the table gives the wall time after imports (and a ``gc.collect()`` of what
+the imports left) and the peak resident memory
 above what the process held after its imports (``ru_maxrss`` minus the RSS after
 imports). Tools that are not installed are skipped.
 
@@ -32,6 +33,7 @@ Cases
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -152,6 +154,11 @@ def _raw(path: str, frames: int) -> object:
 
 def run_case(tool: str, case: str, path: str, frames: int) -> dict:
     mod = _imports(tool, case)
+    # The imports leave ~100-160 k objects waiting for the cyclic GC; whichever read comes
+    # next would trigger the full collection they are due (40-70 ms here) by chance of
+    # its first allocations. Collect them now, for every tool alike: the timing then
+    # holds only the collections the read's own allocations cause.
+    gc.collect()
     case = case.removesuffix("-cold")
     base = _rss_mib()
     t = time.perf_counter()
