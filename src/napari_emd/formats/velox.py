@@ -82,8 +82,6 @@ _LOG_OFFSET = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d([+-])(\d\d):?(\d\d)")
 
 # --- small JSON helpers -------------------------------------------------------------------
 
-
-
 _ATOMS = (str, int, float, bool, type(None))
 
 
@@ -98,6 +96,7 @@ def _copy_tree(x: Any) -> Any:
     if isinstance(x, _ATOMS):
         return x
     return copy.deepcopy(x)
+
 
 def _warn(msg: str) -> None:
     warnings.warn(msg, EMDWarning, stacklevel=3)
