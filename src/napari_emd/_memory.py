@@ -75,14 +75,13 @@ _MADVISE = _load_madvise()
 HUGE_PAGES = _MADVISE is not None and _thp_possible()
 
 
-def _no_huge_pages(addr: int, end: int) -> bool:
+def _no_huge_pages(addr: int, end: int) -> None:
     """Ask for 4 KiB pages for the not yet touched bytes ``addr:end`` (page-aligned
-    inwards). False when the kernel refused."""
-    if _MADVISE is None:
-        return False
+    inwards). A refusal only leaves the kernel's default."""
     lo = -(-addr // PAGE) * PAGE
     hi = end // PAGE * PAGE
-    return hi <= lo or _MADVISE(lo, hi - lo, _MADV_NOHUGEPAGE) == 0
+    if _MADVISE is not None and hi > lo:
+        _MADVISE(lo, hi - lo, _MADV_NOHUGEPAGE)
 
 
 def _touch(flat: np.ndarray, lo: int, hi: int) -> None:

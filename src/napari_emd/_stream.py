@@ -248,19 +248,26 @@ def _read_span(ds: Any, a: int, b: int) -> np.ndarray:
     return out
 
 
-def _read_table(spec: SISpec, ds: Any, name: str | None) -> np.ndarray | None:
+def _load_table(f: Any, name: str | None) -> np.ndarray | None:
+    """The frame table ``name`` of open file ``f`` as int64, or None when there is none
+    or it cannot be read."""
     if name is None:
         return None
     try:
-        t = np.asarray(ds.file[name][()]).astype(np.int64).ravel()
+        return np.asarray(f[name][()]).astype(np.int64).ravel()
     except (KeyError, OSError, ValueError, TypeError):
+        return None
+
+
+def _read_table(spec: SISpec, ds: Any, name: str | None) -> np.ndarray | None:
+    t = _load_table(ds.file, name)
+    if t is None and name is not None:
         warnings.warn(
             f"{spec.path}: FrameLocationTable {name} is unreadable; frames are found by "
             "scanning the stream",
             EMDWarning,
             stacklevel=4,
         )
-        return None
     return t
 
 
@@ -718,9 +725,8 @@ def _eager_work(
     table = _read_table(spec, ds, spec.frame_tables[i])
     partial = first > 0 or last < spec.n_frames
     lines = None
-    base = 0
     buf = None
-    start = 0  # the stream position of buf[0]
+    start = 0  # the stream position of buf[0]; lines are positions in buf
     if partial and _table_ok(spec, table, n):
         # Only the frames asked for (and the one before, whose pixel count checks where
         # the first one starts): read their span, index it frame by frame.
@@ -754,7 +760,6 @@ def _eager_work(
                 break
             lines[fr * spec.ny : (fr + 1) * spec.ny + 1] = fl + fa
         if ok:
-            base = 0  # positions already relative to buf
             start = a
             if last >= spec.n_frames:
                 fa = int(table[spec.n_frames - 1])
@@ -785,16 +790,17 @@ def _eager_work(
             if not np.array_equal(starts, table[: spec.n_frames]):
                 bad = int(np.flatnonzero(starts != table[: spec.n_frames])[0])
                 _warn_table(spec, name, f"frame {bad} starts at {int(starts[bad])}")
-    jobs = _line_jobs(lines, spec, range(first, last), 0, spec.ny, base, not opts.sum_frames)
+    jobs = _line_jobs(lines, spec, range(first, last), 0, spec.ny, 0, not opts.sum_frames)
     return _Work(name, buf, start, jobs)
 
 
 def _by_row(jobs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Jobs ordered by output row: each row (nx * E counts) then stays in cache while all
     its lines (of every frame and detector) land in it, instead of the whole cube
-    streaming through the cache once per frame and detector."""
+    streaming through the cache once per frame and detector. Starts and ends may be
+    ``(detectors, lines)``."""
     order = np.argsort(jobs[2], kind="stable")
-    return jobs[0][order], jobs[1][order], jobs[2][order]
+    return jobs[0][..., order], jobs[1][..., order], jobs[2][order]
 
 
 def _scatter_all(
@@ -817,9 +823,7 @@ def _scatter_all(
         # every detector has the same lines (frames x rows): one multi-detector pass
         st = np.stack([w.jobs[0] + shifts[j] for j, w in enumerate(works)])
         en = np.stack([w.jobs[1] + shifts[j] for j, w in enumerate(works)])
-        ou = works[0].jobs[2]
-        order = np.argsort(ou, kind="stable")
-        jobs = (st[:, order], en[:, order], ou[order])
+        jobs = _by_row((st, en, works[0].jobs[2]))
     else:
         jobs = _by_row(tuple(
             np.concatenate([w.jobs[k] + (shifts[j] if k < 2 else 0)
@@ -912,14 +916,10 @@ def _span_bytes(spec: SISpec, f: Any, i: int, first: int, last: int) -> int:
         n = int(f[spec.streams[i]].shape[0])
     except KeyError:
         return 0
-    name = spec.frame_tables[i]
-    if name is None or (first == 0 and last >= spec.n_frames):
+    if first == 0 and last >= spec.n_frames:
         return 2 * n
-    try:
-        t = np.asarray(f[name][()]).astype(np.int64).ravel()
-    except (KeyError, OSError, ValueError, TypeError):
-        return 2 * n
-    if t.size < spec.n_frames:
+    t = _load_table(f, spec.frame_tables[i])
+    if t is None or t.size < spec.n_frames:
         return 2 * n
     a, b = _frames_span(spec, t, n, first, last)
     return 2 * max(0, min(b, n) - a)
