@@ -9,9 +9,9 @@ into ``benchmarks/_cache`` (not committed): ``small`` = 256 x 256 x 10 frames, `
 512 x 512 x 20 frames, 2 X-rays per pixel, frame and detector. Every case runs in its own
 fresh subprocess (``--repeat`` times, going round all cases in turn; median and best
 reported); the table gives the wall time after imports (and a ``gc.collect()`` of what
-the imports left) and the peak resident memory
-above what the process held after its imports (``ru_maxrss`` minus the RSS after
-imports). Tools that are not installed are skipped.
+the imports left) and the peak resident memory above what the process held after its
+imports (``ru_maxrss`` minus the RSS after imports). Tools that are not installed are
+skipped.
 
 Cases
   eager      the summed spectrum image, read into memory
