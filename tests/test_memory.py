@@ -1,16 +1,24 @@
-"""The eager output's page pre-faulting (``napari_emd._memory``): always zeros, on every
-path, and the switch to 4 KiB pages really reaches the kernel."""
+"""How the eager output's pages get faulted in (``napari_emd._memory.HugePageProbe`` and
+the scatter that drives it): the output stays exact on every path, and the switch to
+4 KiB pages really reaches the kernel."""
 
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from napari_emd import _memory, _stream
-from napari_emd._memory import empty_small_pages, zeros_prefaulted
+from napari_emd._memory import HugePageProbe, empty_small_pages
+from napari_emd._options import ReadOptions
+from napari_emd._stream import read_spectrum_images, read_spectrum_images_reference
+from napari_emd.testing import write_velox_si
+
+needs_thp = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not _memory.HUGE_PAGES,
+    reason="needs Linux with transparent huge pages",
+)
 
 
 def _vm_flags(addr: int) -> list[str]:
@@ -28,66 +36,88 @@ def _vm_flags(addr: int) -> list[str]:
     return flags
 
 
-@pytest.mark.parametrize("nbytes", [0, 4096 * 3 + 2, 80 * 2**20 + 6])
-@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("nbytes", [0, 4096 * 3 + 2, 9 * 2**20 + 6])
 @pytest.mark.parametrize("huge", [True, False])
 @pytest.mark.parametrize("slow", [0.0, 1.0])
-@pytest.mark.parametrize("dtype", ["uint16", "uint32", "float64"])
-def test_zeros_on_every_path(monkeypatch, nbytes, threads, huge, slow, dtype):
-    """Zeros whether huge pages are faulted in, switched after a few, or not used."""
+@pytest.mark.parametrize("dtype", ["uint16", "float64"])
+def test_probe_leaves_zeros_on_every_path(monkeypatch, nbytes, huge, slow, dtype):
+    """Probing a fresh array in steps, with huge pages kept, switched after a few, or
+    not used: it stays all zeros and every page stays writable."""
     monkeypatch.setattr(_memory, "HUGE_PAGES", huge and _memory.HUGE_PAGES)
     monkeypatch.setattr(_memory, "SLOW_HUGE_PAGE_S", slow)
     dt = np.dtype(dtype)
-    shape = (max(0, nbytes // dt.itemsize // 6), 2, 3)
-    with ThreadPoolExecutor(threads) as ex:
-        out, futs = zeros_prefaulted(shape, dt, threads, ex.submit)
-        for fu in futs:
-            fu.result()
-    assert out.shape == shape and out.dtype == dt
+    out = np.zeros(nbytes // dt.itemsize, dt)
+    half = out.nbytes // 2
+    for lo, hi in ((0, half), (half, out.nbytes)):
+        probe = HugePageProbe(out, lo, hi)
+        for upto in range(lo, hi + 3 * 2**20, 3 * 2**20 // 2):
+            probe.advance(upto)
+        assert probe.next >= hi or not probe.active
     assert not out.any()
-    out[...] = 1  # every page writable
+    out[...] = 1
     assert int(out.sum()) == out.size
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not _memory.HUGE_PAGES,
-                    reason="needs Linux with transparent huge pages")
+@needs_thp
 def test_slow_huge_pages_switch_the_rest_to_small_pages(monkeypatch):
-    """With every huge page counted as slow, each thread's range after its first few
-    2 MiB steps is marked no-huge-page in the kernel's mapping ("nh" in
-    /proc/self/smaps), and left untouched for the writers."""
+    """With every huge page counted as slow, the rest of the range after the switch is
+    marked no-huge-page in the kernel's mapping ("nh" in /proc/self/smaps) and left to
+    the writer; the range before it is not."""
     monkeypatch.setattr(_memory, "SLOW_HUGE_PAGE_S", 0.0)
-    with ThreadPoolExecutor(2) as ex:
-        out, futs = zeros_prefaulted((96 * 2**20,), np.dtype(np.uint8), 2, ex.submit)
-        for fu in futs:
-            fu.result()
-    assert not out.any()
+    out = np.zeros(96 * 2**20, np.uint8)
+    probe = HugePageProbe(out, 0, out.nbytes)
+    probe.advance(out.nbytes)
+    assert not probe.active and probe.slow == _memory.SLOW_PAGES_TO_SWITCH
+    assert probe.next <= (_memory.SLOW_PAGES_TO_SWITCH + 1) * _memory.HUGE
     assert "nh" in _vm_flags(out.ctypes.data + out.nbytes - 4 * 2**20)
-    assert "nh" in _vm_flags(out.ctypes.data + out.nbytes // 2 - 4 * 2**20)
+    assert "nh" not in _vm_flags(out.ctypes.data)
+    assert not out.any()
 
 
-def test_eager_read_equal_with_and_without_prefaulting(tmp_path, monkeypatch):
-    """An output above the pre-fault size (here 72 MiB), read with huge pages faulted in
-    ahead, switched to small pages, and with pre-faulting off: the same cube as the
-    reference decoder."""
-    from napari_emd._options import ReadOptions
-    from napari_emd._stream import read_spectrum_images, read_spectrum_images_reference
-    from napari_emd.testing import write_velox_si
+@needs_thp
+def test_cheap_huge_pages_are_all_probed(monkeypatch):
+    """Where no huge page counts as slow, the probe faults in every one of its range,
+    and nothing is switched."""
+    monkeypatch.setattr(_memory, "SLOW_HUGE_PAGE_S", 1.0)
+    out = np.zeros(20 * 2**20, np.uint8)
+    probe = HugePageProbe(out, 2**20, out.nbytes)
+    probe.advance(out.nbytes)
+    assert probe.active and probe.slow == 0 and probe.next == out.nbytes
+    assert "nh" not in _vm_flags(out.ctypes.data + out.nbytes // 2)
 
-    info = write_velox_si(tmp_path / "m.emd", ny=96, nx=96, frames=2, detectors=2,
+
+@pytest.mark.parametrize(
+    ("ny", "nx", "opts"),
+    [
+        # one frame of two: the detectors' spans are joined for one pass (rows of
+        # 768 KiB, so a block holds three of them)
+        (96, 96, dict(sum_frames=False, first_frame=1, last_frame=2)),
+        # every frame summed over the detectors: one stream at a time, only the first
+        # pass writes into a fresh output (rows of 2.4 MiB, a block each)
+        (30, 300, dict(sum_frames=True)),
+        # one cube per detector, each fresh
+        (30, 300, dict(sum_frames=True, sum_EDS_detectors=False)),
+    ],
+)
+def test_eager_reads_equal_with_and_without_probing(tmp_path, monkeypatch, ny, nx, opts):
+    """Outputs above the probing size, read with huge pages kept, switched to small
+    pages, and with probing off: the same cubes as the reference decoder."""
+    info = write_velox_si(tmp_path / "m.emd", ny=ny, nx=nx, frames=2, detectors=2,
                           counts_per_pixel=3, seed=5)
     spec = info.spec()
-    o = ReadOptions(sum_frames=False, first_frame=1, last_frame=2)
-    (ref,) = read_spectrum_images_reference(spec, o)
-    assert ref.astype(np.uint16).nbytes > _memory.MIN_PREFAULT_BYTES
-    for pretouch, slow in ((True, 0.0), (True, 1.0), (False, 1.0)):
-        monkeypatch.setattr(_stream, "PRETOUCH", pretouch)
+    o = ReadOptions(**opts)
+    refs = read_spectrum_images_reference(spec, o)
+    assert refs[0].astype(np.uint16).nbytes > _memory.MIN_PROBE_BYTES
+    for probing, slow in ((True, 0.0), (True, 1.0), (False, 1.0)):
+        monkeypatch.setattr(_stream, "PROBE_PAGES", probing)
         monkeypatch.setattr(_memory, "SLOW_HUGE_PAGE_S", slow)
-        (got,) = read_spectrum_images(spec, o)
-        np.testing.assert_array_equal(got.data, ref)
+        got = read_spectrum_images(spec, o)
+        assert len(got) == len(refs)
+        for g, ref in zip(got, refs, strict=True):
+            np.testing.assert_array_equal(g.data, ref)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not _memory.HUGE_PAGES,
-                    reason="needs Linux with transparent huge pages")
+@needs_thp
 def test_read_buffers_take_small_pages():
     """Stream read buffers from 4 MiB up are marked no-huge-page, smaller ones are left
     alone (numpy asks no huge pages for them)."""

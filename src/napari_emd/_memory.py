@@ -15,13 +15,15 @@ of that fault depends on where the kernel takes the page from:
   often that is half of them (an EDS pixel's 4096 channels span two pages, and few
   X-rays land above 20 keV).
 
-So :func:`zeros_prefaulted` faults huge pages in, in order, on the worker threads while
-the caller reads the streams, and in each thread's range switches the rest to 4 KiB pages
-once huge pages come slow (the third slow one); those are left to the scatter's first
-writes. Where huge pages stay cheap (bare metal) nothing switches; without transparent
-huge pages nothing is touched ahead. Measured on this project's VM (one 512 MiB frame of
-the 26 M-event file, fresh process, 2 threads): huge pages only 0.10-0.9 s depending on
-what the host still backs; this scheme 0.14-0.19 s every time.
+So the scatter threads fault the output in themselves, each in its own rows, front to
+back (:class:`HugePageProbe`): a huge page just before the thread's writes reach it,
+timed on the thread's CPU clock, so that the thread then writes into memory that is
+mapped and still in cache. Once huge pages come slow (the second slow one) the rest of
+the thread's range is switched to 4 KiB pages, which its first writes fault in. Where
+huge pages stay cheap (bare metal) nothing switches; without transparent huge pages
+nothing is probed. Measured on this project's VM (one 512 MiB frame of the 26 M-event
+file, fresh process, 2 threads): huge pages only 0.04-0.63 s for the scatter depending
+on what the host still backs, small pages only 0.06-0.08 s.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import ctypes
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -41,11 +42,11 @@ PAGE = 4096
 # 4 KiB pages for the same 2 MiB take about 1 ms
 SLOW_HUGE_PAGE_S = 1.5e-3
 # Slow huge pages seen before the rest of a thread's range switches: a slow page costs
-# ~4 ms more than small pages, switching while huge pages are still mostly cheap ~0.8 ms
-# per 2 MiB left, so a few isolated slow ones are tolerated
-SLOW_PAGES_TO_SWITCH = 3
-# Below this size the faults are too few to be worth the workers' time
-MIN_PREFAULT_BYTES = 64 * 2**20
+# ~4 ms more than small pages, switching while huge pages are still mostly cheap ~0.6 ms
+# per 2 MiB left; single slow pages among cheap ones do occur, two rarely
+SLOW_PAGES_TO_SWITCH = 2
+# Below this size the faults are too few to be worth probing
+MIN_PROBE_BYTES = 64 * 2**20
 
 _MADV_NOHUGEPAGE = 15
 
@@ -84,53 +85,43 @@ def _no_huge_pages(addr: int, end: int) -> None:
         _MADVISE(lo, hi - lo, _MADV_NOHUGEPAGE)
 
 
-def _touch(flat: np.ndarray, lo: int, hi: int) -> None:
-    """Fault in the huge pages of ``flat[lo:hi]`` in order (one write per 4 KiB), until
-    they come slow; then ask 4 KiB pages for the rest and leave it to the writers."""
-    step = max(1, PAGE // flat.itemsize)
-    per_huge = HUGE // flat.itemsize
-    base = flat.ctypes.data
-    shift = (-base % HUGE) // flat.itemsize  # the index of the first 2 MiB boundary
-    pos = lo
-    slow = 0
-    while pos < hi:
-        end = min(hi, shift + ((pos - shift) // per_huge + 1) * per_huge)
-        # this thread's CPU time: the fault counts, waiting for the GIL (held by a
-        # stream read on the caller's thread) does not
-        t = time.thread_time()
-        flat[pos:end:step] = 0  # numpy drops the GIL for this loop
-        if end - pos == per_huge and time.thread_time() - t > SLOW_HUGE_PAGE_S:
-            slow += 1
-            if slow >= SLOW_PAGES_TO_SWITCH:
-                _no_huge_pages(base + end * flat.itemsize, base + hi * flat.itemsize)
-                return
-        pos = end
+_MEMSET = ctypes.memset  # a foreign call: the GIL is released while the page faults in
 
 
-def zeros_prefaulted(
-    shape: tuple[int, ...],
-    dtype: np.dtype,
-    threads: int,
-    submit: Callable[..., Future[Any]],
-) -> tuple[np.ndarray, list[Future[Any]]]:
-    """``np.zeros(shape, dtype)`` and the futures of the workers faulting its huge pages
-    in (none for small arrays, or without transparent huge pages).
+class HugePageProbe:
+    """One writer's byte range ``[lo, hi)`` of an array whose pages the writer faults in
+    as it goes, front to back.
 
-    The caller goes on with other work (reading and indexing the streams) and waits for
-    the futures before writing."""
-    out = np.zeros(shape, dtype)
-    flat = out.reshape(-1)
-    if not HUGE_PAGES or flat.nbytes < MIN_PREFAULT_BYTES:
-        return out, []
-    threads = max(1, threads)
-    per_huge = max(1, HUGE // flat.itemsize)
-    shift = (-flat.ctypes.data % HUGE) // flat.itemsize
-    # split at 2 MiB boundaries so each thread's huge pages are its own
-    bounds = [0] + [
-        shift + (flat.size * t // threads - shift) // per_huge * per_huge
-        for t in range(1, threads)
-    ] + [flat.size]
-    return out, [submit(_touch, flat, bounds[t], bounds[t + 1]) for t in range(threads)]
+    Before the writer reaches a byte, :meth:`advance` faults in the huge page holding it
+    with a one-byte zero write (the array's bytes there are still zero, and no other
+    writer touches this range) and times it on the thread's CPU clock. Where huge pages
+    come cheap the writer then fills a page that is already mapped and still in cache;
+    at the ``SLOW_PAGES_TO_SWITCH``-th slow one the rest of the range is asked for 4 KiB
+    pages, which the writer's own first writes fault in: only the pages that get
+    written, often half of them."""
+
+    def __init__(self, arr: np.ndarray, lo: int, hi: int) -> None:
+        self.base = arr.ctypes.data
+        self.lo = lo
+        self.hi = min(hi, arr.nbytes)
+        self.next = lo  # the first byte not probed yet
+        self.slow = 0
+        self.active = HUGE_PAGES and self.hi - self.lo >= HUGE
+
+    def advance(self, upto: int) -> None:
+        """Fault in (or give up on) the huge pages over bytes ``[next, upto)``."""
+        upto = min(upto, self.hi)
+        while self.active and self.next < upto:
+            addr = self.base + self.next
+            boundary = (addr // HUGE + 1) * HUGE
+            t = time.thread_time()
+            _MEMSET(addr, 0, 1)
+            if time.thread_time() - t > SLOW_HUGE_PAGE_S:
+                self.slow += 1
+                if self.slow >= SLOW_PAGES_TO_SWITCH:
+                    _no_huge_pages(boundary, self.base + self.hi)
+                    self.active = False
+            self.next = min(boundary - self.base, self.hi)
 
 
 def empty_small_pages(size: int, dtype: Any) -> np.ndarray:

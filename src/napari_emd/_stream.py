@@ -35,6 +35,7 @@ benchmarks.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import threading
 import warnings
@@ -43,10 +44,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import h5py
 import numpy as np
 
 from ._h5 import H5_LOCK, cached_handle, check_unchanged, close_cached, file_identity, open_h5
-from ._memory import empty_small_pages, zeros_prefaulted
+from ._memory import HUGE, MIN_PROBE_BYTES, HugePageProbe, empty_small_pages
 from ._options import ReadOptions
 from .errors import EMDError, EMDWarning
 
@@ -248,6 +250,19 @@ def _read_span(ds: Any, a: int, b: int) -> np.ndarray:
     return out
 
 
+def _stream_dataset(f: h5py.File, name: str, path: str) -> h5py.Dataset:
+    """Stream dataset ``name`` of open file ``f``, opened without a chunk cache: a span
+    is read once, front to back, so caching its chunks (16 KiB each in Velox files) only
+    adds a copy and the cache's bookkeeping per chunk (a 2-frame span of 4 streams of the
+    large benchmark file: 47 -> 30 ms)."""
+    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+    dapl.set_chunk_cache(0, 0, 1.0)
+    try:
+        return h5py.Dataset(h5py.h5d.open(f.id, name.encode(), dapl=dapl))
+    except (KeyError, ValueError, TypeError) as err:
+        raise EMDError(path, f"spectrum stream {name} is missing") from err
+
+
 def _load_table(f: Any, name: str | None) -> np.ndarray | None:
     """The frame table ``name`` of open file ``f`` as int64, or None when there is none
     or it cannot be read."""
@@ -385,11 +400,7 @@ class _StreamIndex:
         self.n = 0
 
     def _dataset(self) -> Any:
-        f = cached_handle(self.spec.path)
-        try:
-            return f[self.stream]
-        except KeyError as err:
-            raise EMDError(self.spec.path, f"spectrum stream {self.stream} is missing") from err
+        return _stream_dataset(cached_handle(self.spec.path), self.stream, self.spec.path)
 
     def _check_table(self) -> None:
         """Read the frame table once and decide whether it can be trusted (call locked)."""
@@ -553,34 +564,50 @@ def _scatter(
     offset: int,
     threads: int = 1,
     segments: list[tuple[int, str, int]] | None = None,
+    fresh: bool = False,
 ) -> bool:
     """Scatter ``jobs`` of ``buf`` into ``out3`` (rows, nx, E); True when counts overflowed.
 
     ``buf[0]`` is value ``offset`` of ``stream``; a buffer joined from several streams
     gives ``segments`` instead: (start in ``buf``, stream, its offset) of each part.
-    With ``threads > 1`` the jobs are split by output row so threads never share a row."""
-    k = _kernels()
+    With ``threads > 1`` the jobs are split by output row so threads never share a row.
+    Jobs go in output-row order, so a row stays in cache while all its lines land in it.
+    A ``fresh`` output (all zeros, never written: the probe writes zero bytes into it)
+    of ``_memory.MIN_PROBE_BYTES`` and more is written in blocks of about one huge page
+    of rows, each thread faulting its own pages in just ahead of its writes (see
+    :class:`_memory.HugePageProbe`)."""
     st, en, ou = jobs
     if st.ndim == 1:  # one detector's lines
         st, en = st[None], en[None]
-    parts = [(st, en, ou)]
-    if threads > 1 and ou.size >= 2 * threads:
-        nrows = out3.shape[0]
-        bounds = np.linspace(0, nrows, threads + 1).astype(np.int64)
-        parts = []
-        for t in range(threads):
-            sel = (ou >= bounds[t]) & (ou < bounds[t + 1])
-            parts.append((st[..., sel], en[..., sel], ou[sel]))
-    # C order: the kernels were loaded for C-ordered job arrays, and another layout (a
-    # masked 2-D array comes out F-ordered) makes numba load one more specialization
-    parts = [tuple(np.ascontiguousarray(a) for a in p) for p in parts]
-    if len(parts) == 1:
-        codes = [k.scatter_lines(buf, *parts[0], spec.nx, rebin, spec.bincount, out3)]
-    else:
-        futs = [
-            _pool().submit(k.scatter_lines, buf, s, e, o, spec.nx, rebin, spec.bincount, out3)
-            for s, e, o in parts
+    nrows = out3.shape[0]
+    n_parts = threads if threads > 1 and ou.size >= 2 * threads else 1
+    bounds = np.linspace(0, nrows, n_parts + 1).astype(np.int64)
+    probe = (fresh and PROBE_PAGES and out3.nbytes >= MIN_PROBE_BYTES
+             and out3.flags.c_contiguous)
+    row_bytes = out3.nbytes // max(nrows, 1)
+    step = max(1, -(-HUGE // max(row_bytes, 1))) if probe else nrows
+    order = np.argsort(ou, kind="stable")
+    ou = ou[order]
+    st, en = st[:, order], en[:, order]
+    tasks = []
+    for t in range(n_parts):
+        r0, r1 = int(bounds[t]), int(bounds[t + 1])
+        cuts = np.searchsorted(ou, np.r_[np.arange(r0, r1, step), r1])
+        # C order: the kernels were loaded for C-ordered job arrays, and another layout
+        # (a column slice of a 2-D array) makes numba load one more specialization
+        blocks = [
+            (np.ascontiguousarray(st[:, i:j]), np.ascontiguousarray(en[:, i:j]), ou[i:j],
+             min(r1, int(ou[j - 1]) + 1) * row_bytes)
+            for i, j in itertools.pairwise(cuts)
+            if j > i
         ]
+        pager = HugePageProbe(out3, r0 * row_bytes, r1 * row_bytes) if probe else None
+        tasks.append((blocks, pager))
+    args = (buf, spec.nx, rebin, spec.bincount, out3)
+    if len(tasks) == 1:
+        codes = [_scatter_blocks(*tasks[0], *args)]
+    else:
+        futs = [_pool().submit(_scatter_blocks, *task, *args) for task in tasks]
         codes = [fu.result() for fu in futs]
     bad = [c for c in codes if c < 0]
     if bad:
@@ -592,6 +619,30 @@ def _scatter(
             offset = seg_offset - start
         raise _bad_channel(spec, stream, buf, code, offset)
     return any(c == 1 for c in codes)
+
+
+def _scatter_blocks(
+    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]],
+    pager: HugePageProbe | None,
+    buf: np.ndarray,
+    nx: int,
+    rebin: int,
+    bincount: int,
+    out3: np.ndarray,
+) -> int:
+    """One thread's share of a scatter: its blocks of lines in output-row order, each
+    block's pages faulted in just before (with ``pager``). The kernel's code: negative
+    for a bad channel (the first one stops), else 1 when a count overflowed."""
+    kern = _kernels().scatter_lines
+    over = 0
+    for st, en, ou, upto in blocks:
+        if pager is not None:
+            pager.advance(upto)
+        code = kern(buf, st, en, ou, nx, rebin, bincount, out3)
+        if code < 0:
+            return code
+        over |= code
+    return over
 
 
 def _n_threads() -> int:
@@ -717,10 +768,7 @@ def _eager_work(
     """Read and index what stream ``i`` holds of frames ``first:last``. A whole stream
     the caller already read (``preloaded``, by stream path) is used, not read again."""
     name = spec.streams[i]
-    try:
-        ds = f[name]
-    except KeyError as err:
-        raise EMDError(spec.path, f"spectrum stream {name} is missing") from err
+    ds = _stream_dataset(f, name, spec.path)
     n = int(ds.shape[0])
     table = _read_table(spec, ds, spec.frame_tables[i])
     partial = first > 0 or last < spec.n_frames
@@ -794,28 +842,21 @@ def _eager_work(
     return _Work(name, buf, start, jobs)
 
 
-def _by_row(jobs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Jobs ordered by output row: each row (nx * E counts) then stays in cache while all
-    its lines (of every frame and detector) land in it, instead of the whole cube
-    streaming through the cache once per frame and detector. Starts and ends may be
-    ``(detectors, lines)``."""
-    order = np.argsort(jobs[2], kind="stable")
-    return jobs[0][..., order], jobs[1][..., order], jobs[2][order]
-
-
 def _scatter_all(
-    spec: SISpec, works: list[_Work], out3: np.ndarray, opts: ReadOptions, merge: bool
+    spec: SISpec, works: list[_Work], out3: np.ndarray, opts: ReadOptions, merge: bool,
+    fresh: bool,
 ) -> bool:
     """Scatter every stream's work into ``out3``; True on overflow. With ``merge`` the
     streams' events are joined into one buffer and scattered in one row-ordered pass
-    (costs a copy of them: only for spans small next to the output)."""
+    (costs a copy of them: only for spans small next to the output). ``fresh``: nothing
+    was written to ``out3`` yet."""
     threads = _n_threads()
     if not merge or len(works) == 1:
         over = False
         for w in works:
-            jobs = _by_row(w.jobs) if opts.sum_frames else w.jobs
-            over |= _scatter(spec, w.name, w.buf, jobs, out3, opts.rebin_energy, w.offset,
-                             threads)
+            over |= _scatter(spec, w.name, w.buf, w.jobs, out3, opts.rebin_energy, w.offset,
+                             threads, fresh=fresh)
+            fresh = False
         return over
     shifts = np.cumsum([0] + [w.buf.size for w in works])
     buf = np.concatenate([w.buf for w in works], out=empty_small_pages(shifts[-1], np.uint16))
@@ -823,31 +864,22 @@ def _scatter_all(
         # every detector has the same lines (frames x rows): one multi-detector pass
         st = np.stack([w.jobs[0] + shifts[j] for j, w in enumerate(works)])
         en = np.stack([w.jobs[1] + shifts[j] for j, w in enumerate(works)])
-        jobs = _by_row((st, en, works[0].jobs[2]))
+        jobs = (st, en, works[0].jobs[2])
     else:
-        jobs = _by_row(tuple(
+        jobs = tuple(
             np.concatenate([w.jobs[k] + (shifts[j] if k < 2 else 0)
                             for j, w in enumerate(works)])
             for k in range(3)
-        ))
+        )
     segments = [(int(shifts[j]), w.name, w.offset) for j, w in enumerate(works)]
-    return _scatter(spec, "", buf, jobs, out3, opts.rebin_energy, 0, threads, segments)
+    return _scatter(spec, "", buf, jobs, out3, opts.rebin_energy, 0, threads, segments,
+                    fresh=fresh)
 
 
-# Fault the huge pages of an eager output in on the worker threads while the streams are
-# read (see _memory.zeros_prefaulted); False leaves every fault to the scatter
-PRETOUCH = True
-
-
-def _zeros_touched(shape: tuple[int, ...], dt: np.dtype) -> tuple[np.ndarray, list[Any]]:
-    """``np.zeros`` for the scatter to write, and futures to wait for before writing.
-
-    Huge pages faulted in order on both cores, ahead of the scatter, were never slower
-    than faults left to the scatter's first writes; once they come slow (a VM whose host
-    must provide them) the rest takes 4 KiB pages that only the written pages pay for."""
-    if not PRETOUCH:
-        return np.zeros(shape, dt), []
-    return zeros_prefaulted(shape, dt, _n_threads(), _pool().submit)
+# Let the scatter threads fault an eager output's pages in themselves, huge pages while
+# they come cheap (see _memory.HugePageProbe); False leaves every fault to the kernel's
+# default
+PROBE_PAGES = True
 
 
 def _eager(
@@ -871,26 +903,20 @@ def _eager(
     with open_h5(spec.path) as f:
         largest_stream = max(_span_bytes(spec, f, i, 0, spec.n_frames) for i in group_all)
         for group in groups:
-            out3, touching = _zeros_touched((rows, spec.nx, nch), acc_dt)
-            try:
-                # Spans that together take no more than one whole stream (which a read of
-                # all frames holds anyway) are joined for one row-ordered scatter pass
-                if sum(_span_bytes(spec, f, i, first, last) for i in group) <= largest_stream:
-                    works = [_eager_work(spec, f, i, first, last, opts, preloaded)
-                             for i in group]
-                    for fu in touching:
-                        fu.result()
-                    over = _scatter_all(spec, works, out3, opts, merge=True)
-                else:  # one stream in memory at a time: a preloaded one first
-                    over = False
-                    for i in sorted(group, key=lambda i: spec.streams[i] not in (preloaded or {})):
-                        work = _eager_work(spec, f, i, first, last, opts, preloaded)
-                        for fu in touching:
-                            fu.result()
-                        over |= _scatter_all(spec, [work], out3, opts, merge=False)
-            finally:
-                for fu in touching:  # never leave a worker touching a dropped array
-                    fu.result()
+            out3 = np.zeros((rows, spec.nx, nch), acc_dt)
+            # Spans that together take no more than one whole stream (which a read of all
+            # frames holds anyway) are joined for one row-ordered scatter pass
+            if sum(_span_bytes(spec, f, i, first, last) for i in group) <= largest_stream:
+                works = [_eager_work(spec, f, i, first, last, opts, preloaded) for i in group]
+                over = _scatter_all(spec, works, out3, opts, merge=True, fresh=True)
+            else:  # one stream in memory at a time: a preloaded one first
+                over = False
+                for n, i in enumerate(
+                    sorted(group, key=lambda i: spec.streams[i] not in (preloaded or {}))
+                ):
+                    work = _eager_work(spec, f, i, first, last, opts, preloaded)
+                    over |= _scatter_all(spec, [work], out3, opts, merge=False,
+                                         fresh=n == 0)
             cube = out3.reshape(spec.ny, spec.nx, nch) if opts.sum_frames else out3.reshape(
                 nf, spec.ny, spec.nx, nch
             )
