@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from napari_emd import _memory, _stream
-from napari_emd._memory import HugePageProbe, empty_small_pages
+from concurrent.futures import ThreadPoolExecutor
+
+from napari_emd._memory import FaultAhead, HugePageProbe, empty_small_pages
 from napari_emd._options import ReadOptions
 from napari_emd._stream import read_spectrum_images, read_spectrum_images_reference
 from napari_emd.testing import write_velox_si
@@ -84,6 +86,46 @@ def test_cheap_huge_pages_are_all_probed(monkeypatch):
     probe.advance(out.nbytes)
     assert probe.active and probe.slow == 0 and probe.next == out.nbytes
     assert "nh" not in _vm_flags(out.ctypes.data + out.nbytes // 2)
+
+
+@pytest.mark.parametrize("huge", [True, False])
+@pytest.mark.parametrize("slow", [0.0, 1.0])
+@pytest.mark.parametrize("unit", [1000, 8192, 3 * 8192 + 6])
+def test_fault_ahead_covers_the_ranges_and_leaves_zeros(monkeypatch, huge, slow, unit):
+    """Left to run to the end, the worker has probed every huge page of both ranges
+    (cheap ones) or switched them all to small pages and touched its way through them
+    (slow ones, or no huge pages at all); the array is still all zeros."""
+    monkeypatch.setattr(_memory, "HUGE_PAGES", huge and _memory.HUGE_PAGES)
+    monkeypatch.setattr(_memory, "SLOW_HUGE_PAGE_S", slow)
+    out = np.zeros(40 * 2**20 + 12, np.uint8)
+    ranges = [(0, 20 * 2**20 + 8), (20 * 2**20 + 8, out.nbytes)]
+    with ThreadPoolExecutor(1) as ex:
+        ahead = FaultAhead(out, ranges, unit, ex.submit)
+        ahead._future.result()  # ran out of work
+        probes = ahead.stop()
+    assert [(p.lo, p.hi) for p in probes] == ranges
+    for p in probes:
+        if p.active:
+            assert huge and _memory.HUGE_PAGES and slow and p.next == p.hi
+        else:
+            assert p.touched == p.hi
+    if huge and _memory.HUGE_PAGES and not slow:
+        assert sum(p.slow for p in probes) == _memory.SLOW_PAGES_TO_SWITCH
+        assert "nh" in _vm_flags(out.ctypes.data + out.nbytes - 4 * 2**20)
+    assert not out.any()
+
+
+def test_fault_ahead_stops_when_asked(monkeypatch):
+    """``stop`` returns only once the worker has finished its step, and the writers
+    get the probes where it left them."""
+    monkeypatch.setattr(_memory, "SLOW_HUGE_PAGE_S", 0.0)
+    out = np.zeros(256 * 2**20, np.uint8)
+    with ThreadPoolExecutor(1) as ex:
+        ahead = FaultAhead(out, [(0, out.nbytes)], 8192, ex.submit)
+        probes = ahead.stop()
+        assert ahead._future.done()
+    assert probes[0].touched <= out.nbytes
+    assert not out.any()
 
 
 @pytest.mark.parametrize(

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -102,9 +104,11 @@ class HugePageProbe:
 
     def __init__(self, arr: np.ndarray, lo: int, hi: int) -> None:
         self.base = arr.ctypes.data
+        self.bytes = arr.reshape(-1).view(np.uint8)
         self.lo = lo
         self.hi = min(hi, arr.nbytes)
         self.next = lo  # the first byte not probed yet
+        self.touched = lo  # below this, FaultAhead touched the small pages it expects used
         self.slow = 0
         self.active = HUGE_PAGES and self.hi - self.lo >= HUGE
 
@@ -119,9 +123,70 @@ class HugePageProbe:
             if time.thread_time() - t > SLOW_HUGE_PAGE_S:
                 self.slow += 1
                 if self.slow >= SLOW_PAGES_TO_SWITCH:
-                    _no_huge_pages(boundary, self.base + self.hi)
-                    self.active = False
+                    self.switch(boundary - self.base)
             self.next = min(boundary - self.base, self.hi)
+
+    def switch(self, at: int | None = None) -> None:
+        """Ask 4 KiB pages for bytes ``[at, hi)`` (default: the next huge page on)."""
+        if self.active:
+            at = self.next if at is None else at
+            _no_huge_pages(self.base + at, self.base + self.hi)
+            self.active = False
+
+
+class FaultAhead:
+    """Faults a fresh array's pages in on a worker thread while the caller does other
+    work (reads the streams), in the writers' ranges and order, until :meth:`stop`.
+
+    It probes the ranges' huge pages in turn with their :class:`HugePageProbe`, so the
+    writers find them mapped; once ``SLOW_PAGES_TO_SWITCH`` of them came slow all
+    ranges switch to 4 KiB pages, and it touches the first page of every ``unit`` bytes
+    (a pixel's spectrum: the low channels, where the X-rays are) instead. The writers
+    take over the probes after :meth:`stop`; nothing here writes anything but zeros
+    into zeros, and nothing runs once ``stop`` has returned."""
+
+    def __init__(
+        self,
+        arr: np.ndarray,
+        ranges: list[tuple[int, int]],
+        unit: int,
+        submit: Callable[..., Future[Any]],
+    ) -> None:
+        self.probes = [HugePageProbe(arr, lo, hi) for lo, hi in ranges]
+        self.stride = max(unit, PAGE)
+        self._stop = threading.Event()
+        self._future = submit(self._run)
+
+    def _run(self) -> None:
+        # a step of >= 512 touches: numpy drops the GIL for a fill that long
+        step = max(HUGE, 512 * self.stride)
+        busy = True
+        while busy and not self._stop.is_set():
+            busy = False
+            for p in self.probes:
+                if self._stop.is_set():
+                    return
+                if p.active:
+                    p.advance(p.next + 1)
+                    if sum(q.slow for q in self.probes) >= SLOW_PAGES_TO_SWITCH:
+                        for q in self.probes:
+                            q.switch()
+                    busy |= p.next < p.hi
+                    continue
+                start = max(p.touched, p.next)
+                end = min(p.hi, start + step)
+                first = -(-start // self.stride) * self.stride
+                if first < end:
+                    p.bytes[first:end:self.stride] = 0
+                p.touched = end
+                busy |= end < p.hi
+
+    def stop(self) -> list[HugePageProbe]:
+        """Stop the worker (wait for its current step) and hand the probes over."""
+        self._stop.set()
+        if not self._future.cancel():  # not started yet (a busy pool): it never will
+            self._future.result()
+        return self.probes
 
 
 def empty_small_pages(size: int, dtype: Any) -> np.ndarray:

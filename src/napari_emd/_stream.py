@@ -48,7 +48,7 @@ import h5py
 import numpy as np
 
 from ._h5 import H5_LOCK, cached_handle, check_unchanged, close_cached, file_identity, open_h5
-from ._memory import HUGE, MIN_PROBE_BYTES, HugePageProbe, empty_small_pages
+from ._memory import HUGE, MIN_PROBE_BYTES, FaultAhead, HugePageProbe, empty_small_pages
 from ._options import ReadOptions
 from .errors import EMDError, EMDWarning
 
@@ -234,10 +234,15 @@ def _file_key(path: str) -> tuple[str, int, int]:
     return (os.path.abspath(path), st.st_mtime_ns, st.st_size)
 
 
-def _read_span(ds: Any, a: int, b: int) -> np.ndarray:
-    """Values ``a:b`` of an (N, 1) or (N,) stream dataset as a 1-D uint16 array."""
+def _read_span(ds: Any, a: int, b: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Values ``a:b`` of an (N, 1) or (N,) stream dataset as a 1-D uint16 array (read
+    straight into ``out`` when it is a uint16 array of that length)."""
     if b <= a:
         return np.empty(0, np.uint16)
+    if (out is not None and out.shape == (b - a,) and ds.dtype == np.uint16
+            and ds.shape[1:] in ((), (1,))):
+        ds.read_direct(out.reshape(b - a, *ds.shape[1:]), np.s_[a:b])
+        return out
     if ds.ndim == 2:
         out = empty_small_pages((b - a) * ds.shape[1], ds.dtype).reshape(b - a, ds.shape[1])
         ds.read_direct(out, np.s_[a:b, :])
@@ -554,6 +559,16 @@ def _line_jobs(
     return np.concatenate(starts), np.concatenate(ends), np.concatenate(outs)
 
 
+def _row_bounds(nrows: int, parts: int) -> np.ndarray:
+    """Where the scatter splits ``nrows`` output rows among ``parts`` threads."""
+    return np.linspace(0, nrows, max(1, parts) + 1).astype(np.int64)
+
+
+def _probing(out3: np.ndarray) -> bool:
+    """Whether a fresh output's pages are faulted in by its writers (big ones only)."""
+    return PROBE_PAGES and out3.nbytes >= MIN_PROBE_BYTES and out3.flags.c_contiguous
+
+
 def _scatter(
     spec: SISpec,
     stream: str,
@@ -565,6 +580,7 @@ def _scatter(
     threads: int = 1,
     segments: list[tuple[int, str, int]] | None = None,
     fresh: bool = False,
+    probes: list[HugePageProbe] | None = None,
 ) -> bool:
     """Scatter ``jobs`` of ``buf`` into ``out3`` (rows, nx, E); True when counts overflowed.
 
@@ -575,16 +591,20 @@ def _scatter(
     A ``fresh`` output (all zeros, never written: the probe writes zero bytes into it)
     of ``_memory.MIN_PROBE_BYTES`` and more is written in blocks of about one huge page
     of rows, each thread faulting its own pages in just ahead of its writes (see
-    :class:`_memory.HugePageProbe`)."""
+    :class:`_memory.HugePageProbe`), taking over ``probes`` (one per thread, from a
+    :class:`_memory.FaultAhead` that went ahead while the streams were read)."""
     st, en, ou = jobs
     if st.ndim == 1:  # one detector's lines
         st, en = st[None], en[None]
     nrows = out3.shape[0]
-    n_parts = threads if threads > 1 and ou.size >= 2 * threads else 1
-    bounds = np.linspace(0, nrows, n_parts + 1).astype(np.int64)
-    probe = (fresh and PROBE_PAGES and out3.nbytes >= MIN_PROBE_BYTES
-             and out3.flags.c_contiguous)
+    bounds = _row_bounds(nrows, threads if ou.size >= 2 * threads else 1)
+    n_parts = len(bounds) - 1
+    probe = fresh and _probing(out3)
     row_bytes = out3.nbytes // max(nrows, 1)
+    if probes is not None and [(p.lo, p.hi) for p in probes] != [
+        (int(bounds[t]) * row_bytes, int(bounds[t + 1]) * row_bytes) for t in range(n_parts)
+    ]:
+        probes = None  # split otherwise than expected (very few lines): start afresh
     step = max(1, -(-HUGE // max(row_bytes, 1))) if probe else nrows
     order = np.argsort(ou, kind="stable")
     ou = ou[order]
@@ -601,7 +621,9 @@ def _scatter(
             for i, j in itertools.pairwise(cuts)
             if j > i
         ]
-        pager = HugePageProbe(out3, r0 * row_bytes, r1 * row_bytes) if probe else None
+        pager = None
+        if probe:
+            pager = probes[t] if probes else HugePageProbe(out3, r0 * row_bytes, r1 * row_bytes)
         tasks.append((blocks, pager))
     args = (buf, spec.nx, rebin, spec.bincount, out3)
     if len(tasks) == 1:
@@ -764,9 +786,11 @@ def _eager_work(
     last: int,
     opts: ReadOptions,
     preloaded: dict[str, np.ndarray] | None = None,
+    dest: np.ndarray | None = None,
 ) -> _Work:
     """Read and index what stream ``i`` holds of frames ``first:last``. A whole stream
-    the caller already read (``preloaded``, by stream path) is used, not read again."""
+    the caller already read (``preloaded``, by stream path) is used, not read again.
+    The span the frame table gives is read into ``dest`` when that has its length."""
     name = spec.streams[i]
     ds = _stream_dataset(f, name, spec.path)
     n = int(ds.shape[0])
@@ -780,7 +804,7 @@ def _eager_work(
         # the first one starts): read their span, index it frame by frame.
         lo = max(first - 1, 0)
         a, b = _frames_span(spec, table, n, first, last)
-        buf = _read_span(ds, a, b)
+        buf = _read_span(ds, a, b, dest)
         lines = np.zeros(spec.n_frames * spec.ny + 1, np.int64)
         ok = True
         for fr in range(lo, last):
@@ -842,24 +866,38 @@ def _eager_work(
     return _Work(name, buf, start, jobs)
 
 
+def _inside(a: np.ndarray, base: np.ndarray) -> bool:
+    """Whether 1-D uint16 ``a`` is a contiguous piece of 1-D uint16 ``base``."""
+    lo = a.ctypes.data - base.ctypes.data
+    return (a.dtype == base.dtype == np.uint16 and a.flags.c_contiguous and lo >= 0
+            and lo % 2 == 0 and lo + a.nbytes <= base.nbytes)
+
+
 def _scatter_all(
     spec: SISpec, works: list[_Work], out3: np.ndarray, opts: ReadOptions, merge: bool,
-    fresh: bool,
+    fresh: bool, probes: list[HugePageProbe] | None = None,
+    joined: np.ndarray | None = None,
 ) -> bool:
     """Scatter every stream's work into ``out3``; True on overflow. With ``merge`` the
     streams' events are joined into one buffer and scattered in one row-ordered pass
-    (costs a copy of them: only for spans small next to the output). ``fresh``: nothing
-    was written to ``out3`` yet."""
+    (costs a copy of them, unless every stream's events already lie in ``joined``: only
+    for spans small next to the output). ``fresh``: nothing was written to ``out3``
+    yet."""
     threads = _n_threads()
     if not merge or len(works) == 1:
         over = False
         for w in works:
             over |= _scatter(spec, w.name, w.buf, w.jobs, out3, opts.rebin_energy, w.offset,
-                             threads, fresh=fresh)
-            fresh = False
+                             threads, fresh=fresh, probes=probes)
+            fresh, probes = False, None
         return over
-    shifts = np.cumsum([0] + [w.buf.size for w in works])
-    buf = np.concatenate([w.buf for w in works], out=empty_small_pages(shifts[-1], np.uint16))
+    if joined is not None and all(_inside(w.buf, joined) for w in works):
+        buf = joined
+        shifts = [(w.buf.ctypes.data - joined.ctypes.data) // 2 for w in works]
+    else:
+        shifts = np.cumsum([0] + [w.buf.size for w in works])
+        buf = np.concatenate([w.buf for w in works],
+                             out=empty_small_pages(shifts[-1], np.uint16))
     if all(np.array_equal(w.jobs[2], works[0].jobs[2]) for w in works):
         # every detector has the same lines (frames x rows): one multi-detector pass
         st = np.stack([w.jobs[0] + shifts[j] for j, w in enumerate(works)])
@@ -871,15 +909,27 @@ def _scatter_all(
                             for j, w in enumerate(works)])
             for k in range(3)
         )
-    segments = [(int(shifts[j]), w.name, w.offset) for j, w in enumerate(works)]
+    segments = sorted((int(shifts[j]), w.name, w.offset) for j, w in enumerate(works))
     return _scatter(spec, "", buf, jobs, out3, opts.rebin_energy, 0, threads, segments,
-                    fresh=fresh)
+                    fresh=fresh, probes=probes)
 
 
-# Let the scatter threads fault an eager output's pages in themselves, huge pages while
-# they come cheap (see _memory.HugePageProbe); False leaves every fault to the kernel's
-# default
+# Let a worker fault an eager output's pages in while the streams are read, and the
+# scatter threads the rest just ahead of their writes, huge pages while they come cheap
+# (see _memory.FaultAhead and HugePageProbe); False leaves every fault to the kernel's
+# default, taken by the scatter's first writes
 PROBE_PAGES = True
+
+
+def _fault_ahead(out3: np.ndarray) -> FaultAhead | None:
+    """Start faulting a fresh eager output in, in the ranges the scatter threads will
+    write (one per thread), while the caller reads the streams."""
+    if not _probing(out3):
+        return None
+    row_bytes = out3.nbytes // out3.shape[0]
+    bounds = _row_bounds(out3.shape[0], _n_threads())
+    ranges = [(int(a) * row_bytes, int(b) * row_bytes) for a, b in itertools.pairwise(bounds)]
+    return FaultAhead(out3, ranges, out3.shape[2] * out3.itemsize, _pool().submit)
 
 
 def _eager(
@@ -904,19 +954,36 @@ def _eager(
         largest_stream = max(_span_bytes(spec, f, i, 0, spec.n_frames) for i in group_all)
         for group in groups:
             out3 = np.zeros((rows, spec.nx, nch), acc_dt)
-            # Spans that together take no more than one whole stream (which a read of all
-            # frames holds anyway) are joined for one row-ordered scatter pass
-            if sum(_span_bytes(spec, f, i, first, last) for i in group) <= largest_stream:
-                works = [_eager_work(spec, f, i, first, last, opts, preloaded) for i in group]
-                over = _scatter_all(spec, works, out3, opts, merge=True, fresh=True)
-            else:  # one stream in memory at a time: a preloaded one first
-                over = False
-                for n, i in enumerate(
-                    sorted(group, key=lambda i: spec.streams[i] not in (preloaded or {}))
-                ):
-                    work = _eager_work(spec, f, i, first, last, opts, preloaded)
-                    over |= _scatter_all(spec, [work], out3, opts, merge=False,
-                                         fresh=n == 0)
+            ahead = _fault_ahead(out3)
+            try:
+                # Spans that together take no more than one whole stream (which a read of
+                # all frames holds anyway) are joined for one row-ordered scatter pass
+                spans = [_span(spec, f, i, first, last) for i in group]
+                if sum(2 * (b - a) for a, b, _ in spans) <= largest_stream:
+                    # the table spans are read side by side into one buffer, which the
+                    # scatter then walks as is (no copy to join them)
+                    cuts = np.cumsum([0] + [b - a if tab else 0 for a, b, tab in spans])
+                    joined = empty_small_pages(int(cuts[-1]), np.uint16)
+                    works = [
+                        _eager_work(spec, f, i, first, last, opts, preloaded,
+                                    joined[cuts[j] : cuts[j + 1]])
+                        for j, i in enumerate(group)
+                    ]
+                    probes = ahead.stop() if ahead else None
+                    over = _scatter_all(spec, works, out3, opts, merge=True, fresh=True,
+                                        probes=probes, joined=joined)
+                else:  # one stream in memory at a time: a preloaded one first
+                    over = False
+                    for n, i in enumerate(
+                        sorted(group, key=lambda i: spec.streams[i] not in (preloaded or {}))
+                    ):
+                        work = _eager_work(spec, f, i, first, last, opts, preloaded)
+                        probes = ahead.stop() if ahead and n == 0 else None
+                        over |= _scatter_all(spec, [work], out3, opts, merge=False,
+                                             fresh=n == 0, probes=probes)
+            finally:
+                if ahead:  # never leave the worker touching an array given up on
+                    ahead.stop()
             cube = out3.reshape(spec.ny, spec.nx, nch) if opts.sum_frames else out3.reshape(
                 nf, spec.ny, spec.nx, nch
             )
@@ -935,20 +1002,27 @@ def _eager(
     return results
 
 
-def _span_bytes(spec: SISpec, f: Any, i: int, first: int, last: int) -> int:
-    """Bytes of stream ``i`` an eager read of frames ``first:last`` holds (an estimate
-    from the frame table when there is one, else the whole stream)."""
+def _span(spec: SISpec, f: Any, i: int, first: int, last: int) -> tuple[int, int, bool]:
+    """Stream positions ``a:b`` an eager read of frames ``first:last`` of stream ``i``
+    holds, and whether they come from the frame table (an estimate: the table is only
+    checked when read; without one, the whole stream)."""
     try:
         n = int(f[spec.streams[i]].shape[0])
     except KeyError:
-        return 0
+        return 0, 0, False
     if first == 0 and last >= spec.n_frames:
-        return 2 * n
+        return 0, n, False
     t = _load_table(f, spec.frame_tables[i])
     if t is None or t.size < spec.n_frames:
-        return 2 * n
+        return 0, n, False
     a, b = _frames_span(spec, t, n, first, last)
-    return 2 * max(0, min(b, n) - a)
+    return a, max(a, min(b, n)), True
+
+
+def _span_bytes(spec: SISpec, f: Any, i: int, first: int, last: int) -> int:
+    """Bytes of stream ``i`` an eager read of frames ``first:last`` holds."""
+    a, b, _ = _span(spec, f, i, first, last)
+    return 2 * (b - a)
 
 
 def _frames_span(

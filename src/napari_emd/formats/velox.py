@@ -147,13 +147,15 @@ def _metadata_column(ds: Any, index: int, where: str) -> dict[str, Any]:
     return out if isinstance(out, dict) else {}
 
 
-def _all_frame_metadata(ds: Any, where: str) -> list[dict[str, Any]]:
-    """Every frame's metadata of a ``(N, frames)`` Metadata dataset (identical texts are
-    parsed once)."""
+def _all_frame_metadata(
+    ds: Any, where: str, first: int = 0, last: int | None = None
+) -> list[dict[str, Any]]:
+    """The metadata of frames ``first:last`` (default: all) of a ``(N, frames)``
+    Metadata dataset (identical texts are parsed once)."""
     if not isinstance(ds, h5py.Dataset) or ds.dtype != np.uint8 or ds.ndim != 2:
         return []
     try:
-        block = np.asarray(ds[()])
+        block = np.asarray(ds[:, first:last])
     except (OSError, ValueError) as err:
         _warn(f"{where}: metadata cannot be read ({err}); it is ignored")
         return []
@@ -162,9 +164,11 @@ def _all_frame_metadata(ds: Any, where: str) -> list[dict[str, Any]]:
     for i in range(block.shape[1]):
         raw = block[:, i].tobytes().split(b"\x00", 1)[0]
         if raw not in cache:
-            parsed = _loads(raw, f"{where} (frame {i})")
+            parsed = _loads(raw, f"{where} (frame {first + i})")
             cache[raw] = parsed if isinstance(parsed, dict) else {}
-        out.append(cache[raw])
+            out.append(cache[raw])
+        else:  # every frame owns its dict
+            out.append(_copy_tree(cache[raw]))
     return out
 
 
@@ -711,11 +715,15 @@ class _VeloxFile:
         md["Sample"] = {"elements": list(elements or [])}
         return md
 
-    def _original(self, meta: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    def _original(
+        self, meta: dict[str, Any], fresh: dict[str, Any] | None = None, **extra: Any
+    ) -> dict[str, Any]:
         # each dataset owns its tree: editing one (a layer's metadata) must not change
-        # its siblings
+        # its siblings. ``fresh`` entries were made for this dataset alone (parsed per
+        # frame, built here): they are not copied again
         om = _copy_tree(meta)
         om.update({k: _copy_tree(v) for k, v in extra.items() if v is not None})
+        om.update({k: v for k, v in (fresh or {}).items() if v is not None})
         om.update(_copy_tree(self.file_tree))
         return om
 
@@ -804,9 +812,9 @@ class _VeloxFile:
         det = _indexed_detector(meta)
         om = self._original(
             meta,
+            fresh={"Frames": frames_md},
             DetectorMetadata=det,
             Display=self.display_info.get(key),
-            Frames=frames_md,
         )
         md = self._metadata(meta, "", elements=self.elements_eds)
         return Dataset(
@@ -1173,13 +1181,13 @@ class _VeloxFile:
                 g = self.f.get(stream.path.rsplit("/", 1)[0])
                 if g is not None and isinstance(g.get("Metadata"), h5py.Dataset) and \
                         g["Metadata"].ndim == 2 and g["Metadata"].shape[1] > 1:
-                    frames_md = _all_frame_metadata(g["Metadata"], stream.path)
+                    # the frames this SI holds (a frame range reads only those)
+                    frames_md = _all_frame_metadata(g["Metadata"], stream.path, first, last)
             om = self._original(
                 smeta,
                 AcquisitionSettings=stream.settings if stream else None,
                 DetectorMetadata=det_dict,
-                Frames=frames_md,
-                ImportedDataParameter={
+                fresh={"Frames": frames_md, "ImportedDataParameter": {
                     "First_frame": first,
                     "Last_frame": last,
                     "Number_of_frames": plan.n_frames,
@@ -1188,7 +1196,7 @@ class _VeloxFile:
                     "Scan_grid": [plan.ny, plan.nx],
                     "Scan_grid_source": plan.grid_source,
                     "Detectors": [s.detector for s in plan.streams],
-                },
+                }},
             )
             md = self._metadata(smeta, "EDS_TEM", det_dict, self.elements_eds)
             eds_md = md.setdefault("Acquisition_instrument", {}).setdefault("TEM", {}) \
