@@ -88,10 +88,19 @@ def test_cheap_huge_pages_are_all_probed(monkeypatch):
     assert "nh" not in _vm_flags(out.ctypes.data + out.nbytes // 2)
 
 
+def _toucher(kind):
+    if kind == "numba":
+        from napari_emd import _stream_kernels
+
+        return _stream_kernels.touch_every
+    return None
+
+
+@pytest.mark.parametrize("touch", ["numpy", "numba"])
 @pytest.mark.parametrize("huge", [True, False])
 @pytest.mark.parametrize("slow", [0.0, 1.0])
 @pytest.mark.parametrize("unit", [1000, 8192, 3 * 8192 + 6])
-def test_fault_ahead_covers_the_ranges_and_leaves_zeros(monkeypatch, huge, slow, unit):
+def test_fault_ahead_covers_the_ranges_and_leaves_zeros(monkeypatch, huge, slow, unit, touch):
     """Left to run to the end, the worker has probed every huge page of both ranges
     (cheap ones) or switched them all to small pages and touched its way through them
     (slow ones, or no huge pages at all); the array is still all zeros."""
@@ -100,7 +109,7 @@ def test_fault_ahead_covers_the_ranges_and_leaves_zeros(monkeypatch, huge, slow,
     out = np.zeros(40 * 2**20 + 12, np.uint8)
     ranges = [(0, 20 * 2**20 + 8), (20 * 2**20 + 8, out.nbytes)]
     with ThreadPoolExecutor(1) as ex:
-        ahead = FaultAhead(out, ranges, unit, ex.submit)
+        ahead = FaultAhead(out, ranges, unit, ex.submit, touch=_toucher(touch))
         ahead._future.result()  # ran out of work
         probes = ahead.stop()
     assert [(p.lo, p.hi) for p in probes] == ranges
@@ -115,17 +124,41 @@ def test_fault_ahead_covers_the_ranges_and_leaves_zeros(monkeypatch, huge, slow,
     assert not out.any()
 
 
-def test_fault_ahead_stops_when_asked(monkeypatch):
+@pytest.mark.parametrize("touch", ["numpy", "numba"])
+def test_fault_ahead_stops_when_asked(monkeypatch, touch):
     """``stop`` returns only once the worker has finished its step, and the writers
     get the probes where it left them."""
     monkeypatch.setattr(_memory, "SLOW_HUGE_PAGE_S", 0.0)
     out = np.zeros(256 * 2**20, np.uint8)
     with ThreadPoolExecutor(1) as ex:
-        ahead = FaultAhead(out, [(0, out.nbytes)], 8192, ex.submit)
+        ahead = FaultAhead(out, [(0, out.nbytes)], 8192, ex.submit, touch=_toucher(touch))
         probes = ahead.stop()
         assert ahead._future.done()
     assert probes[0].touched <= out.nbytes
     assert not out.any()
+
+
+def test_touch_kernel_stops_mid_range_when_flagged():
+    """The kernel sees a flag set by another thread while it runs (the compiler must not
+    read it once before the loop): a 1 GiB walk one page at a time (0.1-2 s of faults)
+    stops before its end, at a page it had reached."""
+    import threading
+    import time
+
+    from napari_emd import _stream_kernels
+
+    buf = np.zeros(2**30, np.uint8)  # virtual: only touched pages get memory
+    flag = np.zeros(1, np.uint8)
+    got = []
+    worker = threading.Thread(
+        target=lambda: got.append(_stream_kernels.touch_every(buf, 0, buf.size, 4096, flag)))
+    worker.start()
+    time.sleep(0.02)
+    flag[0] = 1
+    worker.join(30)
+    assert not worker.is_alive()
+    assert 0 < got[0] < buf.size and got[0] % 4096 == 0
+    del buf
 
 
 @pytest.mark.parametrize(

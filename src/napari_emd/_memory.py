@@ -51,6 +51,7 @@ SLOW_PAGES_TO_SWITCH = 2
 MIN_PROBE_BYTES = 64 * 2**20
 
 _MADV_NOHUGEPAGE = 15
+_MADV_POPULATE_WRITE = 23
 
 
 def _load_madvise() -> Callable[[int, int, int], int] | None:
@@ -85,6 +86,15 @@ def _no_huge_pages(addr: int, end: int) -> None:
     hi = end // PAGE * PAGE
     if _MADVISE is not None and hi > lo:
         _MADVISE(lo, hi - lo, _MADV_NOHUGEPAGE)
+
+
+def populate(addr: int, nbytes: int) -> bool:
+    """Fault the pages of bytes ``addr:addr + nbytes`` in, writable, without writing to
+    them (``MADV_POPULATE_WRITE``, Linux 5.14+), so it is safe while another thread
+    writes there. False where the kernel cannot."""
+    lo = addr // PAGE * PAGE
+    hi = -(-(addr + nbytes) // PAGE) * PAGE
+    return _MADVISE is not None and hi > lo and _MADVISE(lo, hi - lo, _MADV_POPULATE_WRITE) == 0
 
 
 _MEMSET = ctypes.memset  # a foreign call: the GIL is released while the page faults in
@@ -134,16 +144,34 @@ class HugePageProbe:
             self.active = False
 
 
+# A function touch(buf_u8, start, end, stride, flag) -> int writing a zero byte at start,
+# start + stride, ... below end until flag[0] is set, returning where it stopped, with the
+# GIL released (the numba kernel _stream_kernels.touch_every)
+Toucher = Callable[[np.ndarray, int, int, int, np.ndarray], int]
+
+
+def _touch_numpy(buf: np.ndarray, start: int, end: int, stride: int, flag: np.ndarray) -> int:
+    if start < end:
+        buf[start:end:stride] = 0
+    return max(start, end)
+
+
 class FaultAhead:
     """Faults a fresh array's pages in on a worker thread while the caller does other
-    work (reads the streams), in the writers' ranges and order, until :meth:`stop`.
+    work (reads the file), in the writers' ranges and order, until :meth:`stop`.
 
-    It probes the ranges' huge pages in turn with their :class:`HugePageProbe`, so the
-    writers find them mapped; once ``SLOW_PAGES_TO_SWITCH`` of them came slow all
-    ranges switch to 4 KiB pages, and it touches the first page of every ``unit`` bytes
-    (a pixel's spectrum: the low channels, where the X-rays are) instead. The writers
-    take over the probes after :meth:`stop`; nothing here writes anything but zeros
-    into zeros, and nothing runs once ``stop`` has returned."""
+    It faults the ranges' huge pages in, in turn, two at a time, timed like
+    :class:`HugePageProbe` does, so the writers find them mapped; once
+    ``SLOW_PAGES_TO_SWITCH`` of them came slow all ranges switch to 4 KiB pages, and it
+    touches the first page of every ``unit`` bytes (a pixel's spectrum: the low
+    channels, where the X-rays are) instead. The writers take over the probes after
+    :meth:`stop`; nothing here writes anything but zeros into zeros, and nothing runs
+    once ``stop`` has returned. Before all that, it maps the pages of ``first`` (the
+    buffer the caller reads into) without writing them.
+
+    ``touch`` (a :data:`Toucher`) does the touching without the GIL and checks the stop
+    flag as it goes: the caller's thread is mostly busy in Python meanwhile, and a worker
+    that needs the GIL back after every step gets it only every switch interval (5 ms)."""
 
     def __init__(
         self,
@@ -151,14 +179,33 @@ class FaultAhead:
         ranges: list[tuple[int, int]],
         unit: int,
         submit: Callable[..., Future[Any]],
+        first: np.ndarray | None = None,
+        touch: Toucher | None = None,
     ) -> None:
         self.probes = [HugePageProbe(arr, lo, hi) for lo, hi in ranges]
+        self.first = first
         self.stride = max(unit, PAGE)
+        self.touch = touch or _touch_numpy
+        self.flag = np.zeros(1, np.uint8)
         self._stop = threading.Event()
         self._future = submit(self._run)
 
+    def _huge_pages(self, p: HugePageProbe, pages: int) -> None:
+        """Fault in the next ``pages`` huge pages of ``p`` and count the slow ones."""
+        end = min(p.hi, (p.base + p.next) // HUGE * HUGE + pages * HUGE - p.base)
+        t = time.thread_time()
+        reached = self.touch(p.bytes, p.next, end, HUGE, self.flag)
+        dt = time.thread_time() - t
+        done = -(-(reached - p.next) // HUGE)  # pages touched
+        if done and dt / done > SLOW_HUGE_PAGE_S:
+            p.slow += done
+        p.next = min(p.hi, ((p.base + p.next) // HUGE + done) * HUGE - p.base)
+
     def _run(self) -> None:
-        # a step of >= 512 touches: numpy drops the GIL for a fill that long
+        if self.first is not None and self.first.nbytes:
+            # the buffer the caller is filling: only mapped (no write), so it may race
+            # the caller's writes
+            populate(self.first.ctypes.data, self.first.nbytes)
         step = max(HUGE, 512 * self.stride)
         busy = True
         while busy and not self._stop.is_set():
@@ -167,7 +214,7 @@ class FaultAhead:
                 if self._stop.is_set():
                     return
                 if p.active:
-                    p.advance(p.next + 1)
+                    self._huge_pages(p, 2)
                     if sum(q.slow for q in self.probes) >= SLOW_PAGES_TO_SWITCH:
                         for q in self.probes:
                             q.switch()
@@ -176,14 +223,14 @@ class FaultAhead:
                 start = max(p.touched, p.next)
                 end = min(p.hi, start + step)
                 first = -(-start // self.stride) * self.stride
-                if first < end:
-                    p.bytes[first:end:self.stride] = 0
-                p.touched = end
-                busy |= end < p.hi
+                p.touched = max(start, min(end, self.touch(p.bytes, first, end, self.stride,
+                                                           self.flag)))
+                busy |= p.touched < p.hi
 
     def stop(self) -> list[HugePageProbe]:
-        """Stop the worker (wait for its current step) and hand the probes over."""
+        """Stop the worker (its touching stops at once) and hand the probes over."""
         self._stop.set()
+        self.flag[0] = 1
         if not self._future.cancel():  # not started yet (a busy pool): it never will
             self._future.result()
         return self.probes

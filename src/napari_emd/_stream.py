@@ -378,7 +378,11 @@ def _frame_lines(
     """Line starts of one frame whose values are ``buf`` (starting at the frame start).
 
     Returns (ny + 1 positions, reason the frame table is wrong or None)."""
-    lines, seps, _ = index_lines(buf, spec.nx, spec.ny)
+    if _WARM and buf.dtype == np.uint16:  # one pass, no temporaries (eager reads)
+        lines = np.zeros(spec.ny + 1, np.int64)
+        seps, _ = _kernels().index_lines(buf, spec.nx, lines)
+    else:
+        lines, seps, _ = index_lines(buf, spec.nx, spec.ny)
     npix = spec.ny * spec.nx
     if not last_frame and (seps != npix or lines[-1] != buf.size):
         return lines, f"frame {f} spans {int(seps)} pixel separators, not {npix}"
@@ -921,15 +925,86 @@ def _scatter_all(
 PROBE_PAGES = True
 
 
-def _fault_ahead(out3: np.ndarray) -> FaultAhead | None:
+def _fault_ahead(out3: np.ndarray, read_buf: np.ndarray) -> FaultAhead | None:
     """Start faulting a fresh eager output in, in the ranges the scatter threads will
-    write (one per thread), while the caller reads the streams."""
+    write (one per thread), while the caller reads the streams (into ``read_buf``, whose
+    pages go first)."""
     if not _probing(out3):
         return None
     row_bytes = out3.nbytes // out3.shape[0]
     bounds = _row_bounds(out3.shape[0], _n_threads())
     ranges = [(int(a) * row_bytes, int(b) * row_bytes) for a, b in itertools.pairwise(bounds)]
-    return FaultAhead(out3, ranges, out3.shape[2] * out3.itemsize, _pool().submit)
+    warm_kernels()
+    return FaultAhead(out3, ranges, out3.shape[2] * out3.itemsize, _pool().submit, read_buf,
+                      _kernels().touch_every)
+
+
+@dataclass
+class EagerStart:
+    """The first output of an eager read, allocated and being faulted in (with the
+    stream span buffer) ahead of the read: :func:`start_eager` makes it so that the
+    caller's other work (reading a file's images) overlaps the page faults, and
+    :func:`read_spectrum_images` takes it over. :meth:`release` stops the worker if it
+    never is."""
+
+    key: tuple[Any, ...]
+    out3: np.ndarray
+    joined: np.ndarray
+    spans: list[tuple[int, int, bool]]
+    merge: bool
+    ahead: FaultAhead | None
+
+    def release(self) -> None:
+        if self.ahead is not None:
+            self.ahead.stop()
+
+
+def _group_start(
+    spec: SISpec, f: Any, opts: ReadOptions, first: int, last: int, group: tuple[int, ...],
+    largest_stream: int,
+) -> EagerStart:
+    """Allocate the output of ``group``'s cube and the buffer its spans are read into,
+    and start faulting both in.
+
+    Spans that together take no more than one whole stream (which a read of all frames
+    holds anyway) are joined for one row-ordered scatter pass: the table spans are read
+    side by side into one buffer, which the scatter then walks as is (no copy)."""
+    acc_dt = _accumulator(_out_dtype(spec, opts))
+    nch = spec.bincount // opts.rebin_energy
+    rows = spec.ny if opts.sum_frames else (last - first) * spec.ny
+    spans = [_span(spec, f, i, first, last) for i in group]
+    merge = sum(2 * (b - a) for a, b, _ in spans) <= largest_stream
+    cuts = np.cumsum([0] + [b - a if tab and merge else 0 for a, b, tab in spans])
+    joined = empty_small_pages(int(cuts[-1]), np.uint16)
+    out3 = np.zeros((rows, spec.nx, nch), acc_dt)
+    key = (spec.path, spec.streams, opts, first, last, group)
+    return EagerStart(key, out3, joined, spans, merge, _fault_ahead(out3, joined))
+
+
+def _groups(spec: SISpec, opts: ReadOptions) -> list[tuple[int, ...]]:
+    """The streams of each cube: all summed, or one cube per detector."""
+    n = len(spec.streams)
+    return [tuple(range(n))] if opts.sum_EDS_detectors else [(i,) for i in range(n)]
+
+
+def _largest_stream(spec: SISpec, f: Any) -> int:
+    return max(_span_bytes(spec, f, i, 0, spec.n_frames) for i in range(len(spec.streams)))
+
+
+def start_eager(spec: SISpec, opts: ReadOptions, f: h5py.File) -> EagerStart | None:
+    """Start the eager read of ``spec``'s first cube (see :class:`EagerStart`) in open
+    file ``f``; None when there is nothing to start (lazy, bad options, small)."""
+    if opts.lazy:
+        return None
+    try:
+        first, last = check_options(spec, opts)
+        start = _group_start(spec, f, opts, first, last, _groups(spec, opts)[0],
+                             _largest_stream(spec, f))
+    except (ValueError, KeyError, OSError, EMDError):
+        return None  # the read itself reports it
+    if start.ahead is None:
+        return None
+    return start
 
 
 def _eager(
@@ -938,32 +1013,27 @@ def _eager(
     first: int,
     last: int,
     preloaded: dict[str, np.ndarray] | None = None,
+    started: EagerStart | None = None,
 ) -> list[np.ndarray]:
     warm_kernels()
     dt = _out_dtype(spec, opts)
     acc_dt = _accumulator(dt)
     nch = spec.bincount // opts.rebin_energy
     nf = last - first
-    rows = spec.ny if opts.sum_frames else nf * spec.ny
-    groups = [tuple(range(len(spec.streams)))] if opts.sum_EDS_detectors else [
-        (i,) for i in range(len(spec.streams))
-    ]
-    group_all = range(len(spec.streams))
     results = []
     with open_h5(spec.path) as f:
-        largest_stream = max(_span_bytes(spec, f, i, 0, spec.n_frames) for i in group_all)
-        for group in groups:
-            out3 = np.zeros((rows, spec.nx, nch), acc_dt)
-            ahead = _fault_ahead(out3)
+        largest_stream = _largest_stream(spec, f)
+        for group in _groups(spec, opts):
+            if started is not None and started.key == (
+                spec.path, spec.streams, opts, first, last, group
+            ):
+                st, started = started, None
+            else:
+                st = _group_start(spec, f, opts, first, last, group, largest_stream)
+            out3, joined, spans, merge, ahead = st.out3, st.joined, st.spans, st.merge, st.ahead
+            cuts = np.cumsum([0] + [b - a if tab and merge else 0 for a, b, tab in spans])
             try:
-                # Spans that together take no more than one whole stream (which a read of
-                # all frames holds anyway) are joined for one row-ordered scatter pass
-                spans = [_span(spec, f, i, first, last) for i in group]
-                if sum(2 * (b - a) for a, b, _ in spans) <= largest_stream:
-                    # the table spans are read side by side into one buffer, which the
-                    # scatter then walks as is (no copy to join them)
-                    cuts = np.cumsum([0] + [b - a if tab else 0 for a, b, tab in spans])
-                    joined = empty_small_pages(int(cuts[-1]), np.uint16)
+                if merge:
                     works = [
                         _eager_work(spec, f, i, first, last, opts, preloaded,
                                     joined[cuts[j] : cuts[j + 1]])
@@ -1387,14 +1457,18 @@ def _lazy_display(
 
 
 def read_spectrum_images(
-    spec: SISpec, opts: ReadOptions, preloaded: dict[str, np.ndarray] | None = None
+    spec: SISpec,
+    opts: ReadOptions,
+    preloaded: dict[str, np.ndarray] | None = None,
+    started: EagerStart | None = None,
 ) -> list[SIResult]:
     """Decode the spectrum image(s) of ``spec`` as the options ask: one summed over the
     detectors, or one per detector when ``opts.sum_EDS_detectors`` is False.
 
     ``preloaded`` maps stream paths to whole streams the caller has already read (the
     reader counts one to choose the scan grid); an eager read decodes those instead of
-    reading them again, and drops them as it goes.
+    reading them again, and drops them as it goes. ``started``: the eager read's first
+    output, allocated ahead by :func:`start_eager` (taken over if it matches).
 
     Eager: numpy ``data`` and an energy-first ``display`` view of it (no copy). Lazy:
     dask ``data`` chunked by (frames x rows) and a dask ``display`` chunked per energy
@@ -1421,7 +1495,7 @@ def read_spectrum_images(
             )
             for det, streams in groups
         ]
-    cubes = _eager(spec, opts, first, last, preloaded)
+    cubes = _eager(spec, opts, first, last, preloaded, started)
     return [
         SIResult(det, cube, np.moveaxis(cube, -1, -3))
         for (det, _), cube in zip(groups, cubes)

@@ -148,6 +148,20 @@ def fill_keys(buf, fstart, fend, frame_key, nkf, npix, cursor, pixels):  # pragm
             cursor[key] += 1
 
 
+@njit(nogil=True, cache=True)
+def touch_every(buf, start, end, stride, flag):  # pragma: no cover - compiled
+    """Write a zero byte at ``start``, ``start + stride``, ... below ``end`` of the
+    zeroed uint8 array ``buf`` (faulting its pages in), until ``flag[0]`` is set by
+    another thread; returns the position it stopped at (``>= end`` when done)."""
+    p = start
+    while p < end:
+        buf[p] = 0
+        p += stride
+        if flag[0] != 0:
+            break
+    return p
+
+
 def warm_up() -> None:
     """Load (or compile, the first time ever) the kernels for the common argument types,
     so later calls start at once. Numba's start-up is paid here, once per process."""
@@ -160,5 +174,6 @@ def warm_up() -> None:
     count_keys(buf, fs, fe, one, 1, 4, 2, counts)
     fill_keys(buf, fs, fe, one, 1, 2, np.zeros(4, np.int64), np.zeros(2, np.uint32))
     st, en, ou = np.array([0]), np.array([3]), np.array([0])
+    touch_every(np.zeros(2, np.uint8), 0, 2, 1, np.zeros(1, np.uint8))
     for dt in (np.uint16, np.uint32, np.float32):
         scatter_lines(buf, st[None], en[None], ou, 2, 1, 4, np.zeros((1, 2, 4), dt))

@@ -44,7 +44,14 @@ import numpy as np
 from .._h5 import lazy_dataset, open_h5
 from .._model import IMAGE, IMAGE_STACK, SPECTRUM, SPECTRUM_IMAGE, Axis, Dataset
 from .._options import ReadOptions
-from .._stream import SEPARATOR, SISpec, check_options, read_spectrum_images
+from .._stream import (
+    SEPARATOR,
+    EagerStart,
+    SISpec,
+    check_options,
+    read_spectrum_images,
+    start_eager,
+)
 from .._units import (
     clean_unit,
     length_factor,
@@ -1113,16 +1120,13 @@ class _VeloxFile:
 
     # -- EDS spectrum image: the datasets ------------------------------------------------
 
-    def _read_eds_si(self, plan: _SIPlan) -> None:
-        if plan.pruned:
-            _warn(f"{self.path}: no EDS spectrum image is returned: {plan.reason}")
-            return
+    def _si_spec(self, plan: _SIPlan) -> SISpec:
         dtype = plan.streams[0].encoding
         try:
             np.dtype(dtype)
         except TypeError:
             dtype = "uint16"
-        spec = SISpec(
+        return SISpec(
             path=self.path,
             streams=tuple(s.path for s in plan.streams),
             detectors=tuple(s.detector for s in plan.streams),
@@ -1133,9 +1137,15 @@ class _VeloxFile:
             frame_tables=tuple(s.frame_table for s in plan.streams),
             dtype=dtype,
         )
+
+    def _read_eds_si(self, plan: _SIPlan, started: EagerStart | None = None) -> None:
+        if plan.pruned:
+            _warn(f"{self.path}: no EDS spectrum image is returned: {plan.reason}")
+            return
+        spec = self._si_spec(plan)
         first, last = check_options(spec, self.opts)  # bad options raise ValueError here
         try:
-            results = read_spectrum_images(spec, self.opts, plan.preloaded)
+            results = read_spectrum_images(spec, self.opts, plan.preloaded, started)
         except (EMDError, OSError, KeyError, IndexError) as err:
             _warn(f"{self.path}: the EDS spectrum image cannot be decoded ({err}); it is "
                   "skipped, everything else is read")
@@ -1291,14 +1301,23 @@ class _VeloxFile:
         except (OSError, KeyError, IndexError, TypeError) as err:
             _warn(f"{self.path}: the spectrum image cannot be described ({err}); it is "
                   "skipped")
-        if want_images:
-            self._read_images()
-        if want_spectra:
-            self._read_spectra(has_si=plan is not None and not plan.pruned)
-        if want_si:
-            self._read_eels()
-            if plan is not None:
-                self._read_eds_si(plan)
+        started = None
+        if want_si and plan is not None and not plan.pruned:
+            # an eager SI's output gets allocated and faulted in by a worker while the
+            # images and spectra are read
+            started = start_eager(self._si_spec(plan), self.opts, self.f)
+        try:
+            if want_images:
+                self._read_images()
+            if want_spectra:
+                self._read_spectra(has_si=plan is not None and not plan.pruned)
+            if want_si:
+                self._read_eels()
+                if plan is not None:
+                    self._read_eds_si(plan, started)
+        finally:
+            if started is not None:
+                started.release()
         if st is not None and not self.datasets:
             _warn(f"{self.path}: select_type={st!r} matches nothing in this file")
         return self.datasets
