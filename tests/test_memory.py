@@ -5,13 +5,14 @@ the scatter that drives it): the output stays exact on every path, and the switc
 from __future__ import annotations
 
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from napari_emd import _memory, _stream
-from concurrent.futures import ThreadPoolExecutor
-
 from napari_emd._memory import FaultAhead, HugePageProbe, empty_small_pages
 from napari_emd._options import ReadOptions
 from napari_emd._stream import read_spectrum_images, read_spectrum_images_reference
@@ -142,9 +143,6 @@ def test_touch_kernel_stops_mid_range_when_flagged():
     """The kernel sees a flag set by another thread while it runs (the compiler must not
     read it once before the loop): a 1 GiB walk one page at a time (0.1-2 s of faults)
     stops before its end, at a page it had reached."""
-    import threading
-    import time
-
     from napari_emd import _stream_kernels
 
     buf = np.zeros(2**30, np.uint8)  # virtual: only touched pages get memory
@@ -158,7 +156,6 @@ def test_touch_kernel_stops_mid_range_when_flagged():
     worker.join(30)
     assert not worker.is_alive()
     assert 0 < got[0] < buf.size and got[0] % 4096 == 0
-    del buf
 
 
 @pytest.mark.parametrize(
