@@ -28,6 +28,11 @@ Cases
   alloc      floor: allocate the summed cube with numpy and write every page (no
              decoding at all); on this VM the cost of those page faults depends on
              whether the host still backs the huge pages (see docs/spectrum-images.md)
+
+The cases run in a fixed order, so on a VM that hands freed memory back to its host a
+case that follows a memory-hungry one (RosettaSciIO's frame follows its 1 GiB lazy open)
+finds cheap huge pages that the others do not; ``--settle 3`` starts every case from the
+same idle state.
 """
 
 from __future__ import annotations
@@ -247,6 +252,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per case (fresh process each); the median is reported")
     ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="seconds to wait before every case, so that each starts with "
+                    "the memory state of an idle machine (on a VM that hands freed memory "
+                    "back to its host after ~2 s, a case that runs right after a "
+                    "memory-hungry one otherwise gets its cheap huge pages; 3 is enough)")
     ap.add_argument("--counts", type=float, default=2.0,
                     help="X-rays per pixel, frame and detector (10 gives the 26 M events "
                     "of the 256 x 256 x 10 file the issue measured)")
@@ -279,6 +289,8 @@ def main() -> None:
             for tool, case in jobs:
                 if (tool, case) in errors:
                     continue
+                if args.settle > 0:
+                    time.sleep(args.settle)
                 cmd = [sys.executable, __file__, "--tool", tool, "--case", case,
                        "--file", str(path), "--frames", str(nf)]
                 proc = subprocess.run(cmd, capture_output=True, text=True)

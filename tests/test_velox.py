@@ -642,3 +642,21 @@ def test_frame_metadata_on_demand(monkeypatch):
             "Frames"][i]
     with pytest.raises(ValueError):
         velox.frame_metadata(str(path), lazy.path, 2)
+
+
+def test_si_frame_range_keeps_those_frames_metadata(tmp_path):
+    """An SI read with first_frame/last_frame carries the metadata of those frames only
+    (parsed from their columns alone), the first one first."""
+    from napari_emd.testing import write_velox_si
+
+    path = tmp_path / "si.emd"
+    write_velox_si(path, ny=8, nx=8, frames=4, detectors=2, seed=3)
+    whole = _by_title(_read(path, sum_frames=False))["EDS"]
+    part = _by_title(_read(path, sum_frames=False, first_frame=1, last_frame=3))["EDS"]
+    assert len(whole.original_metadata["Frames"]) == 4
+    assert len(part.original_metadata["Frames"]) == 2
+    for k in range(2):
+        assert part.original_metadata["Frames"][k] == velox.frame_metadata(
+            str(path), part.path, k + 1)
+    part.original_metadata["Frames"][0]["edited"] = True  # each frame owns its tree
+    assert "edited" not in part.original_metadata["Frames"][1]
