@@ -950,7 +950,7 @@ class EagerStart:
     key: tuple[Any, ...]
     out3: np.ndarray
     joined: np.ndarray
-    spans: list[tuple[int, int, bool]]
+    cuts: np.ndarray  # where each stream's span starts in ``joined`` (and the end)
     merge: bool
     ahead: FaultAhead | None
 
@@ -978,7 +978,7 @@ def _group_start(
     joined = empty_small_pages(int(cuts[-1]), np.uint16)
     out3 = np.zeros((rows, spec.nx, nch), acc_dt)
     key = (spec.path, spec.streams, opts, first, last, group)
-    return EagerStart(key, out3, joined, spans, merge, _fault_ahead(out3, joined))
+    return EagerStart(key, out3, joined, cuts, merge, _fault_ahead(out3, joined))
 
 
 def _groups(spec: SISpec, opts: ReadOptions) -> list[tuple[int, ...]]:
@@ -1030,8 +1030,7 @@ def _eager(
                 st, started = started, None
             else:
                 st = _group_start(spec, f, opts, first, last, group, largest_stream)
-            out3, joined, spans, merge, ahead = st.out3, st.joined, st.spans, st.merge, st.ahead
-            cuts = np.cumsum([0] + [b - a if tab and merge else 0 for a, b, tab in spans])
+            out3, joined, cuts, merge, ahead = st.out3, st.joined, st.cuts, st.merge, st.ahead
             try:
                 if merge:
                     works = [
