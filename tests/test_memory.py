@@ -189,6 +189,43 @@ def test_eager_reads_equal_with_and_without_probing(tmp_path, monkeypatch, ny, n
             np.testing.assert_array_equal(g.data, ref)
 
 
+@pytest.mark.parametrize("slow", [0.0, 1.0])
+def test_a_thread_done_early_takes_the_others_blocks(tmp_path, monkeypatch, slow):
+    """A scatter thread that runs out of its own blocks takes the other threads' from
+    the back of their queues: here the other threads start only once the first is done,
+    so it does all the work, and the cube is still exact (their pagers, never advanced,
+    leave their pages to the writes)."""
+    info = write_velox_si(tmp_path / "m.emd", ny=96, nx=96, frames=2, detectors=2,
+                          counts_per_pixel=3, seed=7)
+    spec = info.spec()
+    o = ReadOptions(sum_frames=False, first_frame=1, last_frame=2)
+    (ref,) = read_spectrum_images_reference(spec, o)
+    monkeypatch.setattr(_memory, "SLOW_HUGE_PAGE_S", slow)
+    real = _stream._scatter_blocks
+    first_done = threading.Event()
+    seen: dict[str, list[int]] = {}
+
+    def gated(queues, me, pager, *args):
+        if me:
+            assert first_done.wait(60)
+        else:
+            seen["before"] = [len(q) for q in queues]
+        try:
+            return real(queues, me, pager, *args)
+        finally:
+            if not me:
+                seen["after"] = [len(q) for q in queues]
+                first_done.set()
+
+    monkeypatch.setattr(_stream, "_scatter_blocks", gated)
+    if _stream._n_threads() < 2:
+        monkeypatch.setattr(_stream, "_n_threads", lambda: 2)
+    (got,) = read_spectrum_images(spec, o)
+    assert len(seen["before"]) >= 2 and all(n > 0 for n in seen["before"])
+    assert seen["after"] == [0] * len(seen["before"])
+    np.testing.assert_array_equal(got.data, ref)
+
+
 @needs_thp
 def test_read_buffers_take_small_pages():
     """Stream read buffers from 4 MiB up are marked no-huge-page, smaller ones are left

@@ -39,7 +39,7 @@ import itertools
 import os
 import threading
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -613,27 +613,29 @@ def _scatter(
     order = np.argsort(ou, kind="stable")
     ou = ou[order]
     st, en = st[:, order], en[:, order]
-    tasks = []
+    queues: list[deque] = []
+    pagers: list[HugePageProbe | None] = []
     for t in range(n_parts):
         r0, r1 = int(bounds[t]), int(bounds[t + 1])
         cuts = np.searchsorted(ou, np.r_[np.arange(r0, r1, step), r1])
         # C order: the kernels were loaded for C-ordered job arrays, and another layout
         # (a column slice of a 2-D array) makes numba load one more specialization
-        blocks = [
+        queues.append(deque(
             (np.ascontiguousarray(st[:, i:j]), np.ascontiguousarray(en[:, i:j]), ou[i:j],
              min(r1, int(ou[j - 1]) + 1) * row_bytes)
             for i, j in itertools.pairwise(cuts)
             if j > i
-        ]
+        ))
         pager = None
         if probe:
             pager = probes[t] if probes else HugePageProbe(out3, r0 * row_bytes, r1 * row_bytes)
-        tasks.append((blocks, pager))
+        pagers.append(pager)
     args = (buf, spec.nx, rebin, spec.bincount, out3)
-    if len(tasks) == 1:
-        codes = [_scatter_blocks(*tasks[0], *args)]
+    if n_parts == 1:
+        codes = [_scatter_blocks(queues, 0, pagers[0], *args)]
     else:
-        futs = [_pool().submit(_scatter_blocks, *task, *args) for task in tasks]
+        futs = [_pool().submit(_scatter_blocks, queues, t, pagers[t], *args)
+                for t in range(n_parts)]
         codes = [fu.result() for fu in futs]
     bad = [c for c in codes if c < 0]
     if bad:
@@ -648,7 +650,8 @@ def _scatter(
 
 
 def _scatter_blocks(
-    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]],
+    queues: list[deque],
+    me: int,
     pager: HugePageProbe | None,
     buf: np.ndarray,
     nx: int,
@@ -656,19 +659,39 @@ def _scatter_blocks(
     bincount: int,
     out3: np.ndarray,
 ) -> int:
-    """One thread's share of a scatter: its blocks of lines in output-row order, each
-    block's pages faulted in just before (with ``pager``). The kernel's code: negative
-    for a bad channel (the first one stops), else 1 when a count overflowed."""
+    """Thread ``me``'s share of a scatter: the blocks of lines in its queue, front to
+    back (output-row order), each block's pages faulted in just before (with ``pager``);
+    then blocks taken from the back of the other threads' queues, so that a thread whose
+    pages came cheap helps the one whose pages came slow instead of idling. A taken
+    block's pages are left to the writes (its owner's pager never reaches them: the
+    owner takes its blocks from the front only). The kernel's code: negative for a bad
+    channel (the first one stops this thread), else 1 when a count overflowed."""
     kern = _kernels().scatter_lines
+    own = queues[me]
     over = 0
-    for st, en, ou, upto in blocks:
-        if pager is not None:
-            pager.advance(upto)
+    while True:
+        try:
+            block = own.popleft()
+        except IndexError:
+            block = None
+            # deque.pop is atomic: a block is taken by exactly one thread
+            for victim in sorted(queues, key=len, reverse=True):
+                if victim is not own:
+                    try:
+                        block = victim.pop()
+                        break
+                    except IndexError:
+                        continue
+            if block is None:
+                return over
+        else:
+            if pager is not None:
+                pager.advance(block[3])
+        st, en, ou, _ = block
         code = kern(buf, st, en, ou, nx, rebin, bincount, out3)
         if code < 0:
             return code
         over |= code
-    return over
 
 
 def _n_threads() -> int:
