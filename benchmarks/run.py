@@ -29,10 +29,12 @@ Cases
              decoding at all); on this VM the cost of those page faults depends on
              whether the host still backs the huge pages (see docs/spectrum-images.md)
 
-The cases run in a fixed order, so on a VM that hands freed memory back to its host a
-case that follows a memory-hungry one (RosettaSciIO's frame follows its 1 GiB lazy open)
-finds cheap huge pages that the others do not; ``--settle 3`` starts every case from the
-same idle state.
+Every case waits ``--settle`` seconds (3 by default) before it starts, so that each
+starts from the memory state of an idle machine. The cases run in a fixed order, and on
+a VM that hands freed memory back to its host (after ~2 s) a case that follows a
+memory-hungry one would otherwise get that memory's cheap huge pages and the others not:
+RosettaSciIO's frame follows its own 1 GiB lazy open, and took 0.6-1.5 s depending on
+it. ``--settle 0`` runs the cases back to back.
 """
 
 from __future__ import annotations
@@ -252,11 +254,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per case (fresh process each); the median is reported")
     ap.add_argument("--json", help="also write the results to this JSON file")
-    ap.add_argument("--settle", type=float, default=0.0,
+    ap.add_argument("--settle", type=float, default=3.0,
                     help="seconds to wait before every case, so that each starts with "
                     "the memory state of an idle machine (on a VM that hands freed memory "
                     "back to its host after ~2 s, a case that runs right after a "
-                    "memory-hungry one otherwise gets its cheap huge pages; 3 is enough)")
+                    "memory-hungry one otherwise gets its cheap huge pages); 0: none")
     ap.add_argument("--counts", type=float, default=2.0,
                     help="X-rays per pixel, frame and detector (10 gives the 26 M events "
                     "of the 256 x 256 x 10 file the issue measured)")
