@@ -590,7 +590,9 @@ def _scatter(
 
     ``buf[0]`` is value ``offset`` of ``stream``; a buffer joined from several streams
     gives ``segments`` instead: (start in ``buf``, stream, its offset) of each part.
-    With ``threads > 1`` the jobs are split by output row so threads never share a row.
+    With ``threads > 1`` the jobs are split by output row into blocks, one queue of them
+    per thread (a thread done early takes the others' last blocks): a block is written
+    by one thread only.
     Jobs go in output-row order, so a row stays in cache while all its lines land in it.
     A ``fresh`` output (all zeros, never written: the probe writes zero bytes into it)
     of ``_memory.MIN_PROBE_BYTES`` and more is written in blocks of about one huge page
