@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/run.py [--sizes small,large] [--tools ours,raw,rsciio,openreadout]
 
-Synthetic 4-detector Velox files (``napari_emd.testing.write_velox_si``) are generated once
+Synthetic 4-detector Velox files (``napari_emd.synthetic.write_velox_si``) are generated once
 into ``benchmarks/_cache`` (not committed): ``small`` = 256 x 256 x 10 frames, ``large`` =
 512 x 512 x 20 frames, 2 X-rays per pixel, frame and detector. Every case runs in its own
 fresh subprocess (``--repeat`` times, going round all cases in turn; median and best
@@ -71,7 +71,7 @@ def synthetic(size: str, counts: float = 2.0) -> Path:
     suffix = "" if counts == 2.0 else f"_{counts:g}cts"
     path = CACHE / f"velox_si_{ny}x{nx}x{nf}_4det{suffix}.emd"
     if not path.exists():
-        from napari_emd.testing import write_velox_si
+        from napari_emd.synthetic import write_velox_si
 
         CACHE.mkdir(exist_ok=True)
         t = time.perf_counter()
@@ -102,13 +102,13 @@ def _imports(tool: str, case: str = ""):
 
         import napari_emd
         import napari_emd.formats  # the readers, imported on first use otherwise
-        from napari_emd import _stream
+        from napari_emd.formats.velox.stream import warm_kernels
 
         da.zeros(1).compute()  # dask's own first-compute imports
         if not case.endswith("-cold"):
             # numba's once-per-process start-up (loading the cached kernels), like the raw
             # baseline's; the "-cold" cases pay it inside the timing
-            _stream.warm_kernels()
+            warm_kernels()
         return napari_emd
     if tool == "raw":
         # compile (or load from numba's cache) outside the timing, like the others

@@ -64,8 +64,8 @@ def main() -> int:
     import napari
     import numpy as np
 
-    from napari_emd._sample import velox_si_path
-    from napari_emd._widgets.spectrum import REGION
+    from napari_emd.plugin.sample import velox_si_path
+    from napari_emd.plugin.widgets.spectrum import REGION
 
     if not os.environ.get("DISPLAY"):
         print("no DISPLAY: run me under xvfb-run (see the docstring)", file=sys.stderr)

@@ -13,9 +13,9 @@ import pytest
 
 from conftest import real_file
 from napari_emd import EMDError, detect_format, read_datasets
-from napari_emd._model import IMAGE_STACK, SIGNAL, TABLE
-from napari_emd._units import clean_unit
 from napari_emd.formats import emd1, ncem, prismatic
+from napari_emd.model import IMAGE_STACK, SIGNAL, TABLE
+from napari_emd.units import clean_unit
 
 
 def _quiet(fn, *args, **kw):

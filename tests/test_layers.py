@@ -6,8 +6,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from napari_emd._layers import EAGER_LIMIT, datasets_to_layers
-from napari_emd._model import (
+from napari_emd.model import (
     IMAGE,
     SPECTRUM,
     SPECTRUM_IMAGE,
@@ -15,6 +14,8 @@ from napari_emd._model import (
     Dataset,
     unique_titles,
 )
+from napari_emd.plugin.layer_meta import is_si_layer, layer_info
+from napari_emd.plugin.layers import EAGER_LIMIT, datasets_to_layers
 
 
 def _img(title="HAADF", data=None):
@@ -49,15 +50,15 @@ def test_image_layer_calibrated():
     assert kw["translate"] == [1.0, 2.0]
     assert kw["units"] == ["nm", "nm"]
     assert kw["axis_labels"] == ["y", "x"]
-    assert kw["metadata"]["emd"]["source"] == "/tmp/f.emd"
-    assert kw["metadata"]["emd"]["dataset_path"] == "/Data/Image/1"
+    assert layer_info(kw).source == "/tmp/f.emd"
+    assert layer_info(kw).dataset_path == "/Data/Image/1"
     assert kw["contrast_limits"] == (0.0, 11.0)
 
 
 def test_spectra_ride_in_metadata():
     layers = datasets_to_layers([_img(), _spectrum()])
     assert len(layers) == 1
-    spectra = layers[0][1]["metadata"]["emd_spectra"]
+    spectra = layer_info(layers[0][1]).spectra
     assert spectra[0]["title"] == "EDS"
     np.testing.assert_array_equal(spectra[0]["data"], np.arange(8))
     assert spectra[0]["axes"][0]["units"] == "keV"
@@ -68,7 +69,7 @@ def test_spectra_only_file_gets_a_points_carrier():
     assert kind == "points"
     assert data.shape == (0, 2)
     assert kw["name"] == "spec spectra"
-    assert kw["metadata"]["emd_spectra"][0]["title"] == "EDS"
+    assert layer_info(kw).spectra[0]["title"] == "EDS"
 
 
 def test_complex_becomes_magnitude_and_phase():
@@ -79,6 +80,21 @@ def test_complex_becomes_magnitude_and_phase():
     np.testing.assert_allclose(layers[0][0], np.abs(z))
     np.testing.assert_allclose(layers[1][0], np.angle(z))
     assert layers[1][1]["colormap"] == "twilight"
+    assert [layer_info(kw).part for _, kw, _ in layers] == ["magnitude", "phase"]
+
+
+def test_parts_of_a_complex_spectrum_image_are_not_spectrum_image_layers():
+    """The part of a complex dataset is recorded where every reader looks for it: the
+    magnitude and phase of a complex SI are not offered to the spectrum viewer as SIs
+    (the old layer code wrote the part under one key and the widgets read another)."""
+    z = (np.ones((2, 3, 8)) + 1j).astype(np.complex64)
+    axes = [Axis("y", 2), Axis("x", 3), Axis("Energy", 8, 0.1, 0.0, "keV")]
+    ds = Dataset("SI", z, axes, kind=SPECTRUM_IMAGE, filename="/tmp/f.emd")
+    real = Dataset("SI2", np.ones((2, 3, 8), np.uint16), axes, kind=SPECTRUM_IMAGE,
+                   filename="/tmp/f.emd")
+    layers = datasets_to_layers([ds, real])
+    assert [kw["name"] for _, kw, _ in layers] == ["SI magnitude", "SI phase", "SI2"]
+    assert [is_si_layer(kw) for _, kw, _ in layers] == [False, False, True]
 
 
 def test_spectrum_image_energy_on_slider_and_lazy_stays_lazy():
@@ -147,7 +163,7 @@ def test_spectrum_image_layer_reads_no_data_and_starts_at_the_peak():
     )
     (data, kw, _), = datasets_to_layers([ds, spec_ds])
     assert isinstance(data, da.Array)
-    assert kw["metadata"]["emd"]["peak_energy"] == pytest.approx(8.05)
+    assert layer_info(kw).peak_energy == pytest.approx(8.05)
     # about three times the mean counts of a pixel at the peak
     assert kw["contrast_limits"] == pytest.approx((0.0, 3 * 3600.0))
 
@@ -158,7 +174,7 @@ def test_spectrum_image_layer_reads_no_data_and_starts_at_the_peak():
 def test_napari_parses_every_unit_the_readers_produce(unit):
     from napari.layers import Image
 
-    from napari_emd._units import clean_unit
+    from napari_emd.units import clean_unit
 
     assert clean_unit(unit) == unit
     layer = Image(np.zeros((2, 2)), units=[unit, unit])

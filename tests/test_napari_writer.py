@@ -14,8 +14,9 @@ import pytest
 import napari_emd
 from conftest import real_file
 from napari_emd import EMDError
-from napari_emd._writer import layer_signal, write_image, write_layers
 from napari_emd.errors import EMDWarning
+from napari_emd.plugin.layer_meta import layer_info
+from napari_emd.plugin.writer import layer_signal, write_image, write_layers
 from napari_emd.writer import jsonable
 
 PLUGIN = "napari-emd-io"
@@ -142,13 +143,13 @@ def test_other_readers_open_napari_files(make_napari_viewer, tmp_path):
 
 
 def test_file_from_emd_reader_saved_again(make_napari_viewer, tmp_path):
-    """A layer opened from an EMD file carries metadata["emd"] with a non-JSON record:
+    """A layer opened from an EMD file carries napari-emd's info with a non-JSON record:
     it is skipped, the HyperSpy metadata kept, and the file re-opens the same."""
     src = real_file("fei_emd_image.emd")
     viewer = make_napari_viewer()
     viewer.open(str(src), plugin=PLUGIN)
     layer = next(ly for ly in viewer.layers if ly._type_string == "image")
-    assert "record" in layer.metadata["emd"]
+    assert layer_info(layer).record is not None
     path = tmp_path / "again.emd"
     with warnings.catch_warnings():
         warnings.simplefilter("error", EMDWarning)
@@ -160,7 +161,7 @@ def test_file_from_emd_reader_saved_again(make_napari_viewer, tmp_path):
         md = json.loads(grp.attrs["metadata"])
         assert "record" not in state["metadata"]["emd"]
         assert md["General"]["title"] == layer.name
-        src_md = layer.metadata["emd"]["metadata"]
+        src_md = layer_info(layer).record.full_metadata()
         assert md["Acquisition_instrument"] == jsonable(src_md["Acquisition_instrument"])
         assert md["General"]["original_filename"] == "fei_emd_image.emd"
     viewer2 = make_napari_viewer()
@@ -254,12 +255,12 @@ def test_save_dialog_offers_emd(make_napari_viewer):
 def test_lazy_velox_si_layer_saved(tmp_path, monkeypatch):
     """The lazy layers of a Velox spectrum image (as napari gets them for a big file)
     are written block by block and read back equal to the eager data."""
-    from napari_emd import _layers
-    from napari_emd._reader import reader_function
+    from napari_emd.plugin import layers as layers_module
+    from napari_emd.plugin.reader import reader_function
 
     src = str(real_file("fei_emd_si.emd"))
     eager = {m["name"]: (np.asarray(d), m) for d, m, t in reader_function(src) if t == "image"}
-    monkeypatch.setattr(_layers, "EAGER_LIMIT", 0)  # keep every layer lazy, as for big files
+    monkeypatch.setattr(layers_module, "EAGER_LIMIT", 0)  # keep every layer lazy, as for big files
     lazy = [ld for ld in reader_function(src) if ld[2] == "image"]
     assert any(hasattr(d, "dask") for d, _, _ in lazy)
     path = tmp_path / "si.emd"
@@ -314,8 +315,7 @@ def test_rsciio_and_ncempy_files_open_in_napari(make_napari_viewer, tmp_path):
 def test_saving_over_a_lazily_read_file_warns_and_the_old_layer_fails_clearly(
     make_napari_viewer, tmp_path, monkeypatch
 ):
-    import napari_emd._layers as layers_mod
-
+    import napari_emd.plugin.layers as layers_mod
 
     src = real_file("fei_emd_image.emd")
     path = tmp_path / "img.emd"

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import real_file
 from napari_emd import EMDError, EMDWarning, detect_format, file_reader, read_datasets
-from napari_emd._model import IMAGE, SIGNAL, SPECTRUM, TABLE
-from napari_emd._units import clean_unit
+from napari_emd.model import IMAGE, SIGNAL, SPECTRUM, TABLE
+from napari_emd.units import clean_unit
 
 NCEM_FILES = [
     "example_image.emd",

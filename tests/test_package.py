@@ -1,5 +1,6 @@
 """Package-level promises: the manifest validates, the core has no napari/Qt/oracle import,
-the code is ruff clean."""
+the house keeps its plan (module sizes, public names across folders, one owner of the
+layer metadata), the code is ruff clean."""
 
 from __future__ import annotations
 
@@ -38,17 +39,109 @@ def test_manifest_commands_import():
         assert callable(getattr(importlib.import_module(mod), attr)), cmd.python_name
 
 
-def test_core_imports_no_napari_qt_or_oracles(tmp_path):
-    code = (
-        "import sys, napari_emd\n"
-        "import napari_emd.formats, napari_emd._stream, napari_emd.writer, napari_emd.testing\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in "
-        "('napari', 'qtpy', 'PyQt5', 'PySide6', 'rsciio', 'ncempy', 'hyperspy', 'openreadout',"
-        " 'vispy', 'magicgui')]\n"
-        "assert not bad, bad\n"
+GUI_AND_ORACLES = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "rsciio",
+                   "ncempy", "hyperspy", "openreadout", "vispy", "magicgui", "matplotlib")
+
+
+def _imports_in_fresh_process(code: str) -> list[str]:
+    code += (
+        "\nimport sys, json\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & "
+        f"set({GUI_AND_ORACLES!r}))))\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+    import json
+
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_core_imports_no_napari_qt_or_oracles():
+    code = ("import napari_emd, napari_emd.formats, napari_emd.formats.velox.stream, "
+            "napari_emd.writer, napari_emd.synthetic, napari_emd.spectra, napari_emd.cli")
+    assert _imports_in_fresh_process(code) == []
+
+
+@pytest.mark.realdata
+def test_reading_a_velox_spectrum_image_imports_no_gui():
+    """``file_reader`` on a Velox SI (eager and lazy, the energy planes computed) imports
+    no napari, Qt or matplotlib."""
+    from conftest import real_file
+
+    path = str(real_file("fei_SI_EDS-HAADF-4detectors_2frames.emd"))
+    code = (
+        "import napari_emd\n"
+        f"napari_emd.file_reader({path!r})\n"
+        f"s = napari_emd.read_datasets({path!r}, lazy=True)\n"
+        "[d.display[100].compute() for d in s if d.display is not None]\n"
+        f"napari_emd.si_facts({path!r})\n"
+    )
+    assert _imports_in_fresh_process(code) == []
+
+
+SRC = ROOT / "src" / "napari_emd"
+
+
+def _modules() -> list[Path]:
+    return sorted(SRC.rglob("*.py"))
+
+
+def test_no_module_over_700_lines():
+    big = {str(p.relative_to(SRC)): n for p in _modules()
+           if (n := len(p.read_text("utf-8").splitlines())) > 700}
+    assert not big, big
+
+
+def _imported_names(path: Path):
+    """(module the name comes from, name) of every ``from X import name`` in ``path``,
+    relative imports resolved to dotted package paths."""
+    import ast
+
+    package = list(path.relative_to(SRC.parent).with_suffix("").parts[:-1])
+    tree = ast.parse(path.read_text("utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            for alias in node.names:
+                yield mod, alias.name
+
+
+def test_no_underscore_name_crosses_package_folders():
+    """A private name (``_x``, or a module ``_x``) is only imported inside its own package
+    folder: what other folders use is public."""
+    bad = []
+    for path in _modules():
+        folder = ".".join(path.relative_to(SRC.parent).parts[:-1])
+        for mod, name in _imported_names(path):
+            if not mod.startswith("napari_emd"):
+                continue
+            target = mod if not (SRC.parent / (mod.replace(".", "/") + "/" + name + ".py")
+                                 ).exists() else f"{mod}.{name}"
+            target_folder = target if (SRC.parent / target.replace(".", "/")).is_dir() \
+                else target.rsplit(".", 1)[0]
+            private = (name.startswith("_") and not name.startswith("__")) or any(
+                p.startswith("_") and not p.startswith("__") for p in mod.split("."))
+            if private and target_folder != folder:
+                bad.append(f"{path.relative_to(SRC)}: from {mod} import {name}")
+    assert not bad, bad
+
+
+def test_layer_metadata_has_one_owner():
+    """Only ``plugin/layer_meta.py`` spells napari-emd's layer-metadata keys: the drift
+    of old (``emd_part`` written in one module, read under another key elsewhere) cannot
+    come back."""
+    import re
+
+    owner = SRC / "plugin" / "layer_meta.py"
+    pattern = re.compile(r"""\[\s*["']emd["']\s*\]|\.get\(\s*["']emd["']"""
+                         r"""|["']emd_(part|spectra|derived|tables)["']""")
+    bad = [f"{p.relative_to(SRC)}:{i + 1}" for p in _modules() if p != owner
+           for i, line in enumerate(p.read_text("utf-8").splitlines()) if pattern.search(line)]
+    assert not bad, bad
 
 
 def test_ruff_clean():
@@ -65,8 +158,13 @@ def test_ruff_clean():
 def test_public_api():
     import napari_emd
 
-    for name in ("file_reader", "file_writer", "read_datasets", "detect_format", "EMDError"):
-        assert hasattr(napari_emd, name)
+    for name in ("file_reader", "file_writer", "read_datasets", "detect_format", "si_facts",
+                 "EMDError", "EMDWarning", "Dataset", "Axis", "SIFacts", "IMAGE", "IMAGE_STACK",
+                 "SPECTRUM", "SPECTRUM_IMAGE", "SIGNAL", "TABLE", "KINDS"):
+        assert hasattr(napari_emd, name), name
+    assert set(napari_emd.KINDS) == {napari_emd.IMAGE, napari_emd.IMAGE_STACK,
+                                     napari_emd.SPECTRUM, napari_emd.SPECTRUM_IMAGE,
+                                     napari_emd.SIGNAL, napari_emd.TABLE}
     import inspect
 
     params = list(inspect.signature(napari_emd.file_reader).parameters)

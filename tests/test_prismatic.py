@@ -12,9 +12,9 @@ import pytest
 
 from conftest import real_file
 from napari_emd import EMDWarning, detect_format, read_datasets
-from napari_emd._model import IMAGE, IMAGE_STACK, SIGNAL
-from napari_emd._units import clean_unit
 from napari_emd.formats import prismatic
+from napari_emd.model import IMAGE, IMAGE_STACK, SIGNAL
+from napari_emd.units import clean_unit
 
 FILES = [
     "Si100_3D.emd",

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import DATA_DIR, real_file
 from napari_emd import EMDError, read_datasets
-from napari_emd._reader import napari_get_reader
+from napari_emd.plugin.layer_meta import layer_info
+from napari_emd.plugin.reader import napari_get_reader
 
 REAL_FILES = sorted(
     p.name for p in DATA_DIR.glob("*") if p.suffix in (".emd", ".h5")
@@ -70,7 +71,7 @@ def test_every_real_file_opens_as_layers(name):
             continue
         assert len(kw["scale"]) == data.ndim == len(kw["units"]) == len(kw["axis_labels"])
         assert all(s > 0 for s in kw["scale"]), (name, kw["name"], kw["scale"])
-        assert kw["metadata"]["emd"]["source"] == os.path.abspath(path)
+        assert layer_info(kw).source == os.path.abspath(path)
 
 
 @pytest.mark.parametrize("name", REAL_FILES)
@@ -106,12 +107,12 @@ def test_viewer_opens_velox_image_with_units(make_napari_viewer):
 def test_energy_focus_on_mixed_eds_and_eels_axes(make_napari_viewer):
     """EDS (keV) and EELS (eV) spectrum images share napari's first world axis, which napari
     expresses in eV; the slider must land on the EDS peak in that unit."""
-    from napari_emd._widgets._common import focus_energy
+    from napari_emd.plugin.view import focus_energy
 
     viewer = make_napari_viewer()
     layers = viewer.open(str(real_file("example_velox_EELS_EDS.emd")), plugin="napari-emd-io")
     eds = next(la for la in layers if la.name == "EDS")
-    peak_kev = eds.metadata["emd"]["peak_energy"]
+    peak_kev = layer_info(eds).peak_energy
     assert focus_energy(viewer, eds)
     world = viewer.dims.point[viewer.dims.ndim - 3]
     factor = (1 * eds.units[0]).to(viewer.layers.units[0]).magnitude

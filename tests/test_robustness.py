@@ -11,9 +11,9 @@ import pytest
 
 import napari_emd
 from conftest import real_file
-from napari_emd._h5 import _HANDLES
-from napari_emd._units import clean_unit
 from napari_emd.errors import EMDWarning
+from napari_emd.h5 import cached_paths
+from napari_emd.units import clean_unit
 
 
 def _ncem(path, value, shape=(3,)):
@@ -43,7 +43,7 @@ def test_lazy_read_after_the_file_is_replaced_sees_the_new_file(tmp_path):
 
 
 def test_replaced_velox_si_computes_from_the_new_streams(tmp_path):
-    from napari_emd.testing import write_velox_si
+    from napari_emd.synthetic import write_velox_si
 
     path = tmp_path / "si.emd"
     write_velox_si(path, ny=4, nx=5, frames=1, detectors=1, counts_per_pixel=5.0, seed=1)
@@ -58,14 +58,14 @@ def test_replaced_velox_si_computes_from_the_new_streams(tmp_path):
 
 
 def test_eager_overflowing_si_dtype_leaves_no_open_handle(tmp_path):
-    from napari_emd.testing import write_velox_si
+    from napari_emd.synthetic import write_velox_si
 
     path = tmp_path / "si.emd"
     write_velox_si(path, ny=4, nx=4, frames=2, detectors=1, counts_per_pixel=600.0, seed=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EMDWarning)
         napari_emd.file_reader(path, select_type="spectrum_image", SI_dtype="uint8")
-    assert not [k for k in _HANDLES if k[1] == str(path)]
+    assert str(path) not in cached_paths()
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_lazy_graph_of_a_replaced_file_fails_clearly(tmp_path):
     """Layers still open on a file that was saved over must not show the new file's data
     under the old shape and calibration: their chunks raise a clear error instead."""
     from napari_emd.errors import EMDError
-    from napari_emd.testing import write_velox_si
+    from napari_emd.synthetic import write_velox_si
 
     path = tmp_path / "a.emd"
     _ncem(path, 1.0, shape=(40,))
@@ -140,11 +140,11 @@ def test_saved_order_is_read_back(tmp_path):
 def test_lazy_open_of_a_file_without_frame_table_reads_no_stream(name, monkeypatch):
     """Velox 4 files have no FrameLocationTable and grids that disagree (raster vs scan
     area); opening lazily must still not read the event stream."""
-    import napari_emd.formats.velox as velox
+    from napari_emd.formats.velox import grid
 
     counted = []
-    real = velox._count_pixels
-    monkeypatch.setattr(velox, "_count_pixels", lambda *a, **k: counted.append(a) or real(*a, **k))
+    real = grid.count_pixels
+    monkeypatch.setattr(grid, "count_pixels", lambda *a, **k: counted.append(a) or real(*a, **k))
     path = real_file(name)
     (lazy,) = napari_emd.read_datasets(path, lazy=True, select_type="spectrum_image")
     assert counted == []
@@ -158,15 +158,15 @@ def test_eager_read_decodes_the_counted_stream_without_reading_it_again(name, mo
     """Grids that disagree make an eager read count the longest stream's pixels; the
     decoder then takes that very buffer instead of reading the stream a second time (the
     spies wrap this package's own functions, not h5py)."""
-    import napari_emd._stream as stream
-    import napari_emd.formats.velox as velox
+    from napari_emd.formats.velox import grid
+    from napari_emd.formats.velox.stream import frames
 
     counted, whole_reads = [], []
-    real_count, real_span = velox._count_pixels, stream._read_span
+    real_count, real_span = grid.count_pixels, frames.read_span
 
     def count(*a, **k):
         n, values = real_count(*a, **k)
-        counted.append((a[1], values is not None))
+        counted.append((a[0].name, values is not None))
         return n, values
 
     def span(ds, a, b):
@@ -174,8 +174,8 @@ def test_eager_read_decodes_the_counted_stream_without_reading_it_again(name, mo
             whole_reads.append(ds.name)
         return real_span(ds, a, b)
 
-    monkeypatch.setattr(velox, "_count_pixels", count)
-    monkeypatch.setattr(stream, "_read_span", span)
+    monkeypatch.setattr(grid, "count_pixels", count)
+    monkeypatch.setattr(frames, "read_span", span)
     path = real_file(name)
     (si,) = napari_emd.read_datasets(path, select_type="spectrum_image")
     assert counted and all(kept for _, kept in counted)

@@ -10,14 +10,15 @@ import pytest
 
 import napari_emd
 from napari_emd import detect_format
-from napari_emd._sample import (
+from napari_emd.plugin.layer_meta import layer_info
+from napari_emd.plugin.sample import (
     ncem_stack_path,
     ncem_stack_sample,
     sample_dir,
     velox_si_path,
     velox_si_sample,
 )
-from napari_emd._widgets.loader import read_facts
+from napari_emd.plugin.widgets.loader import read_facts
 
 
 @pytest.fixture(autouse=True)
@@ -51,10 +52,10 @@ def test_velox_si_sample():
     data, meta, kind = next(t for t in layers if t[1]["name"] == "EDS")
     assert kind == "image" and data.shape == (4096, 48, 64)
     assert meta["units"][0] == "keV"
-    rec = meta["metadata"]["emd"]["record"]
+    rec = layer_info(meta).record
     assert rec.kind == "spectrum_image" and rec.is_lazy
     assert set(rec.metadata["Sample"]["elements"]) >= {"Fe", "Cu"}
-    assert len(meta["metadata"]["emd_spectra"]) == 4
+    assert len(layer_info(meta).spectra) == 4
     # element-like peaks: the strongest channel above 5 keV is Cu Kα or Fe Kα
     total = np.asarray(rec.data.sum(axis=(0, 1)))
     energy = rec.axes[-1].offset + rec.axes[-1].scale * np.arange(total.size)

@@ -1,5 +1,5 @@
-"""Spectrum-stream decoding (napari_emd._stream): every option on every real SI file against
-the reference arrays, the plain reference decoder and RosettaSciIO; lazy == eager; the
+"""Spectrum-stream decoding (napari_emd.formats.velox.stream): every option on every real SI
+file against the reference arrays, the plain reference decoder and RosettaSciIO; lazy == eager; the
 energy-first display; damaged streams; a dask.distributed cluster of processes."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import real_file
-from napari_emd._options import ReadOptions
-from napari_emd._stream import (
+from napari_emd.errors import EMDError, EMDWarning
+from napari_emd.formats.velox.stream import (
     SEPARATOR,
     SISpec,
     check_options,
@@ -22,7 +22,7 @@ from napari_emd._stream import (
     read_spectrum_images,
     read_spectrum_images_reference,
 )
-from napari_emd.errors import EMDError, EMDWarning
+from napari_emd.options import ReadOptions
 
 # (ny, nx, frames) of the real files' spectrum images (from their images / frame tables)
 REAL_SI = {
@@ -398,22 +398,23 @@ def test_missing_stream_is_an_error(tmp_path):
 
 
 def test_lazy_open_reads_no_stream_and_chunks_are_rows(tmp_path):
-    from napari_emd import _stream
-    from napari_emd.testing import write_velox_si
+    from napari_emd.formats.velox.stream import frames, planes
+    from napari_emd.synthetic import write_velox_si
 
     info = write_velox_si(tmp_path / "s.emd", ny=40, nx=24, frames=3, detectors=2,
                           counts_per_pixel=3, keep_counts=True, seed=3)
     spec = info.spec()
+    clear_caches()
     (r,) = read_spectrum_images(spec, opts(lazy=True, sum_frames=False))
-    assert not _stream._INDEXES and not _stream._EVENTS  # nothing decoded yet
+    assert not frames._INDEXES and not planes._EVENTS  # nothing decoded yet
     assert r.data.shape == (3, 40, 24, 4096)
     assert r.display.shape == (3, 4096, 40, 24)
     assert r.display.chunks[1] == (1,) * 4096  # one task per energy plane
     # one frame: only that frame's lines (and the frame before, which checks where it
     # starts) are indexed: the frame table is used, the rest of the stream is not read
     np.testing.assert_array_equal(r.data[2].compute(), info.counts[:, 2].sum(0))
-    assert len(_stream._INDEXES) == 2
-    for idx in _stream._INDEXES.values():
+    assert len(frames._INDEXES) == 2
+    for idx in frames._INDEXES.values():
         assert list(idx.have) == [False, True, True]
     # the display uses the event index; planes agree with the written counts
     want = np.moveaxis(info.counts.sum(0), -1, 1)
@@ -424,7 +425,7 @@ def test_lazy_open_reads_no_stream_and_chunks_are_rows(tmp_path):
 def test_graph_holds_no_open_handles(tmp_path):
     import pickle
 
-    from napari_emd.testing import write_velox_si
+    from napari_emd.synthetic import write_velox_si
 
     info = write_velox_si(tmp_path / "p.emd", ny=8, nx=8, frames=2, detectors=1)
     (r,) = read_spectrum_images(info.spec(), opts(lazy=True))
@@ -434,32 +435,28 @@ def test_graph_holds_no_open_handles(tmp_path):
         assert str(tmp_path).encode() in blob
 
 
-def test_synthetic_large_grid_rows_chunks_equal_reference(tmp_path):
-    from napari_emd import _stream
-    from napari_emd.testing import write_velox_si
+def test_synthetic_large_grid_rows_chunks_equal_reference(tmp_path, monkeypatch):
+    from napari_emd.formats.velox.stream import lazy as lazy_module
+    from napari_emd.synthetic import write_velox_si
 
     info = write_velox_si(tmp_path / "r.emd", ny=70, nx=33, frames=2, detectors=3,
                           counts_per_pixel=2, frame_table=False, final_separator=False,
                           seed=5)
     spec = info.spec()
-    old = _stream.DATA_CHUNK_BYTES
-    _stream.DATA_CHUNK_BYTES = 33 * 4096 * 2 * 9  # 9 rows per chunk
-    try:
-        for kw in ({}, {"sum_frames": False, "sum_EDS_detectors": False}):
-            lazy = read_spectrum_images(spec, opts(lazy=True, **kw))
-            ref = read_spectrum_images_reference(spec, opts(**kw))
-            for lz, rf in zip(lazy, ref):
-                assert lz.data.chunks[-3][0] == 9
-                np.testing.assert_array_equal(lz.data.compute(scheduler="threads"), rf)
-    finally:
-        _stream.DATA_CHUNK_BYTES = old
+    monkeypatch.setattr(lazy_module, "DATA_CHUNK_BYTES", 33 * 4096 * 2 * 9)  # 9 rows
+    for kw in ({}, {"sum_frames": False, "sum_EDS_detectors": False}):
+        lazy = read_spectrum_images(spec, opts(lazy=True, **kw))
+        ref = read_spectrum_images_reference(spec, opts(**kw))
+        for lz, rf in zip(lazy, ref):
+            assert lz.data.chunks[-3][0] == 9
+            np.testing.assert_array_equal(lz.data.compute(scheduler="threads"), rf)
 
 
 @pytest.mark.parametrize("table", [True, False])
 def test_synthetic_every_option_equals_reference(tmp_path, table):
     """Every option on a multi-detector synthetic file (no real data needed): covers the
     joined multi-detector scatter of partial reads and the per-stream path of full ones."""
-    from napari_emd.testing import write_velox_si
+    from napari_emd.synthetic import write_velox_si
 
     info = write_velox_si(tmp_path / "o.emd", ny=9, nx=7, frames=3, detectors=3,
                           counts_per_pixel=6, frame_table=table, final_separator=table,
@@ -479,7 +476,7 @@ def test_synthetic_every_option_equals_reference(tmp_path, table):
 @pytest.mark.slow
 def test_distributed_process_cluster(tmp_path):
     distributed = pytest.importorskip("distributed")
-    from napari_emd.testing import write_velox_si
+    from napari_emd.synthetic import write_velox_si
 
     info = write_velox_si(tmp_path / "d.emd", ny=24, nx=20, frames=3, detectors=2,
                           keep_counts=True, seed=9)
@@ -497,7 +494,7 @@ def test_distributed_process_cluster(tmp_path):
 
 @pytest.mark.napari
 def test_napari_draws_energy_planes_from_the_lazy_display(make_napari_viewer, tmp_path):
-    from napari_emd.testing import write_velox_si
+    from napari_emd.synthetic import write_velox_si
 
     info = write_velox_si(tmp_path / "n.emd", ny=16, nx=12, frames=2, detectors=2,
                           keep_counts=True, seed=11)
@@ -514,15 +511,16 @@ def test_napari_draws_energy_planes_from_the_lazy_display(make_napari_viewer, tm
 @pytest.mark.realdata
 @pytest.mark.parametrize("name", sorted(REAL_SI))
 def test_flat_and_sorted_event_indexes_agree(name):
-    from napari_emd import _stream
+    from napari_emd.formats.velox.stream import planes, warm_kernels
 
     spec = real_spec(name)
     npix = spec.ny * spec.nx
     streams = tuple(range(len(spec.streams)))
     for first, last, per_frame in ((0, spec.n_frames, False), (0, spec.n_frames, True),
                                    (spec.n_frames - 1, spec.n_frames, True)):
-        flat = _stream._build_flat(spec, streams, first, last)
-        srt = _stream._build_events_numba(spec, streams, first, last, per_frame)
+        flat = planes.FlatIndex([planes._flat_stream(spec, i, first, last) for i in streams])
+        warm_kernels()
+        srt = planes._build_sorted(spec, streams, first, last, per_frame)
         assert sum(c.size for c, _, _ in flat.parts) == srt.pixels.size
         frames = range(last - first) if per_frame else [None]
         for f in frames:
@@ -532,15 +530,15 @@ def test_flat_and_sorted_event_indexes_agree(name):
 
 
 def test_display_with_flat_and_sorted_index(tmp_path, monkeypatch):
-    from napari_emd import _stream
-    from napari_emd.testing import write_velox_si
+    from napari_emd.formats.velox.stream import planes
+    from napari_emd.synthetic import write_velox_si
 
     info = write_velox_si(tmp_path / "w.emd", ny=13, nx=9, frames=3, detectors=3,
                           keep_counts=True, seed=12)
     want = np.moveaxis(info.counts.sum(0), -1, 1)  # (frame, E, y, x)
     for flat_below in (10**12, 0):  # flat index, then the sorted numba index
         clear_caches()
-        monkeypatch.setattr(_stream, "FLAT_INDEX_VALUES", flat_below)
+        monkeypatch.setattr(planes, "FLAT_INDEX_VALUES", flat_below)
         (r,) = read_spectrum_images(info.spec(), opts(lazy=True, sum_frames=False,
                                                       rebin_energy=16))
         np.testing.assert_array_equal(

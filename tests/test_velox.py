@@ -15,8 +15,8 @@ import pytest
 
 from conftest import DATA_DIR, real_file
 from napari_emd import EMDError, EMDWarning, detect_format, read_datasets
-from napari_emd._model import IMAGE, IMAGE_STACK, SPECTRUM, SPECTRUM_IMAGE
 from napari_emd.formats import velox
+from napari_emd.model import IMAGE, IMAGE_STACK, SPECTRUM, SPECTRUM_IMAGE
 
 VELOX_FILES = [
     "fei_emd_image.emd",
@@ -281,8 +281,8 @@ def test_eels_eds_grid():
     """
     path = real_file(EELS_EDS)
     facts = velox.si_facts(path)
-    assert facts["grid"] == (16, 20)
-    assert facts["n_frames"] == 1
+    assert (facts.ny, facts.nx) == (16, 20)
+    assert facts.n_frames == 1
     with h5py.File(path) as f:
         stream = f["Data/SpectrumStream"]
         for key in stream:
@@ -358,11 +358,13 @@ def test_lazy_chunks():
 def test_lazy_open_does_not_read_the_stream(monkeypatch):
     """Opening lazily with a FrameLocationTable never counts the stream's pixels (the
     spy replaces this module's own counting function, not any library)."""
+    from napari_emd.formats.velox import grid
+
     calls = []
-    monkeypatch.setattr(velox, "_count_pixels", lambda *a, **k: calls.append(a) or (0, None))
+    monkeypatch.setattr(grid, "count_pixels", lambda *a, **k: calls.append(a) or (0, None))
     path = real_file("fei_SI_EDS-HAADF-4detectors_2frames.emd")
     facts = velox.si_facts(path)
-    assert facts["n_frames"] == 2 and facts["has_frame_table"]
+    assert facts.n_frames == 2 and facts.frame_table
     si = _by_title(_read(path, lazy=True))["EDS"]
     assert si.shape == (16, 16, 4096) and si.is_lazy
     assert calls == []
@@ -492,21 +494,21 @@ def test_si_facts(name):
     path = real_file(name)
     facts = velox.si_facts(path)
     si = _by_title(_read(path, select_type="spectrum_image"))["EDS"]
-    assert facts["has_si"] and facts["has_stream"] and not facts["pruned"]
-    assert facts["grid"] == si.shape[:2]
-    assert facts["channels"] == si.shape[2]
-    assert facts["pixel_size"] == pytest.approx(si.axes[1].scale)
-    assert facts["pixel_unit"] == si.axes[1].units
-    lo, hi = facts["energy_range_keV"]
+    assert facts.has_si and facts.readable and facts.source == "event streams"
+    assert (facts.ny, facts.nx) == si.shape[:2]
+    assert facts.channels == si.shape[2]
+    assert facts.pixel_size == pytest.approx(si.axes[1].scale)
+    assert facts.pixel_units == si.axes[1].units
+    lo, hi = facts.energy_range
     assert lo == pytest.approx(si.axes[2].offset)
     assert hi == pytest.approx(si.axes[2].offset + si.axes[2].scale * (si.shape[2] - 1))
-    assert facts["detectors"] == si.original_metadata["ImportedDataParameter"]["Detectors"]
+    assert list(facts.detectors) == si.original_metadata["ImportedDataParameter"]["Detectors"]
 
 
 @pytest.mark.realdata
 def test_si_facts_no_si():
     facts = velox.si_facts(real_file("fei_emd_spectrum.emd"))
-    assert not facts["has_si"] and facts["elements"] == ["C", "Cu", "O", "Si"]
+    assert not facts.has_si and list(facts.elements) == ["C", "Cu", "O", "Si"]
 
 
 # --- damaged and unusual files -----------------------------------------------------------
@@ -527,7 +529,8 @@ def test_pruned_file_warns(tmp_path):
         ds = read_datasets(path)
     kinds = sorted(d.kind for d in ds)
     assert kinds == [IMAGE] + [SPECTRUM] * 4
-    assert velox.si_facts(path)["pruned"]
+    facts = velox.si_facts(path)
+    assert facts.has_si and not facts.readable and "pruned" in facts.reason
 
 
 @pytest.mark.realdata
@@ -633,7 +636,7 @@ def test_frame_metadata_on_demand(monkeypatch):
     original_metadata; frame_metadata() reads one frame's on demand."""
     path = real_file("fei_example_tem_stack.emd")
     eager = _read(path)[0]
-    monkeypatch.setattr(velox, "LAZY_FRAME_METADATA_LIMIT", 1)
+    monkeypatch.setattr(velox.reader, "LAZY_FRAME_METADATA_LIMIT", 1)
     lazy = _read(path, lazy=True)[0]
     assert isinstance(lazy.original_metadata["Frames"], str)
     assert "frame_metadata" in lazy.original_metadata["Frames"]
@@ -647,7 +650,7 @@ def test_frame_metadata_on_demand(monkeypatch):
 def test_si_frame_range_keeps_those_frames_metadata(tmp_path):
     """An SI read with first_frame/last_frame carries the metadata of those frames only
     (parsed from their columns alone), the first one first."""
-    from napari_emd.testing import write_velox_si
+    from napari_emd.synthetic import write_velox_si
 
     path = tmp_path / "si.emd"
     write_velox_si(path, ny=8, nx=8, frames=4, detectors=2, seed=3)

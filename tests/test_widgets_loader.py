@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from conftest import real_file
-from napari_emd._widgets._common import available_memory, divisors, format_bytes
-from napari_emd._widgets.loader import FileFacts, LoaderWidget, estimate_nbytes, read_facts
+from napari_emd.model import SIFacts
+from napari_emd.plugin.layer_meta import is_si_layer, layer_info
+from napari_emd.plugin.widgets.loader import (
+    FileFacts,
+    LoaderWidget,
+    available_memory,
+    estimate_nbytes,
+    read_facts,
+)
+from napari_emd.units import format_bytes
 
 pytestmark = pytest.mark.napari
 
@@ -25,13 +33,14 @@ def _wait_loaded(qtbot, widget, timeout=60_000):
 
 
 def _si_layers(viewer):
-    return [lyr for lyr in viewer.layers if lyr.metadata.get("emd", {}).get("kind")
-            == "spectrum_image"]
+    return [lyr for lyr in viewer.layers if is_si_layer(lyr)]
 
 
 def test_divisors_and_bytes():
-    assert divisors(4096)[:4] == [1, 2, 4, 8] and divisors(4096)[-1] == 4096
-    assert divisors(12) == [1, 2, 3, 4, 6, 12]
+    every = SIFacts("x", channels=4096).rebin_choices(1)
+    assert every[:4] == [1, 2, 4, 8] and every[-1] == 4096
+    assert SIFacts("x", channels=4096).rebin_choices()[-1] == 256  # 16 channels left
+    assert SIFacts("x", channels=12).rebin_choices(1) == [1, 2, 3, 4, 6, 12]
     assert format_bytes(1536) == "1.5 KiB"
     avail = available_memory()
     assert avail is None or avail > 0
@@ -78,7 +87,7 @@ def test_widget_shows_facts_and_bounds(make_napari_viewer, qtbot):
     assert (w.first_frame.minimum(), w.first_frame.maximum()) == (0, 1)
     assert (w.last_frame.minimum(), w.last_frame.maximum(), w.last_frame.value()) == (1, 2, 2)
     rebins = [int(w.rebin.itemText(i)) for i in range(w.rebin.count())]
-    assert rebins == divisors(4096)
+    assert rebins == SIFacts("x", channels=4096).rebin_choices(1)
     assert w.detector_list.count() == 4
     assert not w.detector_list.isEnabled()  # summing all detectors
     w.sum_detectors.setChecked(False)
@@ -115,7 +124,7 @@ def test_lazy_load_with_options_and_detector_subset(make_napari_viewer, qtbot):
         assert layer.data.shape == (2, 2048, 16, 16)  # frame, energy, y, x
         assert layer.scale[1] == pytest.approx(0.01)  # 2 x 0.005 keV
         assert str(layer.units[1]) in ("keV", "kiloelectron_volt")
-        rec = layer.metadata["emd"]["record"]
+        rec = layer_info(layer).record
         assert rec.is_lazy and rec.shape == (2, 16, 16, 2048)
     assert "Loaded" in w.status.text()
 
@@ -240,7 +249,7 @@ def test_load_keeps_the_viewer_responsive(make_napari_viewer, qtbot, tmp_path):
 
     from qtpy.QtCore import QTimer
 
-    from napari_emd.testing import write_velox_si
+    from napari_emd.synthetic import write_velox_si
 
     path = tmp_path / "big.emd"
     write_velox_si(path, ny=160, nx=160, frames=6, detectors=4, counts_per_pixel=6.0)

@@ -7,8 +7,8 @@ import pytest
 
 from conftest import real_file
 from napari_emd import xray_lines
-from napari_emd._widgets._common import energy_axis, si_pixel
-from napari_emd._widgets.spectrum import (
+from napari_emd.plugin.layer_meta import layer_info
+from napari_emd.plugin.widgets.spectrum import (
     CLICK,
     FILE_PREFIX,
     MAP,
@@ -17,7 +17,8 @@ from napari_emd._widgets.spectrum import (
     SpectrumViewer,
     line_label,
 )
-from napari_emd.testing import write_velox_si
+from napari_emd.spectra import energy_axis, si_pixel
+from napari_emd.synthetic import write_velox_si
 
 pytestmark = pytest.mark.napari
 
@@ -36,7 +37,7 @@ def _open(make_napari_viewer, qtbot, path, **options):
     viewer = make_napari_viewer()
     from napari.layers import Layer
 
-    from napari_emd._reader import reader_function
+    from napari_emd.plugin.reader import reader_function
 
     for data, meta, kind in reader_function(path, **options):
         viewer.add_layer(Layer.create(data, meta, kind))
@@ -89,7 +90,7 @@ def test_energy_axis_units():
 def test_hover_shows_the_pixel_spectrum(make_napari_viewer, qtbot, si_file):
     path, info = si_file
     viewer, w, si = _open(make_napari_viewer, qtbot, path)
-    rec = si.metadata["emd"]["record"]
+    rec = layer_info(si).record
     assert rec.is_lazy
     assert w.mode == MOUSE
     viewer.cursor.position = _world(si, (3, 5), energy_index=100)
@@ -102,7 +103,7 @@ def test_hover_shows_the_pixel_spectrum(make_napari_viewer, qtbot, si_file):
     assert w.energy.units == "keV"
     assert w.energy.values[0] == pytest.approx(info.offset_ev / 1000)
     assert w.energy.values[1] - w.energy.values[0] == pytest.approx(info.dispersion_ev / 1000)
-    x, y = w.line.get_data()
+    x, y = w.plot.line.get_data()
     np.testing.assert_allclose(x, w.energy.values)
     np.testing.assert_array_equal(y, expected)
     # moving off the map keeps the last spectrum
@@ -115,7 +116,7 @@ def test_click_pins_a_pixel(make_napari_viewer, qtbot, si_file):
     path, info = si_file
     viewer, w, si = _open(make_napari_viewer, qtbot, path)
     w.set_mode(CLICK)
-    rec = si.metadata["emd"]["record"]
+    rec = layer_info(si).record
     # a real mouse press on the canvas, at the centre of pixel (y=7, x=2)
     viewer.window._qt_window.show()
     qtbot.waitExposed(viewer.window._qt_window)
@@ -188,7 +189,7 @@ def test_map_sum_region_and_labels(make_napari_viewer, qtbot, si_file):
 def test_energy_window_and_element_maps(make_napari_viewer, qtbot, si_file):
     path, info = si_file
     viewer, w, si = _open(make_napari_viewer, qtbot, path)
-    rec = si.metadata["emd"]["record"]
+    rec = layer_info(si).record
     cube = info.counts.sum(axis=(0, 1))
     energy = w.energy
     n_before = len(viewer.layers)
@@ -201,11 +202,11 @@ def test_energy_window_and_element_maps(make_napari_viewer, qtbot, si_file):
     np.testing.assert_array_equal(layer.data, cube[..., i0:i1].sum(axis=-1))
     np.testing.assert_allclose(layer.scale, si.scale[-2:])
     np.testing.assert_allclose(layer.translate, si.translate[-2:])
-    assert layer.metadata["emd_derived"]["window"][0] == pytest.approx(energy.values[i0])
+    assert layer_info(layer).derived.window[0] == pytest.approx(energy.values[i0])
     assert rec.is_lazy  # the map never loaded the cube into the record
     # dragging another window updates the same layer
     with qtbot.waitSignal(w.map_ready, timeout=30_000):
-        w._span_selected(7.9, 8.2)
+        w.plot.span.onselect(7.9, 8.2)
     assert len(viewer.layers) == n_before + 1
     j0, j1 = energy.channel_range(7.9, 8.2)
     np.testing.assert_array_equal(viewer.layers["EDS window"].data,
@@ -217,7 +218,7 @@ def test_energy_window_and_element_maps(make_napari_viewer, qtbot, si_file):
         w.map_element("Fe")
     fe = blocker.args[0]
     assert fe.name == "EDS Fe Kα"
-    lo, hi = fe.metadata["emd_derived"]["window"]
+    lo, hi = layer_info(fe).derived.window
     assert lo < 6.404 < hi and hi - lo < 0.5
     # Fe sits in the particles: the Fe map correlates with the Fe-window counts
     assert fe.data.sum() > 0
@@ -226,7 +227,7 @@ def test_energy_window_and_element_maps(make_napari_viewer, qtbot, si_file):
 def test_file_spectra_markers_log_and_csv(make_napari_viewer, qtbot, si_file, tmp_path):
     path, _ = si_file
     _viewer, w, si = _open(make_napari_viewer, qtbot, path)
-    spectra = si.metadata["emd_spectra"]
+    spectra = layer_info(si).spectra
     assert spectra
     title = spectra[0]["title"]
     w.set_mode(FILE_PREFIX + title)
@@ -235,19 +236,19 @@ def test_file_spectra_markers_log_and_csv(make_napari_viewer, qtbot, si_file, tm
     assert w.energy.units == "keV"
 
     # element markers, pre-filled from the file's element selection
-    rec = si.metadata["emd"]["record"]
+    rec = layer_info(si).record
     file_elements = (rec.metadata.get("Sample") or {}).get("elements") or []
     if file_elements:
         assert set(w.elements()) == set(xray_lines.parse_elements(file_elements))
     w.set_elements("Fe, Cu")
-    texts = [a.get_text() for a in w._markers if hasattr(a, "get_text")]
+    texts = [a.get_text() for a in w.plot._markers if hasattr(a, "get_text")]
     assert "Fe Kα" in texts and "Cu Kα" in texts
     assert w.element_combo.count() == 2
 
-    w.log_check.setChecked(True)
-    assert w.ax.get_yscale() == "log"
-    w.log_check.setChecked(False)
-    assert w.ax.get_yscale() == "linear"
+    w.plot.log_check.setChecked(True)
+    assert w.plot.ax.get_yscale() == "log"
+    w.plot.log_check.setChecked(False)
+    assert w.plot.ax.get_yscale() == "linear"
 
     out = tmp_path / "spectrum.csv"
     w.export_csv(out)
@@ -294,13 +295,13 @@ def test_eels_spectrum_image_in_ev(make_napari_viewer, qtbot):
     eels = viewer.layers["EELS 480 to 826.4 eV"]
     viewer.layers.selection.active = eels
     assert w.si_layer is eels
-    rec = eels.metadata["emd"]["record"]
+    rec = layer_info(eels).record
     viewer.cursor.position = _world(eels, (4, 7))
     _settle(qtbot, w)
     assert w.energy.units == "eV"
     assert w.energy.values[0] == pytest.approx(480.0, abs=1.0)
     np.testing.assert_array_equal(w.spectrum, np.asarray(rec.data[4, 7, :], dtype=float))
-    assert w._markers == []  # X-ray lines are for EDS only
+    assert w.plot._markers == []  # X-ray lines are for EDS only
     with qtbot.waitSignal(w.map_ready, timeout=30_000) as blocker:
         w.map_window(700.0, 730.0)  # the Fe L2,3 edge region
     i0, i1 = w.energy.channel_range(700.0, 730.0)
@@ -322,7 +323,7 @@ def test_rebinned_si_keeps_its_own_energy_axis_after_file_spectra(
     path, _ = si_file
     viewer, w, si = _open(make_napari_viewer, qtbot, path, rebin_energy=2)
     _settle(qtbot, w)
-    rec = si.metadata["emd"]["record"]
+    rec = layer_info(si).record
     si_axis = energy_axis(rec.axes[-1], rec.signal_type)
     assert si_axis.values.size == 2048
     # before the mouse arrives the plot shows the file's spectra (4096 channels)
@@ -330,7 +331,7 @@ def test_rebinned_si_keeps_its_own_energy_axis_after_file_spectra(
     viewer.cursor.position = _world(si, (2, 3), energy_index=10)
     _settle(qtbot, w)
     assert w.spectrum_title.endswith("pixel y=2, x=3")
-    x, y = w.line.get_data()
+    x, y = w.plot.line.get_data()
     np.testing.assert_allclose(x, si_axis.values)
     np.testing.assert_array_equal(y, np.asarray(rec.data[2, 3, :]))
 

@@ -16,7 +16,8 @@ import pytest
 import napari_emd
 from conftest import real_file
 from napari_emd import EMDError, read_datasets
-from napari_emd.writer import default_chunks, jsonable, unit_symbol, write_signals
+from napari_emd.units import unit_symbol
+from napari_emd.writer import default_chunks, jsonable, write_signals
 
 
 def _signal(data, title="test", units=("nm", "nm", "µm"), names=("z", "y", "x"),

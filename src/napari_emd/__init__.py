@@ -6,17 +6,27 @@ The library core has no napari import::
     signals = napari_emd.file_reader("SI.emd", lazy=True)   # list of dicts, like rsciio
     napari_emd.file_writer("out.emd", signals[0])
 
-``read_datasets`` gives the same content as :class:`Dataset` records.
+:func:`read_datasets` gives the same content as :class:`Dataset` records, and
+:func:`si_facts` what a file says about its spectrum image without decoding it. The
+napari plugin lives in :mod:`napari_emd.plugin`.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
-from ._io import detect_format, file_reader, read_datasets
-from ._model import Axis, Dataset
+from .api import detect_format, file_reader, file_writer, read_datasets, si_facts
 from .errors import EMDError, EMDWarning
+from .model import (
+    IMAGE,
+    IMAGE_STACK,
+    KINDS,
+    SIGNAL,
+    SPECTRUM,
+    SPECTRUM_IMAGE,
+    TABLE,
+    Axis,
+    Dataset,
+    SIFacts,
+)
 
 try:
     from ._version import __version__  # type: ignore[import-not-found]
@@ -28,25 +38,23 @@ except ImportError:  # pragma: no cover
     except PackageNotFoundError:
         __version__ = "0.0.0"
 
-
-def file_writer(
-    filename: str | os.PathLike, signal: dict[str, Any], chunks: Any = None, **kwds: Any
-) -> None:
-    """Write ``signal`` (a dict with ``data``, ``axes``, ``metadata``) to an NCEM EMD 0.2
-    file; see :func:`napari_emd.writer.file_writer`."""
-    from .writer import file_writer as _fw
-
-    return _fw(filename, signal, chunks=chunks, **kwds)
-
-
 __all__ = [
+    "IMAGE",
+    "IMAGE_STACK",
+    "KINDS",
+    "SIGNAL",
+    "SPECTRUM",
+    "SPECTRUM_IMAGE",
+    "TABLE",
     "Axis",
     "Dataset",
     "EMDError",
     "EMDWarning",
+    "SIFacts",
     "__version__",
     "detect_format",
     "file_reader",
     "file_writer",
     "read_datasets",
+    "si_facts",
 ]

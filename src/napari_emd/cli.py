@@ -17,9 +17,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from ._io import read_datasets
-from ._model import Dataset
+from .api import read_datasets
 from .errors import EMDError
+from .model import Dataset
 
 
 def _axis_text(ds: Dataset) -> str:
@@ -107,7 +107,7 @@ def view(
         layers = viewer.open_sample("napari-emd-io", "velox_si")
     else:
         layers = viewer.open(path, plugin="napari-emd-io")
-    from ._widgets._common import focus_energy
+    from .plugin.view import focus_energy
 
     for layer in layers:
         if focus_energy(viewer, layer):

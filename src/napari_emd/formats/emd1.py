@@ -23,11 +23,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .._h5 import attr_str, attr_value, attrs_dict
-from .._model import TABLE, Axis, Dataset
-from .._options import ReadOptions
 from ..errors import EMDError
-from . import ncem
+from ..h5 import attr_str, attr_value, attrs_dict
+from ..model import TABLE, Axis, Dataset
+from ..options import ReadOptions
+from . import emd0
 
 NAME = "emd1"
 _NODE_TYPES = ("array", "pointlist")
@@ -101,7 +101,7 @@ def metadata_bundle(node: h5py.Group) -> dict[str, Any]:
 def find_nodes(f: h5py.File) -> list[str]:
     """HDF5 paths of every array and pointlist node, in name order."""
     found: list[str] = []
-    for name in ncem.group_names(f):
+    for name in emd0.group_names(f):
         obj = f.get(name)
         if isinstance(obj, h5py.Group) and _gtype(obj) in _NODE_TYPES and "data" in obj:
             found.append("/" + name)
@@ -149,7 +149,7 @@ def _array_axes(group: h5py.Group, shape: tuple[int, ...]) -> tuple[list[Axis], 
     axes: list[Axis] = []
     dims_om: dict[str, Any] = {}
     for axis_index, dim_index in enumerate(order):
-        ax, info = ncem.read_dim(group, dim_index, shape[axis_index], False)
+        ax, info = emd0.read_dim(group, dim_index, shape[axis_index], False)
         if dim_index == labels_key:
             ax.name = "labels"
         axes.append(ax)
@@ -166,7 +166,7 @@ def read(path: str, f: h5py.File, opts: ReadOptions) -> list[Dataset]:
     if not nodes:
         raise EMDError(path, "EMD 1.0 file without any array node")
     file_attrs = attrs_dict(f)
-    version = ncem._version(f) or "1.0"
+    version = emd0.version_attrs(f) or "1.0"
     out: list[Dataset] = []
     root_bundles: dict[str, dict[str, Any]] = {}
     for node_path in nodes:
@@ -179,14 +179,14 @@ def read(path: str, f: h5py.File, opts: ReadOptions) -> list[Dataset]:
         if root_name not in root_bundles:
             root_bundles[root_name] = metadata_bundle(root) if root is not None else {}
         gtype = _gtype(group)
-        data = ncem.read_array(path, dset, opts.lazy, reverse=False)
-        if gtype == "pointlist" or ncem._is_table_dtype(dset.dtype):
+        data = emd0.read_array(path, dset, opts.lazy, reverse=False)
+        if gtype == "pointlist" or emd0.is_table_dtype(dset.dtype):
             axes = [Axis(name="", size=int(s)) for s in data.shape]
             dims_om: dict[str, Any] = {}
             kind = TABLE
         else:
             axes, dims_om = _array_axes(group, data.shape)
-            kind = ncem.guess_kind(data, axes)
+            kind = emd0.guess_kind(data, axes)
         md: dict[str, Any] = {}
         if "units" in dset.attrs:
             q = attr_str(dset.attrs["units"]).strip()

@@ -31,11 +31,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .._h5 import attrs_dict
-from .._model import Axis, Dataset
-from .._options import ReadOptions
 from ..errors import EMDWarning
-from . import ncem
+from ..h5 import attrs_dict
+from ..model import Axis, Dataset
+from ..options import ReadOptions
+from . import emd0_datasets
 
 NAME = "prismatic"
 # Correct prismatic's mislabelled dim units (see fix_units); False gives the file's labels,
@@ -210,7 +210,7 @@ def _file_metadata(
     """The file-level metadata maker of prismatic files: the NCEM root groups plus the
     beam and probe settings of the simulation."""
     def make(f: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
-        md, om = ncem.root_metadata(f)
+        md, om = emd0_datasets.root_metadata(f)
         tem: dict[str, Any] = {}
         e0 = _number(params.get("E0"))
         if e0:
@@ -222,8 +222,8 @@ def _file_metadata(
         if df is not None:
             tem["defocus"] = df  # Å
         if tem:
-            md = ncem._merge(md, {"Acquisition_instrument": {"TEM": tem}})
-        md = ncem._merge(md, {"Signal": {"signal_origin": "simulation"},
+            md = emd0_datasets.merge_trees(md, {"Acquisition_instrument": {"TEM": tem}})
+        md = emd0_datasets.merge_trees(md, {"Signal": {"signal_origin": "simulation"},
                               "General": {"notes": "prismatic simulation"}})
         if params:
             om["simulation_parameters"] = params
@@ -235,7 +235,7 @@ def _file_metadata(
 def read(path: str, f: h5py.File, opts: ReadOptions) -> list[Dataset]:
     """Read a prismatic output file (depth series stacked unless ``stack_group=False``)."""
     params = simulation_parameters(f)
-    profile = ncem.Profile(
+    profile = emd0_datasets.Profile(
         navigate=_navigate,
         stack_axis=lambda title, n, depth: (
             depth_axis(params, title, n) if depth else Axis(name=title, size=n, navigate=True)
@@ -245,4 +245,4 @@ def read(path: str, f: h5py.File, opts: ReadOptions) -> list[Dataset]:
         group_attrs_as_signal=False,
         fix_axes=lambda group, axes: fix_units(params, axes) if FIX_UNITS else {},
     )
-    return ncem.read_with_profile(path, f, opts, profile)
+    return emd0_datasets.read_with_profile(path, f, opts, profile)

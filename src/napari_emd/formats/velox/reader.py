@@ -1,0 +1,456 @@
+"""Reading a Velox file's datasets: images and image stacks (complex FFT and DPC
+products too), single EDS spectra, the EDS spectrum image (decoded from the event streams
+by :mod:`.stream`) and EELS spectrum images.
+
+Every dataset gets HyperSpy-style ``metadata`` and the file's JSON as
+``original_metadata``. Damaged JSON or missing groups give an :class:`EMDWarning` (the
+dataset is read with what is left) or an :class:`EMDError`, never a crash.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ...errors import EMDError
+from ...h5 import lazy_dataset, open_h5
+from ...model import IMAGE, IMAGE_STACK, SPECTRUM, SPECTRUM_IMAGE, Axis, Dataset
+from ...options import ReadOptions
+from .calibration import (
+    detector_dict,
+    energy_calibration,
+    indexed_detector,
+    spatial_calibration,
+    time_axis,
+    yx_axes,
+)
+from .grid import SIPlan, plan_spectrum_image, scan_key
+from .jsontree import frame_metadata_columns, get, json_dataset, metadata_column, to_float, warn
+from .metadata import VeloxMetadata
+from .stream import check_options, read_spectrum_images
+
+# Stacks with more frames than this keep only frame 0's metadata when read lazily.
+LAZY_FRAME_METADATA_LIMIT = 64
+
+
+def _compound_to_complex(block: np.ndarray, real: str, imag: str, dtype: str) -> np.ndarray:
+    out = np.empty(block.shape, dtype=dtype)
+    out.real = block[real]
+    out.imag = block[imag]
+    return out
+
+
+def _complex_fields(dtype: np.dtype) -> tuple[str, str, str] | None:
+    """(real field, imaginary field, complex dtype) of a Velox FFT/DPC compound dtype."""
+    names = dtype.names
+    if not names or len(names) != 2:
+        return None
+    r, i = names
+    if not (r.lower().startswith("real") and i.lower().startswith("imag")):
+        return None
+    itemsize = max(dtype.fields[r][0].itemsize, dtype.fields[i][0].itemsize)
+    return r, i, ("complex64" if itemsize <= 4 else "complex128")
+
+
+class VeloxReader:
+    """One read of a Velox file with the given options."""
+
+    def __init__(self, path: str, f: h5py.File, opts: ReadOptions) -> None:
+        self.path = path
+        self.f = f
+        self.opts = opts
+        self.md = VeloxMetadata(path, f)
+        self.plan: SIPlan | None = None
+        self.datasets: list[Dataset] = []
+
+    def _each_readable(self, kind: str, read_one: Any) -> list[Any]:
+        """``read_one(group, key, where)`` for every member of ``Data/<kind>``, in file
+        order: the results that are not None. A member that cannot be read is skipped
+        with a warning naming it, so one damaged dataset never hides the others."""
+        group = self.md.data.get(kind)
+        if not isinstance(group, h5py.Group):
+            return []
+        found = []
+        for key in group:
+            where = f"Data/{kind}/{key}"
+            try:
+                item = read_one(group[key], key, where)
+            except (OSError, KeyError, IndexError, TypeError, ValueError) as err:
+                if isinstance(err, ValueError) and "select_type" in str(err):
+                    raise
+                warn(f"{where}: cannot be read ({err}); it is skipped")
+                continue
+            if item is not None:
+                found.append(item)
+        return found
+
+    def _read_images(self) -> None:
+        self.datasets.extend(self._each_readable("Image", self._read_image))
+
+    def _is_si_image(self, meta: dict[str, Any], shape: tuple[int, int, int]) -> bool:
+        """True for an image acquired with the spectrum image: same scan (area, size,
+        dwell time), or, when its metadata is lost, the SI's grid and frame count."""
+        plan = self.plan
+        if plan is None or plan.scan is None:
+            return False
+        key = scan_key(meta)
+        if key is not None:
+            return key == plan.scan
+        return not plan.pruned and shape == plan.shape
+
+    def _read_image(self, g: Any, key: str, where: str) -> Dataset | None:
+        if not isinstance(g, h5py.Group) or not isinstance(g.get("Data"), h5py.Dataset):
+            warn(f"{where}: has no Data array; it is skipped")
+            return None
+        dset = g["Data"]
+        if dset.ndim == 2:
+            ny, nx, nf = *dset.shape, 1
+        elif dset.ndim == 3:
+            ny, nx, nf = dset.shape
+        else:
+            warn(f"{where}: unexpected image shape {dset.shape}; it is skipped")
+            return None
+        meta = self.md.image_meta(g, where)
+        is_si = self._is_si_image(meta, (ny, nx, nf))
+        keep = nf if (not is_si or self.opts.load_SI_image_stack) else 1
+        frames_md: Any = None
+        if nf > 1 and keep > 1:
+            if self.opts.lazy and nf > LAZY_FRAME_METADATA_LIMIT:
+                frames_md = _frames_note(nf, dset.name)
+            else:
+                frames_md = frame_metadata_columns(g.get("Metadata"), where)
+        data = self._image_data(dset, keep)
+        title = self.md.image_title(key, meta)
+        br = meta.get("BinaryResult") if isinstance(meta.get("BinaryResult"), dict) else {}
+        cal = spatial_calibration(br, (ny, nx), where)
+        if cal is None and is_si:
+            cal = spatial_calibration(self._si_meta.get("BinaryResult") or {}, (ny, nx), where)
+        axes = yx_axes(cal, ny, nx, navigate=False)
+        if keep > 1:
+            ft = to_float(get(meta, "Scan", "FrameTime"))
+            if ft is None:
+                det = indexed_detector(meta) or detector_dict(meta, br.get("Detector"))
+                ft = to_float(det.get("ExposureTime")) if det else None
+            axes.insert(0, time_axis(ft, keep))
+        det = indexed_detector(meta)
+        om = self.md.original(
+            meta,
+            fresh={"Frames": frames_md},
+            DetectorMetadata=det,
+            Display=self.md.display_info.get(key),
+        )
+        md = self.md.metadata(meta, "", elements=self.md.elements_eds)
+        return Dataset(
+            title=title,
+            data=data,
+            axes=axes,
+            kind=IMAGE_STACK if keep > 1 else IMAGE,
+            signal_type="",
+            path=dset.name,
+            metadata=md,
+            original_metadata=om,
+        )
+
+    def _image_data(self, dset: h5py.Dataset, keep: int) -> Any:
+        """(frame, y, x) of the first ``keep`` frames, or (y, x) when keep == 1."""
+        cplx = _complex_fields(dset.dtype)
+        if dset.ndim == 2:
+            if self.opts.lazy:
+                arr = lazy_dataset(self.path, dset, chunks=dset.shape)
+                if cplx:
+                    arr = arr.map_blocks(
+                        functools.partial(_compound_to_complex, real=cplx[0], imag=cplx[1],
+                                          dtype=cplx[2]), dtype=cplx[2])
+                return arr
+            raw = dset[()]
+            return _compound_to_complex(raw, *cplx) if cplx else raw
+        ny, nx, _ = dset.shape
+        if self.opts.lazy:
+            import dask.array as da
+
+            arr = lazy_dataset(self.path, dset, chunks=(ny, nx, 1))
+            if cplx:
+                arr = arr.map_blocks(
+                    functools.partial(_compound_to_complex, real=cplx[0], imag=cplx[1],
+                                      dtype=cplx[2]),
+                    dtype=np.dtype(cplx[2]),
+                    meta=np.empty((0, 0, 0), dtype=cplx[2]),
+                )
+            arr = da.transpose(arr[:, :, :keep], (2, 0, 1))
+            return arr[0] if keep == 1 else arr
+        out_dtype = np.dtype(cplx[2]) if cplx else dset.dtype
+        out = np.empty((keep, ny, nx), dtype=out_dtype)
+        for i in range(keep):  # frame by frame: one chunk each, no element-wise scatter
+            frame = dset[:, :, i]
+            out[i] = _compound_to_complex(frame, *cplx) if cplx else frame
+        return out[0] if keep == 1 else out
+
+    @staticmethod
+    def _yx_axes(cal: tuple | None, ny: int, nx: int, navigate: bool) -> list[Axis]:
+        if cal is None:
+            return [Axis("y", ny, navigate=navigate), Axis("x", nx, navigate=navigate)]
+        sy, sx, oy, ox, unit, raw = cal
+        return [
+            Axis("y", ny, sy, oy, unit, navigate=navigate, raw_units=raw),
+            Axis("x", nx, sx, ox, unit, navigate=navigate, raw_units=raw),
+        ]
+
+    # -- single spectra ------------------------------------------------------------------
+
+    def _read_spectra(self, has_si: bool) -> None:
+        found: list[Dataset] = self._each_readable(
+            "Spectrum", lambda g, _key, where: self._read_spectrum(g, where)
+        )
+        several = len(found) > 1 or has_si
+        for ds in found:
+            det = ds.extra.get("detector")
+            if several:
+                ds.title = f"EDS spectrum - {det}" if det else "EDS spectrum"
+        found.sort(key=lambda d: d.title)
+        self.datasets.extend(found)
+
+    def _read_spectrum(self, g: Any, where: str) -> Dataset | None:
+        if not isinstance(g, h5py.Group) or not isinstance(g.get("Data"), h5py.Dataset):
+            warn(f"{where}: has no Data array; it is skipped")
+            return None
+        dset = g["Data"]
+        meta = metadata_column(g.get("Metadata"), 0, where)
+        data = lazy_dataset(self.path, dset, chunks=dset.shape) if self.opts.lazy else dset[()]
+        if data.ndim == 2:
+            data = data[:, 0] if data.shape[1] == 1 else data.T
+        detector = get(meta, "BinaryResult", "Detector")
+        cal = energy_calibration(meta, detector)
+        if cal is None:
+            warn(f"{where}: no energy calibration for detector {detector!r}; channels "
+                  "are used")
+            energy = Axis("Energy", data.shape[-1])
+        else:
+            energy = Axis("Energy", data.shape[-1], cal[0], cal[1], "keV")
+        axes = [energy]
+        if data.ndim == 2:
+            axes.insert(0, Axis("Stack", data.shape[0], navigate=True))
+        det = detector_dict(meta, detector)
+        ds = Dataset(
+            title="EDS",
+            data=data,
+            axes=axes,
+            kind=SPECTRUM,
+            signal_type="EDS_TEM",
+            path=dset.name,
+            metadata=self.md.metadata(meta, "EDS_TEM", det, self.md.elements_eds),
+            original_metadata=self.md.original(meta, DetectorMetadata=det),
+        )
+        ds.extra["detector"] = detector
+        return ds
+
+    # -- EDS spectrum image: the plan ----------------------------------------------------
+
+    @property
+    def _si_meta(self) -> dict[str, Any]:
+        return self.plan.meta if self.plan is not None else {}
+
+    def _read_eds_si(self, plan: SIPlan) -> None:
+        if plan.pruned:
+            warn(f"{self.path}: no EDS spectrum image is returned: {plan.reason}")
+            return
+        spec = plan.spec(self.path)
+        first, last = check_options(spec, self.opts)  # bad options raise ValueError here
+        try:
+            results = read_spectrum_images(spec, self.opts, plan.preloaded)
+        except (EMDError, OSError, KeyError, IndexError) as err:
+            warn(f"{self.path}: the EDS spectrum image cannot be decoded ({err}); it is "
+                  "skipped, everything else is read")
+            return
+        meta = plan.meta
+        cal = spatial_calibration(meta.get("BinaryResult") or {}, (plan.ny, plan.nx),
+                                   "spectrum image")
+        yx = yx_axes(cal, plan.ny, plan.nx, navigate=True)
+        rebin = self.opts.rebin_energy
+        by_det = {s.detector: s for s in plan.streams}
+        frame_time = to_float(get(meta, "Scan", "FrameTime"))
+        for res in results:
+            stream = by_det.get(res.detector) if res.detector else plan.streams[0]
+            smeta = stream.meta if stream is not None and stream.meta else meta
+            det_name = res.detector or get(meta, "BinaryResult", "Detector") or (
+                stream.detector if stream else None)
+            ecal = energy_calibration(smeta, stream.detector if stream else None) or \
+                energy_calibration(meta, det_name)
+            nE = plan.bincount // rebin
+            if ecal is None:
+                warn(f"{self.path}: no energy calibration for the spectrum image; "
+                      "channels are used")
+                energy = Axis("Energy", nE, float(rebin), (rebin - 1) / 2)
+            else:
+                disp, off = ecal
+                # a summed bin's energy is the mean of its channels' energies
+                energy = Axis("Energy", nE, disp * rebin, off + disp * (rebin - 1) / 2, "keV")
+            axes = [Axis(a.name, a.size, a.scale, a.offset, a.units, True, None, a.raw_units)
+                    for a in yx]
+            if not self.opts.sum_frames:
+                axes.insert(0, time_axis(frame_time, last - first, first))
+            axes.append(energy)
+            display_axes = None
+            if res.display is not None:
+                display_axes = [*axes[:-3], axes[-1], axes[-3], axes[-2]]
+            det_dict = detector_dict(smeta, res.detector) if res.detector else \
+                detector_dict(smeta, stream.detector if stream else None)
+            frames_md: Any = None
+            if stream is not None and self.opts.lazy and \
+                    plan.n_frames > LAZY_FRAME_METADATA_LIMIT:
+                frames_md = _frames_note(plan.n_frames, stream.path)
+            elif stream is not None:
+                g = self.f.get(stream.path.rsplit("/", 1)[0])
+                if g is not None and isinstance(g.get("Metadata"), h5py.Dataset) and \
+                        g["Metadata"].ndim == 2 and g["Metadata"].shape[1] > 1:
+                    # the frames this SI holds (a frame range reads only those)
+                    frames_md = frame_metadata_columns(g["Metadata"], stream.path, first, last)
+            om = self.md.original(
+                smeta,
+                AcquisitionSettings=stream.settings if stream else None,
+                DetectorMetadata=det_dict,
+                fresh={"Frames": frames_md, "ImportedDataParameter": {
+                    "First_frame": first,
+                    "Last_frame": last,
+                    "Number_of_frames": plan.n_frames,
+                    "Rebin_energy": rebin,
+                    "Number_of_channels": plan.bincount,
+                    "Scan_grid": [plan.ny, plan.nx],
+                    "Scan_grid_source": plan.grid_source,
+                    "Detectors": [s.detector for s in plan.streams],
+                }},
+            )
+            md = self.md.metadata(smeta, "EDS_TEM", det_dict, self.md.elements_eds)
+            eds_md = md.setdefault("Acquisition_instrument", {}).setdefault("TEM", {}) \
+                .setdefault("Detector", {}).setdefault("EDS", {})
+            eds_md["number_of_frames"] = last - first
+            ds = Dataset(
+                title="EDS" if res.detector is None else f"EDS - {res.detector}",
+                data=res.data,
+                axes=axes,
+                kind=SPECTRUM_IMAGE,
+                signal_type="EDS_TEM",
+                path=spec.streams[0] if res.detector is None else by_det[res.detector].path,
+                metadata=md,
+                original_metadata=om,
+                display=res.display,
+                display_axes=display_axes,
+            )
+            self.datasets.append(ds)
+
+    # -- EELS spectrum images ------------------------------------------------------------
+
+    def _read_eels(self) -> None:
+        found: list[tuple[float, Dataset]] = self._each_readable(
+            "EelsSpectrumImage", lambda g, _key, where: self._read_eels_one(g, where)
+        )
+        found.sort(key=lambda t: t[0])
+        several = len(found) > 1
+        for start, ds in found:
+            if several:
+                end = ds.axes[-1].offset + ds.axes[-1].scale * (ds.axes[-1].size - 1)
+                ds.title = f"EELS {start:.4g} to {end:.4g} eV"
+            self.datasets.append(ds)
+
+    def _read_eels_one(self, g: Any, where: str) -> tuple[float, Dataset] | None:
+        if not isinstance(g, h5py.Group) or not isinstance(g.get("Data"), h5py.Dataset):
+            warn(f"{where}: has no Data array; it is skipped")
+            return None
+        dset = g["Data"]
+        if dset.ndim != 3:
+            warn(f"{where}: unexpected EELS cube shape {dset.shape}; it is skipped")
+            return None
+        nx, ne, ny = dset.shape  # stored (x, E, y)
+        if self.opts.lazy:
+            import dask.array as da
+
+            data = da.transpose(lazy_dataset(self.path, dset, chunks=(nx, ne, 1)), (2, 0, 1))
+        else:
+            data = np.empty((ny, nx, ne), dtype=dset.dtype)
+            for j in range(ny):  # one chunk per scan row
+                data[j] = dset[:, :, j]
+        meta = metadata_column(g.get("Metadata"), 0, where)
+        acq = metadata_column(g.get("AcquisitionMetadata"), 0, f"{where}/AcquisitionMetadata")
+        disp = to_float(get(acq, "Data", "dispersion"))
+        off = to_float(get(acq, "Data", "offset"), 0.0) or 0.0
+        if disp is None or disp <= 0:
+            warn(f"{where}: no energy calibration in AcquisitionMetadata; channels are used")
+            energy = Axis("Energy loss", ne)
+        else:
+            energy = Axis("Energy loss", ne, disp, off, "eV")
+        br = meta.get("BinaryResult") if isinstance(meta.get("BinaryResult"), dict) else {}
+        cal = spatial_calibration(br, (ny, nx), where)
+        if cal is None:
+            cal = spatial_calibration(self._si_meta.get("BinaryResult") or {}, (ny, nx), where)
+        axes = [*yx_axes(cal, ny, nx, navigate=True), energy]
+        md = self.md.metadata(meta or self._si_meta, "EELS", elements=self.md.elements_eels)
+        info = json_dataset(g.get("Info"), f"{where}/Info")
+        om = self.md.original(meta, AcquisitionMetadata=acq or None, Info=info)
+        ds = Dataset(
+            title="EELS",
+            data=data,
+            axes=axes,
+            kind=SPECTRUM_IMAGE,
+            signal_type="EELS",
+            path=dset.name,
+            metadata=md,
+            original_metadata=om,
+        )
+        return off, ds
+
+    # -- everything ----------------------------------------------------------------------
+
+    def read(self) -> list[Dataset]:
+        st = self.opts.select_type
+        want_images = st in (None, "image")
+        want_spectra = st in (None, "single_spectrum")
+        want_si = st in (None, "spectrum_image")
+        # the SI plan tells which images belong to the SI (first frame by default)
+        try:
+            # counting the stream's pixels only matters when the SI is read
+            self.plan = plan_spectrum_image(self.md, self.opts.lazy,
+                                            count=None if want_si else False)
+        except (OSError, KeyError, IndexError, TypeError) as err:
+            warn(f"{self.path}: the spectrum image cannot be described ({err}); it is "
+                 "skipped")
+        plan = self.plan
+        if want_images:
+            self._read_images()
+        if want_spectra:
+            self._read_spectra(has_si=plan is not None and not plan.pruned)
+        if want_si:
+            self._read_eels()
+            if plan is not None:
+                self._read_eds_si(plan)
+        if st is not None and not self.datasets:
+            warn(f"{self.path}: select_type={st!r} matches nothing in this file")
+        return self.datasets
+
+
+def read(path: str, f: h5py.File, opts: ReadOptions) -> list[Dataset]:
+    """All datasets of a Velox file (images, spectra, EDS and EELS spectrum images)."""
+    return VeloxReader(path, f, opts).read()
+
+
+def _frames_note(n: int, data_path: str) -> str:
+    return (f"{n} frames' metadata not read (lazy); get frame i with "
+            f"napari_emd.formats.velox.frame_metadata(path, {data_path!r}, i)")
+
+
+def frame_metadata(path: str, data_path: str, index: int) -> dict[str, Any]:
+    """The metadata JSON of frame ``index`` of a Velox image stack or spectrum stream.
+
+    ``data_path`` is the HDF5 path of the ``Data`` array (``Dataset.path``); its sibling
+    ``Metadata`` holds one JSON text per frame. Lazy readers of long stacks leave the
+    per-frame metadata out of ``original_metadata``; this reads one frame's on demand.
+    """
+    with open_h5(path) as f:
+        parent = str(data_path).rstrip("/").rsplit("/", 1)[0]
+        ds = f.get(f"{parent}/Metadata")
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 2:
+            raise EMDError(path, f"{parent} has no per-frame Metadata")
+        if not 0 <= index < ds.shape[1]:
+            raise ValueError(f"frame {index} is outside the {ds.shape[1]} frame(s) of {parent}")
+        return metadata_column(ds, index, f"{parent}/Metadata")

@@ -1,0 +1,135 @@
+"""Eager decoding: the whole requested cube in memory, read in one pass per stream.
+
+Each stream is read in one block (only the frames asked for, through the frame table)
+and its events are scattered straight into the output, the scan rows split between
+threads running the nogil kernel. Memory: the output plus one stream. When the frames
+asked for are a small part of the streams (a frame range), every detector's span is
+read and they are joined for one multi-detector pass instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ....h5 import open_h5
+from ....options import ReadOptions
+from .frames import StreamIndex, stream_dataset
+from .scatter import decode_rows, line_jobs, scatter
+from .spec import (
+    SISpec,
+    accumulator,
+    cast,
+    dtype_limit,
+    n_threads,
+    out_dtype,
+    warn_overflow,
+)
+from .warm import warm_kernels
+
+
+def detector_groups(spec: SISpec, opts: ReadOptions) -> list[tuple[int, ...]]:
+    """The streams of each cube: all of them summed, or one cube per detector."""
+    n = len(spec.streams)
+    return [tuple(range(n))] if opts.sum_EDS_detectors else [(i,) for i in range(n)]
+
+
+def read_eager(
+    spec: SISpec,
+    opts: ReadOptions,
+    first: int,
+    last: int,
+    preloaded: dict[str, np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """The cubes of frames ``first:last``, one per detector group.
+
+    ``preloaded`` maps stream paths to whole streams the caller has already read (the
+    Velox reader counts one to choose the scan grid): they are decoded instead of being
+    read again, and dropped from the dict as they are used.
+    """
+    warm_kernels()
+    preloaded = preloaded if preloaded is not None else {}
+    dt = out_dtype(spec, opts)
+    acc_dt = accumulator(dt)
+    nch = spec.bincount // opts.rebin_energy
+    nf = last - first
+    rows = spec.ny if opts.sum_frames else nf * spec.ny
+    results = []
+    with open_h5(spec.path) as f:
+
+        def opener(name: str):
+            return lambda: stream_dataset(f, name, spec.path)
+
+        indexes = [StreamIndex(spec, i, opener(s)) for i, s in enumerate(spec.streams)]
+        longest = max(ix.span_size(0, spec.n_frames) for ix in indexes)
+        for group in detector_groups(spec, opts):
+            out3 = np.zeros((rows, spec.nx, nch), acc_dt)
+            sizes = [indexes[i].span_size(first, last) for i in group]
+            if len(group) > 1 and sum(sizes) <= longest:
+                over = _scatter_joined(spec, opts, [indexes[i] for i in group], first, last,
+                                       out3, preloaded)
+            else:  # one stream in memory at a time, a preloaded one first
+                over = False
+                for i in sorted(group, key=lambda i: spec.streams[i] not in preloaded):
+                    idx = indexes[i]
+                    buf, a, lines = idx.span(first, last, preloaded.pop(idx.stream, None))
+                    jobs = line_jobs(lines, spec, range(first, last), 0, spec.ny, a,
+                                     not opts.sum_frames)
+                    over |= scatter(spec, buf, jobs, out3, opts.rebin_energy,
+                                    [(0, idx.stream, a)], n_threads())
+                    del buf
+            shape = (spec.ny, spec.nx, nch) if opts.sum_frames else (nf, spec.ny, spec.nx, nch)
+            cube = out3.reshape(shape)
+            if acc_dt == dt:
+                if over and dt.kind in "iu":
+                    group_indexes = [indexes[i] for i in group]
+                    warn_overflow(spec, dt, _largest_count(spec, opts, group_indexes,
+                                                           first, last))
+            else:
+                largest = int(cube.max(initial=0))
+                if largest > dtype_limit(dt):
+                    warn_overflow(spec, dt, largest)
+            results.append(cast(cube, dt))
+    return results
+
+
+def _scatter_joined(
+    spec: SISpec,
+    opts: ReadOptions,
+    indexes: list[StreamIndex],
+    first: int,
+    last: int,
+    out3: np.ndarray,
+    preloaded: dict[str, np.ndarray],
+) -> bool:
+    """Read every stream's span, join them, and scatter them in one row-ordered pass
+    (one multi-detector pass when every detector has the same lines)."""
+    spans = [ix.span(first, last, preloaded.pop(ix.stream, None)) for ix in indexes]
+    shifts = np.cumsum([0] + [buf.size for buf, _, _ in spans])
+    buf = np.concatenate([b for b, _, _ in spans])
+    per = [line_jobs(lines, spec, range(first, last), 0, spec.ny, a - int(shifts[j]),
+                     not opts.sum_frames)
+           for j, (_, a, lines) in enumerate(spans)]
+    if all(np.array_equal(p[2], per[0][2]) for p in per):
+        jobs = (np.stack([p[0] for p in per]), np.stack([p[1] for p in per]), per[0][2])
+    else:
+        jobs = tuple(np.concatenate([p[k] for p in per]) for k in range(3))
+    segments = [(int(shifts[j]), ix.stream, a) for j, (ix, (_, a, _)) in
+                enumerate(zip(indexes, spans))]
+    return scatter(spec, buf, jobs, out3, opts.rebin_energy, segments, n_threads())
+
+
+def _largest_count(
+    spec: SISpec, opts: ReadOptions, indexes: list[StreamIndex], first: int, last: int
+) -> int:
+    """The largest count of the requested cube, computed exactly in row blocks (only
+    after an overflow, to name it in the warning)."""
+    nch = spec.bincount // opts.rebin_energy
+    nf = 1 if opts.sum_frames else last - first
+    row_bytes = nf * spec.nx * nch * 8
+    step = max(1, min(spec.ny, (64 * 2**20) // max(row_bytes, 1)))
+    best = 0
+    for r0 in range(0, spec.ny, step):
+        r1 = min(spec.ny, r0 + step)
+        blk, _ = decode_rows(spec, opts, indexes, first, last, r0, r1, np.dtype("i8"))
+        best = max(best, int(blk.max(initial=0)))
+    return best

@@ -1,0 +1,351 @@
+"""Stream geometry: where each frame and each scan line of an event stream starts.
+
+The stream is cut into *scan lines* (``nx`` pixels). One linear pass over a frame's
+values finds where its lines start. With a trustworthy ``FrameLocationTable`` only the
+frames asked for are read and indexed (plus the frame before, whose pixel count checks
+where the first one starts), so one frame costs one frame's worth of work; without one,
+or when the table disagrees with the stream (warned about once), the whole stream is read
+and indexed.
+
+:class:`StreamIndex` holds one stream's line starts. The lazy chunks share one per stream
+and process (:func:`stream_index`, keyed by the file's identity); an eager read makes its
+own on the file it has open.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ....errors import EMDError, EMDWarning
+from ....h5 import H5_LOCK, cached_handle, check_unchanged
+from .spec import SEPARATOR, SISpec
+from .warm import kernels, kernels_warm
+
+
+def stream_dataset(f: h5py.File, name: str, path: str) -> h5py.Dataset:
+    """Stream dataset ``name`` of open file ``f``, opened without a chunk cache: a span
+    is read once, front to back, so caching its chunks (16 KiB each in Velox files) only
+    adds a copy and the cache's bookkeeping per chunk."""
+    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+    dapl.set_chunk_cache(0, 0, 1.0)
+    try:
+        return h5py.Dataset(h5py.h5d.open(f.id, name.encode(), dapl=dapl))
+    except (KeyError, ValueError, TypeError) as err:
+        raise EMDError(path, f"spectrum stream {name} is missing") from err
+
+
+def read_span(ds: Any, a: int, b: int) -> np.ndarray:
+    """Values ``a:b`` of an (N, 1) or (N,) stream dataset as a 1-D uint16 array."""
+    if b <= a:
+        return np.empty(0, np.uint16)
+    if ds.ndim == 2:
+        out = np.empty((b - a, ds.shape[1]), ds.dtype)
+        ds.read_direct(out, np.s_[a:b, :])
+        out = out[:, 0]
+    else:
+        out = np.empty(b - a, ds.dtype)
+        ds.read_direct(out, np.s_[a:b])
+    return out if out.dtype == np.uint16 else out.astype(np.uint16)
+
+
+def count_pixels(
+    ds: h5py.Dataset, keep: bool = False, block: int = 1 << 23
+) -> tuple[int, np.ndarray | None]:
+    """Pixels in an event stream: its 65535 separators, plus an unclosed last pixel.
+
+    With ``keep`` the stream is read whole and returned too (as the 1-D uint16 values),
+    so an eager read decodes it without reading it again; else it is read in blocks."""
+    flat_len = int(np.prod(ds.shape))
+    if keep and ds.dtype == np.uint16 and ds.ndim in (1, 2) and flat_len == ds.shape[0]:
+        values = np.empty(ds.shape, np.uint16)
+        if flat_len:
+            ds.read_direct(values)
+        values = values.reshape(-1)
+        count = int(np.count_nonzero(values == SEPARATOR))
+        last = int(values[-1]) if flat_len else SEPARATOR
+        return count + (1 if last != SEPARATOR else 0), values
+    count = 0
+    last = SEPARATOR
+    n0 = ds.shape[0]
+    step = max(1, block // max(1, flat_len // max(n0, 1)))
+    for start in range(0, n0, step):
+        chunk = np.asarray(ds[start : start + step]).ravel()
+        if chunk.size:
+            count += int(np.count_nonzero(chunk == SEPARATOR))
+            last = int(chunk[-1])
+    return count + (1 if flat_len and last != SEPARATOR else 0), None
+
+
+def load_table(f: Any, name: str | None) -> np.ndarray | None:
+    """The frame table ``name`` of open file ``f`` as int64, or None when there is none
+    or it cannot be read."""
+    if name is None:
+        return None
+    try:
+        return np.asarray(f[name][()]).astype(np.int64).ravel()
+    except (KeyError, OSError, ValueError, TypeError):
+        return None
+
+
+def table_fits(spec: SISpec, table: np.ndarray | None, n: int) -> bool:
+    """Cheap sanity check of a frame table against the stream length ``n``."""
+    if table is None or table.size < spec.n_frames or table[0] != 0:
+        return False
+    t = table[: spec.n_frames]
+    return bool(np.all(np.diff(t) >= 0) and t[-1] <= n)
+
+
+def warn_table(spec: SISpec, stream: str, why: str) -> None:
+    warnings.warn(
+        f"{spec.path}: the FrameLocationTable of {stream} disagrees with the stream "
+        f"({why}); frames are located by scanning the stream instead",
+        EMDWarning,
+        stacklevel=5,
+    )
+
+
+def check_extent(spec: SISpec, stream: str, pixels: int) -> None:
+    """Warn when the stream does not fill the grid (a stopped acquisition may leave the
+    last frame short, and Velox may start one more pixel: both are normal and silent)."""
+    npix = spec.npix
+    expected = spec.n_frames * npix
+    if pixels <= (spec.n_frames - 1) * npix:
+        warnings.warn(
+            f"{spec.path}: stream {stream} holds {pixels} pixels, fewer than the "
+            f"{spec.n_frames - 1} complete frame(s) of {spec.ny}x{spec.nx} expected before "
+            "the last; the missing pixels are zero",
+            EMDWarning,
+            stacklevel=5,
+        )
+    elif pixels > expected + 1:
+        warnings.warn(
+            f"{spec.path}: stream {stream} holds {pixels} pixels, more than the "
+            f"{spec.n_frames} frame(s) of {spec.ny}x{spec.nx} = {expected}; the extra "
+            "pixels are ignored",
+            EMDWarning,
+            stacklevel=5,
+        )
+
+
+def index_lines(buf: np.ndarray, nx: int, n_lines: int) -> tuple[np.ndarray, int, int]:
+    """Where each scan line (``nx`` pixels) of ``buf`` starts, for ``n_lines`` lines: the
+    numpy reference of the numba kernel ``kernels.index_lines``.
+
+    ``buf`` starts at a pixel boundary; lines the buffer does not reach start at
+    ``len(buf)``. Returns (``n_lines + 1`` positions, separators, values after the last
+    separator).
+    """
+    sep = np.flatnonzero(buf == SEPARATOR)
+    lines = np.full(n_lines + 1, buf.size, np.int64)
+    lines[0] = 0
+    ends = sep[nx - 1 :: nx] + 1
+    m = min(ends.size, n_lines)
+    lines[1 : m + 1] = ends[:m]
+    trailing = buf.size - 1 - (int(sep[-1]) if sep.size else -1)
+    return lines, int(sep.size), int(trailing)
+
+
+def _lines(buf: np.ndarray, nx: int, n_lines: int) -> tuple[np.ndarray, int, int]:
+    """:func:`index_lines`, by the numba kernel once it is loaded (one pass, no
+    temporaries the size of the buffer; eager reads always load it), else numpy (so the
+    lazy display path need not wake numba up)."""
+    if kernels_warm() and buf.dtype == np.uint16:
+        lines = np.zeros(n_lines + 1, np.int64)
+        seps, trailing = kernels().index_lines(buf, nx, lines)
+        return lines, int(seps), int(trailing)
+    return index_lines(buf, nx, n_lines)
+
+
+def _frame_lines(spec: SISpec, seg: np.ndarray, f: int) -> tuple[np.ndarray, str | None]:
+    """Line starts of frame ``f`` whose values are ``seg`` (from the frame's start), and
+    why the frame table is wrong about it (``None`` when it is right)."""
+    lines, seps, _ = _lines(seg, spec.nx, spec.ny)
+    last = f == spec.n_frames - 1
+    if not last and (seps != spec.npix or lines[-1] != seg.size):
+        return lines, f"frame {f} spans {seps} pixel separators, not {spec.npix}"
+    return lines, None
+
+
+class StreamIndex:
+    """The scan-line starts of stream ``i`` of ``spec`` (absolute stream positions),
+    filled in as reads need them.
+
+    ``opener()`` returns the open stream dataset; it is called under ``H5_LOCK`` for
+    every read, so a per-process handle cache may close and reopen files between reads.
+    """
+
+    def __init__(self, spec: SISpec, i: int, opener: Callable[[], h5py.Dataset]) -> None:
+        self.spec = spec
+        self.stream = spec.streams[i]
+        self.table_name = spec.frame_tables[i]
+        self.opener = opener
+        self.lock = threading.Lock()
+        self.lines = np.zeros(spec.n_frames * spec.ny + 1, np.int64)
+        self.have = np.zeros(spec.n_frames, bool)
+        self.table: np.ndarray | None = None
+        self.use_table = False
+        self.n = -1  # the stream's length, once looked at
+
+    def _read(self, a: int, b: int) -> np.ndarray:
+        with H5_LOCK:
+            return read_span(self.opener(), a, b)
+
+    def _look(self) -> None:
+        """Read the stream's length and frame table once, and decide whether the table
+        can be trusted (call locked)."""
+        if self.n >= 0:
+            return
+        with H5_LOCK:
+            ds = self.opener()
+            n = int(ds.shape[0])
+            self.table = load_table(ds.file, self.table_name)
+        if self.table is None and self.table_name is not None:
+            warnings.warn(
+                f"{self.spec.path}: FrameLocationTable {self.table_name} is unreadable; "
+                "frames are found by scanning the stream", EMDWarning, stacklevel=4)
+        self.use_table = table_fits(self.spec, self.table, n)
+        if self.table is not None and not self.use_table:
+            warn_table(self.spec, self.stream, "it does not fit the stream length")
+        self.n = n
+
+    def _index_whole(self, buf: np.ndarray) -> None:
+        """Index the whole stream held in ``buf``, checking the frame table against it."""
+        spec = self.spec
+        lines, seps, trailing = _lines(buf, spec.nx, spec.n_frames * spec.ny)
+        check_extent(spec, self.stream, seps + (1 if trailing > 0 else 0))
+        if self.use_table and self.table is not None:
+            starts = lines[np.arange(spec.n_frames) * spec.ny]
+            want = self.table[: spec.n_frames]
+            if not np.array_equal(starts, want):
+                bad = int(np.flatnonzero(starts != want)[0])
+                warn_table(spec, self.stream, f"frame {bad} starts at {int(starts[bad])}")
+                self.use_table = False
+        self.lines[:] = lines
+        self.have[:] = True
+
+    def _frame_end(self, f: int) -> int:
+        assert self.table is not None
+        return self.n if f == self.spec.n_frames - 1 else int(self.table[f + 1])
+
+    def _index_frames(self, buf: np.ndarray, lo: int, hi: int) -> bool:
+        """Index frames ``lo:hi`` from ``buf``, which holds the stream from the table's
+        start of frame ``lo``; False (and the table is dropped) when a frame disagrees
+        with the table."""
+        spec, table = self.spec, self.table
+        assert table is not None
+        a = int(table[lo])
+        found = []
+        for f in range(lo, hi):
+            fa, fb = int(table[f]) - a, self._frame_end(f) - a
+            lines, why = _frame_lines(spec, buf[fa:fb], f)
+            if why is None and fa == 0 and table[f] > 0 and \
+                    int(self._read(table[f] - 1, table[f])[0]) != SEPARATOR:
+                why = f"frame {f} would start inside a pixel, at {int(table[f])}"
+            if why is not None:
+                warn_table(spec, self.stream, why)
+                self.use_table = False
+                return False
+            found.append(lines + int(table[f]))
+        if hi == spec.n_frames:
+            tail = buf[int(table[hi - 1]) - a :]
+            seps = int(np.count_nonzero(tail == SEPARATOR))
+            trailing = tail.size > 0 and tail[-1] != SEPARATOR
+            check_extent(spec, self.stream, (hi - 1) * spec.npix + seps + int(trailing))
+        ny = spec.ny
+        for f, lines in zip(range(lo, hi), found):
+            self.lines[f * ny : (f + 1) * ny + 1] = lines
+            self.have[f] = True
+        return True
+
+    def span(
+        self, f0: int, f1: int, whole: np.ndarray | None = None
+    ) -> tuple[np.ndarray, int, np.ndarray]:
+        """(values of frames ``f0:f1``, the stream position of the first one, the line
+        array), reading the stream once and indexing what was read. ``whole``: the whole
+        stream, already read by the caller (then nothing is read)."""
+        spec, ny = self.spec, self.spec.ny
+        with self.lock:
+            self._look()
+            if whole is not None and whole.size == self.n:
+                if not self.have[f0:f1].all():
+                    self._index_whole(whole)
+                a, b = int(self.lines[f0 * ny]), int(self.lines[f1 * ny])
+                return whole[a:b], a, self.lines
+            if self.have[f0:f1].all():
+                a, b = int(self.lines[f0 * ny]), int(self.lines[f1 * ny])
+                return self._read(a, b), a, self.lines
+            partial = f0 > 0 or f1 < spec.n_frames
+            if self.use_table and partial:
+                assert self.table is not None
+                lo = max(f0 - 1, 0)  # the frame before checks where f0 starts
+                a0 = int(self.table[lo])
+                buf = self._read(a0, self._frame_end(f1 - 1))
+                if self._index_frames(buf, lo, f1):
+                    a = int(self.table[f0])
+                    return buf[a - a0 :], a, self.lines
+            buf = self._read(0, self.n)
+            self._index_whole(buf)
+            a, b = int(self.lines[f0 * ny]), int(self.lines[f1 * ny])
+            return buf[a:b], a, self.lines
+
+    def span_size(self, f0: int, f1: int) -> int:
+        """Values :meth:`span` reads for frames ``f0:f1`` (an estimate: a table found wrong
+        later makes it read the whole stream)."""
+        with self.lock:
+            self._look()
+            if self.have[f0:f1].all():
+                return int(self.lines[f1 * self.spec.ny] - self.lines[f0 * self.spec.ny])
+            if self.use_table and (f0 > 0 or f1 < self.spec.n_frames):
+                assert self.table is not None
+                return self._frame_end(f1 - 1) - int(self.table[max(f0 - 1, 0)])
+            return self.n
+
+    def ensure(self, f0: int, f1: int) -> np.ndarray:
+        """Make sure frames ``f0:f1`` are indexed; return the line array."""
+        with self.lock:
+            if self.have[f0:f1].all():
+                return self.lines
+        return self.span(f0, f1)[2]
+
+    def read_lines(self, f: int, r0: int, r1: int) -> tuple[np.ndarray, int]:
+        """(values of rows ``r0:r1`` of frame ``f``, the stream position of the first)."""
+        lines = self.ensure(f, f + 1)
+        ny = self.spec.ny
+        a, b = int(lines[f * ny + r0]), int(lines[f * ny + r1])
+        return self._read(a, b), a
+
+
+_INDEX_LOCK = threading.Lock()
+_INDEXES: OrderedDict[tuple, StreamIndex] = OrderedDict()
+_MAX_INDEXES = 64
+
+
+def stream_index(spec: SISpec, i: int) -> StreamIndex:
+    """The line index of stream ``i`` of ``spec`` this process shares between lazy chunks,
+    reading through the process's handle cache."""
+    check_unchanged(spec.path, spec.identity)
+    key = (*spec.cache_key(), spec.streams[i], spec.ny, spec.nx, spec.n_frames)
+    with _INDEX_LOCK:
+        idx = _INDEXES.get(key)
+        if idx is None:
+            name, path = spec.streams[i], spec.path
+            idx = StreamIndex(spec, i, lambda: stream_dataset(cached_handle(path), name, path))
+            _INDEXES[key] = idx
+            while len(_INDEXES) > _MAX_INDEXES:
+                _INDEXES.popitem(last=False)
+        else:
+            _INDEXES.move_to_end(key)
+        return idx
+
+
+def clear_indexes() -> None:
+    """Forget this process's shared stream indexes."""
+    with _INDEX_LOCK:
+        _INDEXES.clear()

@@ -1,0 +1,80 @@
+"""Lazy decoding: a dask array of the cube chunked by (frames x rows).
+
+A chunk reads only its scan lines from the file, through the process's shared line index
+(:func:`.frames.stream_index`), so the graph holds the path and the file's identity,
+never an open handle: it computes with the threaded scheduler, in napari's async slicing
+and on a ``dask.distributed`` cluster alike.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ....options import ReadOptions
+from .frames import stream_index
+from .scatter import decode_rows
+from .spec import SISpec, accumulator, cast, dtype_limit, out_dtype, warn_overflow
+
+# Bytes per chunk of the lazy cube, roughly.
+DATA_CHUNK_BYTES = 64 * 2**20
+
+
+def rows_per_chunk(spec: SISpec, nch: int, itemsize: int) -> int:
+    """Scan rows per chunk of a cube with ``nch`` channels of ``itemsize`` bytes."""
+    row = spec.nx * nch * itemsize
+    return int(max(1, min(spec.ny, DATA_CHUNK_BYTES // max(row, 1))))
+
+
+def _data_chunk(
+    spec: SISpec,
+    opts: ReadOptions,
+    streams: tuple[int, ...],
+    first: int,
+    last: int,
+    rpc: int,
+    dtype: str,
+    block_id: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """One chunk: rows block ``block_id[-3]`` of one frame (per-frame SI) or of the sum."""
+    assert block_id is not None
+    dt = np.dtype(dtype)
+    acc_dt = accumulator(dt)
+    r0 = block_id[-3] * rpc
+    r1 = min(spec.ny, r0 + rpc)
+    f0, f1 = (first, last) if opts.sum_frames else (first + block_id[0], first + block_id[0] + 1)
+    indexes = [stream_index(spec, i) for i in streams]
+    blk, over = decode_rows(spec, opts, indexes, f0, f1, r0, r1, acc_dt)
+    if blk.size and (over or acc_dt != dt):
+        largest = int(blk.max(initial=0))
+        if over:  # the accumulator wrapped: count again, wide
+            wide, _ = decode_rows(spec, opts, indexes, f0, f1, r0, r1, np.dtype("i8"))
+            largest = int(wide.max(initial=0))
+        if largest > dtype_limit(dt):
+            warn_overflow(spec, dt, largest)
+    return cast(blk, dt)
+
+
+def lazy_cube(
+    spec: SISpec, opts: ReadOptions, streams: tuple[int, ...], first: int, last: int
+) -> Any:
+    """The dask cube ``(y, x, E)`` (or ``(frame, y, x, E)``) of ``streams``."""
+    import dask.array as da
+
+    dt = out_dtype(spec, opts)
+    nch = spec.bincount // opts.rebin_energy
+    rpc = rows_per_chunk(spec, nch, dt.itemsize)
+    rows = da.core.normalize_chunks((rpc,), (spec.ny,))[0]
+    if opts.sum_frames:
+        chunks: tuple = (rows, (spec.nx,), (nch,))
+    else:
+        chunks = ((1,) * (last - first), rows, (spec.nx,), (nch,))
+    token = da.core.tokenize(spec.cache_key()[1:], spec, streams, first, last,
+                             opts.sum_frames, opts.rebin_energy, str(dt))
+    return da.map_blocks(
+        _data_chunk, spec, opts, streams, first, last, rpc, dt.str,
+        chunks=chunks, dtype=dt, name=f"emd-si-{os.path.basename(spec.path)}-{token}",
+        meta=np.empty((0,) * len(chunks), dt),
+    )

@@ -1,0 +1,261 @@
+"""The energy-first view for napari: one dask chunk per energy plane, from a per-process
+event index.
+
+The index holds the pixel of every event grouped by channel (and frame when frames are
+kept), so a plane is the bincount of one slice: the first plane pays for the index,
+later planes take a few milliseconds. Small spectrum images get a flat numpy index
+instead (no numba start-up, no sort; a plane scans every event in a few ms).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ....h5 import H5_LOCK, cached_handle, check_unchanged
+from ....options import ReadOptions
+from .frames import stream_index
+from .spec import SEPARATOR, SISpec, bad_channel, cast, n_threads, out_dtype
+from .warm import kernels, warm_kernels
+
+# Below this many stream values (about 8 M events) a plane scan of the flat index takes
+# under 10 ms; above, the sorted index keeps planes at a few ms.
+FLAT_INDEX_VALUES = 12_000_000
+# Bytes of event indexes kept per process.
+EVENT_BUDGET = 2 * 2**30
+
+
+@dataclass
+class EventIndex:
+    """Pixel index (within its frame) of every event, grouped by key = channel * nkf +
+    frame (``nkf`` = 1 when frames are summed): a plane is a bincount of one slice."""
+
+    starts: np.ndarray  # (bincount * nkf + 1,) int64
+    pixels: np.ndarray  # (events,) uint32
+    nkf: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.starts.nbytes + self.pixels.nbytes
+
+    def plane(self, lo: int, hi: int, frame: int | None, npix: int) -> np.ndarray:
+        """Counts per pixel of channels ``lo:hi`` (of ``frame``, or of the frame sum)."""
+        if self.nkf == 1:  # the channels of a rebinned plane are one slice
+            a, b = self.starts[lo], self.starts[hi]
+            return np.bincount(self.pixels[a:b], minlength=npix)
+        out = np.zeros(npix, np.int64)
+        for c in range(lo, hi):
+            key = c * self.nkf + (frame or 0)
+            out += np.bincount(self.pixels[self.starts[key] : self.starts[key + 1]],
+                               minlength=npix)
+        return out
+
+
+@dataclass
+class FlatIndex:
+    """Channel and pixel of every event, per stream, in stream order, with where each
+    frame's events start: a plane is one vectorised scan. Built with numpy alone."""
+
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (ch uint16, pix uint32, bounds)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes + p.nbytes + b.nbytes for c, p, b in self.parts)
+
+    def plane(self, lo: int, hi: int, frame: int | None, npix: int) -> np.ndarray:
+        out = np.zeros(npix, np.int64)
+        step = 1 << 20  # scan in slices: small temporaries
+        for ch, pix, bounds in self.parts:
+            a, b = (0, ch.size) if frame is None else (int(bounds[frame]),
+                                                       int(bounds[frame + 1]))
+            for s0 in range(a, b, step):
+                s1 = min(b, s0 + step)
+                c = ch[s0:s1]
+                hit = (c - np.uint16(lo)) < np.uint16(hi - lo)  # lo <= c < hi, uint16 wrap
+                idx = pix[s0:s1][hit]
+                if idx.size:
+                    out += np.bincount(idx, minlength=npix)
+        return out
+
+
+def _stream_values(spec: SISpec, streams: tuple[int, ...]) -> int:
+    with H5_LOCK:
+        f = cached_handle(spec.path)
+        return sum(int(f[spec.streams[i]].shape[0]) for i in streams)
+
+
+def _build_sorted(
+    spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
+) -> EventIndex:
+    """Counting sort of every event by key with the numba kernels: a count pass and a fill
+    pass per stream (streams in parallel threads), no per-event temporaries."""
+    k = kernels()
+    npix, nf = spec.npix, last - first
+    nkf = nf if per_frame else 1
+    nkeys = spec.bincount * nkf
+    frame_key = np.arange(nf, dtype=np.int64) if per_frame else np.zeros(nf, np.int64)
+    sel = np.arange(first, last + 1) * spec.ny
+    keep_bufs = _stream_values(spec, streams) * 2 <= 256 * 2**20
+
+    def count(i: int) -> tuple:
+        buf, a, lines = stream_index(spec, i).span(first, last)
+        fs, fe = lines[sel[:-1]] - a, lines[sel[1:]] - a
+        counts = np.zeros(nkeys, np.int64)
+        code = k.count_keys(buf, fs, fe, frame_key, nkf, spec.bincount, npix, counts)
+        if code < 0:
+            raise bad_channel(spec, spec.streams[i], buf, code, a)
+        return (i, buf if keep_bufs else None, fs, fe, counts)
+
+    with ThreadPoolExecutor(min(n_threads(), len(streams))) as ex:
+        loaded = list(ex.map(count, streams))
+        starts = np.zeros(nkeys + 1, np.int64)
+        np.cumsum(np.sum([c[-1] for c in loaded], axis=0), out=starts[1:])
+        pixels = np.empty(int(starts[-1]), np.uint32)
+        cursors = []
+        run = starts[:-1].copy()
+        for c in loaded:  # each stream fills its own sub-range of every key
+            cursors.append(run.copy())
+            run += c[-1]
+
+        def fill(j: int) -> None:
+            i, buf, fs, fe, _ = loaded[j]
+            if buf is None:
+                buf, _, _ = stream_index(spec, i).span(first, last)
+            k.fill_keys(buf, fs, fe, frame_key, nkf, npix, cursors[j], pixels)
+
+        list(ex.map(fill, range(len(loaded))))
+    return EventIndex(starts, pixels, nkf)
+
+
+def _flat_stream(
+    spec: SISpec, i: int, first: int, last: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(channels, pixels within frame, frame offsets) of the events of stream ``i`` in
+    frames ``first:last``, in arrays of exactly the event count. Frame by frame, so
+    temporaries stay one frame big; the pixel of an event is the number of separators
+    before it in its frame."""
+    buf, a, lines = stream_index(spec, i).span(first, last)
+    npix, nf = spec.npix, last - first
+    total = buf.size - int(np.count_nonzero(buf == SEPARATOR))
+    ch_out = np.empty(total, np.uint16)
+    pix_out = np.empty(total, np.uint32)
+    fstarts = lines[np.arange(first, last + 1) * spec.ny] - a
+    bounds = np.zeros(nf + 1, np.int64)
+    o = 0
+    for f in range(nf):
+        seg = buf[fstarts[f] : fstarts[f + 1]]
+        is_sep = seg == SEPARATOR
+        ev = ~is_sep
+        n = int(np.count_nonzero(ev))
+        seps = np.cumsum(is_sep, dtype=np.uint32)
+        pix = np.compress(ev, seps, out=pix_out[o : o + n])
+        ch = np.compress(ev, seg, out=ch_out[o : o + n])
+        if n and int(ch.max()) >= spec.bincount:
+            bad = int(np.flatnonzero((seg >= spec.bincount) & ev)[0])
+            raise bad_channel(spec, spec.streams[i], seg, -(bad + 1), a + int(fstarts[f]))
+        if n and pix[-1] >= npix:  # pixels past the grid are ignored (and warned about)
+            n = int(np.searchsorted(pix, np.uint32(npix)))
+        o += n
+        bounds[f + 1] = o
+    return ch_out[:o], pix_out[:o], bounds
+
+
+def _build(
+    spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
+) -> EventIndex | FlatIndex:
+    """The flat numpy index for small streams, the channel-sorted numba index for big."""
+    if _stream_values(spec, streams) < FLAT_INDEX_VALUES:
+        return FlatIndex([_flat_stream(spec, i, first, last) for i in streams])
+    warm_kernels()
+    return _build_sorted(spec, streams, first, last, per_frame)
+
+
+_EVENT_LOCK = threading.Lock()
+_EVENTS: OrderedDict[tuple, EventIndex | FlatIndex] = OrderedDict()
+_BUILDING: dict[tuple, threading.Lock] = {}
+
+
+def event_index(
+    spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
+) -> EventIndex | FlatIndex:
+    """The event index of this process (built on first use, one build per key)."""
+    check_unchanged(spec.path, spec.identity)
+    key = (*spec.cache_key(), spec, streams, first, last, per_frame)
+    with _EVENT_LOCK:
+        ev = _EVENTS.get(key)
+        if ev is not None:
+            _EVENTS.move_to_end(key)
+            return ev
+        building = _BUILDING.setdefault(key, threading.Lock())
+    with building:  # concurrent plane tasks wait for the one build
+        with _EVENT_LOCK:
+            ev = _EVENTS.get(key)
+        if ev is not None:
+            return ev
+        ev = _build(spec, streams, first, last, per_frame)
+    with _EVENT_LOCK:
+        _BUILDING.pop(key, None)
+        _EVENTS[key] = ev
+        total = sum(e.nbytes for e in _EVENTS.values())
+        while total > EVENT_BUDGET and len(_EVENTS) > 1:
+            _, old = _EVENTS.popitem(last=False)
+            total -= old.nbytes
+    return ev
+
+
+def clear_event_indexes() -> None:
+    """Forget this process's event indexes."""
+    with _EVENT_LOCK:
+        _EVENTS.clear()
+
+
+def _plane_chunk(
+    spec: SISpec,
+    streams: tuple[int, ...],
+    first: int,
+    last: int,
+    per_frame: bool,
+    rebin: int,
+    nch: int,
+    dtype: str,
+    block_id: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """Energy plane ``block_id[-3]`` of one frame or of the sum."""
+    assert block_id is not None
+    ev = event_index(spec, streams, first, last, per_frame)
+    e = block_id[-3]
+    frame = block_id[0] if per_frame else None
+    plane = ev.plane(e * rebin, (e + 1) * rebin, frame, spec.npix)
+    out = cast(plane.reshape(1, spec.ny, spec.nx), np.dtype(dtype))
+    return out[None] if per_frame else out
+
+
+def lazy_planes(
+    spec: SISpec, opts: ReadOptions, streams: tuple[int, ...], first: int, last: int
+) -> Any:
+    """The energy-first dask view ``(E, y, x)`` (or ``(frame, E, y, x)``), one chunk per
+    energy plane."""
+    import dask.array as da
+
+    dt = out_dtype(spec, opts)
+    nch = spec.bincount // opts.rebin_energy
+    per_frame = not opts.sum_frames
+    e_chunks = (1,) * nch
+    if per_frame:
+        chunks: tuple = ((1,) * (last - first), e_chunks, (spec.ny,), (spec.nx,))
+    else:
+        chunks = (e_chunks, (spec.ny,), (spec.nx,))
+    token = da.core.tokenize(spec.cache_key()[1:], spec, streams, first, last, per_frame,
+                             opts.rebin_energy, str(dt))
+    return da.map_blocks(
+        _plane_chunk, spec, streams, first, last, per_frame, opts.rebin_energy, nch, dt.str,
+        chunks=chunks, dtype=dt,
+        name=f"emd-si-display-{os.path.basename(spec.path)}-{token}",
+        meta=np.empty((0,) * len(chunks), dt),
+    )

@@ -1,0 +1,154 @@
+"""Counting events into a cube: scan lines of one or more streams scattered into output
+rows by the numba kernel, the rows split between threads.
+
+A *job* is one scan line: where it starts and ends in a buffer of stream values, and the
+output row it lands in. Jobs go in output-row order, so a row stays in cache while all its
+lines land in it; with several detectors whose lines are the same (frames x rows), one
+pass takes every detector's events of a pixel while that pixel's spectrum is in cache.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ....options import ReadOptions
+from .frames import StreamIndex
+from .spec import SISpec, bad_channel
+from .warm import kernels
+
+Jobs = tuple[np.ndarray, np.ndarray, np.ndarray]  # (starts, ends, output rows)
+
+# Blocks of output rows per thread: more blocks than threads even out rows that hold
+# more events than others (a thread done early takes the next block).
+BLOCKS_PER_THREAD = 4
+
+
+def line_jobs(
+    lines: np.ndarray, spec: SISpec, frames: range, r0: int, r1: int, base: int,
+    per_frame: bool,
+) -> Jobs:
+    """Jobs of rows ``r0:r1`` of ``frames``, positions relative to ``base``; with
+    ``per_frame`` each frame's rows go to their own block of output rows."""
+    ny, nr = spec.ny, r1 - r0
+    starts, ends, outs = [], [], []
+    for j, f in enumerate(frames):
+        starts.append(lines[f * ny + r0 : f * ny + r1] - base)
+        ends.append(lines[f * ny + r0 + 1 : f * ny + r1 + 1] - base)
+        o = np.arange(nr, dtype=np.int64)
+        outs.append(o + j * nr if per_frame else o)
+    return np.concatenate(starts), np.concatenate(ends), np.concatenate(outs)
+
+
+def scatter(
+    spec: SISpec,
+    buf: np.ndarray,
+    jobs: Jobs,
+    out3: np.ndarray,
+    rebin: int,
+    segments: list[tuple[int, str, int]],
+    threads: int = 1,
+) -> bool:
+    """Count the events of ``jobs`` of ``buf`` into ``out3`` (rows, nx, E); True when a
+    count overflowed ``out3``'s dtype.
+
+    ``jobs`` starts and ends are 1-D (one stream) or ``(detectors, lines)`` (one line of
+    every detector per output row). ``segments`` name where ``buf``'s values come from,
+    for error messages: (start in ``buf``, stream, stream position of that start).
+    """
+    st, en, ou = jobs
+    if st.ndim == 1:
+        st, en = st[None], en[None]
+    order = np.argsort(ou, kind="stable")
+    ou = ou[order]
+    st, en = st[:, order], en[:, order]
+    nrows = out3.shape[0]
+    parts = threads * BLOCKS_PER_THREAD if threads > 1 and ou.size >= 2 * threads else 1
+    cuts = np.searchsorted(ou, np.linspace(0, nrows, parts + 1).astype(np.int64))
+    # C order: the kernels were loaded for C-ordered job arrays, and another layout
+    # (a column slice of a 2-D array) makes numba load one more specialization
+    blocks = [
+        (np.ascontiguousarray(st[:, i:j]), np.ascontiguousarray(en[:, i:j]), ou[i:j])
+        for i, j in itertools.pairwise(cuts)
+        if j > i
+    ]
+    kern = kernels().scatter_lines
+
+    def run(block: tuple[np.ndarray, np.ndarray, np.ndarray]) -> int:
+        return kern(buf, *block, spec.nx, rebin, spec.bincount, out3)
+
+    if threads > 1 and len(blocks) > 1:
+        codes = list(pool().map(run, blocks))
+    else:
+        codes = [run(b) for b in blocks]
+    bad = [c for c in codes if c < 0]
+    if bad:
+        code = max(bad)  # the first bad value in the buffer
+        start, stream, offset = max(
+            (seg for seg in segments if seg[0] <= -code - 1), key=lambda seg: seg[0]
+        )
+        raise bad_channel(spec, stream, buf, code, offset - start)
+    return any(c == 1 for c in codes)
+
+
+def decode_rows(
+    spec: SISpec,
+    opts: ReadOptions,
+    indexes: list[StreamIndex],
+    f0: int,
+    f1: int,
+    r0: int,
+    r1: int,
+    acc_dt: np.dtype,
+) -> tuple[np.ndarray, bool]:
+    """Rows ``r0:r1`` of frames ``f0:f1`` of the streams of ``indexes`` (summed, or one
+    block of rows per frame when ``opts.sum_frames`` is False), read line by line: what
+    one lazy chunk computes. Returns the block and whether a count overflowed."""
+    nch = spec.bincount // opts.rebin_energy
+    nr, nf = r1 - r0, f1 - f0
+    per_frame = not opts.sum_frames
+    out = np.zeros(((nf if per_frame else 1) * nr, spec.nx, nch), acc_dt)
+    over = False
+    for idx in indexes:
+        for j, f in enumerate(range(f0, f1)):
+            buf, a = idx.read_lines(f, r0, r1)
+            if not buf.size:
+                continue
+            jobs = line_jobs(idx.lines, spec, range(f, f + 1), r0, r1, a, False)
+            view = out[j * nr : (j + 1) * nr] if per_frame else out
+            over |= scatter(spec, buf, jobs, view, opts.rebin_energy, [(0, idx.stream, a)])
+    if per_frame:
+        return out.reshape(nf, nr, spec.nx, nch), over
+    return out, over
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def pool() -> ThreadPoolExecutor:
+    """The process's scatter threads, kept alive between reads (starting threads per read
+    costs milliseconds). Its tasks never submit to it again, so callers on many threads
+    (dask) cannot deadlock it."""
+    from .spec import n_threads
+
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(n_threads(), thread_name_prefix="napari-emd")
+        return _POOL
+
+
+def _forget_pool() -> None:  # a forked child has none of the parent's threads
+    global _POOL, _POOL_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+

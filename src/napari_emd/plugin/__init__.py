@@ -1,0 +1,7 @@
+"""The napari plugin: thin glue between napari and the library.
+
+:mod:`.reader`, :mod:`.writer` and :mod:`.sample` are the npe2 contributions named in
+``napari.yaml``; :mod:`.layers` turns :class:`napari_emd.Dataset` records into layer data
+tuples; :mod:`.layer_meta` is the one definition of what napari-emd keeps in
+``layer.metadata``; :mod:`.widgets` holds the dock widgets (the only Qt code).
+"""

@@ -1,0 +1,55 @@
+"""napari reader contribution: a thin layer over :func:`napari_emd.read_datasets`.
+
+napari asks every reader plugin whether it wants a path; we answer with a reader only for
+files that really are EMD (decided from HDF5 attributes, no data read), and ``None``
+otherwise so another plugin can take the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..api import READ_EXTENSIONS, detect_format, read_datasets
+from ..errors import EMDError
+from ..h5 import is_hdf5
+from .layers import LayerData, datasets_to_layers
+
+PathLike = str | os.PathLike
+ReaderFunction = Callable[[Any], list[LayerData]]
+
+# Extensions we claim even when the file is damaged, so the user gets our error message
+# instead of "no reader found".
+_OWN_EXTENSIONS = (".emd", ".de5")
+
+
+def _claims(path: str) -> bool:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in READ_EXTENSIONS or not os.path.isfile(path) or not is_hdf5(path):
+        return False
+    try:
+        return detect_format(path) is not None
+    except EMDError:
+        return ext in _OWN_EXTENSIONS
+
+
+def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | None:
+    """Return :func:`reader_function` when every path is an EMD file we read, else None."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if not paths:
+        return None
+    if all(_claims(os.fspath(p)) for p in paths):
+        return reader_function
+    return None
+
+
+def reader_function(path: PathLike | Sequence[PathLike], **options: Any) -> list[LayerData]:
+    """Read one or more EMD files into layer data tuples (lazily: big data stays on disk)."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    layers: list[LayerData] = []
+    options.setdefault("lazy", True)
+    for p in paths:
+        p = os.fspath(p)
+        layers.extend(datasets_to_layers(read_datasets(p, **options), p))
+    return layers

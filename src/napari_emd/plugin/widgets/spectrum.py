@@ -1,0 +1,687 @@
+"""The spectrum viewer: spectra of a spectrum-image layer on a real energy axis.
+
+It shows the spectrum under the mouse, at a clicked pixel, summed over a Shapes or Labels
+region, or summed over the whole map, and the file's own single spectra. Spectra come from
+the layer's :class:`~napari_emd.Dataset` record (:func:`..layer_meta.si_record`):
+a pixel spectrum is ``record.data[..., y, x, :]`` of the lazy array, so only the pixels
+asked for are decoded, in a worker thread (the newest request wins). An energy window,
+dragged on the plot or typed, makes an energy-window map layer calibrated like the SI;
+X-ray line markers show the chosen elements, and one click maps an element.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ... import xray_lines
+from ...model import Dataset
+from ...spectra import (
+    EnergyAxis,
+    energy_axis,
+    labels_mask,
+    map_sum,
+    pixel_spectrum,
+    region_sum,
+    shapes_mask,
+    si_pixel,
+    window_map,
+    world_to_pixel,
+    write_spectrum_csv,
+)
+from ..layer_meta import (
+    DERIVED,
+    Derived,
+    EMDLayerInfo,
+    attach,
+    file_spectra,
+    is_si_layer,
+    layer_info,
+    si_record,
+    source_file,
+)
+from ..layers import map_placement
+from .runner import LatestRunner
+from .spectrum_plot import SpectrumPlot, line_label
+
+MOUSE = "pixel under the mouse"
+CLICK = "clicked pixel"
+REGION = "sum over a region (Shapes/Labels)"
+MAP = "sum over the whole map"
+MODES = (MOUSE, CLICK, REGION, MAP)
+FILE_PREFIX = "file spectrum: "
+
+
+def _is_region_layer(layer: Any) -> bool:
+    from napari.layers import Labels, Shapes
+
+    return isinstance(layer, (Shapes, Labels))
+
+
+def _disconnector(viewer: Any, connections: list[tuple[Any, Any]], drag: Any) -> Any:
+    """A slot for ``destroyed`` that unhooks a widget from the viewer, so a closed dock
+    widget no longer reacts to the mouse or the layer list."""
+
+    def disconnect(*_: Any) -> None:
+        for signal, slot in connections:
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                signal.disconnect(slot)
+        with contextlib.suppress(ValueError):
+            viewer.mouse_drag_callbacks.remove(drag)
+
+    return disconnect
+
+
+class SpectrumViewer(QWidget):
+    """Dock widget: spectra of the selected spectrum-image layer, energy-window and
+    element maps, X-ray line markers, CSV export."""
+
+    spectrum_changed = Signal()
+    map_ready = Signal(object)
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.runner = LatestRunner(self._on_error)
+        self.map_runner = LatestRunner(self._on_error)
+        # the SI's energy axis (set when the SI layer changes; spectra of the SI are
+        # computed on it) and the axis of what is plotted now (may be a file spectrum's)
+        self.energy: EnergyAxis | None = None
+        self.clicked: tuple[int, ...] | None = None
+        self._hover: tuple[int, ...] | None = None
+        self._sum_cache: dict[str, tuple[Any, np.ndarray]] = {}
+        self._region_layer: Any = None
+        self._elements_edited = False
+
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.layer_combo = QComboBox()
+        self.layer_combo.setToolTip("Spectrum-image layer the spectra come from")
+        form.addRow("SI layer", self.layer_combo)
+        self.mode_combo = QComboBox()
+        form.addRow("Spectrum", self.mode_combo)
+        self.region_combo = QComboBox()
+        self.region_combo.setToolTip("Shapes or Labels layer that outlines the region")
+        form.addRow("Region", self.region_combo)
+        layout.addLayout(form)
+
+        dark = str(getattr(self.viewer, "theme", "dark")) != "light"
+        self.plot = SpectrumPlot(self.map_window, dark)
+        self.plot.changed.connect(self.spectrum_changed.emit)
+        layout.addWidget(self.plot, 1)
+
+        row = QHBoxLayout()
+        export = QPushButton("Export CSV…")
+        export.clicked.connect(self._export_clicked)
+        row.addWidget(self.plot.log_check)
+        row.addStretch(1)
+        row.addWidget(export)
+        layout.addLayout(row)
+
+        win = QHBoxLayout()
+        self.win_lo = QDoubleSpinBox()
+        self.win_hi = QDoubleSpinBox()
+        for s in (self.win_lo, self.win_hi):
+            s.setDecimals(3)
+            s.setMinimumWidth(70)
+            s.setButtonSymbols(QDoubleSpinBox.NoButtons)
+            s.setToolTip("Energy window to map (or drag across the plot)")
+            s.setRange(-1e6, 1e6)
+            s.setKeyboardTracking(False)
+        self.win_units = QLabel("")
+        map_btn = QPushButton("Map window")
+        map_btn.setToolTip("Add (or update) a map of the counts in this energy window")
+        map_btn.clicked.connect(lambda: self.map_window(self.win_lo.value(), self.win_hi.value()))
+        win.addWidget(QLabel("Window"))
+        win.setSpacing(4)
+        win.addWidget(self.win_lo)
+        win.addWidget(QLabel("–"))
+        win.addWidget(self.win_hi)
+        win.addWidget(self.win_units)
+        win.addWidget(map_btn)
+        layout.addLayout(win)
+
+        el = QHBoxLayout()
+        self.elements_edit = QLineEdit()
+        self.elements_edit.setPlaceholderText("elements, e.g. Fe, Cu, O")
+        self.elements_edit.setToolTip("Elements whose X-ray lines are marked on the plot")
+        self.elements_edit.editingFinished.connect(self._elements_typed)
+        self.element_combo = QComboBox()
+        el_btn = QPushButton("Map element")
+        el_btn.setToolTip("Map the counts in a window around the element's main line")
+        el_btn.clicked.connect(lambda: self.map_element(self.element_combo.currentText()))
+        el.addWidget(QLabel("Lines"))
+        el.addWidget(self.elements_edit, 1)
+        el.addWidget(self.element_combo)
+        el.addWidget(el_btn)
+        layout.addLayout(el)
+
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+
+        self._si_list: list[Any] = []  # the SI layers listed in layer_combo, in order
+        self.layer_combo.currentIndexChanged.connect(self._si_layer_changed)
+        self.mode_combo.currentIndexChanged.connect(self._mode_changed)
+        self.region_combo.currentIndexChanged.connect(self._region_changed)
+        layers = self.viewer.layers
+        connections = [
+            (layers.events.inserted, self._refresh_layers),
+            (layers.events.removed, self._refresh_layers),
+            (layers.events.reordered, self._refresh_layers),
+            (layers.events.renamed, self._refresh_layers),
+            (layers.selection.events.active, self._active_changed),
+            (self.viewer.cursor.events.position, self._cursor_moved),
+            (self.viewer.dims.events.current_step, self._slider_moved),
+        ]
+        for signal, slot in connections:
+            signal.connect(slot)
+        self.viewer.mouse_drag_callbacks.append(self._mouse_pressed)
+        self.destroyed.connect(_disconnector(self.viewer, connections, self._mouse_pressed))
+        self._refresh_layers()
+        self._active_changed()
+
+    # ---- what is plotted --------------------------------------------------------------
+    @property
+    def spectrum(self) -> np.ndarray | None:
+        """The plotted spectrum (counts per channel), or ``None``."""
+        return self.plot.spectrum
+
+    @property
+    def shown_energy(self) -> EnergyAxis | None:
+        """The energy axis of the plotted spectrum."""
+        return self.plot.shown_energy
+
+    @property
+    def spectrum_title(self) -> str:
+        """What the plotted spectrum is (layer and pixel, region or file spectrum)."""
+        return self.plot.title
+
+    def _show(self, spec: np.ndarray | None, title: str, energy: EnergyAxis | None) -> None:
+        self.plot.plot(spec, title, energy)
+        if spec is not None and energy is not None:
+            self.status.setText(title)
+
+    # ---- layers ------------------------------------------------------------------------
+    def si_layers(self) -> list[Any]:
+        return [lyr for lyr in self.viewer.layers if is_si_layer(lyr)]
+
+    @property
+    def si_layer(self) -> Any:
+        # by object, not by name: a renamed layer stays the chosen one
+        i = self.layer_combo.currentIndex()
+        if 0 <= i < len(self._si_list):
+            layer = self._si_list[i]
+            if any(lyr is layer for lyr in self.viewer.layers):
+                return layer
+        return None
+
+    @property
+    def record(self) -> Dataset | None:
+        layer = self.si_layer
+        return si_record(layer) if layer is not None else None
+
+    def set_si_layer(self, layer: Any) -> None:
+        """Show spectra of ``layer`` (a napari-emd spectrum-image layer)."""
+        i = next((k for k, lyr in enumerate(self._si_list) if lyr is layer), -1)
+        if i >= 0:
+            self.layer_combo.setCurrentIndex(i)
+
+    def _refresh_layers(self, event: Any = None) -> None:
+        cur = self.si_layer
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        self._si_list = self.si_layers()
+        names = [lyr.name for lyr in self._si_list]
+        self.layer_combo.addItems(names)
+        keep = next((k for k, lyr in enumerate(self._si_list) if lyr is cur), -1)
+        if keep >= 0:
+            self.layer_combo.setCurrentIndex(keep)
+        self.layer_combo.blockSignals(False)
+        if cur is not None and keep < 0:
+            self._si_layer_changed()  # the shown SI layer is gone
+
+        mode = self.mode_combo.currentText()
+        self.mode_combo.blockSignals(True)
+        self.mode_combo.clear()
+        self.mode_combo.addItems(list(MODES))
+        layers = list(self.viewer.layers)
+        if self.si_layer is not None:  # its file's spectra first
+            layers.insert(0, self.si_layer)
+        self._spectra = {f"{FILE_PREFIX}{label}": sp for label, sp in file_spectra(layers).items()}
+        self.mode_combo.addItems(list(self._spectra))
+        if self.mode_combo.findText(mode) >= 0:
+            self.mode_combo.setCurrentText(mode)
+        elif not names and self._spectra:
+            self.mode_combo.setCurrentText(next(iter(self._spectra)))
+        self.mode_combo.blockSignals(False)
+
+        reg = self.region_combo.currentText()
+        self.region_combo.blockSignals(True)
+        self.region_combo.clear()
+        regions = [
+            lyr.name for lyr in self.viewer.layers if _is_region_layer(lyr)
+        ]
+        self.region_combo.addItems(regions)
+        if reg in regions:
+            self.region_combo.setCurrentText(reg)
+        self.region_combo.blockSignals(False)
+        self._region_changed()
+        if cur != self.layer_combo.currentText() or not self.spectrum_title:
+            self._si_layer_changed()
+
+    def _active_changed(self, event: Any = None) -> None:
+        layer = self.viewer.layers.selection.active
+        if layer is None:
+            return
+        if is_si_layer(layer) and layer.name != self.layer_combo.currentText():
+            self.set_si_layer(layer)
+        elif _is_region_layer(layer):
+            i = self.region_combo.findText(layer.name)
+            if i >= 0:
+                self.region_combo.setCurrentIndex(i)
+
+    def _si_layer_changed(self, *_: Any) -> None:
+        self._hover = None
+        self.clicked = None
+        rec = self.record
+        if rec is not None:
+            self.energy = energy_axis(rec.axes[-1], rec.signal_type)
+            self.win_units.setText(self.energy.units)
+            lo, hi = float(self.energy.values.min()), float(self.energy.values.max())
+            for s in (self.win_lo, self.win_hi):
+                s.setRange(lo, hi)
+                values = self.energy.values
+                step = abs(values[1] - values[0]) if len(values) > 1 else 1.0
+                s.setSingleStep(step)
+            if not self._elements_edited:
+                els = (rec.metadata.get("Sample") or {}).get("elements") or []
+                self.set_elements(xray_lines.parse_elements(list(els)), edited=False)
+        self._mode_changed()
+
+    def _region_changed(self, *_: Any) -> None:
+        name = self.region_combo.currentText()
+        layer = next((lyr for lyr in self.viewer.layers if lyr.name == name), None)
+        if layer is self._region_layer:
+            return
+        self._disconnect_region()
+        self._region_layer = layer
+        if layer is not None:
+            layer.events.data.connect(self._region_edited)
+            if hasattr(layer.events, "paint"):
+                layer.events.paint.connect(self._region_edited)
+            if hasattr(layer.events, "selected_label"):
+                layer.events.selected_label.connect(self._region_edited)
+        if self.mode == REGION:
+            self.update_spectrum()
+
+    def _disconnect_region(self) -> None:
+        old = self._region_layer
+        if old is None:
+            return
+        for name in ("data", "paint", "selected_label"):
+            ev = getattr(old.events, name, None)
+            if ev is not None:
+                with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                    ev.disconnect(self._region_edited)
+        self._region_layer = None
+
+    def _region_edited(self, event: Any = None) -> None:
+        if self.mode == REGION:
+            self.update_spectrum()
+
+    # ---- modes and spectra -------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return self.mode_combo.currentText()
+
+    def set_mode(self, mode: str) -> None:
+        """Choose what is plotted: one of :data:`MODES`, or ``"file spectrum: <title>"``."""
+        i = self.mode_combo.findText(mode)
+        if i < 0:
+            raise ValueError(f"unknown spectrum mode {mode!r}")
+        self.mode_combo.setCurrentIndex(i)
+
+    def _mode_changed(self, *_: Any) -> None:
+        self.region_combo.setEnabled(self.mode == REGION)
+        self.update_spectrum()
+
+    def update_spectrum(self) -> None:
+        """Recompute and plot the spectrum the current mode asks for."""
+        mode = self.mode
+        if mode.startswith(FILE_PREFIX):
+            sp = self._spectra.get(mode)
+            if sp is not None:
+                self._show_file_spectrum(mode[len(FILE_PREFIX):], sp)
+            return
+        layer, rec = self.si_layer, self.record
+        if rec is None:
+            self._show(None, "", None)
+            self.status.setText("Open a spectrum image (or pick a file spectrum).")
+            return
+        if mode == MAP:
+            self._compute(
+                f"{layer.name}: sum over the map", lambda: self._map_sum(rec), progress=True
+            )
+        elif mode == CLICK:
+            if self.clicked is not None:
+                self.show_pixel(self.clicked)
+            else:
+                self.status.setText("Click a pixel of the map.")
+        elif mode == REGION:
+            mask = self.region_mask()
+            if mask is None:
+                self.status.setText("Choose a Shapes or Labels layer outlining a region.")
+                return
+            n = int(mask.sum())
+            self._compute(
+                f"{layer.name}: sum over {n} pixel(s) of {self._region_layer.name}",
+                lambda: region_sum(rec, mask),
+                progress=n > 4096,
+            )
+        elif mode == MOUSE and self._hover is not None:
+            self.show_pixel(self._hover)
+        elif mode == MOUSE:
+            self._show_overview(layer, rec)
+
+    def _show_overview(self, layer: Any, rec: Dataset) -> None:
+        """Before the mouse reaches the map: the whole scan's spectrum from the file's own
+        single spectra (summed over detectors), which costs nothing to show."""
+        total, axis = None, None
+        for sp in self._spectra.values():
+            data = np.asarray(sp["data"], dtype=np.float64)
+            if sp.get("signal_type") != rec.signal_type or data.ndim != 1:
+                continue
+            if total is None:
+                total, axis = data.copy(), (sp.get("axes") or [None])[-1]
+            elif data.shape == total.shape:
+                total += data
+        if total is None or axis is None:
+            self.status.setText("Move the mouse over the map.")
+            return
+        energy = energy_axis(axis, rec.signal_type)
+        self._show(total, f"{layer.name}: whole scan (file spectra)", energy)
+        self.status.setText("Whole scan from the file's spectra; move the mouse over the map.")
+
+    def _map_sum(self, rec: Dataset) -> np.ndarray:
+        # keyed by the array object itself (kept alive here), not a reusable id()
+        cached = self._sum_cache.get("sum")
+        if cached is None or cached[0] is not rec.data:
+            self._sum_cache = {"sum": (rec.data, map_sum(rec))}
+        return self._sum_cache["sum"][1]
+
+    def region_mask(self) -> np.ndarray | None:
+        """The ``(y, x)`` mask of the chosen Shapes/Labels layer on the SI grid."""
+        layer, rec, region = self.si_layer, self.record, self._region_layer
+        if rec is None or region is None:
+            return None
+        ny, nx = rec.data.shape[-3], rec.data.shape[-2]
+        from napari.layers import Shapes
+
+        if isinstance(region, Shapes):
+            return shapes_mask(region, layer, ny, nx)
+        return labels_mask(region, layer, ny, nx, self.viewer.dims.point)
+
+    def show_pixel(self, index: tuple[int, ...]) -> None:
+        """Plot the spectrum of the pixel ``index`` (every record axis but energy)."""
+        layer, rec = self.si_layer, self.record
+        if rec is None:
+            return
+        index = tuple(int(i) for i in index)
+        where = ", ".join(f"{n}={i}" for n, i in zip(("y", "x"), index[-2:]))
+        if len(index) > 2:
+            where = f"frame {index[:-2]}, {where}"
+        self._compute(f"{layer.name}: pixel {where}", lambda: pixel_spectrum(rec, index))
+
+    def _compute(self, title: str, func: Any, progress: bool = False) -> None:
+        rec = self.record
+        lazy = rec is not None and rec.is_lazy
+        energy = self.energy
+
+        def done(spec: np.ndarray) -> None:
+            try:
+                current = self.record
+            except RuntimeError:  # the widget itself was deleted meanwhile
+                return
+            if current is not rec:
+                return  # the SI layer changed or was removed meanwhile
+            self._show(spec, title, energy)
+
+        self.runner.submit(
+            func, done, threaded=lazy, progress=f"Computing {title}" if progress else None
+        )
+
+    def _show_file_spectrum(self, title: str, sp: dict[str, Any]) -> None:
+        data = np.asarray(sp["data"], dtype=np.float64).ravel()
+        axes = sp.get("axes") or []
+        ax = axes[-1] if axes else {"size": data.size, "scale": 1.0, "offset": 0.0}
+        self._show(data, f"file spectrum: {title}", energy_axis(ax, sp.get("signal_type", "")))
+
+    # ---- mouse -------------------------------------------------------------------------
+    def _cursor_moved(self, event: Any = None) -> None:
+        if self.mode != MOUSE:
+            return
+        layer, rec = self.si_layer, self.record
+        if rec is None:
+            return
+        idx = si_pixel(layer, rec, self.viewer.cursor.position)
+        if idx is None or idx == self._hover:
+            return
+        self._hover = idx
+        self.show_pixel(idx)
+
+    def _slider_moved(self, event: Any = None) -> None:
+        """With frames kept, moving the frame slider shows the same pixel's spectrum in
+        the new frame."""
+        layer, rec = self.si_layer, self.record
+        if rec is None or rec.data.ndim <= 3 or self.mode not in (MOUSE, CLICK):
+            return
+        pinned = self.clicked if self.mode == CLICK else self._hover
+        if pinned is None:
+            return
+        coords = si_pixel(layer, rec, self.viewer.dims.point)
+        if coords is None:
+            # the dims point sits at the centre of the map; only its leading axes matter
+            raw = world_to_pixel(layer, self.viewer.dims.point)[: rec.data.ndim - 3]
+            lead = tuple(
+                int(np.clip(np.floor(c + 0.5), 0, n - 1)) for c, n in zip(raw, rec.data.shape)
+            )
+        else:
+            lead = coords[:-2]
+        index = (*lead, *pinned[-2:])
+        if index == pinned:
+            return
+        if self.mode == CLICK:
+            self.clicked = index
+        else:
+            self._hover = index
+        self.show_pixel(index)
+
+    def _mouse_pressed(self, viewer: Any, event: Any) -> Any:
+        """A click (press and release without dragging: a drag pans the view) on the map
+        pins the pixel under it."""
+        if event.type != "mouse_press" or self.mode not in (CLICK, MOUSE):
+            return
+        layer, rec = self.si_layer, self.record
+        if rec is None:
+            return
+        idx = si_pixel(layer, rec, event.position)
+        if idx is None:
+            return
+        start = np.asarray(getattr(event, "pos", (0, 0)), dtype=float)
+        yield
+        while event.type == "mouse_move":
+            yield
+        end = np.asarray(getattr(event, "pos", start), dtype=float)
+        if event.type == "mouse_release" and np.hypot(*(end - start)[:2]) <= 4:
+            self.click_pixel(idx)
+
+    def click_pixel(self, index: tuple[int, ...]) -> None:
+        """Pin the pixel ``index``: its spectrum stays shown when the mouse moves on."""
+        self.clicked = tuple(int(i) for i in index)
+        if self.mode != CLICK:
+            self.mode_combo.blockSignals(True)
+            self.set_mode(CLICK)
+            self.mode_combo.blockSignals(False)
+            self.region_combo.setEnabled(False)
+        self.show_pixel(self.clicked)
+
+    # ---- plotting ----------------------------------------------------------------------
+
+
+
+
+
+
+
+    # ---- elements ----------------------------------------------------------------------
+    def elements(self) -> list[str]:
+        """The elements whose lines are marked."""
+        return xray_lines.parse_elements(self.elements_edit.text())
+
+    def set_elements(self, elements: list[str] | str, edited: bool = True) -> None:
+        """Mark the X-ray lines of ``elements`` (symbols, or text like ``"Fe, Cu"``)."""
+        els = xray_lines.parse_elements(elements)
+        self.elements_edit.setText(", ".join(els))
+        self._elements_edited = edited
+        cur = self.element_combo.currentText()
+        self.element_combo.clear()
+        self.element_combo.addItems(els)
+        if cur in els:
+            self.element_combo.setCurrentText(cur)
+        self.plot.set_elements(els)
+
+    def _elements_typed(self) -> None:
+        self.set_elements(self.elements_edit.text(), edited=True)
+
+    # ---- energy-window maps ------------------------------------------------------------
+    def map_window(self, low: float, high: float, name: str | None = None) -> None:
+        """Add or update the map of counts in the energy window ``[low, high]`` (in the
+        plot's energy units) of the current SI layer. Without ``name`` the layer is the
+        SI's single "window" map, updated as the window moves."""
+        layer, rec, energy = self.si_layer, self.record, None
+        if rec is None:
+            self.status.setText("No spectrum-image layer to map.")
+            return
+        energy = energy_axis(rec.axes[-1], rec.signal_type)
+        lo, hi = sorted((float(low), float(high)))
+        for s, v in ((self.win_lo, lo), (self.win_hi, hi)):
+            s.blockSignals(True)
+            s.setValue(v)
+            s.blockSignals(False)
+        i0, i1 = energy.channel_range(lo, hi)
+        e0, e1 = float(energy.values[i0]), float(energy.values[i1 - 1])
+        self.plot.show_window(lo, hi, energy.units)
+        layer_name = name or f"{layer.name} window"
+        calib = map_placement(layer)
+        meta = attach({}, EMDLayerInfo(
+            source=source_file(layer) or "", title=layer_name, kind=DERIVED,
+            signal_type=rec.signal_type,
+            derived=Derived(layer.name, (e0, e1), (i0, i1), energy.units),
+        ))
+        desc = f"{layer_name}: {e0:.3f}–{e1:.3f} {energy.units}"
+
+        def done(result: np.ndarray) -> None:
+            if not any(lyr is layer for lyr in self.viewer.layers):
+                return  # the SI layer was removed while its map was computed
+            self._add_or_update_map(layer_name, np.asarray(result), calib, meta, desc)
+
+        self.status.setText(f"Mapping {desc}…")
+        self.map_runner.submit(
+            lambda: np.asarray(window_map(rec, i0, i1), dtype=np.float64) if not rec.is_lazy
+            else window_map(rec, i0, i1).compute(),
+            done,
+            threaded=rec.is_lazy,
+            progress=f"Mapping {desc}",
+        )
+
+
+    def _add_or_update_map(
+        self, name: str, data: np.ndarray, calib: dict[str, Any], meta: dict[str, Any], desc: str
+    ) -> None:
+        existing = next((lyr for lyr in self.viewer.layers if lyr.name == name), None)
+        lo, hi = (float(np.nanmin(data)), float(np.nanmax(data))) if data.size else (0.0, 1.0)
+        limits = (lo, hi if hi > lo else lo + 1.0)
+        if existing is not None and existing.ndim == data.ndim:
+            existing.data = data
+            existing.metadata = attach(existing.metadata, layer_info(meta))
+            existing.contrast_limits = limits
+            layer = existing
+        else:
+            if existing is not None:
+                self.viewer.layers.remove(existing)
+            layer = self.viewer.add_image(
+                data, name=name, colormap="inferno", blending="additive",
+                contrast_limits=limits, metadata=meta, **calib,
+            )
+        self.status.setText(f"Map {desc}")
+        self.map_ready.emit(layer)
+
+    def map_element(self, element: str) -> None:
+        """Map ``element``: a window of ± one peak width around its main line (Kα, else
+        Lα, else Mα inside the spectrum's range) as a layer named after the line."""
+        rec = self.record
+        if rec is None or not element:
+            return
+        energy = energy_axis(rec.axes[-1], rec.signal_type)
+        if energy.units != "keV":
+            self.status.setText("Element maps are made from X-ray (EDS) spectrum images.")
+            return
+        to_kev = 1.0
+        e_lo = max(float(energy.values.min()) * to_kev, 0.1)
+        e_hi = float(energy.values.max()) * to_kev
+        win = xray_lines.element_window(element, e_lo, e_hi)
+        if win is None:
+            self.status.setText(f"{element}: no X-ray line inside the spectrum's range.")
+            return
+        line, lo, hi = win
+        el = xray_lines.normalize_element(element)
+        if el not in self.elements():
+            self.set_elements([*self.elements(), el])
+        self.map_window(
+            lo / to_kev, hi / to_kev, name=f"{self.si_layer.name} {line_label(el, line)}"
+        )
+
+    # ---- export ------------------------------------------------------------------------
+    def _export_clicked(self) -> None:
+        if self.spectrum is None:
+            self.status.setText("Nothing to export.")
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export spectrum", "spectrum.csv", "CSV (*.csv)"
+        )
+        if path:
+            self.export_csv(path)
+
+    def export_csv(self, path: str | os.PathLike) -> None:
+        """Write the shown spectrum as CSV: a header naming its source, then
+        ``energy,counts`` rows."""
+        if self.spectrum is None or self.shown_energy is None:
+            raise ValueError("no spectrum is shown")
+        src = source_file(self.si_layer) if self.si_layer is not None else ""
+        write_spectrum_csv(path, self.shown_energy, self.spectrum, self.spectrum_title,
+                           src or "")
+        self.status.setText(f"Saved {os.path.basename(os.fspath(path))}")
+
+    def _on_error(self, err: BaseException) -> None:
+        from napari.utils.notifications import show_error
+
+        msg = f"napari-emd spectrum viewer: {err}"
+        self.status.setText(msg)
+        show_error(msg)

@@ -1,0 +1,203 @@
+"""The spectrum plot of the spectrum viewer: a matplotlib figure in Qt with an energy axis
+in keV or eV, X-ray line markers, a draggable energy window, log scale and matplotlib's
+home/pan/zoom/save toolbar. It only draws; the viewer decides what to plot."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
+from matplotlib.figure import Figure
+from matplotlib.widgets import SpanSelector
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QCheckBox, QVBoxLayout, QWidget
+
+from ... import xray_lines
+from ...spectra import EnergyAxis
+
+_GREEK = {"a": "α", "b": "β", "g": "γ", "l": "l"}
+# Default upper end of the EDS energy axis when no element is chosen: the lines used for
+# mapping are below it, and the rest of a 40 keV range is mostly empty.
+EDS_DEFAULT_MAX_KEV = 20.0
+
+
+def line_label(element: str, line: str) -> str:
+    """``("Fe", "Ka")`` -> ``"Fe Kα"``; ``("Au", "Lb1")`` -> ``"Au Lβ1"``."""
+    return f"{element} {line[0]}{_GREEK.get(line[1], line[1])}{line[2:]}"
+
+
+class _Toolbar(NavigationToolbar2QT):
+    """Matplotlib's toolbar with only home, pan, zoom and save."""
+
+    toolitems: ClassVar[list[Any]] = [
+        t for t in NavigationToolbar2QT.toolitems if t[0] in ("Home", "Pan", "Zoom", "Save")
+    ]
+
+
+class SpectrumPlot(QWidget):
+    """One spectrum on an energy axis. ``on_window(lo, hi)`` is called when the user drags
+    an energy window across the plot; ``changed`` is emitted after every new spectrum."""
+
+    changed = Signal()
+
+    def __init__(self, on_window: Callable[[float, float], None], dark: bool = True) -> None:
+        super().__init__()
+        self.spectrum: np.ndarray | None = None
+        self.shown_energy: EnergyAxis | None = None
+        self.title = ""
+        self.elements: list[str] = []
+        self._markers: list[Any] = []
+        self._xkey: tuple[Any, ...] | None = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.figure = Figure(figsize=(5, 3), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(320)
+        self.ax = self.figure.add_subplot(111)
+        (self.line,) = self.ax.plot([], [], lw=1.0, color="#ffb000")
+        self._style_axes(dark)
+        self.toolbar = _Toolbar(self.canvas, self, coordinates=True)
+        self.toolbar.setIconSize(self.toolbar.iconSize() * 0.75)
+        layout.addWidget(self.toolbar)
+        layout.addWidget(self.canvas, 1)
+        self.span = SpanSelector(
+            self.ax,
+            lambda lo, hi: on_window(lo, hi) if hi > lo else None,
+            "horizontal",
+            useblit=True,
+            interactive=True,
+            props={"alpha": 0.25, "facecolor": "#3aa0ff"},
+            minspan=0.0,
+        )
+        self.log_check = QCheckBox("log scale")
+        self.log_check.toggled.connect(self.set_log)
+
+    def _style_axes(self, dark: bool) -> None:
+        fg, bg = ("#d0d0d0", "#262930") if dark else ("#202020", "#ffffff")
+        self.figure.set_facecolor(bg)
+        self.ax.set_facecolor(bg)
+        for spine in self.ax.spines.values():
+            spine.set_color(fg)
+        self.ax.tick_params(colors=fg, labelsize=8)
+        self.ax.xaxis.label.set_color(fg)
+        self.ax.yaxis.label.set_color(fg)
+        self.ax.title.set_color(fg)
+        self.ax.set_ylabel("counts", fontsize=9)
+
+    def plot(self, spec: np.ndarray | None, title: str, energy: EnergyAxis | None) -> None:
+        """Show ``spec`` on ``energy`` (nothing when either is ``None``)."""
+        if spec is None or energy is None:
+            self.line.set_data([], [])
+            self.spectrum = None
+            self.title = ""
+        else:
+            spec = np.asarray(spec, dtype=np.float64).ravel()
+            x = energy.values[: spec.size]
+            self.line.set_data(x, spec)
+            self.spectrum = spec
+            self.shown_energy = energy
+            self.title = title
+            self.ax.set_xlabel(f"energy ({energy.units})", fontsize=9)
+            ends = (float(x[0]), float(x[-1])) if x.size else (0.0, 0.0)
+            key = (energy.units, x.size, *ends)
+            if key != self._xkey:
+                self._xkey = key
+                self.reset_xlim()
+        self.autoscale_y()
+        self.draw_markers()
+        self.canvas.draw_idle()
+        self.changed.emit()
+
+    def set_elements(self, elements: list[str]) -> None:
+        """Mark the X-ray lines of ``elements``."""
+        self.elements = list(elements)
+        if self.spectrum is not None:
+            self.reset_xlim()
+        else:
+            self.draw_markers()
+            self.canvas.draw_idle()
+
+    def default_xlim(self) -> tuple[float, float] | None:
+        """The energy range shown by default: the whole axis, except that an EDS axis in
+        keV ends a little above the highest marked line (or at 20 keV without elements):
+        Velox records up to 40 keV, and the upper half is mostly empty."""
+        energy = self.shown_energy
+        if energy is None or energy.values.size == 0:
+            return None
+        lo, hi = energy.low, energy.high
+        if energy.units == "keV":
+            marks = [e for _, _, e, w in xray_lines.lines_in_range(self.elements, lo, hi)
+                     if w >= 0.1]
+            top = max(max(marks) * 1.2, 5.0) if marks else EDS_DEFAULT_MAX_KEV
+            hi = min(hi, top)
+        return lo, hi
+
+    def reset_xlim(self) -> None:
+        """Show the default energy range (also what the toolbar's home button returns to)."""
+        lim = self.default_xlim()
+        if lim is None:
+            return
+        self.ax.set_xlim(*lim)
+        self.draw_markers()
+        self.toolbar.update()  # the new view becomes "home"
+        self.canvas.draw_idle()
+
+    def autoscale_y(self) -> None:
+        spec = self.spectrum
+        if spec is None or spec.size == 0:
+            return
+        hi = float(np.nanmax(spec)) if np.isfinite(spec).any() else 1.0
+        if self.log_check.isChecked():
+            pos = spec[spec > 0]
+            lo = float(pos.min()) * 0.5 if pos.size else 0.5
+            self.ax.set_ylim(lo, max(hi * 2, lo * 10))
+        else:
+            self.ax.set_ylim(0, hi * 1.08 if hi > 0 else 1.0)
+
+    def set_log(self, on: bool) -> None:
+        """A logarithmic (or linear) counts axis."""
+        self.ax.set_yscale("log", nonpositive="mask") if on else self.ax.set_yscale("linear")
+        self.autoscale_y()
+        self.draw_markers()
+        self.canvas.draw_idle()
+
+    def draw_markers(self) -> None:
+        """The chosen elements' X-ray lines (EDS spectra only: those are in keV)."""
+        for artist in self._markers:
+            artist.remove()
+        self._markers = []
+        energy = self.shown_energy
+        if energy is None or energy.units != "keV" or self.spectrum is None:
+            return
+        lo, hi = self.ax.get_xlim()
+        lines = xray_lines.lines_in_range(self.elements, lo, hi)
+        trans = self.ax.get_xaxis_transform()
+        gap = 0.025 * (hi - lo)  # labels closer than this would overlap
+        labelled: list[float] = []
+        for el, name, e, w in sorted(lines, key=lambda t: (-t[3], t[2])):
+            if w < 0.1:
+                continue
+            self._markers.append(
+                self.ax.axvline(e, color="#ff5a5a", lw=0.8, alpha=0.3 + 0.5 * w, ls="--")
+            )
+            if w >= 0.5 and all(abs(e - other) > gap for other in labelled):
+                labelled.append(e)
+                self._markers.append(
+                    self.ax.text(
+                        e, 0.98, line_label(el, name), transform=trans, rotation=90,
+                        va="top", ha="right", fontsize=7, color="#ff8080",
+                    )
+                )
+
+    def show_window(self, lo: float, hi: float, units: str) -> None:
+        """Draw the mapped window on the plot (typed or from an element, not only
+        dragged), so plot and spin boxes always agree."""
+        if self.shown_energy is None or self.shown_energy.units != units:
+            return
+        with contextlib.suppress(Exception):  # purely cosmetic
+            self.span.extents = (lo, hi)
+            self.span.set_visible(True)
+            self.canvas.draw_idle()
