@@ -1,4 +1,4 @@
-"""The synthetic Velox writer (napari_emd.synthetic): layout, round trips, determinism."""
+"""The synthetic Velox writer (napari_emd.synthetic.write_velox_si): the layout mirrors real
 Velox files, decoding gives back exactly the counts written, and RosettaSciIO, openreadout
 and napari-emd's own Velox reader all read the files."""
 
