@@ -248,7 +248,7 @@ def build_dataset(
     if stacked:
         ds.extra["stacked_paths"] = [m.path for m in members]
     if isinstance(group_attrs.get("napari_layer"), str):
-        # napari layer state saved by napari-emd (napari_emd.plugin.layers restores it)
+        # napari layer state saved by napari-emd (napari_emd.plugin.saved restores it)
         ds.extra["napari_layer"] = group_attrs["napari_layer"]
     return ds
 

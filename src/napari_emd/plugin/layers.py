@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..model import SPECTRUM, SPECTRUM_IMAGE, TABLE, Axis, Dataset
-from .layer_meta import SPECTRA, EMDLayerInfo, attach, spectrum_entry, user_metadata
+from .layer_meta import SPECTRA, EMDLayerInfo, attach, spectrum_entry
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -30,16 +30,16 @@ LayerData = tuple[Any, dict[str, Any], str]
 EAGER_LIMIT = 128 * 2**20
 
 
-def _clean_scale(ax: Axis) -> float:
+def clean_scale(ax: Axis) -> float:
     s = ax.linear_scale
     return s if s and math.isfinite(s) else 1.0
 
 
-def _napari_unit(ax: Axis) -> str:
+def napari_unit(ax: Axis) -> str:
     return ax.units if ax.units else "pixel"
 
 
-def _contrast_limits(data: Any) -> tuple[float, float] | None:
+def contrast_limits(data: Any) -> tuple[float, float] | None:
     """Contrast limits from a sample of ``data``: the middle plane of a lazy array, so the
     whole array is never computed."""
     try:
@@ -64,7 +64,7 @@ def _contrast_limits(data: Any) -> tuple[float, float] | None:
         return None
 
 
-def _maybe_eager(data: Any) -> Any:
+def maybe_eager(data: Any) -> Any:
     if isinstance(data, np.ndarray) or not hasattr(data, "compute"):
         return data
     nbytes = int(np.prod(data.shape, dtype=np.int64)) * np.dtype(data.dtype).itemsize
@@ -86,16 +86,18 @@ def display_array(ds: Dataset) -> tuple[Any, list[Axis]]:
 
 def dataset_layers(ds: Dataset, spectra: list[dict[str, Any]]) -> list[LayerData]:
     """The layer data tuples of one (non-spectrum) dataset."""
+    from .saved import saved_layer, saved_layer_state
+
     state = saved_layer_state(ds)
     if state is not None:
-        return _saved_layer(ds, state, spectra)
+        return saved_layer(ds, state, spectra)
     data, axes = display_array(ds)
-    data = _maybe_eager(data)
+    data = maybe_eager(data)
     base: dict[str, Any] = {
         "name": ds.title,
-        "scale": [_clean_scale(a) for a in axes],
+        "scale": [clean_scale(a) for a in axes],
         "translate": [a.linear_offset if math.isfinite(a.linear_offset) else 0.0 for a in axes],
-        "units": [_napari_unit(a) for a in axes],
+        "units": [napari_unit(a) for a in axes],
         "axis_labels": [a.name or f"axis {i}" for i, a in enumerate(axes)],
     }
     info = EMDLayerInfo.of_dataset(ds, spectra)
@@ -110,7 +112,7 @@ def dataset_layers(ds: Dataset, spectra: list[dict[str, Any]]) -> list[LayerData
             "contrast_limits": (-np.pi, np.pi),
             "visible": False,
         }
-        cl = _contrast_limits(mag)
+        cl = contrast_limits(mag)
         if cl:
             kw_mag["contrast_limits"] = cl
         kw_mag["metadata"] = attach({}, EMDLayerInfo.of_dataset(ds, spectra, "magnitude"))
@@ -123,7 +125,7 @@ def dataset_layers(ds: Dataset, spectra: list[dict[str, Any]]) -> list[LayerData
         kw.update(_spectrum_image_look(ds, data, spectra))
         info.peak_energy = kw.pop("peak_energy", None)
     else:
-        cl = _contrast_limits(data)
+        cl = contrast_limits(data)
         if cl:
             kw["contrast_limits"] = cl
         kw["colormap"] = "gray"
@@ -143,7 +145,7 @@ def _spectrum_image_look(ds: Dataset, data: Any, spectra: list[dict[str, Any]]) 
     look: dict[str, Any] = {"colormap": "inferno"}
     fallback = (0.0, 10.0)
     if isinstance(data, np.ndarray):  # in memory: a plane costs nothing
-        fallback = _contrast_limits(data) or fallback
+        fallback = contrast_limits(data) or fallback
     energy_axis = ds.axes[-1]
     total, ax = None, None
     for sp in spectra:
@@ -178,6 +180,8 @@ def _dask_angle(data: Any) -> Any:
 
 def datasets_to_layers(datasets: list[Dataset], path: str = "") -> list[LayerData]:
     """All layer tuples for the datasets of one file (spectra carried in metadata)."""
+    from .saved import saved_layer_state
+
     spectra = [spectrum_entry(d) for d in datasets if d.kind == SPECTRUM]
     layers: list[LayerData] = []
     for ds in datasets:
@@ -194,93 +198,6 @@ def datasets_to_layers(datasets: list[Dataset], path: str = "") -> list[LayerDat
             (np.empty((0, 2)), {"name": f"{name} spectra", "metadata": meta}, "points")
         )
     return layers
-
-
-# --- layers saved by napari-emd's writer ----------------------------------------------
-
-
-def saved_layer_state(ds: Dataset) -> dict[str, Any] | None:
-    """The napari layer state napari-emd's writer stored with a dataset (the JSON
-    attribute ``napari_layer`` of its EMD data group; see :mod:`.writer`), taken
-    from ``ds.extra["napari_layer"]`` or the group attributes the NCEM reader keeps in
-    ``original_metadata["dataset"]["attributes"]``. None for any other dataset."""
-    state = ds.extra.get("napari_layer")
-    if state is None:
-        dataset_om = ds.original_metadata.get("dataset")
-        attrs = dataset_om.get("attributes") if isinstance(dataset_om, dict) else None
-        state = attrs.get("napari_layer") if isinstance(attrs, dict) else None
-    if isinstance(state, (str, bytes)):
-        import json
-
-        try:
-            state = json.loads(state)
-        except ValueError:
-            return None
-    if not isinstance(state, dict) or state.get("layer_type") not in ("image", "labels"):
-        return None
-    return state
-
-
-def _finite_pair(value: Any) -> tuple[float, float] | None:
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) and hi > lo else None
-
-
-def _saved_layer(
-    ds: Dataset, state: dict[str, Any], spectra: list[dict[str, Any]]
-) -> list[LayerData]:
-    """A layer as it was saved from napari: its type (labels stay labels), colormap,
-    contrast limits, rendering settings and user metadata, in the stored axis order."""
-    data = _maybe_eager(ds.data)
-    kind = np.dtype(data.dtype).kind
-    if kind not in "biuf":
-        return []
-    axes = list(ds.axes)
-    rgb = (state.get("rgb") is True and state["layer_type"] == "image" and data.ndim >= 3
-           and data.shape[-1] in (3, 4))
-    if rgb:
-        axes = axes[:-1]
-    scale = [_clean_scale(a) for a in axes]
-    translate = [a.linear_offset if math.isfinite(a.linear_offset) else 0.0 for a in axes]
-    for key, values in (("scale", scale), ("translate", translate)):
-        saved = state.get(key)
-        # napari's exact numbers, as long as the file's dim vectors still agree with them
-        if (isinstance(saved, list) and len(saved) == len(values)
-                and all(isinstance(v, (int, float)) for v in saved)
-                and np.allclose(saved, values, rtol=1e-9, atol=1e-12)):
-            values[:] = [float(v) for v in saved]
-    user_md = user_metadata(state.get("metadata") if isinstance(state.get("metadata"), dict)
-                            else {})
-    kw: dict[str, Any] = {
-        "name": ds.title,
-        "scale": scale,
-        "translate": translate,
-        "units": [_napari_unit(a) for a in axes],
-        "axis_labels": [a.name or f"axis {i}" for i, a in enumerate(axes)],
-        "metadata": attach(user_md, EMDLayerInfo.of_dataset(ds, spectra)),
-    }
-    for key, types in (("opacity", (int, float)), ("blending", str), ("visible", bool)):
-        if isinstance(state.get(key), types):
-            kw[key] = state[key]
-    if state["layer_type"] == "labels" and kind in "biu":
-        return [(data, kw, "labels")]
-    if rgb:
-        kw["rgb"] = True
-    else:
-        colors = state.get("colormap_colors")
-        if isinstance(colors, list) and colors:
-            kw["colormap"] = np.asarray(colors, dtype=float)
-        elif isinstance(state.get("colormap"), str):
-            kw["colormap"] = state["colormap"]
-    cl = _finite_pair(state.get("contrast_limits")) or _contrast_limits(data)
-    if cl:
-        kw["contrast_limits"] = cl
-    if isinstance(state.get("gamma"), (int, float)):
-        kw["gamma"] = float(state["gamma"])
-    return [(data, kw, "image")]
 
 
 def map_placement(si_layer: Any) -> dict[str, Any]:
