@@ -139,6 +139,11 @@ def _compare_axes(o, r, *, skip_spatial: bool = False) -> None:
         assert a.navigate == b["navigate"], (o.title, a.name)
         if skip_spatial and a.name in ("x", "y"):
             continue
+        if a.name in ("x", "y") and float(b["offset"]) == 0.0 and a.offset != 0.0:
+            # Velox writes offset 0 for the HAADF (DPC, ...) image of a scan whose maps
+            # and SI it places off centre; rsciio keeps that 0, we place every image of
+            # the scan by its scan area (tests/test_first_view.py checks the overlay)
+            continue
         units = b.get("units") or ""
         assert a.scale == pytest.approx(_convert(float(b["scale"]), units, a.units), rel=1e-6)
         assert a.offset == pytest.approx(

@@ -21,10 +21,18 @@ SYMBOLS = tuple(_ELEMENT_TEXT.split())
 
 
 def spatial_calibration(
-    binary_result: dict[str, Any], shape_yx: tuple[int, int], where: str
+    binary_result: dict[str, Any], shape_yx: tuple[int, int], where: str,
+    meta: dict[str, Any] | None = None,
 ) -> tuple[float, float, float, float, str, str | None] | None:
     """(scale_y, scale_x, offset_y, offset_x, unit, raw_unit) in a readable unit, from a
-    BinaryResult; ``None`` when it has no pixel size."""
+    BinaryResult; ``None`` when it has no pixel size.
+
+    The offset of a real-space scan comes from where the scan lies in the microscope's
+    field of view (``meta``'s ``Scan.ScanArea`` fractions of
+    ``Optics.FullScanFieldOfView``, centred on the optical axis): every image of one scan
+    then sits at the same place. Velox writes the same number as ``BinaryResult.Offset``
+    for element maps and spectrum images, but 0 for the HAADF image of the same scan.
+    """
     ps = binary_result.get("PixelSize") if isinstance(binary_result, dict) else None
     if not isinstance(ps, dict):
         return None
@@ -52,6 +60,9 @@ def spatial_calibration(
         return sy, sx, oy, ox, ux, (raw_x if not ux else None)
     if fy is None:
         fy = fx
+    scan = scan_origin(meta) if meta is not None and not reciprocal else None
+    if scan is not None:  # metres -> the file's pixel unit
+        oy, ox = scan[0] / fy, scan[1] / fx
     if reciprocal:
         per_m_x = sx / fx
         unit = readable_reciprocal_unit(per_m_x * nx / 2)
@@ -60,6 +71,20 @@ def spatial_calibration(
     unit = readable_length_unit(sx * fx * nx / 2)
     uf = length_factor(unit) or 1.0
     return sy * fy / uf, sx * fx / uf, oy * fy / uf, ox * fx / uf, unit, None
+
+
+def scan_origin(meta: dict[str, Any]) -> tuple[float, float] | None:
+    """(y, x) in metres of the scan area's top-left corner in the field of view, whose
+    centre is the optical axis; ``None`` without a scan area and field of view."""
+    area = get(meta, "Scan", "ScanArea")
+    fov = get(meta, "Optics", "FullScanFieldOfView")
+    if not isinstance(area, dict) or not isinstance(fov, dict):
+        return None
+    left, top = to_float(area.get("left")), to_float(area.get("top"))
+    fx, fy = to_float(fov.get("x")), to_float(fov.get("y"))
+    if None in (left, top, fx, fy) or not fx or not fy:
+        return None
+    return ((top - 0.5) * fy, (left - 0.5) * fx)
 
 
 def time_axis(frame_time: float | None, n: int, offset_frames: int = 0) -> Axis:

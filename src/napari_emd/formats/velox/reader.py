@@ -125,9 +125,10 @@ class VeloxReader:
         data = self._image_data(dset, keep)
         title = self.md.image_title(key, meta)
         br = meta.get("BinaryResult") if isinstance(meta.get("BinaryResult"), dict) else {}
-        cal = spatial_calibration(br, (ny, nx), where)
+        cal = spatial_calibration(br, (ny, nx), where, meta)
         if cal is None and is_si:
-            cal = spatial_calibration(self._si_meta.get("BinaryResult") or {}, (ny, nx), where)
+            cal = spatial_calibration(self._si_meta.get("BinaryResult") or {}, (ny, nx), where,
+                                      self._si_meta)
         axes = yx_axes(cal, ny, nx, navigate=False)
         if keep > 1:
             ft = to_float(get(meta, "Scan", "FrameTime"))
@@ -266,7 +267,7 @@ class VeloxReader:
             return
         meta = plan.meta
         cal = spatial_calibration(meta.get("BinaryResult") or {}, (plan.ny, plan.nx),
-                                   "spectrum image")
+                                  "spectrum image", meta)
         yx = yx_axes(cal, plan.ny, plan.nx, navigate=True)
         rebin = self.opts.rebin_energy
         by_det = {s.detector: s for s in plan.streams}
@@ -381,9 +382,10 @@ class VeloxReader:
         else:
             energy = Axis("Energy loss", ne, disp, off, "eV")
         br = meta.get("BinaryResult") if isinstance(meta.get("BinaryResult"), dict) else {}
-        cal = spatial_calibration(br, (ny, nx), where)
+        cal = spatial_calibration(br, (ny, nx), where, meta)
         if cal is None:
-            cal = spatial_calibration(self._si_meta.get("BinaryResult") or {}, (ny, nx), where)
+            cal = spatial_calibration(self._si_meta.get("BinaryResult") or {}, (ny, nx), where,
+                                      self._si_meta)
         axes = [*yx_axes(cal, ny, nx, navigate=True), energy]
         md = self.md.metadata(meta or self._si_meta, "EELS", elements=self.md.elements_eels)
         info = json_dataset(g.get("Info"), f"{where}/Info")
