@@ -3,6 +3,8 @@ the reference decoder's cube."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -40,3 +42,25 @@ def test_eager_scatter_equals_reference(tmp_path, monkeypatch, ny, nx, opts, thr
     assert len(got) == len(refs)
     for g, ref in zip(got, refs, strict=True):
         np.testing.assert_array_equal(g.data, ref)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise is Linux's")
+def test_big_eager_outputs_ask_for_small_pages():
+    """Outputs of 64 MiB and more get 4 KiB pages (``nh`` in the mapping's VmFlags): the
+    scatter then faults in only the pages it writes."""
+    from napari_emd.libc import small_pages
+
+    arr = np.zeros(80 * 2**20, np.uint8)
+    assert small_pages(arr)
+    addr = arr.ctypes.data + arr.nbytes // 2
+    flags = None
+    with open("/proc/self/smaps") as f:
+        inside = False
+        for line in f:
+            if "-" in line.split()[0] and ":" not in line.split()[0]:
+                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                inside = lo <= addr < hi
+            elif inside and line.startswith("VmFlags:"):
+                flags = line.split()[1:]
+                break
+    assert flags is not None and "nh" in flags

@@ -11,7 +11,6 @@ import os
 import secrets
 import shutil
 import stat
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ import h5py
 
 from ..errors import EMDError
 from ..h5 import close_cached
+from ..libc import function
 from ..units import format_bytes
 
 
@@ -42,23 +42,10 @@ def reserve_space(path: str, tmp: str, size: int) -> None:
         os.close(fd)
 
 
-_FALLOCATE: list[Any] = []
-
-
 def _fallocate() -> Any:
     """libc's ``fallocate`` (no slow emulation, unlike ``os.posix_fallocate``), or None."""
-    if not _FALLOCATE:
-        fn = None
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                fn = libc.fallocate
-                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
-                fn.restype = ctypes.c_int
-            except (OSError, AttributeError):
-                fn = None
-        _FALLOCATE.append(fn)
-    return _FALLOCATE[0]
+    return function("fallocate", (ctypes.c_int, ctypes.c_int, ctypes.c_longlong,
+                                  ctypes.c_longlong), ctypes.c_int)
 
 
 def abandon(f: h5py.File, tmp: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....h5 import open_h5
+from ....libc import small_pages
 from ....options import ReadOptions
 from .frames import StreamIndex, stream_dataset
 from .scatter import decode_rows, line_jobs, scatter
@@ -25,6 +26,9 @@ from .spec import (
     warn_overflow,
 )
 from .warm import warm_kernels
+
+# Outputs this big get 4 KiB pages: the scatter writes a small part of a sparse cube
+SMALL_PAGES_FROM = 64 * 2**20
 
 
 def detector_groups(spec: SISpec, opts: ReadOptions) -> list[tuple[int, ...]]:
@@ -63,6 +67,8 @@ def read_eager(
         longest = max(ix.span_size(0, spec.n_frames) for ix in indexes)
         for group in detector_groups(spec, opts):
             out3 = np.zeros((rows, spec.nx, nch), acc_dt)
+            if out3.nbytes >= SMALL_PAGES_FROM:
+                small_pages(out3)
             sizes = [indexes[i].span_size(first, last) for i in group]
             if len(group) > 1 and sum(sizes) <= longest:
                 over = _scatter_joined(spec, opts, [indexes[i] for i in group], first, last,
