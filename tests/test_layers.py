@@ -15,7 +15,7 @@ from napari_emd.model import (
     unique_titles,
 )
 from napari_emd.plugin.layer_meta import is_si_layer, layer_info
-from napari_emd.plugin.layers import EAGER_LIMIT, datasets_to_layers
+from napari_emd.plugin.layers import EAGER_LIMIT, datasets_to_layers, file_info
 
 
 def _img(title="HAADF", data=None):
@@ -52,7 +52,7 @@ def test_image_layer_calibrated():
     assert kw["axis_labels"] == ["y", "x"]
     assert layer_info(kw).source == "/tmp/f.emd"
     assert layer_info(kw).dataset_path == "/Data/Image/1"
-    assert kw["contrast_limits"] == (0.0, 11.0)
+    assert kw["contrast_limits"] == pytest.approx(tuple(np.percentile(np.arange(12), (0.5, 99.5))))
 
 
 def test_spectra_ride_in_metadata():
@@ -64,12 +64,12 @@ def test_spectra_ride_in_metadata():
     assert spectra[0]["axes"][0]["units"] == "keV"
 
 
-def test_spectra_only_file_gets_a_points_carrier():
-    (data, kw, kind), = datasets_to_layers([_spectrum()], "/tmp/spec.emd")
-    assert kind == "points"
-    assert data.shape == (0, 2)
-    assert kw["name"] == "spec spectra"
-    assert layer_info(kw).spectra[0]["title"] == "EDS"
+def test_spectra_only_file_gives_no_layer_but_its_file_info():
+    """No placeholder layer: the reader shows such a file's spectra in the spectrum
+    viewer (tests/test_first_view.py), from the file's info."""
+    assert datasets_to_layers([_spectrum()], "/tmp/spec.emd") == []
+    info = file_info([_spectrum()], "/tmp/spec.emd")
+    assert info.title == "spec" and info.spectra[0]["title"] == "EDS"
 
 
 def test_complex_becomes_magnitude_and_phase():
@@ -113,10 +113,10 @@ def test_spectrum_image_energy_on_slider_and_lazy_stays_lazy():
     )
     (data, kw, _), = datasets_to_layers([ds])
     assert data.shape == (6000, 4, 5)
-    assert kw["axis_labels"] == ["Energy", "y", "x"]
+    assert kw["axis_labels"] == ["EDS energy", "y", "x"]
     assert kw["units"] == ["keV", "nm", "nm"]
-    # small enough to be read at once
-    assert isinstance(data, np.ndarray)
+    # a spectrum image stays lazy, however small: its planes come on demand
+    assert isinstance(data, da.Array)
     huge = da.zeros((512, 512, 4096), dtype=np.uint16, chunks=(64, 512, 4096))
     assert huge.nbytes > EAGER_LIMIT
     ds.data = huge
@@ -164,8 +164,8 @@ def test_spectrum_image_layer_reads_no_data_and_starts_at_the_peak():
     (data, kw, _), = datasets_to_layers([ds, spec_ds])
     assert isinstance(data, da.Array)
     assert layer_info(kw).peak_energy == pytest.approx(8.05)
-    # about three times the mean counts of a pixel at the peak
-    assert kw["contrast_limits"] == pytest.approx((0.0, 3 * 3600.0))
+    # the contrast waits for the plane napari computes (the viewer sets it then)
+    assert kw["contrast_limits"] == (0.0, 1.0)
 
 
 @pytest.mark.parametrize(

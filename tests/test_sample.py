@@ -18,7 +18,6 @@ from napari_emd.plugin.sample import (
     velox_si_path,
     velox_si_sample,
 )
-from napari_emd.plugin.widgets.loader import read_facts
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +44,8 @@ def test_velox_si_sample():
     layers = velox_si_sample()
     names = [meta["name"] for _, meta, _ in layers]
     assert "HAADF" in names and "EDS" in names
-    facts = read_facts(velox_si_path())
-    assert facts.format == "velox" and facts.has_si
+    facts = napari_emd.si_facts(velox_si_path())
+    assert facts.format == "velox" and facts.has_si and facts.readable
     assert (facts.ny, facts.nx, facts.n_frames) == (48, 64, 3)
     assert len(facts.detectors) == 4
     data, meta, kind = next(t for t in layers if t[1]["name"] == "EDS")
@@ -82,4 +81,10 @@ def test_open_sample_in_napari(make_napari_viewer):
     assert [lyr.name for lyr in viewer.layers] == ["drifting lattice"]
     viewer.open_sample("napari-emd-io", "velox_si")
     assert "EDS" in [lyr.name for lyr in viewer.layers]
-    assert viewer.layers["EDS"].ndim == 3
+    # the stack's time and the SI's energy are sliders of their own: the SI has a size-1
+    # axis on the time slider (and shows at every time)
+    eds = viewer.layers["EDS"]
+    assert eds.ndim == 4 and eds.data.shape[1] == 1
+    assert sorted(viewer.dims.axis_labels[a] for a in viewer.dims.not_displayed) == [
+        "EDS energy", "Time"]
+    assert not isinstance(eds.data, np.ndarray)  # lazy, like a dropped file

@@ -20,3 +20,7 @@ class EMDError(Exception):
 
 class EMDWarning(UserWarning):
     """Something in a file was unusual but could be worked around (the message says how)."""
+
+
+class Cancelled(Exception):
+    """A read was cancelled (see :func:`napari_emd.cancel.cancellation`)."""

@@ -60,6 +60,11 @@ class EMDLayerInfo:
     spectra: list[dict[str, Any]] = field(default_factory=list)
     tables: dict[str, Any] = field(default_factory=dict)
     derived: Derived | None = None
+    # where the layer's leading (slider) axes sit: the slot of each (see .world), and
+    # for each the axis of the record's display array it shows (None: a size-1 filler)
+    world_keys: tuple[str, ...] = ()
+    record_axes: tuple[int | None, ...] = ()
+    presented: bool = False  # the viewer has set the first view of this layer up
 
     @classmethod
     def of_dataset(

@@ -3,68 +3,66 @@
 The rules (one place for all formats):
 
 - images, stacks and n-D signals become image layers with ``scale``, ``translate``,
-  ``units`` and ``axis_labels`` from the axes;
-- a spectrum image becomes an image layer with energy (and frame) on sliders: energy is
-  moved in front of the spatial axes (or the record's ``display`` array is used);
-- complex data becomes two real layers, magnitude and phase (phase with a cyclic colormap);
+  ``units`` and ``axis_labels`` from the axes, contrast from percentiles of a sample;
+- a spectrum image becomes an image layer with energy (and frame) on sliders: energy in
+  front of the spatial axes (or the record's ``display`` array);
+- complex data becomes magnitude and phase layers (phase with a cyclic colormap); a
+  Velox half-plane FFT becomes one centred log-power image, as Velox shows it;
+- a small unnamed component axis (prismatic's DPC x/y) is split into one layer each;
+- element maps get distinct colours and additive blending over the other images, and a
+  spectrum image is hidden when the file has maps of it (Velox's mix view);
+- every slider axis is placed by what it measures (:mod:`.world`): energies of EDS and
+  EELS, times, depths never share a slider;
 - spectra and tables are not layers: they ride in every layer's
-  :class:`~napari_emd.plugin.layer_meta.EMDLayerInfo` for the spectrum viewer. A file with
-  nothing but spectra gets one empty points layer to carry them.
+  :class:`~napari_emd.plugin.layer_meta.EMDLayerInfo` for the spectrum viewer.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..model import SPECTRUM, SPECTRUM_IMAGE, TABLE, Axis, Dataset
-from .layer_meta import SPECTRA, EMDLayerInfo, attach, spectrum_entry
+from ..errors import EMDWarning
+from ..model import IMAGE, SPECTRUM, SPECTRUM_IMAGE, TABLE, Axis, Dataset
+from . import look, world
+from .layer_meta import SPECTRA, EMDLayerInfo, attach, layer_info, spectrum_entry
 
 LayerData = tuple[Any, dict[str, Any], str]
 
 # Lazy datasets at most this big are read into memory when opened in napari: small data
 # displays faster from memory, and nothing big is ever read whole.
 EAGER_LIMIT = 128 * 2**20
+# A leading axis without name and unit and at most this long holds components (DPC x/y):
+# one layer each.
+COMPONENT_AXIS_MAX = 4
+
+contrast_limits = look.contrast_limits
 
 
 def clean_scale(ax: Axis) -> float:
+    """The axis step napari gets: the file's, or 1 when it is zero or not finite."""
     s = ax.linear_scale
     return s if s and math.isfinite(s) else 1.0
 
 
+def clean_offset(ax: Axis) -> float:
+    """The axis origin napari gets (0 when not finite)."""
+    o = ax.linear_offset
+    return o if math.isfinite(o) else 0.0
+
+
 def napari_unit(ax: Axis) -> str:
+    """The unit napari gets (``pixel`` when the axis has none)."""
     return ax.units if ax.units else "pixel"
 
 
-def contrast_limits(data: Any) -> tuple[float, float] | None:
-    """Contrast limits from a sample of ``data``: the middle plane of a lazy array, so the
-    whole array is never computed."""
-    try:
-        if data.ndim > 2:
-            idx = tuple(s // 2 for s in data.shape[:-2])
-            sample = data[idx]
-        else:
-            sample = data
-        if hasattr(sample, "compute"):
-            sample = sample.compute()
-        sample = np.asarray(sample)
-        if sample.dtype.kind == "b":
-            return (0.0, 1.0)
-        finite = sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample
-        if finite.size == 0:
-            return None
-        lo, hi = float(finite.min()), float(finite.max())
-        if hi <= lo:
-            hi = lo + 1.0
-        return (lo, hi)
-    except Exception:
-        return None
-
-
 def maybe_eager(data: Any) -> Any:
+    """Small lazy arrays (up to :data:`EAGER_LIMIT`) read into memory, others as they are."""
     if isinstance(data, np.ndarray) or not hasattr(data, "compute"):
         return data
     nbytes = int(np.prod(data.shape, dtype=np.int64)) * np.dtype(data.dtype).itemsize
@@ -72,11 +70,13 @@ def maybe_eager(data: Any) -> Any:
 
 
 def display_array(ds: Dataset) -> tuple[Any, list[Axis]]:
+    """The array napari shows for ``ds`` and its axes: the record's energy-first
+    ``display`` view when it has one, a spectrum image's energy moved in front of y, x,
+    else the data as it is."""
     if ds.display is not None and ds.display_axes is not None:
         return ds.display, ds.display_axes
     data, axes = ds.data, list(ds.axes)
     if ds.kind == SPECTRUM_IMAGE and data.ndim >= 3:
-        # (..., y, x, E) -> (..., E, y, x): energy on a slider, y and x on screen
         n = data.ndim
         order = [*range(n - 3), n - 1, n - 3, n - 2]
         data = data.transpose(order)
@@ -84,92 +84,171 @@ def display_array(ds: Dataset) -> tuple[Any, list[Axis]]:
     return data, axes
 
 
-def dataset_layers(ds: Dataset, spectra: list[dict[str, Any]]) -> list[LayerData]:
-    """The layer data tuples of one (non-spectrum) dataset."""
-    from .saved import saved_layer, saved_layer_state
+@dataclass
+class Part:
+    """One layer to be: ``data`` (its own slider axes, then y, x), one :class:`Axis` per
+    data axis, and for each data axis the axis of the record's display array it shows."""
 
-    state = saved_layer_state(ds)
-    if state is not None:
-        return saved_layer(ds, state, spectra)
+    data: Any
+    axes: list[Axis]
+    name: str
+    info: EMDLayerInfo
+    look: dict[str, Any] = field(default_factory=dict)
+    record_axes: list[int] = field(default_factory=list)
+    signal_type: str = ""
+
+    @property
+    def keys(self) -> list[str]:
+        keys = [world.axis_key(ax, self.signal_type) for ax in self.axes[:-2]]
+        for i, k in enumerate(keys):  # two axes of one layer never share a slider
+            if k in keys[:i]:
+                keys[i] = f"{k}#{i}"
+        return keys
+
+
+def _warn(ds: Dataset, why: str) -> None:
+    warnings.warn(f"{ds.filename}: {ds.path or ds.title}: {why}", EMDWarning, stacklevel=4)
+
+
+def _is_half_fft(ds: Dataset, axes: list[Axis]) -> bool:
+    return ("fft" in ds.title.lower() and len(axes) >= 2
+            and all(a.units.startswith("1/") for a in axes[-2:]))
+
+
+def _fft_part(ds: Dataset, data: Any, axes: list[Axis], info: EMDLayerInfo) -> Part | None:
+    """A half-plane FFT as a centred log-power image (None when it is too big to show
+    that way: it is then shown as magnitude and phase)."""
+    if not isinstance(data, np.ndarray):
+        return None
+    power = look.log_power(data)
+    h, w = power.shape[-2:]
+    ay, ax = axes[-2], axes[-1]
+    dy, dx = clean_scale(ay), clean_scale(ax)
+    new_axes = [*axes[:-2],
+                Axis(ay.name, h, dy, -(h // 2) * dy, ay.units, ay.navigate),
+                Axis(ax.name, w, dx, -(w // 2) * dx, ax.units, ax.navigate)]
+    info.part = "log power"
+    return Part(power, new_axes, f"{ds.title} (log power)", info,
+                {"colormap": "gray", "contrast_limits": look.contrast_limits(power)},
+                list(range(power.ndim)), ds.signal_type)
+
+
+def _component_axis(ds: Dataset, axes: list[Axis]) -> int | None:
+    """The index of a small unnamed, unitless leading axis (components), if any."""
+    if ds.kind == SPECTRUM_IMAGE:
+        return None
+    for i, ax in enumerate(axes[:-2]):
+        if not ax.name and not ax.units and 2 <= ax.size <= COMPONENT_AXIS_MAX:
+            return i
+    return None
+
+
+def dataset_parts(ds: Dataset, spectra: list[dict[str, Any]]) -> list[Part]:
+    """The layers-to-be of one (non-spectrum) dataset."""
     data, axes = display_array(ds)
-    data = maybe_eager(data)
-    base: dict[str, Any] = {
-        "name": ds.title,
-        "scale": [clean_scale(a) for a in axes],
-        "translate": [a.linear_offset if math.isfinite(a.linear_offset) else 0.0 for a in axes],
-        "units": [napari_unit(a) for a in axes],
-        "axis_labels": [a.name or f"axis {i}" for i, a in enumerate(axes)],
-    }
-    info = EMDLayerInfo.of_dataset(ds, spectra)
-    if np.dtype(data.dtype).kind == "c":
+    if any(int(s) == 0 for s in data.shape) or data.ndim < 2:
+        _warn(ds, f"has shape {tuple(data.shape)}: nothing to show, no layer is added")
+        return []
+    if ds.kind != SPECTRUM_IMAGE:  # a spectrum image stays lazy: planes come on demand
+        data = maybe_eager(data)
+    kind = np.dtype(data.dtype).kind
+    record_axes = list(range(data.ndim))
+    if kind == "c":
+        info = EMDLayerInfo.of_dataset(ds, spectra)
+        if _is_half_fft(ds, axes):
+            part = _fft_part(ds, data, axes, info)
+            if part is not None:
+                return [part]
         mag = abs(data)
         phase = np.angle(data) if isinstance(data, np.ndarray) else _dask_angle(data)
-        kw_mag = {**base, "name": f"{ds.title} magnitude", "colormap": "gray"}
-        kw_phase = {
-            **base,
-            "name": f"{ds.title} phase",
-            "colormap": "twilight",
-            "contrast_limits": (-np.pi, np.pi),
-            "visible": False,
-        }
-        cl = contrast_limits(mag)
-        if cl:
-            kw_mag["contrast_limits"] = cl
-        kw_mag["metadata"] = attach({}, EMDLayerInfo.of_dataset(ds, spectra, "magnitude"))
-        kw_phase["metadata"] = attach({}, EMDLayerInfo.of_dataset(ds, spectra, "phase"))
-        return [(mag, kw_mag, "image"), (phase, kw_phase, "image")]
-    if np.dtype(data.dtype).kind not in "biuf":
+        return [
+            Part(mag, axes, f"{ds.title} magnitude",
+                 EMDLayerInfo.of_dataset(ds, spectra, "magnitude"),
+                 {"colormap": "gray", "contrast_limits": look.contrast_limits(mag)},
+                 record_axes, ds.signal_type),
+            Part(phase, axes, f"{ds.title} phase",
+                 EMDLayerInfo.of_dataset(ds, spectra, "phase"),
+                 {"colormap": "twilight", "contrast_limits": (-np.pi, np.pi),
+                  "visible": False}, record_axes, ds.signal_type),
+        ]
+    if kind not in "biuf":
         return []
-    kw = {**base, "metadata": attach({}, info)}
+    comp = _component_axis(ds, axes)
+    if comp is not None:
+        names = ("x", "y") if data.shape[comp] == 2 else tuple(map(str, range(data.shape[comp])))
+        parts = []
+        for i, label in enumerate(names):
+            sub = data[(slice(None),) * comp + (i,)]
+            parts.append(Part(sub, [a for j, a in enumerate(axes) if j != comp],
+                              f"{ds.title} {label}", EMDLayerInfo.of_dataset(ds, spectra, label),
+                              {"colormap": "gray", "contrast_limits": look.contrast_limits(sub)},
+                              [j for j in record_axes if j != comp], ds.signal_type))
+        return parts
+    info = EMDLayerInfo.of_dataset(ds, spectra)
     if ds.kind == SPECTRUM_IMAGE:
-        kw.update(_spectrum_image_look(ds, data, spectra))
-        info.peak_energy = kw.pop("peak_energy", None)
-    else:
-        cl = contrast_limits(data)
-        if cl:
-            kw["contrast_limits"] = cl
-        kw["colormap"] = "gray"
-    return [(data, kw, "image")]
+        return [Part(data, axes, ds.title, info, _spectrum_image_look(ds, data, spectra, info),
+                     record_axes, ds.signal_type)]
+    return [Part(data, axes, ds.title, info,
+                 {"colormap": "gray", "contrast_limits": look.contrast_limits(data)},
+                 record_axes, ds.signal_type)]
 
 
-def _spectrum_image_look(ds: Dataset, data: Any, spectra: list[dict[str, Any]]) -> dict:
-    """Colormap, blending and contrast of a spectrum-image layer, and the energy of its
-    strongest peak, all without touching the SI's data.
-
-    Computing contrast limits from a plane (ours, or napari's own when none are given)
-    would decode the event stream while the file is opening. The file's single spectra
-    (the sum over the scan, per detector) tell the same for free: at the strongest peak
-    a pixel holds about ``total / pixels`` counts. ``peak_energy`` lets a viewer start
-    the energy slider there (:func:`.view.focus_energy`).
-    """
-    look: dict[str, Any] = {"colormap": "inferno"}
-    fallback = (0.0, 10.0)
-    if isinstance(data, np.ndarray):  # in memory: a plane costs nothing
-        fallback = contrast_limits(data) or fallback
-    energy_axis = ds.axes[-1]
+def _summed_file_spectrum(
+    ds: Dataset, spectra: list[dict[str, Any]]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(energy, counts) of the file's single spectra of the SI's kind, summed over
+    detectors: the whole scan's spectrum, for free."""
     total, ax = None, None
     for sp in spectra:
         d = np.asarray(sp["data"], dtype=float)
         if sp.get("signal_type") != ds.signal_type or d.ndim != 1:
             continue
         if total is None:
-            total, ax = d, sp["axes"][-1]
+            total, ax = d.copy(), sp["axes"][-1]
         elif total.shape == d.shape:
-            total = total + d
+            total += d
     if total is None or ax is None or not total.any():
-        look["contrast_limits"] = fallback
-        return look
+        return None
     energy = float(ax.get("offset", 0.0)) + float(ax.get("scale", 1.0)) * np.arange(total.size)
-    floor = 0.2 if energy_axis.units == "keV" else 0.0  # past the zero-loss/strobe peak
-    total = np.where(energy <= floor, 0.0, total)
-    if total.any():
-        i = int(np.argmax(total))
-        look["peak_energy"] = float(energy[i])
-        n_pixels = int(np.prod(ds.shape[:-1], dtype=np.int64)) or 1
-        rebin = max(1, round(energy_axis.linear_scale / float(ax.get("scale", 1.0) or 1.0)))
-        look["contrast_limits"] = (0.0, max(1.0, 3.0 * total[i] * rebin / n_pixels))
-    look.setdefault("contrast_limits", fallback)
-    return look
+    return energy, total
+
+
+def _spectrum_image_look(
+    ds: Dataset, data: Any, spectra: list[dict[str, Any]], info: EMDLayerInfo
+) -> dict[str, Any]:
+    """Colormap and contrast of a spectrum-image layer, and the energy it opens on
+    (``info.peak_energy``), decided without computing the lazy cube: EDS from the file's
+    summed spectra (the strongest X-ray peak above the zero-energy noise peak), EELS
+    from the elements' edges inside its range (the summed cube when it is in memory).
+    The contrast is that plane's when the cube is in memory; for a lazy cube the viewer
+    sets it once napari has computed the plane (:mod:`.view`)."""
+    energy_axis = ds.axes[-1]
+    e = energy_axis.linear_offset + energy_axis.linear_scale * np.arange(energy_axis.size)
+    peak = None
+    if ds.signal_type.upper().startswith("EELS"):
+        elements = list((ds.metadata.get("Sample") or {}).get("elements") or [])
+        summed = None
+        if isinstance(data, np.ndarray):
+            summed = data.reshape(-1, data.shape[-3], *data.shape[-2:]).sum(axis=(0, 2, 3))
+        peak = look.eels_focus(float(e[0]), float(e[-1]), elements, summed, e)
+    else:
+        found = _summed_file_spectrum(ds, spectra)
+        if found is not None:
+            peak = look.eds_peak(*found)
+        elif isinstance(data, np.ndarray):
+            summed = data.reshape(-1, data.shape[-3], *data.shape[-2:]).sum(axis=(0, 2, 3))
+            peak = look.eds_peak(e, summed)
+    info.peak_energy = peak
+    out: dict[str, Any] = {"colormap": "inferno"}
+    if isinstance(data, np.ndarray) and peak is not None:
+        i = int(np.clip(np.rint((peak - e[0]) / (e[1] - e[0] if e.size > 1 else 1)), 0,
+                        e.size - 1))
+        out["contrast_limits"] = look.robust_limits(data[..., i, :, :]) or (0.0, 1.0)
+    elif isinstance(data, np.ndarray):
+        out["contrast_limits"] = look.contrast_limits(data) or (0.0, 1.0)
+    else:
+        out["contrast_limits"] = (0.0, 1.0)  # set from the first plane napari computes
+    return out
 
 
 def _dask_angle(data: Any) -> Any:
@@ -178,40 +257,169 @@ def _dask_angle(data: Any) -> Any:
     return da.angle(data)
 
 
-def datasets_to_layers(datasets: list[Dataset], path: str = "") -> list[LayerData]:
-    """All layer tuples for the datasets of one file (spectra carried in metadata)."""
-    from .saved import saved_layer_state
+def _dress(parts: list[Part]) -> list[Part]:
+    """Order and colours of one file's layers, like Velox's mix view: plain images at the
+    bottom in grey, element maps above them in distinct colours with additive blending,
+    spectrum images on top, hidden when the file has maps."""
+    def rank(p: Part) -> int:
+        if p.info.kind == SPECTRUM_IMAGE and p.info.part is None:
+            return 2
+        return 1 if _is_map(p) else 0
+
+    parts = sorted(parts, key=rank)
+    maps = [p for p in parts if _is_map(p)]
+    for i, p in enumerate(maps):
+        p.look.update(colormap=look.MAP_COLORMAPS[i % len(look.MAP_COLORMAPS)],
+                      blending="additive", contrast_limits=look.map_limits(look.sample(p.data)))
+    if maps:
+        for p in parts:
+            if rank(p) == 2:
+                p.look["visible"] = False
+            elif rank(p) == 0 and p.data.ndim == 2:
+                p.look["opacity"] = look.UNDER_MAPS_OPACITY
+    spaces = {_space(p) for p in parts}
+    if {"real", "reciprocal"} <= spaces:  # napari cannot show both with one scale bar
+        for p in parts:
+            if _space(p) == "reciprocal":
+                p.look["visible"] = False
+    return parts
+
+
+def _space(p: Part) -> str:
+    """Whether a layer-to-be is in real or reciprocal space (its screen axes' units)."""
+    return "reciprocal" if p.axes[-1].units.startswith("1/") else "real"
+
+
+def _is_map(p: Part) -> bool:
+    return (p.info.kind == IMAGE and p.info.part is None and p.data.ndim == 2
+            and look.element_of(p.name) is not None)
+
+
+def _existing_axes(layers: Any) -> list[world.LayerAxes]:
+    """The slider axes of napari-emd layers already in a viewer."""
+    out = []
+    for layer in layers or ():
+        info = layer_info(layer)
+        if info is None or not info.world_keys:
+            continue
+        n = len(info.world_keys)
+        shape = tuple(getattr(layer.data, "shape", ()))[:n]
+        if len(shape) < n:
+            continue
+        fill = [r is None for r in info.record_axes[:n]] if info.record_axes else [False] * n
+        out.append(world.LayerAxes(
+            keys=[None if f else k for k, f in zip(info.world_keys, fill)],
+            sizes=list(shape), scales=[float(s) for s in layer.scale[:n]],
+            translates=[float(t) for t in layer.translate[:n]],
+            units=[str(u) for u in getattr(layer, "units", ("",) * n)[:n]],
+            labels=[str(a) for a in getattr(layer, "axis_labels", ("",) * n)[:n]],
+        ))
+    return out
+
+
+def _arrange(parts: list[Part], existing: Any = ()) -> list[LayerData]:
+    """Layer data tuples with every slider axis in its slot (see :mod:`.world`)."""
+    placed = _existing_axes(existing)
+    order = world.slot_order(
+        [info.world_keys for layer in existing or () if (info := layer_info(layer))],
+        [p.keys for p in parts])
+    own = [world.LayerAxes(p.keys, [a.size for a in p.axes[:-2]],
+                           [clean_scale(a) for a in p.axes[:-2]],
+                           [clean_offset(a) for a in p.axes[:-2]],
+                           [napari_unit(a) for a in p.axes[:-2]],
+                           [world.slot_label(k, a.name) for k, a in zip(p.keys, p.axes)])
+           for p in parts]
+    extents = world.slot_extents([*placed, *own])
+    first: dict[str, tuple[str, str]] = {}
+    for la in [*placed, *own]:
+        for k, u, lab in zip(la.keys, la.units, la.labels):
+            if k is not None and k not in first:
+                first[k] = (u, lab)
+    out: list[LayerData] = []
+    for p, la in zip(parts, own):
+        where = world.placement(p.keys, order)
+        data = world.place(p.data, 2, where)
+        scale, translate, units, labels, keys, rec = [], [], [], [], [], []
+        n_lead = len(where)
+        for s, i in zip(range(n_lead - 1, -1, -1), where):
+            key = order[s]
+            keys.append(key)
+            u, lab = first.get(key, ("pixel", world.slot_label(key)))
+            if i is None:
+                sc, tr = world.singleton_extent(*extents.get(key, (0.0, 1.0)))
+                rec.append(None)
+            else:  # a slider has one label, whichever layer brought it first
+                sc, tr, u = la.scales[i], la.translates[i], la.units[i]
+                rec.append(p.record_axes[i])
+            scale.append(sc)
+            translate.append(tr)
+            units.append(u)
+            labels.append(lab)
+        for ax, r in zip(p.axes[-2:], p.record_axes[-2:]):
+            scale.append(clean_scale(ax))
+            translate.append(clean_offset(ax))
+            units.append(napari_unit(ax))
+            labels.append(ax.name or "axis")
+            rec.append(r)
+        p.info.world_keys = tuple(keys)
+        p.info.record_axes = tuple(rec)
+        kw: dict[str, Any] = {"name": p.name, "scale": scale, "translate": translate,
+                              "units": units, "axis_labels": labels,
+                              "metadata": attach({}, p.info)}
+        kw.update({k: v for k, v in p.look.items() if v is not None})
+        out.append((data, kw, "image"))
+    return out
+
+
+def datasets_to_layers(
+    datasets: list[Dataset], path: str = "", existing: Any = ()
+) -> list[LayerData]:
+    """All layer tuples for the datasets of one file (spectra carried in metadata).
+
+    ``existing``: the layers already in the viewer the file opens into, so that slider
+    axes of the same kind share a slider and different kinds never do. A file with
+    nothing to show as an image gives no layer (see :func:`file_info`).
+    """
+    from .saved import saved_layer, saved_layer_state
 
     spectra = [spectrum_entry(d) for d in datasets if d.kind == SPECTRUM]
-    layers: list[LayerData] = []
+    parts: list[Part] = []
+    saved: list[LayerData] = []
     for ds in datasets:
-        if ds.kind in (SPECTRUM, TABLE) and saved_layer_state(ds) is None:
-            continue
-        layers.extend(dataset_layers(ds, spectra))
-    if not layers and datasets:
-        name = os.path.splitext(os.path.basename(path or datasets[0].filename))[0]
-        tables = {d.title: np.asarray(d.data).tolist() for d in datasets if d.kind == TABLE}
-        info = EMDLayerInfo(source=datasets[0].filename, kind=SPECTRA, spectra=spectra,
-                            tables=tables)
-        meta = attach({}, info)
-        layers.append(
-            (np.empty((0, 2)), {"name": f"{name} spectra", "metadata": meta}, "points")
-        )
-    return layers
+        state = saved_layer_state(ds)
+        if state is not None:
+            saved.extend(saved_layer(ds, state, spectra))
+        elif ds.kind not in (SPECTRUM, TABLE):
+            parts.extend(dataset_parts(ds, spectra))
+    return saved + _arrange(_dress(parts), existing)
 
 
-def map_placement(si_layer: Any) -> dict[str, Any]:
-    """Layer keyword arguments that place a map computed from a spectrum-image layer
-    (shown ``(..., E, y, x)``) exactly over it: its scale, translate, units and axis
-    labels without the energy axis."""
-    keep = [i for i in range(si_layer.ndim) if i != si_layer.ndim - 3]
-    out: dict[str, Any] = {
-        "scale": [float(si_layer.scale[i]) for i in keep],
-        "translate": [float(si_layer.translate[i]) for i in keep],
-    }
-    try:
-        out["units"] = [str(si_layer.units[i]) for i in keep]
-        out["axis_labels"] = [str(si_layer.axis_labels[i]) for i in keep]
-    except (AttributeError, IndexError, TypeError):
-        pass
+def file_info(datasets: list[Dataset], path: str = "") -> EMDLayerInfo:
+    """napari-emd's record of a file as a whole: its single spectra and its tables (what
+    a file with no image to show opens as: the spectrum viewer and table docks)."""
+    name = os.path.splitext(os.path.basename(path or (datasets[0].filename if datasets
+                                                      else "")))[0]
+    spectra = [spectrum_entry(d) for d in datasets if d.kind == SPECTRUM]
+    tables = {d.title: np.asarray(d.data) for d in datasets if d.kind == TABLE}
+    return EMDLayerInfo(source=datasets[0].filename if datasets else path, kind=SPECTRA,
+                        spectra=spectra, tables=tables, title=name)
+
+
+def map_layer(
+    si_layer: Any, data: Any, name: str, info: EMDLayerInfo, look_kw: dict[str, Any],
+    existing: Any = (),
+) -> LayerData:
+    """The layer tuple of a map computed from a spectrum-image layer (its record's
+    display axes without energy: ``(..., y, x)``), placed exactly over the SI, its slider
+    axes in their slots."""
+    src = layer_info(si_layer)
+    rec = src.record if src is not None else None
+    if rec is None:
+        raise ValueError(f"layer {getattr(si_layer, 'name', si_layer)!r} is not a spectrum image")
+    _, axes = display_array(rec)
+    energy = len(axes) - 3
+    keep = [i for i in range(len(axes)) if i != energy]
+    part = Part(np.asarray(data), [axes[i] for i in keep], name, info, dict(look_kw),
+                list(range(len(keep))), rec.signal_type)
+    (out,) = _arrange([part], existing)
     return out

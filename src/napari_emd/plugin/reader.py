@@ -12,9 +12,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..api import READ_EXTENSIONS, detect_format, read_datasets
+from ..cancel import cancellation
 from ..errors import EMDError
 from ..h5 import is_hdf5
-from .layers import LayerData, datasets_to_layers
+from .layers import LayerData, datasets_to_layers, file_info
+from .view import install
 
 PathLike = str | os.PathLike
 ReaderFunction = Callable[[Any], list[LayerData]]
@@ -45,11 +47,42 @@ def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | N
 
 
 def reader_function(path: PathLike | Sequence[PathLike], **options: Any) -> list[LayerData]:
-    """Read one or more EMD files into layer data tuples (lazily: big data stays on disk)."""
+    """Read one or more EMD files into layer data tuples (lazily: big data stays on disk).
+    A file of spectra and tables only opens them in the spectrum viewer and table docks
+    and gives napari its "nothing to add" sign."""
+    return read_layers(path, current_viewer(), **options) or [(None,)]  # type: ignore[list-item]
+
+
+def read_layers(
+    path: PathLike | Sequence[PathLike], viewer: Any = None, cancel: Any = None,
+    **options: Any,
+) -> list[LayerData]:
+    """The layer data tuples of one or more EMD files for ``viewer`` (their slider axes
+    placed among its layers'; its presenter set up for their first view). ``cancel``: a
+    ``threading.Event`` that stops the read (``napari_emd.errors.Cancelled``)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     layers: list[LayerData] = []
     options.setdefault("lazy", True)
+    if viewer is not None:
+        install(viewer)
+    existing = list(viewer.layers) if viewer is not None else []
     for p in paths:
         p = os.fspath(p)
-        layers.extend(datasets_to_layers(read_datasets(p, **options), p))
+        with cancellation(cancel):
+            datasets = read_datasets(p, **options)
+        found = datasets_to_layers(datasets, p, existing)
+        if not found and datasets and viewer is not None:
+            # spectra and tables only: they open in the spectrum viewer and table docks
+            install(viewer).show_file(file_info(datasets, p))
+        layers.extend(found)
     return layers
+
+
+def current_viewer() -> Any:
+    """napari's current viewer (``None`` when napari runs none)."""
+    try:
+        import napari
+
+        return napari.current_viewer()
+    except Exception:  # napari absent or not running: layers are made without a viewer
+        return None

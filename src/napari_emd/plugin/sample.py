@@ -132,13 +132,13 @@ def _with_elements(layers: list[Any], elements: list[str]) -> list[Any]:
 def velox_si_sample() -> list[Any]:
     """Sample data: a synthetic Velox EDS spectrum image (HAADF, 4 detectors, 3 frames,
     C/O/Fe/Cu peaks) as napari layer data tuples, the SI lazy with energy on a slider."""
-    from .reader import reader_function
+    from .reader import current_viewer, read_layers
 
-    return _with_elements(reader_function(velox_si_path()), VELOX_ELEMENTS)
+    return _with_elements(read_layers(velox_si_path(), current_viewer()), VELOX_ELEMENTS)
 
 
 def ncem_stack_sample() -> list[Any]:
     """Sample data: a synthetic NCEM EMD 0.2 image stack as napari layer data tuples."""
-    from .reader import reader_function
+    from .reader import current_viewer, read_layers
 
-    return reader_function(ncem_stack_path())
+    return read_layers(ncem_stack_path(), current_viewer())

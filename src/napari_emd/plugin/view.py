@@ -1,35 +1,315 @@
-"""How napari-emd layers are shown in a viewer: where the sliders start."""
+"""The first view of napari-emd layers in a viewer, and what it keeps up to date.
+
+When napari adds a layer napari-emd made (by drag and drop, ``viewer.open``, the loader
+or a sample), :class:`Presenter`, one per viewer, sets its first view up:
+
+- a spectrum image's energy slider goes to its strongest characteristic peak (decided
+  by the reader from the file), and its contrast is set from that plane once computed
+  (in a worker thread for a lazy cube, so opening never waits for decoding);
+- the size-1 filler axes of every napari-emd layer are widened to the full range of
+  their slider (:mod:`.world`), so a layer shows at every position of sliders it has
+  no axis for;
+- the energies of the energy sliders are shown in keV / eV in the canvas's text
+  overlay, updated as the sliders move;
+- when layers in real and in reciprocal space share the viewer, napari cannot give them
+  one scale bar: a notification says so once, naming the layers.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Any
 
 import numpy as np
 
-from .layer_meta import layer_info
+from . import look, world
+from .layer_meta import EMDLayerInfo, layer_info
+
+#: The contrast a lazy spectrum image opens with, until its first plane is computed.
+PLACEHOLDER_LIMITS = (0.0, 1.0)
+
+_PRESENTERS: weakref.WeakKeyDictionary[Any, Presenter] = weakref.WeakKeyDictionary()
 
 
-def focus_energy(viewer: Any, layer: Any) -> bool:
-    """Put the energy slider of a spectrum-image layer on its strongest peak.
+def _model(viewer: Any) -> Any:
+    """The viewer behind napari's public-only proxy (widgets get a proxy)."""
+    return getattr(viewer, "__wrapped__", viewer)
 
-    The reader works out that energy from the file's summed spectra when it opens the file
-    (:attr:`.layer_meta.EMDLayerInfo.peak_energy`), so this reads no data. A plane at the slider's
-    default position (energy 0) shows the user nothing. Returns whether it moved.
-    """
+
+def energy_axis(viewer: Any, layer: Any) -> int | None:
+    """The viewer (world) axis of a spectrum-image layer's energy, or ``None``."""
     info = layer_info(layer)
-    energy = info.peak_energy if info is not None else None
-    if energy is None or getattr(layer, "ndim", 0) < 3:
-        return False
-    axis = viewer.dims.ndim - 3  # (..., E, y, x): energy is the third axis from the end
-    # napari puts layers with units of one dimension (keV, eV) on one world axis in the
-    # smallest of them: express the peak in the world's unit
+    if info is None or not info.is_spectrum_image:
+        return None
+    rec = info.record
+    energy = rec.data.ndim - 3  # of the record's display array (..., E, y, x)
+    data_axis = (info.record_axes.index(energy) if info.record_axes else layer.ndim - 3)
+    return data_axis + viewer.dims.ndim - layer.ndim
+
+
+def energy_of_world(viewer: Any, layer: Any, value: float) -> float:
+    """A world position on the energy axis in the layer's own energy unit."""
+    axis = energy_axis(viewer, layer)
+    return _convert(viewer, layer, axis, value, to_layer=True)
+
+
+def _convert(viewer: Any, layer: Any, axis: int | None, value: float, to_layer: bool) -> float:
+    """Convert ``value`` between the viewer's unit of ``axis`` and the layer's own (napari
+    expresses a slider in one unit for all layers)."""
+    if axis is None:
+        return value
     world_units = getattr(viewer.layers, "units", None)
     layer_units = getattr(layer, "units", None)
-    if world_units is not None and layer_units is not None:
-        # incompatible or missing units: keep the layer's own number
-        with contextlib.suppress(Exception):
-            energy = (energy * layer_units[-3]).to(world_units[axis]).magnitude
+    if world_units is None or layer_units is None:
+        return value
+    data_axis = axis - (viewer.dims.ndim - layer.ndim)
+    with contextlib.suppress(Exception):
+        a, b = layer_units[data_axis], world_units[axis]
+        return float((value * (b if to_layer else a)).to(a if to_layer else b).magnitude)
+    return value
+
+
+def focus_energy(viewer: Any, layer: Any, energy: float | None = None) -> bool:
+    """Put the energy slider of a spectrum-image layer on ``energy`` (in the layer's
+    unit; default: the peak the reader chose). Returns whether it moved."""
+    info = layer_info(layer)
+    axis = energy_axis(viewer, layer)
+    if energy is None and info is not None:
+        energy = info.peak_energy
+    if energy is None or axis is None:
+        return False
+    value = _convert(viewer, layer, axis, float(energy), to_layer=False)
     lo, hi = viewer.dims.range[axis][:2]
-    viewer.dims.set_point(axis, float(np.clip(energy, lo, hi)))
+    viewer.dims.set_point(axis, float(np.clip(value, lo, hi)))
     return True
+
+
+def chunk_peak(record: Any) -> float | None:
+    """The energy a spectrum image opens on, from the spectrum of its first chunk only
+    (for files without a summed spectrum; a chunk is a block of scan rows)."""
+    data = record.data
+    first = data[tuple(slice(0, c[0]) for c in data.chunks)] if hasattr(data, "chunks") \
+        else data
+    block = np.asarray(first.compute() if hasattr(first, "compute") else first)
+    spectrum = block.reshape(-1, block.shape[-1]).sum(axis=0, dtype=np.float64)
+    ax = record.axes[-1]
+    energy = ax.linear_offset + ax.linear_scale * np.arange(spectrum.size)
+    if record.signal_type.upper().startswith("EELS"):
+        elements = list((record.metadata.get("Sample") or {}).get("elements") or [])
+        return look.eels_focus(float(energy[0]), float(energy[-1]), elements, spectrum, energy)
+    return look.eds_peak(energy, spectrum)
+
+
+def refresh_fillers(viewer: Any) -> None:
+    """Widen the size-1 filler axes of napari-emd layers to their slider's full range."""
+    from .layers import _existing_axes
+
+    layers = [ly for ly in viewer.layers if layer_info(ly) is not None
+              and layer_info(ly).world_keys]
+    extents = world.slot_extents(_existing_axes(layers))
+    for ly in layers:
+        info = layer_info(ly)
+        scale, translate = list(ly.scale), list(ly.translate)
+        changed = False
+        for i, (key, rec) in enumerate(zip(info.world_keys, info.record_axes)):
+            if rec is not None or key not in extents:
+                continue
+            sc, tr = world.singleton_extent(*extents[key])
+            if not (np.isclose(scale[i], sc) and np.isclose(translate[i], tr)):
+                scale[i], translate[i] = sc, tr
+                changed = True
+        if changed:
+            ly.scale, ly.translate = scale, translate
+
+
+def energy_readout(viewer: Any) -> str:
+    """The energy of every energy slider, e.g. ``"EDS energy 8.05 keV"``."""
+    parts, seen = [], set()
+    for ly in viewer.layers:
+        axis = energy_axis(viewer, ly)
+        if axis is None or axis in seen:
+            continue
+        seen.add(axis)
+        info = layer_info(ly)
+        value = energy_of_world(viewer, ly, float(viewer.dims.point[axis]))
+        units = str(ly.units[axis - (viewer.dims.ndim - ly.ndim)])
+        units = {"kiloelectron_volt": "keV", "electron_volt": "eV"}.get(units, units)
+        key = info.world_keys[axis - (viewer.dims.ndim - ly.ndim)] if info.world_keys else ""
+        digits = 3 if units == "keV" else 1
+        parts.append(f"{world.slot_label(key, 'Energy')} {value:.{digits}f} {units}")
+    return " · ".join(parts)
+
+
+def _space(unit: Any) -> str:
+    text = str(unit)
+    return "reciprocal" if ("1 /" in text or text.startswith("1/") or "/ " in text) else "real"
+
+
+class Presenter:
+    """Sets up the first view of napari-emd layers added to one viewer (see the module
+    docstring); :func:`install` makes one per viewer."""
+
+    def __init__(self, viewer: Any) -> None:
+        self.viewer = viewer
+        self.workers: list[Any] = []
+        # files with nothing to show as an image: their spectra and tables, by file
+        self.files: dict[str, EMDLayerInfo] = {}
+        self._warned: set[frozenset[str]] = set()
+        viewer.layers.events.inserted.connect(self._inserted)
+        viewer.layers.events.removed.connect(self._changed)
+        viewer.dims.events.current_step.connect(self._update_readout)
+
+    def _inserted(self, event: Any) -> None:
+        layer = event.value
+        info = layer_info(layer)
+        if info is None:
+            return
+        refresh_fillers(self.viewer)
+        if not info.presented:
+            info.presented = True
+            self.present(layer)
+        self._check_units()
+        self._update_readout()
+
+    def show_file(self, info: EMDLayerInfo) -> None:
+        """Show a file that has no image: its spectra in the spectrum viewer (opened if
+        needed, the first spectrum plotted) and each table in a table dock."""
+        self.files[info.source] = info
+        window = getattr(self.viewer, "window", None)
+        if window is None:
+            return
+        if info.spectra:
+            _, widget = window.add_plugin_dock_widget("napari-emd-io", "Spectrum viewer")
+            with contextlib.suppress(AttributeError):
+                widget.show_file_spectra(info)
+        from .widgets.table import TableView
+
+        for title, values in info.tables.items():
+            window.add_dock_widget(TableView(title, values, info.source),
+                                   name=f"{info.title}: {title}", area="right")
+
+    def _changed(self, event: Any = None) -> None:
+        refresh_fillers(self.viewer)
+        self._update_readout()
+
+    def present(self, layer: Any) -> None:
+        """The first view of one spectrum-image layer: energy slider on its strongest
+        peak, and the contrast of that plane. For a lazy cube both are worked out in a
+        worker thread (the peak from one chunk of the cube when the file has no summed
+        spectrum), so opening never waits for decoding."""
+        info = layer_info(layer)
+        if info is None or not info.is_spectrum_image:
+            return
+        if info.peak_energy is not None:
+            focus_energy(self.viewer, layer)
+            if isinstance(layer.data, np.ndarray):
+                return  # the reader set the contrast of that plane already
+        elif isinstance(layer.data, np.ndarray):
+            return
+        data, record, peak = layer.data, info.record, info.peak_energy
+
+        def work() -> tuple[float | None, np.ndarray | None]:
+            energy = peak if peak is not None else chunk_peak(record)
+            index = self._plane_index(layer, energy)
+            if index is None:
+                return energy, None
+            block = data[index]
+            return energy, np.asarray(block.compute() if hasattr(block, "compute") else block)
+
+        def done(result: tuple[float | None, np.ndarray | None]) -> None:
+            energy, values = result
+            if info.peak_energy is None and energy is not None:
+                info.peak_energy = energy
+                focus_energy(self.viewer, layer)
+            limits = look.robust_limits(values) if values is not None else None
+            if limits is not None and tuple(layer.contrast_limits) == PLACEHOLDER_LIMITS:
+                layer.contrast_limits_range = (min(0.0, limits[0]),
+                                               max(limits[1], float(values.max(initial=1))))
+                layer.contrast_limits = limits
+
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(work, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(done)
+        worker.finished.connect(lambda: self.workers.remove(worker)
+                                if worker in self.workers else None)
+        self.workers.append(worker)
+        worker.start()
+
+    def _plane_index(self, layer: Any, energy: float | None) -> tuple[int, ...] | None:
+        """The index of the plane at ``energy`` (the viewer's current plane of the other
+        slider axes)."""
+        index = self._data_index(layer)
+        axis = energy_axis(self.viewer, layer)
+        if index is None or axis is None or energy is None:
+            return index
+        i = axis - (self.viewer.dims.ndim - layer.ndim)
+        step = (energy - layer.translate[i]) / layer.scale[i]
+        return (*index[:i], int(np.clip(np.rint(step), 0, layer.data.shape[i] - 1)),
+                *index[i + 1:])
+
+    def _data_index(self, layer: Any) -> tuple[int, ...] | None:
+        """The index of the plane the viewer shows of ``layer`` (its leading axes)."""
+        with contextlib.suppress(Exception):
+            coords = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
+            lead = coords[: layer.ndim - 2]
+            return tuple(int(np.clip(np.rint(c), 0, n - 1))
+                         for c, n in zip(lead, layer.data.shape))
+        return None
+
+    def _check_units(self) -> None:
+        """Say once when real- and reciprocal-space layers share the viewer."""
+        groups: dict[str, list[str]] = {}
+        for ly in self.viewer.layers:
+            units = getattr(ly, "units", None)
+            if units is None or ly.ndim < 2 or str(units[-1]) == "pixel":
+                continue
+            groups.setdefault(_space(units[-1]), []).append(ly.name)
+        if len(groups) < 2:
+            return
+        key = frozenset(name for names in groups.values() for name in names)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        from napari.utils.notifications import show_info
+
+        show_info(
+            "napari-emd: napari can show one kind of space with a scale bar; these "
+            f"layers are in real space: {', '.join(groups['real'])}; these in reciprocal "
+            f"space: {', '.join(groups['reciprocal'])}. Show one kind at a time (a "
+            "file's reciprocal-space layers open hidden) or open them in another window "
+            "to keep calibrated units."
+        )
+
+    def _update_readout(self, event: Any = None) -> None:
+        text = energy_readout(self.viewer)
+        with contextlib.suppress(Exception):
+            overlay = self.viewer.canvas.overlays["text"]
+            if text:
+                overlay.text = text
+                overlay.position = "top_left"
+                overlay.font_size = 12
+                overlay.visible = True
+            elif overlay.text and ("energy" in overlay.text.lower()):
+                overlay.visible = False
+
+
+def install(viewer: Any) -> Presenter:
+    """The :class:`Presenter` of ``viewer`` (made on first use)."""
+    model = _model(viewer)
+    presenter = _PRESENTERS.get(model)
+    if presenter is None:
+        presenter = _PRESENTERS[model] = Presenter(model)
+    return presenter
+
+
+def install_in_current_viewer() -> None:
+    """Install the presenter in napari's current viewer, if napari is running one (the
+    reader calls this, so dropped files get their first view too)."""
+    with contextlib.suppress(Exception):
+        import napari
+
+        viewer = napari.current_viewer()
+        if viewer is not None:
+            install(viewer)

@@ -1,0 +1,207 @@
+"""What a microscopist sees first: every real file opened in a real napari viewer (under
+Xvfb), checked as a person would look at it — sliders, placement, contrast, colours,
+the energy shown, and what files without images open as."""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import DATA_DIR, real_file
+from napari_emd.errors import EMDWarning
+from napari_emd.plugin import look, view
+from napari_emd.plugin.layer_meta import is_si_layer, layer_info
+
+pytestmark = [pytest.mark.napari, pytest.mark.realdata]
+PLUGIN = "napari-emd-io"
+REAL = sorted(os.path.basename(p) for p in glob.glob(str(DATA_DIR / "*.emd"))
+              + glob.glob(str(DATA_DIR / "*.h5")))
+
+
+def _open(make_napari_viewer, qtbot, name):
+    viewer = make_napari_viewer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EMDWarning)
+        layers = viewer.open(str(real_file(name)), plugin=PLUGIN)
+    presenter = view.install(viewer)
+    qtbot.waitUntil(lambda: not presenter.workers, timeout=30_000)
+    return viewer, layers
+
+
+def _unit(u) -> str:
+    return format(u, "~") if hasattr(u, "dimensionality") else str(u)
+
+
+def _dimensionality(u):
+    return getattr(u, "dimensionality", str(u))
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_sliders_never_mix_quantities_and_stay_short(make_napari_viewer, qtbot, name):
+    """Every slider holds one quantity (one unit dimensionality, one kind of energy) and
+    has at most twice as many steps as the longest axis of the file's layers."""
+    viewer, layers = _open(make_napari_viewer, qtbot, name)
+    if not layers:
+        return
+    longest = max(max(ly.data.shape) for ly in layers)
+    for axis in viewer.dims.not_displayed:
+        steps = viewer.dims.nsteps[axis]
+        assert steps <= 2 * longest, (name, viewer.dims.axis_labels[axis], steps)
+        kinds = set()
+        for ly in layers:
+            i = axis - (viewer.dims.ndim - ly.ndim)
+            info = layer_info(ly)
+            if i < 0 or info is None or info.record_axes[i] is None:
+                continue  # the layer has no axis on this slider (a size-1 filler)
+            kinds.add((info.world_keys[i].split("#")[0], str(_dimensionality(ly.units[i]))))
+        assert len(kinds) <= 1, (name, kinds)
+
+
+def test_eels_and_eds_energies_get_their_own_sliders(make_napari_viewer, qtbot):
+    viewer, layers = _open(make_napari_viewer, qtbot, "example_velox_EELS_EDS.emd")
+    eds = next(ly for ly in layers if ly.name == "EDS")
+    eels = [ly for ly in layers if ly.name.startswith("EELS")]
+    assert len(eels) == 3
+    e_eds = view.energy_axis(viewer, eds)
+    e_eels = {view.energy_axis(viewer, ly) for ly in eels}
+    assert len(e_eels) == 1 and e_eds not in e_eels
+    assert viewer.dims.axis_labels[e_eds] == "EDS energy"
+    assert viewer.dims.axis_labels[e_eels.pop()] == "EELS energy loss"
+    assert _unit(eds.units[eds.ndim - viewer.dims.ndim + e_eds]) == "keV"
+    assert viewer.layers.units is not None  # one unit per world axis: the scale bar keeps it
+
+
+def test_prismatic_dpc_components_split_and_units_kept(make_napari_viewer, qtbot):
+    """Radians, DPC components and Å never share a slider; the DPC x/y components are
+    layers of their own; napari keeps the units (all real space)."""
+    viewer, layers = _open(make_napari_viewer, qtbot, "Si100_2D_3D_DPC_potential_2slices.emd")
+    names = {ly.name for ly in layers}
+    assert {"DPC_CoM x", "DPC_CoM y"} <= names
+    assert viewer.layers.units is not None
+    assert all(_unit(u) != "pixel" for u in viewer.layers.units[-2:])
+
+
+def test_si_opens_on_its_strongest_peak_with_contrast_for_it(make_napari_viewer, qtbot):
+    viewer, layers = _open(make_napari_viewer, qtbot, "Test SI 16x16 215 kx.emd")
+    si = next(ly for ly in layers if is_si_layer(ly))
+    axis = view.energy_axis(viewer, si)
+    kev = view.energy_of_world(viewer, si, float(viewer.dims.point[axis]))
+    assert kev == pytest.approx(layer_info(si).peak_energy, abs=0.011)
+    assert kev > 0.2  # not the zero-energy noise peak
+    # the contrast is that plane's (percentiles), not a guess
+    index = tuple(int(i) for i in np.rint(si.world_to_data(viewer.dims.point))[:-2])
+    plane = np.asarray(si.data[index])
+    _lo, hi = si.contrast_limits
+    assert hi <= plane.max() and hi >= np.percentile(plane, 99)
+    # the energy is readable in keV on the canvas
+    text = viewer.canvas.overlays["text"].text
+    assert "EDS energy" in text and "keV" in text and f"{kev:.3f}" in text
+
+
+def test_lazy_si_contrast_set_from_the_computed_plane(make_napari_viewer, qtbot, monkeypatch):
+    from napari_emd.plugin import layers as layers_module
+
+    monkeypatch.setattr(layers_module, "EAGER_LIMIT", 0)  # as for a big file
+    viewer, layers = _open(make_napari_viewer, qtbot, "fei_SI_SuperX-HAADF_10frames_10x50.emd")
+    si = next(ly for ly in layers if is_si_layer(ly))
+    assert not isinstance(si.data, np.ndarray)
+    index = tuple(int(i) for i in np.rint(si.world_to_data(viewer.dims.point))[:-2])
+    plane = np.asarray(si.data[index])
+    assert tuple(si.contrast_limits) == look.robust_limits(plane)  # set by the worker
+
+
+def test_layers_of_one_scan_overlay_where_the_scan_area_says(make_napari_viewer, qtbot):
+    """The HAADF, the element maps and the SI of one acquisition sit on the same pixels:
+    the scan area (left 0.414, top 0.430 of a 460.7 nm field) puts them at -39.6, -32.4 nm."""
+    _viewer, layers = _open(make_napari_viewer, qtbot, "Test SI 16x16 215 kx.emd")
+    yx = {ly.name: (tuple(np.round(ly.translate[-2:], 4)), tuple(np.round(ly.scale[-2:], 6)))
+          for ly in layers}
+    assert len(set(yx.values())) == 1, yx
+    (t, _), = set(yx.values())
+    assert t == pytest.approx((-32.393, -39.592), abs=1e-3)
+
+
+def test_robust_contrast_of_an_image_with_hot_pixels(make_napari_viewer, qtbot):
+    _viewer, (haadf,) = _open(make_napari_viewer, qtbot, "fei_emd_image.emd")
+    data = np.asarray(haadf.data)
+    lo, hi = haadf.contrast_limits
+    assert hi == pytest.approx(np.percentile(data, 99.5), rel=1e-3)  # not the 29,036 max
+    assert lo == pytest.approx(np.percentile(data, 0.5), rel=1e-3)
+
+
+def test_element_maps_in_colours_over_the_haadf_and_the_si_hidden(make_napari_viewer, qtbot):
+    viewer, layers = _open(make_napari_viewer, qtbot, "Test SI 16x16 215 kx.emd")
+    by = {ly.name: ly for ly in layers}
+    maps = [by[n] for n in ("C", "Ca", "O", "Cu")]
+    assert len({m.colormap.name for m in maps}) == 4
+    assert all(m.blending == "additive" and m.visible for m in maps)
+    assert by["HAADF"].colormap.name == "gray"
+    assert list(viewer.layers).index(by["HAADF"]) < min(list(viewer.layers).index(m)
+                                                        for m in maps)
+    assert not by["EDS"].visible
+    np.asarray(by["C"].data)  # values 0-1 with outliers at 30 and 71
+    assert by["C"].contrast_limits[1] < 30
+
+
+@pytest.mark.parametrize("name", ["FFTComplexEven.emd", "FFTComplexOdd.emd"])
+def test_half_fft_is_a_centred_log_power_image(make_napari_viewer, qtbot, name):
+    _viewer, layers = _open(make_napari_viewer, qtbot, name)
+    fft = next(ly for ly in layers if "FFT" in ly.name)
+    data = np.asarray(fft.data)
+    h, w = data.shape
+    assert (h, w) == ((70, 70) if "Even" in name else (64, 63))
+    assert np.unravel_index(np.argmax(data), data.shape) == (h // 2, w // 2)
+    assert np.allclose(data, np.roll(data[::-1, ::-1], (1 - h % 2, 1 - w % 2), (0, 1)))
+    assert fft.translate[-1] == pytest.approx(-(w // 2) * fft.scale[-1])
+
+
+def test_spectrum_only_file_opens_the_spectrum_viewer(make_napari_viewer, qtbot):
+    viewer, layers = _open(make_napari_viewer, qtbot, "fei_emd_spectrum.emd")
+    assert layers == [] and len(viewer.layers) == 0  # no placeholder layer
+    docks = viewer.window.dock_widgets
+    widget = next(w for n, w in docks.items() if "Spectrum viewer" in n)
+    spectrum = np.load(real_file("fei_emd_spectrum.npy"))
+    np.testing.assert_array_equal(widget.spectrum, spectrum)
+
+
+def test_table_only_file_shows_its_table(make_napari_viewer, qtbot):
+    viewer, _layers = _open(make_napari_viewer, qtbot, "example_object_dtype_data.emd")
+    assert len(viewer.layers) == 0
+    tables = [w for n, w in viewer.window.dock_widgets.items()
+              if "example_object_dtype_data" in n]
+    assert tables
+    table = tables[0].table
+    assert table.rowCount() * table.columnCount() == 2 and table.item(0, 0).text()
+
+
+def test_real_and_reciprocal_space_together_are_named_once(make_napari_viewer, qtbot):
+    from napari.utils.notifications import notification_manager
+
+    seen = []
+    notification_manager.notification_ready.connect(lambda n: seen.append(n.message))
+    _viewer, _layers = _open(make_napari_viewer, qtbot, "FFTComplexEven.emd")
+    ours = [m for m in seen if "reciprocal" in m]
+    assert len(ours) == 1
+    assert "HAADF" in ours[0] and "Half FFT" in ours[0]
+
+
+def test_zero_size_dataset_warns_and_adds_no_layer(make_napari_viewer, tmp_path):
+    import h5py
+
+    path = tmp_path / "empty.emd"
+    with h5py.File(path, "w") as f:
+        f.attrs["version_major"], f.attrs["version_minor"] = 0, 2
+        g = f.create_group("data/empty")
+        g.attrs["emd_group_type"] = 1
+        g.create_dataset("data", shape=(0, 4), dtype="f4")
+        g2 = f.create_group("data/ok")
+        g2.attrs["emd_group_type"] = 1
+        g2["data"] = np.ones((3, 4), "f4")
+    viewer = make_napari_viewer()
+    with pytest.warns(EMDWarning, match=r"empty\.emd.*nothing to show"):
+        layers = viewer.open(str(path), plugin=PLUGIN)
+    assert [ly.name for ly in layers] == ["ok"]
