@@ -55,8 +55,11 @@ def _settle(qtbot, w):
 
 
 def _world(layer, index_yx, energy_index=0, lead=()):
-    """World position of SI pixel (y, x): display axes are (..., E, y, x)."""
-    idx = np.array([*lead, energy_index, *index_yx], dtype=float)
+    """World position of SI pixel (y, x): the record's display axes are (..., E, y, x);
+    the layer may have size-1 filler axes for other sliders (record axis None)."""
+    shown = [*lead, energy_index, *index_yx]
+    rec_axes = layer_info(layer).record_axes or tuple(range(layer.ndim))
+    idx = np.array([0 if r is None else shown[r] for r in rec_axes], dtype=float)
     return tuple(np.asarray(layer.translate) + np.asarray(layer.scale) * idx)
 
 
@@ -278,8 +281,9 @@ def test_frames_kept_pixel_spectrum_of_the_current_frame(make_napari_viewer, qtb
         w.map_window(0.4, 0.6)
     layer = blocker.args[0]
     i0, i1 = w.energy.channel_range(0.4, 0.6)
-    assert layer.data.shape == (2, NY, NX)
-    np.testing.assert_array_equal(layer.data, info.counts.sum(axis=0)[..., i0:i1].sum(-1))
+    # (frame, [size-1 filler on the energy slider: the map shows at every energy], y, x)
+    assert layer.data.shape == (2, 1, NY, NX)
+    np.testing.assert_array_equal(layer.data[:, 0], info.counts.sum(axis=0)[..., i0:i1].sum(-1))
 
 
 def test_manifest_docks_the_viewer(make_napari_viewer):
@@ -365,3 +369,63 @@ def test_results_for_a_removed_layer_are_dropped(make_napari_viewer, qtbot, si_f
     _settle(qtbot, w)
     assert w.si_layer is None
     assert {lyr.name for lyr in viewer.layers} == names_before - {si.name}
+
+
+def test_follows_the_selected_layer_through_napari_s_proxy(make_napari_viewer, qtbot, tmp_path):
+    """napari gives dock widgets a public-only proxy of the viewer; the viewer must still
+    follow the selected SI layer when several are open."""
+    viewer = make_napari_viewer()
+    for i in range(2):
+        path = tmp_path / f"si{i}.emd"
+        write_velox_si(path, ny=8, nx=9, frames=1, detectors=1, seed=i)
+        viewer.open(str(path), plugin="napari-emd-io")
+    _dock, w = viewer.window.add_plugin_dock_widget("napari-emd-io", "Spectrum viewer")
+    sis = [ly for ly in viewer.layers if ly.name.startswith("EDS")]
+    assert len(sis) == 2
+    for si in (sis[1], sis[0], sis[1]):
+        viewer.layers.selection.active = si
+        assert w.si_layer is si
+        assert w.layer_combo.currentText() == si.name
+
+
+def test_slider_energy_marked_on_the_plot_and_a_click_moves_the_slider(
+    make_napari_viewer, qtbot, si_file
+):
+    from napari_emd.plugin import view
+
+    path, _ = si_file
+    viewer, w, si = _open(make_napari_viewer, qtbot, path)
+    _settle(qtbot, w)
+    axis = view.energy_axis(viewer, si)
+    viewer.dims.set_point(axis, 6.4)
+    assert w.plot.marker.get_visible()
+    assert w.plot.marker.get_xdata()[0] == pytest.approx(6.4, abs=0.011)
+    w.plot._selected(8.04, 8.04)  # a click without dragging
+    assert float(viewer.dims.point[axis]) == pytest.approx(8.04, abs=0.011)
+    assert w.plot.marker.get_xdata()[0] == pytest.approx(8.04, abs=0.011)
+
+
+def test_whole_scan_scale_ignores_the_zero_energy_noise_peak(make_napari_viewer, qtbot):
+    path = real_file("Test SI 16x16 215 kx.emd")
+    _viewer, w, _si = _open(make_napari_viewer, qtbot, path)
+    w.set_mode(MAP)
+    _settle(qtbot, w)
+    energy = w.shown_energy.values
+    noise = w.spectrum[energy <= 0.2].max()
+    peaks = w.spectrum[energy > 0.2].max()
+    assert noise > 3 * peaks  # the strobe peak dwarfs every X-ray peak ...
+    top = w.plot.ax.get_ylim()[1]
+    assert peaks <= top < 1.2 * peaks  # ... but the scale is the X-rays'
+
+
+def test_bad_windows_and_unknown_elements_are_refused_clearly(make_napari_viewer, qtbot):
+    path = real_file("example_velox_EELS_EDS.emd")
+    viewer, w, _ = _open(make_napari_viewer, qtbot, path)
+    w.set_si_layer(viewer.layers["EELS -21.5 to 324.8 eV"])
+    with pytest.raises(ValueError, match=r"700–730 eV is outside .*-21\.5–324\.8 eV"):
+        w.map_window(700.0, 730.0)
+    with pytest.raises(ValueError, match="Xx"):
+        w.set_elements("Fe, Xx")
+    w.elements_edit.setText("Fe, Qq")
+    w._elements_typed()
+    assert "Qq" in w.status.text()

@@ -219,10 +219,17 @@ def world_to_pixel(layer: Any, position: Any) -> np.ndarray:
     return (pos - translate) / scale
 
 
-def si_pixel(layer: Any, record: Dataset, position: Any) -> tuple[int, ...] | None:
+def si_pixel(
+    layer: Any, record: Dataset, position: Any, record_axes: Any = None
+) -> tuple[int, ...] | None:
     """The record index ``(..., y, x)`` (every axis but energy) under a world position of
-    an SI layer shown energy-first (``(..., E, y, x)``), or ``None`` outside the map."""
+    a layer showing the record's energy-first display array (``(..., E, y, x)``), or
+    ``None`` outside the map. ``record_axes`` maps each layer axis to the display axis
+    it shows (``None`` for size-1 fillers); default: the layer is the display array."""
     coords = world_to_pixel(layer, position)
+    if record_axes:
+        shown = {r: c for r, c in zip(record_axes, coords) if r is not None}
+        coords = np.array([shown.get(i, 0.0) for i in range(record.data.ndim)])
     nav_shape = record.data.shape[:-1]
     if len(coords) != len(nav_shape) + 1:
         return None

@@ -63,6 +63,20 @@ def parse_elements(text: str | list[str] | tuple[str, ...] | None) -> list[str]:
     return out
 
 
+def unknown_elements(text: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """The items of user text (or a list) that are not element symbols of the table."""
+    if text is None:
+        return []
+    items = text.replace(";", ",").replace(",", " ").split() if isinstance(text, str) else text
+    bad = []
+    for item in items:
+        try:
+            normalize_element(item)
+        except ValueError:
+            bad.append(str(item))
+    return bad
+
+
 def atomic_number(symbol: str) -> int:
     """Atomic number of an element symbol."""
     return int(_table()[normalize_element(symbol)]["Z"])

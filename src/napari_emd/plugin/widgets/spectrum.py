@@ -40,28 +40,23 @@ from ...spectra import (
     pixel_spectrum,
     region_sum,
     shapes_mask,
-    si_pixel,
     window_map,
-    world_to_pixel,
     write_spectrum_csv,
 )
+from .. import view
 from ..layer_meta import (
-    DERIVED,
-    Derived,
+    KEY,
     EMDLayerInfo,
-    attach,
     file_spectra,
     is_si_layer,
-    layer_info,
     si_record,
     source_file,
 )
-from ..layers import map_placement
 from .runner import LatestRunner
+from .spectrum_maps import Window, show_map
 from .spectrum_plot import SpectrumPlot, line_label
+from .spectrum_pointer import CLICK, MOUSE, PointerMixin
 
-MOUSE = "pixel under the mouse"
-CLICK = "clicked pixel"
 REGION = "sum over a region (Shapes/Labels)"
 MAP = "sum over the whole map"
 MODES = (MOUSE, CLICK, REGION, MAP)
@@ -88,7 +83,7 @@ def _disconnector(viewer: Any, connections: list[tuple[Any, Any]], drag: Any) ->
     return disconnect
 
 
-class SpectrumViewer(QWidget):
+class SpectrumViewer(PointerMixin, QWidget):
     """Dock widget: spectra of the selected spectrum-image layer, energy-window and
     element maps, X-ray line markers, CSV export."""
 
@@ -97,7 +92,9 @@ class SpectrumViewer(QWidget):
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
-        self.viewer = napari_viewer
+        # napari hands widgets a public-only proxy of the viewer, whose layers are proxies
+        # too: work on the viewer itself, so a layer is the same object wherever it comes
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self.runner = LatestRunner(self._on_error)
         self.map_runner = LatestRunner(self._on_error)
         # the SI's energy axis (set when the SI layer changes; spectra of the SI are
@@ -122,7 +119,7 @@ class SpectrumViewer(QWidget):
         layout.addLayout(form)
 
         dark = str(getattr(self.viewer, "theme", "dark")) != "light"
-        self.plot = SpectrumPlot(self.map_window, dark)
+        self.plot = SpectrumPlot(self._window_dragged, dark, on_click=self._plot_clicked)
         self.plot.changed.connect(self.spectrum_changed.emit)
         layout.addWidget(self.plot, 1)
 
@@ -147,7 +144,8 @@ class SpectrumViewer(QWidget):
         self.win_units = QLabel("")
         map_btn = QPushButton("Map window")
         map_btn.setToolTip("Add (or update) a map of the counts in this energy window")
-        map_btn.clicked.connect(lambda: self.map_window(self.win_lo.value(), self.win_hi.value()))
+        map_btn.clicked.connect(lambda: self._window_dragged(self.win_lo.value(),
+                                                              self.win_hi.value()))
         win.addWidget(QLabel("Window"))
         win.setSpacing(4)
         win.addWidget(self.win_lo)
@@ -165,7 +163,7 @@ class SpectrumViewer(QWidget):
         self.element_combo = QComboBox()
         el_btn = QPushButton("Map element")
         el_btn.setToolTip("Map the counts in a window around the element's main line")
-        el_btn.clicked.connect(lambda: self.map_element(self.element_combo.currentText()))
+        el_btn.clicked.connect(self._element_clicked)
         el.addWidget(QLabel("Lines"))
         el.addWidget(self.elements_edit, 1)
         el.addWidget(self.element_combo)
@@ -189,6 +187,7 @@ class SpectrumViewer(QWidget):
             (layers.selection.events.active, self._active_changed),
             (self.viewer.cursor.events.position, self._cursor_moved),
             (self.viewer.dims.events.current_step, self._slider_moved),
+            (self.viewer.dims.events.current_step, self._update_marker),
         ]
         for signal, slot in connections:
             signal.connect(slot)
@@ -196,6 +195,13 @@ class SpectrumViewer(QWidget):
         self.destroyed.connect(_disconnector(self.viewer, connections, self._mouse_pressed))
         self._refresh_layers()
         self._active_changed()
+
+    def show_file_spectra(self, info: EMDLayerInfo) -> None:
+        """List a file's spectra (a file with no image) and plot the first."""
+        self._refresh_layers()
+        first = next((f"{FILE_PREFIX}{sp.get('title')}" for sp in info.spectra), None)
+        if first is not None and self.mode_combo.findText(first) >= 0:
+            self.set_mode(first)
 
     # ---- what is plotted --------------------------------------------------------------
     @property
@@ -264,6 +270,7 @@ class SpectrumViewer(QWidget):
         layers = list(self.viewer.layers)
         if self.si_layer is not None:  # its file's spectra first
             layers.insert(0, self.si_layer)
+        layers += [{"metadata": {KEY: info}} for info in view.install(self.viewer).files.values()]
         self._spectra = {f"{FILE_PREFIX}{label}": sp for label, sp in file_spectra(layers).items()}
         self.mode_combo.addItems(list(self._spectra))
         if self.mode_combo.findText(mode) >= 0:
@@ -473,82 +480,28 @@ class SpectrumViewer(QWidget):
         ax = axes[-1] if axes else {"size": data.size, "scale": 1.0, "offset": 0.0}
         self._show(data, f"file spectrum: {title}", energy_axis(ax, sp.get("signal_type", "")))
 
-    # ---- mouse -------------------------------------------------------------------------
-    def _cursor_moved(self, event: Any = None) -> None:
-        if self.mode != MOUSE:
+    # ---- the slider's energy on the plot ------------------------------------------------
+    def _update_marker(self, event: Any = None) -> None:
+        """Mark the energy the viewer's slider shows on the plot."""
+        layer, energy = self.si_layer, self.energy
+        axis = view.energy_axis(self.viewer, layer) if layer is not None else None
+        if axis is None or energy is None:
+            self.plot.set_marker(None)
             return
-        layer, rec = self.si_layer, self.record
-        if rec is None:
-            return
-        idx = si_pixel(layer, rec, self.viewer.cursor.position)
-        if idx is None or idx == self._hover:
-            return
-        self._hover = idx
-        self.show_pixel(idx)
+        value = view.energy_of_world(self.viewer, layer, float(self.viewer.dims.point[axis]))
+        self.plot.set_marker(value * energy.factor)
 
-    def _slider_moved(self, event: Any = None) -> None:
-        """With frames kept, moving the frame slider shows the same pixel's spectrum in
-        the new frame."""
-        layer, rec = self.si_layer, self.record
-        if rec is None or rec.data.ndim <= 3 or self.mode not in (MOUSE, CLICK):
-            return
-        pinned = self.clicked if self.mode == CLICK else self._hover
-        if pinned is None:
-            return
-        coords = si_pixel(layer, rec, self.viewer.dims.point)
-        if coords is None:
-            # the dims point sits at the centre of the map; only its leading axes matter
-            raw = world_to_pixel(layer, self.viewer.dims.point)[: rec.data.ndim - 3]
-            lead = tuple(
-                int(np.clip(np.floor(c + 0.5), 0, n - 1)) for c, n in zip(raw, rec.data.shape)
-            )
-        else:
-            lead = coords[:-2]
-        index = (*lead, *pinned[-2:])
-        if index == pinned:
-            return
-        if self.mode == CLICK:
-            self.clicked = index
-        else:
-            self._hover = index
-        self.show_pixel(index)
+    def _plot_clicked(self, x: float) -> None:
+        """A click on the plot moves the energy slider there."""
+        layer, energy = self.si_layer, self.energy
+        if layer is not None and energy is not None:
+            view.focus_energy(self.viewer, layer, x / energy.factor)
 
-    def _mouse_pressed(self, viewer: Any, event: Any) -> Any:
-        """A click (press and release without dragging: a drag pans the view) on the map
-        pins the pixel under it."""
-        if event.type != "mouse_press" or self.mode not in (CLICK, MOUSE):
-            return
-        layer, rec = self.si_layer, self.record
-        if rec is None:
-            return
-        idx = si_pixel(layer, rec, event.position)
-        if idx is None:
-            return
-        start = np.asarray(getattr(event, "pos", (0, 0)), dtype=float)
-        yield
-        while event.type == "mouse_move":
-            yield
-        end = np.asarray(getattr(event, "pos", start), dtype=float)
-        if event.type == "mouse_release" and np.hypot(*(end - start)[:2]) <= 4:
-            self.click_pixel(idx)
-
-    def click_pixel(self, index: tuple[int, ...]) -> None:
-        """Pin the pixel ``index``: its spectrum stays shown when the mouse moves on."""
-        self.clicked = tuple(int(i) for i in index)
-        if self.mode != CLICK:
-            self.mode_combo.blockSignals(True)
-            self.set_mode(CLICK)
-            self.mode_combo.blockSignals(False)
-            self.region_combo.setEnabled(False)
-        self.show_pixel(self.clicked)
-
-    # ---- plotting ----------------------------------------------------------------------
-
-
-
-
-
-
+    def _window_dragged(self, lo: float, hi: float) -> None:
+        try:
+            self.map_window(lo, hi)
+        except ValueError as err:
+            self._on_error(err)
 
     # ---- elements ----------------------------------------------------------------------
     def elements(self) -> list[str]:
@@ -556,7 +509,12 @@ class SpectrumViewer(QWidget):
         return xray_lines.parse_elements(self.elements_edit.text())
 
     def set_elements(self, elements: list[str] | str, edited: bool = True) -> None:
-        """Mark the X-ray lines of ``elements`` (symbols, or text like ``"Fe, Cu"``)."""
+        """Mark the X-ray lines of ``elements`` (symbols, or text like ``"Fe, Cu"``).
+        ``ValueError`` names symbols that are not elements (nothing changes then)."""
+        unknown = xray_lines.unknown_elements(elements)
+        if unknown:
+            raise ValueError(f"not element symbol(s): {', '.join(unknown)} (the X-ray line "
+                             "table covers Li to U)")
         els = xray_lines.parse_elements(elements)
         self.elements_edit.setText(", ".join(els))
         self._elements_edited = edited
@@ -568,70 +526,54 @@ class SpectrumViewer(QWidget):
         self.plot.set_elements(els)
 
     def _elements_typed(self) -> None:
-        self.set_elements(self.elements_edit.text(), edited=True)
+        try:
+            self.set_elements(self.elements_edit.text(), edited=True)
+        except ValueError as err:
+            self._on_error(err)
 
     # ---- energy-window maps ------------------------------------------------------------
     def map_window(self, low: float, high: float, name: str | None = None) -> None:
         """Add or update the map of counts in the energy window ``[low, high]`` (in the
         plot's energy units) of the current SI layer. Without ``name`` the layer is the
-        SI's single "window" map, updated as the window moves."""
-        layer, rec, energy = self.si_layer, self.record, None
+        SI's single "window" map, updated as the window moves. ``ValueError`` when the
+        window lies outside the spectrum's energy range (a window reaching past an end is
+        cut there, and the status line says so)."""
+        layer, rec = self.si_layer, self.record
         if rec is None:
             self.status.setText("No spectrum-image layer to map.")
             return
         energy = energy_axis(rec.axes[-1], rec.signal_type)
-        lo, hi = sorted((float(low), float(high)))
-        for s, v in ((self.win_lo, lo), (self.win_hi, hi)):
+        win = Window.of(energy, low, high, layer.name)
+        for s, v in ((self.win_lo, win.lo), (self.win_hi, win.hi)):
             s.blockSignals(True)
             s.setValue(v)
             s.blockSignals(False)
-        i0, i1 = energy.channel_range(lo, hi)
-        e0, e1 = float(energy.values[i0]), float(energy.values[i1 - 1])
-        self.plot.show_window(lo, hi, energy.units)
+        self.plot.show_window(win.lo, win.hi, energy.units)
         layer_name = name or f"{layer.name} window"
-        calib = map_placement(layer)
-        meta = attach({}, EMDLayerInfo(
-            source=source_file(layer) or "", title=layer_name, kind=DERIVED,
-            signal_type=rec.signal_type,
-            derived=Derived(layer.name, (e0, e1), (i0, i1), energy.units),
-        ))
-        desc = f"{layer_name}: {e0:.3f}–{e1:.3f} {energy.units}"
+        info = win.info(layer, layer_name, rec.signal_type, energy.units)
+        desc = f"{layer_name}: {win.e0:.3f}–{win.e1:.3f} {energy.units}"
+        if win.cut:
+            desc += " (window cut at the end of the spectrum)"
 
         def done(result: np.ndarray) -> None:
             if not any(lyr is layer for lyr in self.viewer.layers):
                 return  # the SI layer was removed while its map was computed
-            self._add_or_update_map(layer_name, np.asarray(result), calib, meta, desc)
+            shown = show_map(self.viewer, layer, layer_name, np.asarray(result), info)
+            self.status.setText(f"Map {desc}")
+            self.map_ready.emit(shown)
+
+        def compute() -> np.ndarray:
+            out = window_map(rec, win.i0, win.i1)
+            return np.asarray(out.compute() if hasattr(out, "compute") else out)
 
         self.status.setText(f"Mapping {desc}…")
-        self.map_runner.submit(
-            lambda: np.asarray(window_map(rec, i0, i1), dtype=np.float64) if not rec.is_lazy
-            else window_map(rec, i0, i1).compute(),
-            done,
-            threaded=rec.is_lazy,
-            progress=f"Mapping {desc}",
-        )
+        self.map_runner.submit(compute, done, threaded=rec.is_lazy, progress=f"Mapping {desc}")
 
-
-    def _add_or_update_map(
-        self, name: str, data: np.ndarray, calib: dict[str, Any], meta: dict[str, Any], desc: str
-    ) -> None:
-        existing = next((lyr for lyr in self.viewer.layers if lyr.name == name), None)
-        lo, hi = (float(np.nanmin(data)), float(np.nanmax(data))) if data.size else (0.0, 1.0)
-        limits = (lo, hi if hi > lo else lo + 1.0)
-        if existing is not None and existing.ndim == data.ndim:
-            existing.data = data
-            existing.metadata = attach(existing.metadata, layer_info(meta))
-            existing.contrast_limits = limits
-            layer = existing
-        else:
-            if existing is not None:
-                self.viewer.layers.remove(existing)
-            layer = self.viewer.add_image(
-                data, name=name, colormap="inferno", blending="additive",
-                contrast_limits=limits, metadata=meta, **calib,
-            )
-        self.status.setText(f"Map {desc}")
-        self.map_ready.emit(layer)
+    def _element_clicked(self) -> None:
+        try:
+            self.map_element(self.element_combo.currentText())
+        except ValueError as err:
+            self._on_error(err)
 
     def map_element(self, element: str) -> None:
         """Map ``element``: a window of ± one peak width around its main line (Kα, else

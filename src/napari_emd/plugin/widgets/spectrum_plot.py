@@ -17,6 +17,7 @@ from qtpy.QtWidgets import QCheckBox, QVBoxLayout, QWidget
 
 from ... import xray_lines
 from ...spectra import EnergyAxis
+from ..look import EDS_NOISE_KEV
 
 _GREEK = {"a": "α", "b": "β", "g": "γ", "l": "l"}
 # Default upper end of the EDS energy axis when no element is chosen: the lines used for
@@ -39,12 +40,20 @@ class _Toolbar(NavigationToolbar2QT):
 
 class SpectrumPlot(QWidget):
     """One spectrum on an energy axis. ``on_window(lo, hi)`` is called when the user drags
-    an energy window across the plot; ``changed`` is emitted after every new spectrum."""
+    an energy window across the plot, ``on_click(energy)`` when they click it without
+    dragging; ``changed`` is emitted after every new spectrum."""
 
     changed = Signal()
 
-    def __init__(self, on_window: Callable[[float, float], None], dark: bool = True) -> None:
+    def __init__(
+        self,
+        on_window: Callable[[float, float], None],
+        dark: bool = True,
+        on_click: Callable[[float], None] | None = None,
+    ) -> None:
         super().__init__()
+        self._on_window, self._on_click = on_window, on_click
+        self.marker: Any = None
         self.spectrum: np.ndarray | None = None
         self.shown_energy: EnergyAxis | None = None
         self.title = ""
@@ -65,7 +74,7 @@ class SpectrumPlot(QWidget):
         layout.addWidget(self.canvas, 1)
         self.span = SpanSelector(
             self.ax,
-            lambda lo, hi: on_window(lo, hi) if hi > lo else None,
+            self._selected,
             "horizontal",
             useblit=True,
             interactive=True,
@@ -74,6 +83,28 @@ class SpectrumPlot(QWidget):
         )
         self.log_check = QCheckBox("log scale")
         self.log_check.toggled.connect(self.set_log)
+
+    def _selected(self, lo: float, hi: float) -> None:
+        """A drag (a window) or a click (no width: the SpanSelector's minspan is 0)."""
+        xlo, xhi = self.ax.get_xlim()
+        if hi - lo > 1e-3 * abs(xhi - xlo):
+            self._on_window(lo, hi)
+        elif self._on_click is not None:
+            self.span.set_visible(False)
+            self._on_click((lo + hi) / 2)
+
+    def set_marker(self, x: float | None) -> None:
+        """Mark energy ``x`` (the viewer's energy slider) with a vertical line."""
+        if x is None:
+            if self.marker is not None:
+                self.marker.set_visible(False)
+                self.canvas.draw_idle()
+            return
+        if self.marker is None:
+            self.marker = self.ax.axvline(x, color="#4fc3f7", lw=1.2, alpha=0.9)
+        self.marker.set_xdata([x, x])
+        self.marker.set_visible(True)
+        self.canvas.draw_idle()
 
     def _style_axes(self, dark: bool) -> None:
         fg, bg = ("#d0d0d0", "#262930") if dark else ("#202020", "#ffffff")
@@ -141,17 +172,26 @@ class SpectrumPlot(QWidget):
         if lim is None:
             return
         self.ax.set_xlim(*lim)
+        self.autoscale_y()
         self.draw_markers()
         self.toolbar.update()  # the new view becomes "home"
         self.canvas.draw_idle()
 
     def autoscale_y(self) -> None:
+        """Fit the counts axis to the spectrum in view, leaving out an EDS spectrum's
+        zero-energy noise peak (it would flatten every X-ray peak)."""
         spec = self.spectrum
-        if spec is None or spec.size == 0:
+        if spec is None or spec.size == 0 or self.shown_energy is None:
             return
-        hi = float(np.nanmax(spec)) if np.isfinite(spec).any() else 1.0
+        x = self.shown_energy.values[: spec.size]
+        lo_x, hi_x = self.ax.get_xlim()
+        inside = (x >= min(lo_x, hi_x)) & (x <= max(lo_x, hi_x))
+        if self.shown_energy.units == "keV":
+            inside &= x > EDS_NOISE_KEV
+        part = spec[inside] if inside.any() else spec
+        hi = float(np.nanmax(part)) if np.isfinite(part).any() else 1.0
         if self.log_check.isChecked():
-            pos = spec[spec > 0]
+            pos = part[part > 0]
             lo = float(pos.min()) * 0.5 if pos.size else 0.5
             self.ax.set_ylim(lo, max(hi * 2, lo * 10))
         else:
