@@ -82,19 +82,17 @@ def main() -> int:
     loader_dock, loader = viewer.window.add_plugin_dock_widget(
         "napari-emd-io", "Spectrum-image loader"
     )
-    loader.set_path(path)
-    loader.rebin.setCurrentText("2")
-    loader.sum_frames.setChecked(True)
-    worker = loader.load()
+    loader.ask_before_big_load = False
+    worker = loader(path=path, rebin_energy=2)  # what pressing Load with these does
     assert worker is not None
     wait_until(lambda: loader.worker is None)
     wait(500)
     si = viewer.layers["EDS"]
-    # the loader put the energy slider on the strongest peak of the file's spectrum
+    # the energy slider opened on the strongest peak of the file's spectrum
     viewer.layers.selection.active = si
     wait(500)
     save(win, "loader.png")
-    save(loader, "loader_widget.png")
+    save(loader.native, "loader_widget.png")
 
     # 2. The spectrum viewer: a hovered pixel with element markers, and an Fe map.
     viewer.window.remove_dock_widget(loader_dock)
@@ -128,7 +126,7 @@ def main() -> int:
     spec.set_mode(REGION)
     wait_until(lambda: not spec.runner.busy)
     wait(800)
-    spec.canvas.draw()
+    spec.plot.canvas.draw()
     wait(300)
     save(win, "spectrum_viewer.png")
     save(spec, "spectrum_widget.png")

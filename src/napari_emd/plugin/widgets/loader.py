@@ -1,171 +1,54 @@
-"""The spectrum-image loader: choose a file, see its facts, pick the reader options, load.
+"""The spectrum-image loader: a magicgui form whose parameters are ``file_reader``'s.
 
-Choosing a file reads only its attributes (``formats.velox.si_facts`` for Velox files), so
-the facts and the option bounds appear at once even for multi-gigabyte files. Loading runs
-in a worker thread with napari's progress display; the viewer stays responsive, the load
-can be cancelled, and errors become napari notifications that give the reason. Loading the
-same file again replaces the layers it added before instead of piling up new ones.
+Choosing a file reads only its facts (:func:`napari_emd.si_facts`: metadata, no
+decoding), and every choice, bound and default is set from them, afresh for each file.
+Frames are numbered as Velox numbers them, 1 to N inclusive (``file_reader`` keeps
+RosettaSciIO's 0-based, end-exclusive ``first_frame``/``last_frame``). Loading runs in a
+worker thread with napari's progress bar; Cancel stops the decoding itself. Loading a
+file again replaces the layers it added before.
+
+The form is callable with the same parameters, so a script loads exactly what the form
+would::
+
+    _, loader = viewer.window.add_plugin_dock_widget("napari-emd-io", "Spectrum-image loader")
+    loader(path="SI.emd", sum_frames=False, sum_EDS_detectors=False, lazy=True)
 """
-
-from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
+import threading
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
-    QMessageBox,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from magicgui.widgets import FunctionGui, Label, PushButton
+from qtpy.QtCore import QObject, Signal
 
 from ...api import read_datasets, si_facts
-from ...errors import EMDError
-from ...model import SPECTRUM_IMAGE, SIFacts
+from ...errors import Cancelled, EMDError
+from ...model import SIFacts
 from ...units import format_bytes
 from ..layer_meta import DERIVED, layer_info, source_file
-from ..view import focus_energy
+from ..view import install
 
-DTYPES = ("native", "uint8", "uint16", "uint32", "float32")
-SELECT_TYPES = {
-    "everything": None,
-    "images": "image",
-    "spectrum images": "spectrum_image",
-    "single spectra": "single_spectrum",
-}
+DTYPES = ("native", "uint8", "uint16", "uint32", "float32", "float64")
+SELECT_TYPES = {"everything": None, "images": "image", "spectrum images": "spectrum_image",
+                "single spectra": "single_spectrum"}
+# Rebinning leaves at least this many channels.
+MIN_CHANNELS = 16
 # Warn before an in-memory load that would take more than this share of the free memory.
 MEMORY_SHARE = 0.8
-
-
-@dataclass
-class FileFacts:
-    """What the loader shows about a file before reading any data."""
-
-    path: str
-    format: str | None = None
-    has_si: bool = False
-    ny: int = 0
-    nx: int = 0
-    n_frames: int = 1
-    detectors: list[str] = field(default_factory=list)
-    channels: int = 0
-    energy_range: tuple[float, float] | None = None
-    energy_units: str = ""
-    pixel_size: float | None = None
-    pixel_units: str = ""
-    pruned: bool | None = None
-    has_frame_table: bool | None = None
-    elements: list[str] = field(default_factory=list)
-    dtype: str = "uint16"
-    signal_type: str = ""
-    datasets: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        """The facts as a few human-readable lines."""
-        name = os.path.basename(self.path)
-        lines = [f"<b>{name}</b> ({self.format or 'not an EMD file'})"]
-        if self.has_si:
-            px = ""
-            if self.pixel_size:
-                px = f", pixel {self.pixel_size:.4g} {self.pixel_units}".rstrip()
-            lines.append(f"Scan grid: {self.ny} × {self.nx}{px}")
-            ft = ""
-            if self.has_frame_table is not None:
-                ft = " (frame table)" if self.has_frame_table else " (no frame table)"
-            lines.append(f"Frames: {self.n_frames}{ft}")
-            if self.detectors:
-                lines.append(f"Detectors ({len(self.detectors)}): {', '.join(self.detectors)}")
-            ch = f"Channels: {self.channels}"
-            if self.energy_range:
-                lo, hi = self.energy_range
-                ch += f", {lo:.4g} – {hi:.4g} {self.energy_units}".rstrip()
-            lines.append(ch)
-            if self.pruned is not None:
-                lines.append(f"Pruned: {'yes' if self.pruned else 'no'}")
-            if self.elements:
-                lines.append(f"Elements: {', '.join(self.elements)}")
-        elif self.format:
-            lines.append("No spectrum image: the SI options do not apply.")
-        for d in self.datasets[:12]:
-            lines.append(f"• {d}")
-        if len(self.datasets) > 12:
-            lines.append(f"• … and {len(self.datasets) - 12} more")
-        return "<br>".join(lines)
-
-
-def facts_from_si(si: SIFacts) -> FileFacts:
-    """The loader's view of a file's :class:`~napari_emd.SIFacts`."""
-    velox = si.format == "velox"
-    return FileFacts(
-        path=si.path, format=si.format, has_si=si.has_si and si.readable, ny=si.ny,
-        nx=si.nx, n_frames=si.n_frames, detectors=list(si.detectors), channels=si.channels,
-        energy_range=si.energy_range, energy_units=si.energy_units,
-        pixel_size=si.pixel_size, pixel_units=si.pixel_units,
-        pruned=(si.has_si and not si.readable) if velox else None,
-        has_frame_table=si.frame_table if velox and si.readable else None,
-        elements=list(si.elements), dtype=si.dtype, signal_type=si.signal_type,
-        datasets=[*([f"spectrum stream pruned: {si.reason}"] if si.reason else []),
-                  *(f"EELS spectrum image {lo:.5g} – {hi:.5g} eV" for lo, hi in si.eels_ranges)],
-    )
-
-
-def read_facts(path: str | os.PathLike) -> FileFacts:
-    """The facts of ``path`` (from metadata only for Velox files), and a listing of its
-    datasets when it has no spectrum image.
-
-    Raises :class:`napari_emd.EMDError` for a file that is not EMD or is damaged.
-    """
-    p = os.path.abspath(os.fspath(path))
-    if not os.path.isfile(p):
-        raise EMDError(p, "no such file")
-    facts = facts_from_si(si_facts(p))
-    if not facts.has_si or facts.format != "velox":  # listing them is cheap (lazy)
-        for ds in read_datasets(p, lazy=True):
-            facts.datasets.append(
-                f"{ds.title}: {ds.kind} {'×'.join(map(str, ds.shape))} {ds.dtype}")
-    return facts
-
-
-def estimate_nbytes(facts: FileFacts, options: dict[str, Any], n_detectors: int = 1) -> int:
-    """Bytes the spectrum image(s) of ``options`` take in memory."""
-    if not facts.has_si:
-        return 0
-    first = int(options.get("first_frame", 0))
-    last = options.get("last_frame")
-    last = facts.n_frames if last is None else int(last)
-    frames = 1 if options.get("sum_frames", True) else max(last - first, 1)
-    dets = 1 if options.get("sum_EDS_detectors", True) else max(n_detectors, 1)
-    rebin = int(options.get("rebin_energy", 1)) or 1
-    dtype = options.get("SI_dtype") or facts.dtype
-    try:
-        item = np.dtype(dtype).itemsize
-    except TypeError:
-        item = 2
-    return int(facts.ny) * int(facts.nx) * frames * dets * (facts.channels // rebin) * item
+FILE_FILTER = "EMD files (*.emd *.EMD *.h5 *.hdf5 *.de5)"
+PRUNED_TIP = ("Velox 'pruned' this file: it dropped the per-detector event streams and kept "
+              "only its own spectrum-image cube, summed over all frames and detectors. The "
+              "spectrum image is read from that cube, so frame and detector choices do not "
+              "apply.")
+FRAME_TABLE_TIP = ("The file records where each frame starts (a FrameLocationTable): a "
+                   "frame range reads only those frames.")
 
 
 def available_memory() -> int | None:
-    """Bytes of memory a new allocation can use now, or ``None`` when unknown.
-
-    Linux: ``MemAvailable`` from ``/proc/meminfo`` (free plus reclaimable cache), else
-    ``os.sysconf`` free pages; psutil is not needed.
-    """
+    """Bytes of memory a new allocation can use now, or ``None`` when unknown
+    (Linux ``MemAvailable``, else free pages)."""
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
@@ -174,8 +57,7 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     try:
-        pages = os.sysconf("SC_AVPHYS_PAGES")
-        size = os.sysconf("SC_PAGE_SIZE")
+        pages, size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
         if pages > 0 and size > 0:
             return int(pages) * int(size)
     except (ValueError, OSError, AttributeError):
@@ -183,359 +65,351 @@ def available_memory() -> int | None:
     return None
 
 
-def _load_steps(path: str, options: dict[str, Any]):
-    """The work of one load, as a generator so that a cancel stops between steps."""
-    from ..reader import reader_function
+def facts_text(facts: SIFacts, listing: list[str]) -> str:
+    """The facts of a file as a few lines of rich text for the form."""
+    name = os.path.basename(facts.path)
+    lines = [f"<b>{name}</b> ({facts.format or 'not an EMD file'})"]
+    if facts.has_si and not facts.readable:
+        lines.append(f"Spectrum image cannot be read: {facts.reason}")
+    elif facts.has_si:
+        px = f", pixel {facts.pixel_size:.4g} {facts.pixel_units}" if facts.pixel_size else ""
+        lines.append(f"Scan {facts.ny} × {facts.nx}{px}")
+        frames = f"Frames: {facts.n_frames}"
+        if facts.frame_table:
+            frames += " (each frame can be read alone)"
+        lines.append(frames)
+        if facts.detectors:
+            lines.append(f"Detectors ({len(facts.detectors)}): {', '.join(facts.detectors)}")
+        if facts.energy_range:
+            lo, hi = facts.energy_range
+            lines.append(f"{facts.channels} channels, {lo:.4g} – {hi:.4g} "
+                         f"{facts.energy_units}")
+        if facts.elements:
+            lines.append(f"Elements: {', '.join(facts.elements)}")
+        if facts.source and facts.source != "event streams":
+            lines.append(f"Read from the {facts.source}"
+                         + (f": {facts.reason}" if facts.reason else ""))
+    else:
+        lines.append("No spectrum image: the spectrum-image options do not apply.")
+    lines += [f"• {d}" for d in listing[:12]]
+    if len(listing) > 12:
+        lines.append(f"• … and {len(listing) - 12} more")
+    return "<br>".join(lines)
+
+
+def reader_options(facts: SIFacts, values: dict[str, Any]) -> dict[str, Any]:
+    """``file_reader`` keyword arguments from the form's values (Velox frame numbers
+    1…N inclusive become RosettaSciIO's 0-based, end-exclusive range)."""
+    opts: dict[str, Any] = {"lazy": bool(values["lazy"]),
+                            "select_type": SELECT_TYPES[values["select_type"]]}
+    if not (facts.has_si and facts.readable):
+        return opts
+    first, last = int(values["first_frame"]), int(values["last_frame"])
+    if not 1 <= first <= last <= facts.n_frames:
+        raise ValueError(f"frames {first} to {last} are not inside 1 to {facts.n_frames}")
+    streams = facts.source == "event streams"
+    if streams:
+        opts.update(first_frame=first - 1, last_frame=None if last == facts.n_frames else last,
+                    sum_frames=bool(values["sum_frames"]),
+                    sum_EDS_detectors=bool(values["sum_EDS_detectors"]))
+    opts.update(rebin_energy=int(values["rebin_energy"]),
+                load_SI_image_stack=bool(values["load_SI_image_stack"]))
+    if values["SI_dtype"] != "native":
+        opts["SI_dtype"] = values["SI_dtype"]
+    return opts
+
+
+def needed_bytes(facts: SIFacts, values: dict[str, Any]) -> int:
+    """Memory the chosen spectrum image(s) take when computed."""
+    if not (facts.has_si and facts.readable):
+        return 0
+    opts = reader_options(facts, values)
+    detectors = 1 if opts.get("sum_EDS_detectors", True) else max(1, len(values["detectors"]))
+    return facts.nbytes(opts.get("first_frame", 0), opts.get("last_frame"),
+                        opts.get("sum_frames", True), detectors, opts.get("rebin_energy", 1),
+                        opts.get("SI_dtype"))
+
+
+def _load(path: str, options: dict[str, Any], viewer: Any, cancel: threading.Event):
+    """The work of one load (a generator, so a cancel also stops it between steps)."""
+    from ..reader import read_layers
 
     yield "reading"
-    _warm_up_units()
-    layers = reader_function(path, **options)
-    yield "layers"
-    if options.get("lazy", True):
-        layers = [_keep_lazy(tup) for tup in layers]
-    return layers
-
-
-def _warm_up_units() -> None:
-    """Build pint's unit registry here in the worker: napari builds it on the first layer
-    with units, and that half second would otherwise freeze the viewer when the layers
-    are added."""
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # pint's registry, built here, not in the GUI
         import pint
 
         pint.get_application_registry().parse_expression("nm")
+    layers = read_layers(path, viewer, cancel=cancel, **options)
+    yield "layers"
+    return layers
 
 
-def _keep_lazy(tup: Any) -> Any:
-    """A lazy load keeps spectrum images lazy: napari's reader glue reads small arrays into
-    memory for speed, the loader leaves them on disk as asked."""
-    from ..layers import display_array
+class LoaderWidget(FunctionGui):
+    """Dock widget: a file's facts, ``file_reader``'s options bounded by them, Load and
+    Cancel. Call it with parameters to load from a script.
 
-    data, meta, kind = tup
-    info = layer_info(meta)
-    if (
-        kind == "image"
-        and isinstance(data, np.ndarray)
-        and info is not None
-        and info.is_spectrum_image
-        and info.record.is_lazy
-    ):
-        lazy, _ = display_array(info.record)
-        if tuple(lazy.shape) == tuple(data.shape):
-            return (lazy, meta, kind)
-    return tup
-
-
-class LoaderWidget(QWidget):
-    """Dock widget: read a file's facts, choose reader options, load it as lazy layers."""
-
-    facts_changed = Signal(object)
-    loaded = Signal(list)
-    failed = Signal(str)
+    ``loaded`` is emitted with the layers a load added, ``failed`` with the reason a load
+    failed."""
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
-        self.facts: FileFacts | None = None
+        super().__init__(
+            self._run,
+            call_button="Load",
+            param_options={
+                "path": {"widget_type": "FileEdit", "mode": "r", "filter": FILE_FILTER,
+                         "label": "file"},
+                "first_frame": {"min": 1, "max": 1, "label": "first frame"},
+                "last_frame": {"min": 1, "max": 1, "label": "last frame"},
+                "sum_frames": {"label": "sum frames"},
+                "sum_EDS_detectors": {"label": "sum detectors"},
+                "detectors": {"widget_type": "Select", "choices": [], "label": "detectors"},
+                "rebin_energy": {"widget_type": "ComboBox", "choices": [1],
+                                 "label": "energy rebin"},
+                "SI_dtype": {"widget_type": "ComboBox", "choices": DTYPES, "label": "dtype"},
+                "load_SI_image_stack": {"label": "image stack (every frame)"},
+                "select_type": {"widget_type": "ComboBox", "choices": list(SELECT_TYPES),
+                                "label": "load"},
+                "lazy": {"label": "lazy (read when shown)"},
+            },
+        )
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
+        install(self.viewer)
+        self._signals = _Signals()
+        self.loaded, self.failed = self._signals.loaded, self._signals.failed
+        self.facts: SIFacts | None = None
         self.worker: Any = None
+        self.cancel_event: threading.Event | None = None
         self._job = 0
-        self._autofilled = True
+        self.facts_label = Label(value="Choose an EMD file (or select one of its layers).")
+        self.size_label = Label(value="")
+        self.status = Label(value="")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.cancel_button.changed.connect(self.cancel)
+        self.insert(1, self.facts_label)
+        self.extend([self.cancel_button, self.size_label, self.status])
+        self.facts_label.native.setWordWrap(True)
+        self.status.native.setWordWrap(True)
+        self.size_label.native.setWordWrap(True)
         self.ask_before_big_load = True
-        self.setAcceptDrops(True)
-
-        layout = QVBoxLayout(self)
-        row = QHBoxLayout()
-        self.path_edit = QLineEdit()
-        self.path_edit.setPlaceholderText("EMD file (browse, drop a file, or select a layer)")
-        self.path_edit.editingFinished.connect(self._path_edited)
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        row.addWidget(self.path_edit)
-        row.addWidget(browse)
-        layout.addLayout(row)
-
-        self.facts_label = QLabel("No file chosen.")
-        self.facts_label.setWordWrap(True)
-        self.facts_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        layout.addWidget(self.facts_label)
-
-        self.si_box = QGroupBox("Spectrum image")
-        form = QFormLayout(self.si_box)
-        frames = QHBoxLayout()
-        self.first_frame = QSpinBox()
-        self.last_frame = QSpinBox()
-        self.first_frame.setToolTip("First frame to read (0-based)")
-        self.last_frame.setToolTip("Frames up to this number are read (exclusive)")
-        frames.addWidget(self.first_frame)
-        frames.addWidget(QLabel("to"))
-        frames.addWidget(self.last_frame)
-        form.addRow("Frames", frames)
-        self.sum_frames = QCheckBox("sum frames")
-        self.sum_frames.setChecked(True)
-        form.addRow("", self.sum_frames)
-        self.sum_detectors = QCheckBox("sum all detectors")
-        self.sum_detectors.setChecked(True)
-        form.addRow("Detectors", self.sum_detectors)
-        self.detector_list = QListWidget()
-        self.detector_list.setMaximumHeight(90)
-        self.detector_list.setToolTip("Detectors to load as separate layers")
-        form.addRow("", self.detector_list)
-        self.rebin = QComboBox()
-        self.rebin.setToolTip("Sum this many neighbouring energy channels")
-        form.addRow("Energy rebin", self.rebin)
-        self.dtype = QComboBox()
-        self.dtype.addItems(DTYPES)
-        form.addRow("dtype", self.dtype)
-        self.image_stack = QCheckBox("load the SI image stack (every frame)")
-        form.addRow("", self.image_stack)
-        layout.addWidget(self.si_box)
-
-        general = QFormLayout()
-        self.select_type = QComboBox()
-        self.select_type.addItems(list(SELECT_TYPES))
-        general.addRow("Load", self.select_type)
-        self.lazy = QCheckBox("lazy (read data only when shown)")
-        self.lazy.setChecked(True)
-        general.addRow("", self.lazy)
-        layout.addLayout(general)
-
-        self.size_label = QLabel("")
-        self.size_label.setWordWrap(True)
-        layout.addWidget(self.size_label)
-
-        buttons = QHBoxLayout()
-        self.load_button = QPushButton("Load")
-        self.load_button.clicked.connect(self.load)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel)
-        self.cancel_button.setEnabled(False)
-        buttons.addWidget(self.load_button)
-        buttons.addWidget(self.cancel_button)
-        layout.addLayout(buttons)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setVisible(False)
-        layout.addWidget(self.progress)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
-
-        for w in (self.first_frame, self.last_frame):
-            w.valueChanged.connect(self._frames_changed)
-        for w in (self.sum_frames, self.sum_detectors, self.lazy, self.image_stack):
-            w.toggled.connect(self._update_size)
-        self.sum_detectors.toggled.connect(self._detectors_toggled)
-        self.detector_list.itemChanged.connect(self._update_size)
-        for w in (self.rebin, self.dtype, self.select_type):
-            w.currentIndexChanged.connect(self._update_size)
-
-        self._set_si_enabled(False)
-        active = self.viewer.layers.selection.events.active
-        active.connect(self._active_layer_changed)
-        slot = self._active_layer_changed
-
-        def unhook(*_: Any) -> None:  # a closed widget stops following the selection
-            with contextlib.suppress(TypeError, ValueError, RuntimeError):
-                active.disconnect(slot)
-
-        self.destroyed.connect(unhook)
+        self.path.changed.connect(self._path_changed)
+        for name in ("first_frame", "last_frame", "sum_frames", "sum_EDS_detectors",
+                     "detectors", "rebin_energy", "SI_dtype", "lazy"):
+            getattr(self, name).changed.connect(self._update_size)
+        self.sum_EDS_detectors.changed.connect(self._update_enabled)
+        self.first_frame.changed.connect(self._frames_changed)
+        self.last_frame.changed.connect(self._frames_changed)
+        self._set_enabled(None)
+        self._chosen_by_hand = False
+        # napari's events hold methods weakly: a closed loader stops following
+        self.viewer.layers.selection.events.active.connect(self._active_layer_changed)
+        self._drops = _FileDrops(self)
         self._active_layer_changed()
 
-    # ---- choosing the file ------------------------------------------------------------
-    def _browse(self) -> None:
-        start = os.path.dirname(self.path_edit.text()) if self.path_edit.text() else ""
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open an EMD file", start, "EMD files (*.emd *.EMD *.h5 *.hdf5 *.de5)"
-        )
-        if path:
-            self.set_path(path)
+    # the function behind the form: its parameters are file_reader's ---------------------
+    def _run(
+        self,
+        path: Path = Path(),
+        first_frame: int = 1,
+        last_frame: int = 1,
+        sum_frames: bool = True,
+        sum_EDS_detectors: bool = True,
+        detectors: list[str] = (),  # type: ignore[assignment]
+        rebin_energy: int = 1,
+        SI_dtype: str = "native",
+        load_SI_image_stack: bool = False,
+        select_type: str = "everything",
+        lazy: bool = True,
+    ) -> Any:
+        """Load ``path`` with these options (frames 1…N inclusive, as Velox numbers
+        them). Returns the worker thread, or ``None`` when nothing was started."""
+        return self.load()
 
-    def _path_edited(self) -> None:
-        text = self.path_edit.text().strip()
-        if text and (self.facts is None or os.path.abspath(text) != self.facts.path):
-            self.set_path(text)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Set the form from keyword arguments (the file first: its facts reset the other
+        choices), then load, exactly as pressing Load would."""
+        if args:
+            raise TypeError("call the loader with keyword arguments (file_reader's names)")
+        path = kwargs.pop("path", None)
+        if path is not None:
+            self.set_path(path)
+        for key, value in kwargs.items():
+            if not hasattr(self, key) or key not in self.__signature__.parameters:
+                raise TypeError(f"the loader has no parameter {key!r}")
+            widget = getattr(self, key)
+            if key == "SI_dtype" and value is None:
+                value = "native"
+            if key == "select_type" and value not in SELECT_TYPES:
+                value = next((k for k, v in SELECT_TYPES.items() if v == value), value)
+            widget.value = value
+        return super().__call__()
+
+    # choosing the file -------------------------------------------------------------------
+    def set_path(self, path: str | os.PathLike) -> SIFacts | None:
+        """Choose ``path``: read its facts (no data) and set choices, bounds and defaults
+        from them. Returns the facts, ``None`` (with a notification) when unreadable."""
+        p = os.path.abspath(os.fspath(path))
+        if Path(p) != Path(self.path.value):
+            with self.path.changed.blocked():
+                self.path.value = p
+        return self._read_facts(p)
+
+    def _path_changed(self, value: Any) -> None:
+        self._chosen_by_hand = True
+        self._read_facts(os.path.abspath(os.fspath(value)))
 
     def _active_layer_changed(self, event: Any = None) -> None:
-        if not self._autofilled and self.path_edit.text():
-            return
-        layer = self.viewer.layers.selection.active
-        src = source_file(layer) if layer is not None else None
-        if src and os.path.isfile(src) and (self.facts is None or self.facts.path != src):
-            self.set_path(src, autofilled=True)
+        """Until a file is chosen by hand, the loader offers the selected layer's file."""
+        if not self._chosen_by_hand:
+            with contextlib.suppress(RuntimeError):  # the form's Qt side was closed
+                self.follow_layer(self.viewer.layers.selection.active)
 
-    def dragEnterEvent(self, event: Any) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: Any) -> None:
-        urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
-        if urls:
-            self.set_path(urls[0])
-            event.acceptProposedAction()
-
-    def set_path(self, path: str | os.PathLike, autofilled: bool = False) -> FileFacts | None:
-        """Choose ``path``: read its facts (no data) and set the option bounds from them.
-        Returns the facts, or ``None`` (with a notification) when the file cannot be read."""
-        p = os.path.abspath(os.fspath(path))
-        self._autofilled = autofilled
-        self.path_edit.setText(p)
+    def _read_facts(self, p: str) -> SIFacts | None:
         try:
-            facts = read_facts(p)
-        except Exception as err:  # any failure is shown to the user, never raised into Qt
+            if not os.path.isfile(p):
+                raise EMDError(p, "no such file")
+            facts = si_facts(p)
+            listing = [] if (facts.has_si and facts.format == "velox") else [
+                f"{d.title}: {d.kind} {'×'.join(map(str, d.shape))} {d.dtype}"
+                for d in read_datasets(p, lazy=True)]
+        except Exception as err:  # shown to the user, never raised into Qt
             self.facts = None
-            self.facts_label.setText(f"<b>Cannot read this file</b><br>{err}")
-            self._set_si_enabled(False)
-            self.load_button.setEnabled(False)
+            self.facts_label.value = f"<b>Cannot read this file</b><br>{err}"
+            self._set_enabled(None)
             self._notify_error(f"napari-emd: {err}")
             return None
         self.facts = facts
-        self.facts_label.setText(facts.summary())
-        self._apply_facts(facts)
-        self.load_button.setEnabled(True)
-        self.facts_changed.emit(facts)
+        self.facts_label.value = facts_text(facts, listing)
+        self._apply(facts)
         return facts
 
-    def _apply_facts(self, f: FileFacts) -> None:
-        widgets = (self.first_frame, self.last_frame, self.rebin, self.detector_list)
-        for w in widgets:
-            w.blockSignals(True)
+    def follow_layer(self, layer: Any) -> None:
+        """Choose the file a layer was read from (when no file was chosen by hand)."""
+        src = source_file(layer) if layer is not None else None
+        if src and os.path.isfile(src) and (self.facts is None or self.facts.path != src):
+            self.set_path(src)
+
+    def _apply(self, f: SIFacts) -> None:
+        """Every choice, bound and default from the file's facts."""
         n = max(f.n_frames, 1)
-        self.first_frame.setRange(0, n - 1)
-        self.first_frame.setValue(0)
-        self.last_frame.setRange(1, n)
-        self.last_frame.setValue(n)
-        self.rebin.clear()
-        for d in SIFacts(path=f.path, channels=f.channels).rebin_choices(1):
-            self.rebin.addItem(str(d), d)
-        self.detector_list.clear()
-        for det in f.detectors:
-            item = QListWidgetItem(det)
-            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Checked)
-            self.detector_list.addItem(item)
-        for w in widgets:
-            w.blockSignals(False)
-        self._set_si_enabled(f.has_si)
+        with self.first_frame.changed.blocked(), self.last_frame.changed.blocked():
+            self.first_frame.max = self.last_frame.max = n
+            self.first_frame.value, self.last_frame.value = 1, n
+        self.sum_frames.value = True
+        self.sum_EDS_detectors.value = True
+        self.detectors.choices = list(f.detectors)
+        self.detectors.value = list(f.detectors)
+        self.rebin_energy.choices = f.rebin_choices(MIN_CHANNELS)
+        self.rebin_energy.value = 1
+        self.SI_dtype.value = "native"
+        self.load_SI_image_stack.value = False
+        self.select_type.value = "everything"
+        self.lazy.value = True
+        self._set_enabled(f)
         self._update_size()
 
-    def _set_si_enabled(self, on: bool) -> None:
-        self.si_box.setEnabled(on)
-        self._detectors_toggled()
+    def _set_enabled(self, f: SIFacts | None) -> None:
+        """Enable what the file has; say why the rest is off (tooltips)."""
+        si = f is not None and f.has_si and f.readable
+        streams = si and f.source == "event streams"
+        why_no_si = ("this file has no spectrum image" if f is not None and not f.has_si
+                     else f"the spectrum image cannot be read: {f.reason}"
+                     if f is not None and f.has_si and not f.readable else "choose a file first")
+        reasons = {
+            "first_frame": None if streams and f.n_frames > 1 else
+            PRUNED_TIP if si and not streams else
+            "this spectrum image has one frame" if si else why_no_si,
+            "sum_frames": None if streams and f.n_frames > 1 else
+            PRUNED_TIP if si and not streams else
+            "this spectrum image has one frame" if si else why_no_si,
+            "sum_EDS_detectors": None if streams and len(f.detectors) > 1 else
+            PRUNED_TIP if si and not streams else
+            "this spectrum image has one detector" if si else why_no_si,
+            "rebin_energy": None if si else why_no_si,
+            "SI_dtype": None if si else why_no_si,
+            "load_SI_image_stack": None if si else why_no_si,
+        }
+        reasons["last_frame"] = reasons["first_frame"]
+        for name, why in reasons.items():
+            w = getattr(self, name)
+            w.enabled = why is None
+            w.tooltip = why or _TIPS.get(name, "")
+        if f is not None and f.frame_table and self.first_frame.enabled:
+            self.first_frame.tooltip = self.last_frame.tooltip = FRAME_TABLE_TIP
+        self._update_enabled()
+        self.call_button.enabled = f is not None
 
-    def _detectors_toggled(self, *_: Any) -> None:
-        self.detector_list.setEnabled(
-            self.si_box.isEnabled() and not self.sum_detectors.isChecked()
-        )
-        self._update_size()
+    def _update_enabled(self, *_: Any) -> None:
+        self.detectors.enabled = bool(self.sum_EDS_detectors.enabled
+                                      and not self.sum_EDS_detectors.value)
 
     def _frames_changed(self, *_: Any) -> None:
-        first = self.first_frame.value()
-        if self.last_frame.value() <= first:
-            self.last_frame.setValue(first + 1)
-        self._update_size()
-
-    # ---- options -----------------------------------------------------------------------
-    def selected_detectors(self) -> list[str]:
-        """Names of the checked detectors (all of them when summing)."""
-        out = []
-        for i in range(self.detector_list.count()):
-            item = self.detector_list.item(i)
-            if self.sum_detectors.isChecked() or item.checkState() == Qt.Checked:
-                out.append(item.text())
-        return out
-
-    def set_detectors(self, names: list[str] | None) -> None:
-        """Load these detectors as separate layers (``None``: sum all of them)."""
-        self.sum_detectors.setChecked(names is None)
-        for i in range(self.detector_list.count()):
-            item = self.detector_list.item(i)
-            on = names is None or item.text() in names
-            item.setCheckState(Qt.Checked if on else Qt.Unchecked)
-        self._update_size()
+        if self.last_frame.value < self.first_frame.value:
+            self.last_frame.value = self.first_frame.value
 
     def options(self) -> dict[str, Any]:
-        """The reader keyword arguments (``napari_emd.file_reader``) the widget is set to."""
-        opts: dict[str, Any] = {
-            "lazy": self.lazy.isChecked(),
-            "select_type": SELECT_TYPES[self.select_type.currentText()],
-        }
-        f = self.facts
-        if f is not None and f.has_si:
-            last = self.last_frame.value()
-            opts.update(
-                first_frame=self.first_frame.value(),
-                last_frame=None if last >= f.n_frames else last,
-                sum_frames=self.sum_frames.isChecked(),
-                sum_EDS_detectors=self.sum_detectors.isChecked(),
-                rebin_energy=int(self.rebin.currentData() or 1),
-                load_SI_image_stack=self.image_stack.isChecked(),
-            )
-            dt = self.dtype.currentText()
-            if dt != "native":
-                opts["SI_dtype"] = dt
-        return opts
+        """The ``file_reader`` keyword arguments the form is set to."""
+        if self.facts is None:
+            raise ValueError("choose an EMD file first")
+        return reader_options(self.facts, self._values())
+
+    def _values(self) -> dict[str, Any]:
+        return {name: getattr(self, name).value for name in self.__signature__.parameters}
 
     def estimated_nbytes(self) -> int:
         """Memory the chosen spectrum image(s) take when computed."""
-        if self.facts is None:
-            return 0
-        return estimate_nbytes(self.facts, self.options(), len(self.selected_detectors()))
+        return needed_bytes(self.facts, self._values()) if self.facts is not None else 0
 
     def memory_warning(self) -> str | None:
         """Why an in-memory load would not fit, or ``None``."""
-        need = self.estimated_nbytes()
-        avail = available_memory()
-        if self.lazy.isChecked() or avail is None or need <= MEMORY_SHARE * avail:
+        need, avail = self.estimated_nbytes(), available_memory()
+        if self.lazy.value or avail is None or need <= MEMORY_SHARE * avail:
             return None
-        return (
-            f"An in-memory load needs {format_bytes(need)}, but only "
-            f"{format_bytes(avail)} is free: load lazily, rebin, sum or pick fewer frames."
-        )
+        return (f"An in-memory load needs {format_bytes(need)}, but only "
+                f"{format_bytes(avail)} is free: load lazily, rebin, sum or pick fewer frames.")
 
     def _update_size(self, *_: Any) -> None:
-        if self.facts is None or not self.facts.has_si:
-            self.size_label.setText("")
+        if self.facts is None or not (self.facts.has_si and self.facts.readable):
+            self.size_label.value = ""
             return
-        need = self.estimated_nbytes()
-        mode = "lazy: read when shown" if self.lazy.isChecked() else "in memory"
-        text = f"Spectrum image size: {format_bytes(need)} ({mode})"
+        try:
+            need = self.estimated_nbytes()
+        except ValueError as err:
+            self.size_label.value = str(err)
+            return
+        mode = "lazy: read when shown" if self.lazy.value else "in memory"
+        text = f"Spectrum image: {format_bytes(need)} ({mode})"
         warn = self.memory_warning()
         if warn:
             text += f"<br><span style='color:#e05050'>{warn}</span>"
-        self.size_label.setText(text)
+        self.size_label.value = text
 
-    # ---- loading -----------------------------------------------------------------------
+    # loading -----------------------------------------------------------------------------
     def load(self) -> Any:
-        """Start loading with the current options in a worker thread; returns the worker
+        """Start loading with the form's options in a worker thread; returns the worker
         (``None`` when nothing was started)."""
         from napari.qt.threading import create_worker
 
         if self.facts is None:
-            text = self.path_edit.text().strip()
-            if not text or self.set_path(text) is None:
-                self._notify_error("napari-emd: choose an EMD file to load first")
-                return None
-        assert self.facts is not None
+            self._notify_error("napari-emd: choose an EMD file to load first")
+            return None
+        try:
+            options = self.options()
+        except ValueError as err:
+            self._notify_error(f"napari-emd: {err}")
+            return None
         if self.worker is not None:
             self.cancel()
         warn = self.memory_warning()
-        if warn and self.ask_before_big_load:
-            answer = QMessageBox.question(
-                self, "Not enough memory", warn + "\n\nLoad into memory anyway?",
-                QMessageBox.Yes | QMessageBox.No, QMessageBox.No,
-            )
-            if answer != QMessageBox.Yes:
-                return None
+        if warn and self.ask_before_big_load and not self._confirm(warn):
+            return None
         path = self.facts.path
-        options = self.options()
-        detectors = None if options.get("sum_EDS_detectors", True) else self.selected_detectors()
+        detectors = None if options.get("sum_EDS_detectors", True) else list(
+            self.detectors.value)
         self._job += 1
         job = self._job
+        self.cancel_event = threading.Event()
         worker = create_worker(
-            _load_steps,
-            path,
-            options,
+            _load, path, options, self.viewer, self.cancel_event,
             _progress={"total": 0, "desc": f"Loading {os.path.basename(path)}"},
             _ignore_errors=True,
         )
@@ -547,29 +421,37 @@ class LoaderWidget(QWidget):
         worker.start()
         return worker
 
-    def cancel(self) -> None:
-        """Stop the running load: its result is dropped, the viewer is left as it was."""
+    def _confirm(self, warn: str) -> bool:
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(self.native, "Not enough memory",
+                                      warn + "\n\nLoad into memory anyway?",
+                                      QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        return answer == QMessageBox.Yes
+
+    def cancel(self, *_: Any) -> None:
+        """Stop the running load: the decoding stops, the viewer is left as it was."""
         if self.worker is None:
             return
         self._job += 1  # the running job's results are now stale
+        if self.cancel_event is not None:
+            self.cancel_event.set()
         with contextlib.suppress(RuntimeError):
             self.worker.quit()
         self.worker = None
         self._busy(False, "Load cancelled.")
 
     def _busy(self, on: bool, text: str) -> None:
-        self.progress.setVisible(on)
-        self.progress.setRange(0, 0 if on else 1)
-        self.load_button.setEnabled(not on)
-        self.cancel_button.setEnabled(on)
-        self.status.setText(text)
+        self.call_button.enabled = not on
+        self.cancel_button.enabled = on
+        self.status.value = text
 
     def _worker_done(self, job: int) -> None:
         if job == self._job:
             self.worker = None
 
     def _errored(self, job: int, path: str, err: BaseException) -> None:
-        if job != self._job:
+        if job != self._job or isinstance(err, Cancelled):
             return
         self.worker = None
         msg = f"napari-emd could not load {os.path.basename(path)}: {err}"
@@ -577,45 +459,37 @@ class LoaderWidget(QWidget):
         self._notify_error(msg)
         self.failed.emit(str(err))
 
-    def _finished(
-        self, job: int, path: str, layers: list[Any], detectors: list[str] | None
-    ) -> None:
+    def _finished(self, job: int, path: str, layers: list[Any],
+                  detectors: list[str] | None) -> None:
         if job != self._job:
             return
         self.worker = None
         if detectors is not None:
-            all_dets = self.facts.detectors if self.facts is not None else []
-            layers = _keep_detectors(layers, detectors, all_dets)
+            layers = _keep_detectors(layers, detectors)
         added = self._replace_layers(path, layers)
-        for layer in added:
-            if _kind(layer) == SPECTRUM_IMAGE:
-                self._focus_energy(layer)
         names = ", ".join(layer.name for layer in added) or "nothing"
         self._busy(False, f"Loaded {names}.")
         self.loaded.emit(added)
 
     def _replace_layers(self, path: str, layer_data: list[Any]) -> list[Any]:
-        """Add the new layers, removing this file's spectrum-image layers and same-named
-        layers from an earlier load first."""
+        """Add the new layers, first removing this file's spectrum-image layers, maps
+        made from them, and layers of the same datasets from an earlier load."""
         from napari.layers import Layer
 
         new_names = {meta.get("name") for _, meta, _ in layer_data}
-        # the same dataset (and part: magnitude/phase) of the same file, however the
-        # layer was opened or renamed since
         new_parts = {_part(meta) for _, meta, _ in layer_data} - {None}
-        path = os.path.realpath(path)
-        new_has_si = any(_kind(meta) == SPECTRUM_IMAGE for _, meta, _ in layer_data)
+        new_has_si = any((info := layer_info(meta)) is not None and info.is_spectrum_image
+                         for _, meta, _ in layer_data)
+        real = os.path.realpath(path)
         old = []
         for layer in list(self.viewer.layers):
             src = source_file(layer)
-            if not src or os.path.realpath(src) != path:
+            if not src or os.path.realpath(src) != real:
                 continue
-            kind = _kind(layer)
-            if (
-                layer.name in new_names
-                or _part(layer) in new_parts
-                or (new_has_si and kind in (SPECTRUM_IMAGE, DERIVED))
-            ):
+            info = layer_info(layer)
+            si_or_map = info is not None and (info.is_spectrum_image or info.kind == DERIVED)
+            if layer.name in new_names or _part(layer) in new_parts or (new_has_si
+                                                                         and si_or_map):
                 old.append(layer)
         for layer in old:
             self.viewer.layers.remove(layer)
@@ -626,49 +500,53 @@ class LoaderWidget(QWidget):
             added.append(layer)
         return added
 
-    def _focus_energy(self, layer: Any) -> None:
-        """Put the energy slider on the strongest peak of the file's summed spectrum and
-        fit the contrast to that plane; a plane of zeros tells the user nothing."""
-        try:
-            if focus_energy(self.viewer, layer):
-                layer.reset_contrast_limits(mode="slice")
-        except Exception:  # a nicer start is optional: never fail the load for it
-            return
-
     def _notify_error(self, msg: str) -> None:
         from napari.utils.notifications import show_error
 
+        self.status.value = msg
         show_error(msg)
 
 
-def _keep_detectors(
-    layers: list[Any], detectors: list[str], all_detectors: list[str]
-) -> list[Any]:
-    """Drop the per-detector SI layers whose detector was not chosen. A layer is matched
-    by its record's ``extra["detector"]``, else by a detector name in its title; an SI
-    layer naming no known detector is kept."""
-    out = []
-    for tup in layers:
-        info = layer_info(tup[1])
-        if info is None or info.kind != SPECTRUM_IMAGE:
-            out.append(tup)
-            continue
-        rec = info.record
-        det = getattr(rec, "extra", {}).get("detector") if rec is not None else None
-        if det is not None:
-            if str(det) in detectors:
-                out.append(tup)
-            continue
-        title = str(info.title or tup[1].get("name", ""))
-        named = [d for d in all_detectors if d and d in title]
-        if not named or any(d in detectors for d in named):
-            out.append(tup)
-    return out
+class _Signals(QObject):
+    loaded = Signal(list)
+    failed = Signal(str)
 
 
-def _kind(layer_or_meta: Any) -> str | None:
-    info = layer_info(layer_or_meta)
-    return info.kind if info is not None else None
+class _FileDrops:
+    """Files dropped on the loader choose the file (a Qt event filter)."""
+
+    def __init__(self, loader: LoaderWidget) -> None:
+        from qtpy.QtCore import QEvent, QObject
+
+        class Filter(QObject):
+            def eventFilter(self, obj: Any, event: Any) -> bool:
+                kind = event.type()
+                if kind in (QEvent.DragEnter, QEvent.DragMove) and event.mimeData().hasUrls():
+                    event.acceptProposedAction()
+                    return True
+                if kind == QEvent.Drop and event.mimeData().hasUrls():
+                    urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+                    if urls:
+                        loader.set_path(urls[0])
+                        loader._chosen_by_hand = True
+                        event.acceptProposedAction()
+                        return True
+                return False
+
+        self.filter = Filter(loader.native)
+        loader.native.setAcceptDrops(True)
+        loader.native.installEventFilter(self.filter)
+
+
+_TIPS = {
+    "first_frame": "First frame to read (frames are numbered 1 to N, as in Velox)",
+    "last_frame": "Last frame to read (included)",
+    "sum_frames": "Sum the frames (else a frame slider)",
+    "sum_EDS_detectors": "Sum the EDS detectors (else one layer per chosen detector)",
+    "rebin_energy": f"Sum this many neighbouring channels (at least {MIN_CHANNELS} are left)",
+    "SI_dtype": "dtype of the spectrum image (native: the file's)",
+    "load_SI_image_stack": "Read every frame of the images taken with the spectrum image",
+}
 
 
 def _part(layer_or_meta: Any) -> tuple[str, str | None] | None:
@@ -676,3 +554,17 @@ def _part(layer_or_meta: Any) -> tuple[str, str | None] | None:
     however it was opened or renamed since."""
     info = layer_info(layer_or_meta)
     return (info.dataset_path, info.part) if info is not None and info.dataset_path else None
+
+
+def _keep_detectors(layers: list[Any], detectors: list[str]) -> list[Any]:
+    """Drop the per-detector spectrum-image layers whose detector was not chosen."""
+    out = []
+    for tup in layers:
+        info = layer_info(tup[1])
+        rec = info.record if info is not None and info.is_spectrum_image else None
+        det = rec.extra.get("detector") if rec is not None else None
+        if det is None and rec is not None and rec.title.startswith("EDS - "):
+            det = rec.title[len("EDS - "):]
+        if det is None or str(det) in detectors:
+            out.append(tup)
+    return out
