@@ -1,4 +1,5 @@
-"""The ``napari-emd`` command: ``info FILE`` lists datasets, ``view [FILE]`` opens napari.
+"""The ``napari-emd`` command: ``info FILE`` lists datasets, ``view [FILE]`` opens napari,
+``--version`` prints the version.
 
 ``view`` works on machines without a display too: it starts a private Xvfb server (when
 installed), renders the viewer there and saves a screenshot, printing its path. Qt's
@@ -17,9 +18,10 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .api import read_datasets
+from . import __version__
+from .api import read_datasets, si_facts
 from .errors import EMDError
-from .model import Dataset
+from .model import Dataset, SIFacts
 
 
 def _axis_text(ds: Dataset) -> str:
@@ -34,7 +36,8 @@ def _axis_text(ds: Dataset) -> str:
 
 
 def info_table(path: str) -> str:
-    """A text table of the datasets of ``path`` (opened lazily: no data is read)."""
+    """A text table of the datasets of ``path`` (opened lazily: no data is read), and
+    what the file says about its spectrum image."""
     datasets = read_datasets(path, lazy=True)
     rows = [("path", "title", "kind", "shape", "dtype", "axes (size, scale, units)")]
     for ds in datasets:
@@ -48,7 +51,37 @@ def info_table(path: str) -> str:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1])
         if n == 0:
             lines.append("  ".join("-" * w for w in widths) + "  " + "-" * len(r[-1]))
+    lines.extend(si_lines(si_facts(path)))
     return "\n".join(lines)
+
+
+def si_lines(facts: SIFacts) -> list[str]:
+    """What ``napari-emd info`` says about a spectrum image."""
+    if not facts.has_si:
+        return []
+    out = ["", f"Spectrum image ({facts.signal_type or 'unknown kind'}):"]
+    if not facts.readable:
+        return [*out, f"  cannot be read: {facts.reason}"]
+    px = f", pixel {facts.pixel_size:.4g} {facts.pixel_units}" if facts.pixel_size else ""
+    source = facts.grid_source or "the data"
+    out.append(f"  scan grid     {facts.ny} x {facts.nx}{px} (from {source})")
+    table = " (frame table: a frame range reads only those frames)" if facts.frame_table else ""
+    out.append(f"  frames        {facts.n_frames}{table}")
+    if facts.detectors:
+        out.append(f"  detectors     {len(facts.detectors)}: {', '.join(facts.detectors)}")
+    if facts.energy_range:
+        lo, hi = facts.energy_range
+        per = facts.energy_scale * (1000 if facts.energy_units == "keV" else 1)
+        step = f", {per:.4g} eV per channel" if facts.energy_units in ("keV", "eV") else ""
+        out.append(f"  channels      {facts.channels}, {lo:.4g} to {hi:.4g} "
+                   f"{facts.energy_units}{step}")
+    if facts.elements:
+        out.append(f"  elements      {', '.join(facts.elements)}")
+    if facts.source:
+        out.append(f"  read from     {facts.source}")
+    for lo, hi in facts.eels_ranges:
+        out.append(f"  EELS SI       {lo:.4g} to {hi:.4g} eV")
+    return out
 
 
 def _needs_virtual_display() -> bool:
@@ -107,11 +140,7 @@ def view(
         layers = viewer.open_sample("napari-emd-io", "velox_si")
     else:
         layers = viewer.open(path, plugin="napari-emd-io")
-    from .plugin.view import focus_energy
-
-    for layer in layers:
-        if focus_energy(viewer, layer):
-            break
+    del layers  # their first view (energy on the peak, contrast) is the presenter's
     if widgets:
         for name in ("Spectrum viewer", "Spectrum-image loader"):
             with contextlib.suppress(Exception):
@@ -139,7 +168,11 @@ def view(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-emd`` console script."""
-    parser = argparse.ArgumentParser(prog="napari-emd", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="napari-emd",
+        description="Electron Microscopy Datasets (.emd) from the shell: list what a file "
+                    "holds, or open it in napari.")
+    parser.add_argument("--version", action="version", version=f"napari-emd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_info = sub.add_parser("info", help="list the datasets of an EMD file (no data read)")
     p_info.add_argument("file")
