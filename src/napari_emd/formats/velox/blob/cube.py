@@ -47,6 +47,7 @@ from .layout import (
 # start-up); the real files' blobs (65,536-204,800 records) all are.
 SMALL_RECORDS = 1 << 18
 SMALL_BYTES = 8 * 2**20
+SMALL_VOXELS = 1 << 24
 # A lazy index keeps blobs up to this size in memory (chunks then read nothing).
 KEEP_BYTES = 512 * 2**20
 # Bytes of indexes (positions and kept blobs) per process.
@@ -118,8 +119,10 @@ def kernels() -> ModuleType:
 
 
 def uses_kernels(lay: BlobLayout) -> bool:
-    """Whether a blob is big enough for the numba kernels to pay their start-up."""
-    return lay.n_records > SMALL_RECORDS or lay.size > SMALL_BYTES
+    """Whether a blob is big enough for the numba kernels to pay their start-up (the
+    numpy decoder's temporaries are several times the cube)."""
+    voxels = lay.height * lay.width * lay.channels
+    return lay.n_records > SMALL_RECORDS or lay.size > SMALL_BYTES or voxels > SMALL_VOXELS
 
 
 def walk(buf: np.ndarray, lay: BlobLayout) -> np.ndarray:
@@ -174,10 +177,11 @@ def decode_rows(buf: np.ndarray, base: int, lay: BlobLayout, positions: np.ndarr
     starts = positions[r0 * nch : r1 * nch]
     if not uses_kernels(lay):
         recs = decode_records(buf, starts - base, lay, np.arange(r0 * nch, r1 * nch))
-        cube = recs.reshape(r1 - r0, nch // rebin, rebin, nx).sum(axis=2, dtype=np.int64)
-        cube = cube.transpose(0, 2, 1)
-        largest = int(cube.max(initial=0))
-        return np.ascontiguousarray(cube.astype(acc)), largest > dtype_limit(acc)
+        cube = recs.reshape(r1 - r0, nch, nx).transpose(0, 2, 1)
+        if rebin == 1 and acc == np.uint16:
+            return np.ascontiguousarray(cube), False
+        wide = cube.reshape(r1 - r0, nx, nch // rebin, rebin).sum(axis=3, dtype=np.int64)
+        return wide.astype(acc), int(wide.max(initial=0)) > dtype_limit(acc)
     k = kernels()
     out = np.zeros((r1 - r0, nx, nch // rebin), acc)
     per = np.arange(nch, dtype=np.int64) // rebin
