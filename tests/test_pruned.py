@@ -26,6 +26,7 @@ from napari_emd.formats.velox.blob import (
     read_layout,
 )
 from napari_emd.formats.velox.blob import cube as blob_cube
+from napari_emd.h5 import close_cached
 from napari_emd.model import IMAGE, SPECTRUM, SPECTRUM_IMAGE
 from napari_emd.synthetic import prune_velox_si, write_velox_si
 
@@ -234,6 +235,43 @@ def test_damaged_blob_is_an_emd_error(tmp_path, how):
     if how in ("tag", "height"):
         facts = si_facts(path)
         assert facts.has_si and not facts.readable and "blob" in facts.reason
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("lazy", [False, True])
+def test_fuzzed_blob_through_file_reader(tmp_path, lazy):
+    """Mutated blobs in a pruned file: file_reader gives an EMDError naming the file, or
+    the cube the reference decoder gives for those bytes; never another exception."""
+    path = _pruned("example_velox_EELS_EDS.emd", tmp_path)
+    name = _blob_path(path)
+    with h5py.File(path, "r") as f:
+        raw = f[name][()].tobytes()
+    rng = np.random.default_rng(2024)
+    outcomes = set()
+    for i in range(24):
+        b = bytearray(raw)
+        if i % 3 == 0:
+            b = b[: int(rng.integers(0, len(raw)))]
+        else:
+            for _ in range(int(rng.integers(1, 4))):
+                b[int(rng.integers(0, len(raw)))] = int(rng.integers(0, 256))
+        close_cached(str(path))  # a lazy read keeps the file open
+        with h5py.File(path, "r+") as f:
+            del f[name]
+            f.create_dataset(name, data=np.frombuffer(bytes(b) or b"\0", np.uint8)[:, None])
+        clear_blob_indexes()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", EMDWarning)
+                ds = _eds_si(path, lazy=lazy)
+                data = np.asarray(ds.data)
+        except EMDError as err:
+            assert path.name in str(err)
+            outcomes.add("error")
+            continue
+        np.testing.assert_array_equal(data, decode_reference(bytes(b)))
+        outcomes.add("read")
+    assert "error" in outcomes
 
 
 @pytest.mark.realdata
