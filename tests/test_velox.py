@@ -526,16 +526,20 @@ def _copy(name: str, tmp_path: Path) -> Path:
 
 
 @pytest.mark.realdata
-def test_pruned_file_warns(tmp_path):
+def test_pruned_file_reads_its_si_from_the_blob(tmp_path):
+    """Without its event streams, a file's EDS SI comes from the SpectrumImage blob (the
+    frame and detector sum; tests/test_pruned.py and tests/test_blob.py test it all)."""
     path = _copy("fei_SI_EDS-HAADF-4detectors_2frames.emd", tmp_path)
     with h5py.File(path, "r+") as f:
         del f["Data/SpectrumStream"]
-    with pytest.warns(EMDWarning, match="pruned"):
-        ds = read_datasets(path)
-    kinds = sorted(d.kind for d in ds)
-    assert kinds == [IMAGE] + [SPECTRUM] * 4
+    ds = read_datasets(path)
+    assert sorted(d.kind for d in ds) == sorted([IMAGE, SPECTRUM_IMAGE] + [SPECTRUM] * 4)
+    si = next(d for d in ds if d.kind == SPECTRUM_IMAGE)
+    ref = _by_title(_read(real_file("fei_SI_EDS-HAADF-4detectors_2frames.emd")))["EDS"]
+    np.testing.assert_array_equal(si.data, ref.data)
     facts = velox.si_facts(path)
-    assert facts.has_si and not facts.readable and "pruned" in facts.reason
+    assert facts.has_si and facts.readable and facts.source == "pruned cube"
+    assert "pruned" in facts.reason
 
 
 @pytest.mark.realdata

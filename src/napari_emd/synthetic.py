@@ -398,3 +398,35 @@ def _operations(f: h5py.File, rng: np.random.Generator, image_id: str,
     _vlen(pres, "DisplayIndex", {
         "displays": [{"ImageDisplay": f"/Presentation/Displays/ImageDisplay/{display_id}"}],
     })
+
+
+def prune_velox_si(path: str | os.PathLike, cube: np.ndarray | None = None) -> np.ndarray:
+    """Prune the Velox file ``path`` in place as Velox does: write its summed EDS
+    spectrum image as the ``Data/SpectrumImage/<id>/Data`` blob and delete the event
+    streams (``Data/SpectrumStream``). Returns the cube the blob holds.
+
+    ``cube`` (uint16-range counts ``(y, x, E)``) is written instead of the file's own
+    summed SI (decoded from its streams). The blob's header takes the energy calibration
+    and voltage from the file's SI; see :mod:`napari_emd.formats.velox.blob`.
+    """
+    from .api import read_datasets
+    from .formats.velox.blob import encode_blob
+
+    path = os.fspath(path)
+    si = next(d for d in read_datasets(path, select_type="spectrum_image")
+              if d.signal_type == "EDS_TEM")
+    if cube is None:
+        cube = np.asarray(si.data)
+    energy = si.axes[-1]
+    voltage = (si.metadata.get("Acquisition_instrument", {}).get("TEM", {})
+               .get("beam_energy", 200.0)) * 1000.0
+    raw = encode_blob(cube, round(energy.offset * 1000.0, 9), round(energy.scale * 1000.0, 9),
+                      voltage)
+    with h5py.File(path, "r+") as f:
+        group = next(g for g in f["Data/SpectrumImage"].values() if isinstance(g, h5py.Group))
+        if "Data" in group:
+            del group["Data"]
+        group.create_dataset("Data", data=np.frombuffer(raw, np.uint8)[:, None],
+                             chunks=(8192, 1), maxshape=(None, 1))
+        del f["Data/SpectrumStream"]
+    return np.asarray(cube)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from typing import Any
 
 import h5py
 
@@ -12,7 +13,7 @@ from ...errors import EMDError, EMDWarning
 from ...h5 import open_h5
 from ...model import SIFacts
 from .calibration import energy_calibration, spatial_calibration
-from .grid import plan_spectrum_image
+from .grid import SIPlan, plan_spectrum_image
 from .jsontree import get, metadata_column, to_float
 from .metadata import VeloxMetadata
 
@@ -29,6 +30,48 @@ def _eels_ranges(md: VeloxMetadata) -> tuple[tuple[float, float], ...]:
             n = eels[k]["Data"].shape[1] if "Data" in eels[k] else 0
             ranges.append((o, o + (d or 1.0) * max(n - 1, 0)))
     return tuple(sorted(ranges))
+
+
+def _pixel(plan: SIPlan) -> tuple[float | None, str]:
+    """The SI's pixel size and unit (``None, ""`` when its metadata gives none)."""
+    with contextlib.suppress(Exception):
+        cal = spatial_calibration(plan.meta.get("BinaryResult") or {}, (plan.ny, plan.nx), "")
+        if cal:
+            return cal[1], cal[4]
+    return None, ""
+
+
+def _pruned_facts(base: dict[str, Any], plan: SIPlan) -> SIFacts:
+    """A pruned file: readable when its SpectrumImage blob's header is, with the grid,
+    channels and energies of that header. ``n_frames`` is 1 (the blob holds one summed
+    frame: no frame range can be chosen; ``reason`` says how many frames it sums) and
+    ``detectors`` is empty (they are summed: no detector can be chosen)."""
+    lay = plan.blob_layout
+    if lay is None:
+        return SIFacts(**base, has_si=True, readable=False, reason=plan.reason,
+                       source="pruned cube" if plan.blob else "", signal_type="EDS_TEM")
+    pixel_size, pixel_units = _pixel(plan)
+    return SIFacts(
+        **base,
+        has_si=True,
+        readable=True,
+        reason=plan.reason,
+        source="pruned cube",
+        signal_type="EDS_TEM",
+        ny=lay.height,
+        nx=lay.width,
+        grid_source=plan.grid_source,
+        n_frames=1,
+        detectors=(),
+        channels=lay.channels,
+        energy_offset=lay.energy_offset_eV / 1000.0,
+        energy_scale=lay.dispersion_eV / 1000.0,
+        energy_units="keV",
+        pixel_size=pixel_size,
+        pixel_units=pixel_units,
+        frame_table=False,
+        dtype="uint16",
+    )
 
 
 def si_facts(path: str) -> SIFacts:
@@ -48,14 +91,9 @@ def si_facts(path: str) -> SIFacts:
     if plan is None:
         return SIFacts(**base)
     if plan.pruned:
-        return SIFacts(**base, has_si=True, readable=False, reason=plan.reason,
-                       signal_type="EDS_TEM")
+        return _pruned_facts(base, plan)
     ecal = energy_calibration(plan.streams[0].meta or plan.meta, plan.streams[0].detector)
-    pixel_size, pixel_units = None, ""
-    with contextlib.suppress(Exception):
-        cal = spatial_calibration(plan.meta.get("BinaryResult") or {}, (plan.ny, plan.nx), "")
-        if cal:
-            pixel_size, pixel_units = cal[1], cal[4]
+    pixel_size, pixel_units = _pixel(plan)
     return SIFacts(
         **base,
         has_si=True,

@@ -13,6 +13,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .blob import BlobLayout, read_layout
 from .jsontree import get, json_dataset, metadata_column, to_float, warn
 from .metadata import VeloxMetadata
 from .stream import SISpec, count_pixels
@@ -53,6 +54,16 @@ class SIPlan:
     preloaded: dict[str, np.ndarray] = field(default_factory=dict)
     # the scan (area, size, dwell time) of the SI: images of the same scan belong to it
     scan: tuple | None = None
+    # a pruned file's SpectrumImage blob: its HDF5 path, its header (None when it cannot
+    # be used) and why not
+    blob: str | None = None
+    blob_layout: BlobLayout | None = None
+    blob_error: str = ""
+
+    @property
+    def from_blob(self) -> bool:
+        """True when the SI is read from a pruned file's SpectrumImage blob."""
+        return self.pruned and self.blob_layout is not None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -138,12 +149,14 @@ def plan_spectrum_image(
     plan = SIPlan()
     si_keys = list(si_group) if isinstance(si_group, h5py.Group) else []
     settings: dict[str, Any] = {}
+    blob: Any = None
     for k in si_keys:
         g = si_group[k]
         if isinstance(g, h5py.Group):
             plan.meta = metadata_column(g.get("Metadata"), 0, f"Data/SpectrumImage/{k}")
             settings = json_dataset(g.get("SpectrumImageSettings"),
                                     f"Data/SpectrumImage/{k}/SpectrumImageSettings") or {}
+            blob = g.get("Data")
             break
     for k in (list(stream_group) if isinstance(stream_group, h5py.Group) else []):
         st = stream_info(stream_group[k], k)
@@ -155,9 +168,9 @@ def plan_spectrum_image(
     if not si_keys and grid_scan is None:
         return None  # a spectrum acquisition's stream (no scan): not a spectrum image
     plan.scan = scan_key(plan.meta) if plan.meta else None
+    frames_settings = settings_frames(settings)
     if not plan.streams:
-        plan.pruned = True
-        plan.reason = PRUNED_REASON
+        plan_pruned(plan, blob, grid_scan, frames_settings, path)
         return plan
     plan.streams.sort(key=lambda s: s.detector)
     bins = {s.bincount for s in plan.streams}
@@ -168,11 +181,6 @@ def plan_spectrum_image(
     cands = _grid_candidates(md, plan, grid_scan)
     plan.candidates = cands
     tables = [s.n_frames_table for s in plan.streams if s.n_frames_table]
-    frames_settings = None
-    end = to_float(settings.get("endFramePosition")) if isinstance(settings, dict) else None
-    if end:
-        start = to_float(settings.get("startFramePosition"), 1.0) or 1.0
-        frames_settings = int(end - start + 1) if end >= start else int(end)
     n_frames = max(tables) if tables else frames_settings
     if count is None:
         disagree = len({shape for _, shape in cands}) > 1
@@ -203,6 +211,52 @@ def plan_spectrum_image(
         n_frames = max(1, math.ceil((plan.counted_pixels or per) / per))
     plan.n_frames = int(n_frames)
     return plan
+
+
+def settings_frames(settings: Any) -> int | None:
+    """The frame count ``SpectrumImageSettings`` gives (``None`` when it gives none)."""
+    end = to_float(settings.get("endFramePosition")) if isinstance(settings, dict) else None
+    if not end:
+        return None
+    start = to_float(settings.get("startFramePosition"), 1.0) or 1.0
+    return int(end - start + 1) if end >= start else int(end)
+
+
+BLOB_GRID_SOURCE = "SpectrumImage blob header"
+
+
+def plan_pruned(
+    plan: SIPlan, blob: Any, grid_scan: tuple[int, int] | None, frames: int | None,
+    path: str,
+) -> None:
+    """Plan a file without usable streams from its SpectrumImage blob: grid and channels
+    from the blob's header (the only part read), frames from ``SpectrumImageSettings``
+    (``0`` when unknown). Without a usable blob, ``reason`` says why there is no SI."""
+    plan.pruned = True
+    plan.n_frames = frames or 0
+    if not isinstance(blob, h5py.Dataset):
+        plan.reason = f"{PRUNED_REASON}, and it has no SpectrumImage blob either"
+        return
+    plan.blob = blob.name
+    try:
+        lay = read_layout(blob)
+    except (ValueError, OSError) as err:
+        plan.blob_error = str(err)
+        plan.reason = f"{PRUNED_REASON}, and its SpectrumImage blob cannot be used: {err}"
+        return
+    plan.blob_layout = lay
+    plan.ny, plan.nx, plan.bincount = lay.height, lay.width, lay.channels
+    plan.grid_source = BLOB_GRID_SOURCE
+    if grid_scan is not None and grid_scan != (lay.height, lay.width):
+        warn(f"{path}: the SpectrumImage blob's header gives a {lay.height} x {lay.width} "
+             f"grid, the SI's scan metadata {grid_scan[0]} x {grid_scan[1]}; the blob's "
+             "is used (its records are laid out on it)")
+    n = f"all {frames} frames" if frames else "all frames"
+    plan.reason = (
+        "the event streams were pruned: only Velox's spectrum image summed over "
+        f"{n} and all EDS detectors is stored, so the frame options (first_frame, "
+        "last_frame, sum_frames) and the detector option (sum_EDS_detectors) do not "
+        "apply; rebin_energy, SI_dtype and lazy do")
 
 
 def _grid_candidates(

@@ -30,6 +30,7 @@ from .calibration import (
 from .grid import SIPlan, plan_spectrum_image, scan_key
 from .jsontree import frame_metadata_columns, get, json_dataset, metadata_column, to_float, warn
 from .metadata import VeloxMetadata
+from .pruned import pruned_si_dataset
 from .stream import check_options, read_spectrum_images
 
 # Stacks with more frames than this keep only frame 0's metadata when read lazily.
@@ -255,7 +256,7 @@ class VeloxReader:
 
     def _read_eds_si(self, plan: SIPlan) -> None:
         if plan.pruned:
-            warn(f"{self.path}: no EDS spectrum image is returned: {plan.reason}")
+            self._read_pruned_si(plan)
             return
         spec = plan.spec(self.path)
         first, last = check_options(spec, self.opts)  # bad options raise ValueError here
@@ -341,6 +342,12 @@ class VeloxReader:
             )
             self.datasets.append(ds)
 
+    def _read_pruned_si(self, plan: SIPlan) -> None:
+        """A pruned file's SI, from its SpectrumImage blob (:mod:`.pruned`)."""
+        ds = pruned_si_dataset(self.path, self.md, plan, self.opts)
+        if ds is not None:
+            self.datasets.append(ds)
+
     # -- EELS spectrum images ------------------------------------------------------------
 
     def _read_eels(self) -> None:
@@ -421,7 +428,7 @@ class VeloxReader:
         if want_images:
             self._read_images()
         if want_spectra:
-            self._read_spectra(has_si=plan is not None and not plan.pruned)
+            self._read_spectra(has_si=plan is not None and (not plan.pruned or plan.from_blob))
         if want_si:
             self._read_eels()
             if plan is not None:
