@@ -13,6 +13,7 @@ from ..errors import EMDError
 from ..h5 import H5_LOCK
 from ..units import finite_float, is_undefined, unit_symbol
 from .layout import NAPARI_LAYER_ATTR
+from .tables import dataset_names
 
 # HDF5 chunk size aimed at by the default chunking (bytes).
 CHUNK_TARGET = 1 << 20
@@ -325,18 +326,7 @@ def group_names(titles: list[str]) -> list[str]:
     that would be found in another group's path gets a number: ``C``, ``Ca`` ->
     ``C (1)``, ``Ca``. The title attribute keeps the real name.
     """
-    names: list[str] = []
-    seen: set[str] = set()
-    for t in titles:
-        base = t.replace("/", "_").strip() or "dataset"
-        if base in (".", ".."):
-            base = f"dataset {base}"
-        name, n = base, 1
-        while name in seen:
-            n += 1
-            name = f"{base} ({n})"
-        seen.add(name)
-        names.append(name)
+    names = dataset_names(titles, fallback="dataset")
     while True:
         clash = next((i for i, a in enumerate(names)
                       if any(b != a and _found_in(a, b) for b in names)), None)

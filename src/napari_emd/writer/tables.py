@@ -131,14 +131,15 @@ def _columns(table: Any) -> list[tuple[Any, Any]]:
     raise ValueError(f"a feature table is a DataFrame or a dict, not {type(table).__name__}")
 
 
-def dataset_names(names: list[Any]) -> list[str]:
-    """HDF5-safe, unique dataset names for column names (``/`` is a path separator)."""
+def dataset_names(names: list[Any], fallback: str = "column") -> list[str]:
+    """HDF5-safe, unique names (``/`` is a path separator; ``.`` and ``..`` are taken):
+    the second ``a`` becomes ``a (2)``, an empty name ``fallback``."""
     out: list[str] = []
     seen: set[str] = set()
     for name in names:
-        base = str(name).replace("/", "_").strip() or "column"
+        base = str(name).replace("/", "_").strip() or fallback
         if base in (".", ".."):
-            base = f"column {base}"
+            base = f"{fallback} {base}"
         key, n = base, 1
         while key in seen:
             n += 1
