@@ -320,3 +320,22 @@ def test_save_selected_points_layer(make_napari_viewer, tmp_path):
     path = tmp_path / "sel.emd"
     assert viewer.layers.save(str(path), selected=True, plugin=PLUGIN) == [str(path)]
     assert _state(path, "one")["layer_type"] == "points"
+
+
+def test_reopened_session_saves_again_the_same(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_points(np.array([[1.0, 2.0], [3.0, 4.0]]), name="spots", scale=(2, 2),
+                      features=_features(2), text="{label}")
+    viewer.add_shapes([np.array([[0, 0], [4, 4]])], shape_type="line", name="cut")
+    first, second = tmp_path / "a.emd", tmp_path / "b.emd"
+    viewer.layers.save(str(first), plugin=PLUGIN)
+    viewer2 = _reopen(make_napari_viewer, first)
+    viewer2.layers.save(str(second), plugin=PLUGIN)
+    viewer3 = _reopen(make_napari_viewer, second)
+    for name in ("spots", "cut"):  # the same state, now naming the file it came from
+        again = _state(second, name)
+        assert again.pop("metadata")["emd"]["source"] == str(first)
+        assert again == {k: v for k, v in _state(first, name).items() if k != "metadata"}
+    np.testing.assert_allclose(viewer3.layers["spots"].data, viewer.layers["spots"].data)
+    pd.testing.assert_frame_equal(viewer3.layers["spots"].features,
+                                  viewer.layers["spots"].features)
