@@ -15,7 +15,7 @@ import napari_emd
 from conftest import real_file
 from napari_emd import EMDError
 from napari_emd.errors import EMDWarning
-from napari_emd.plugin.layer_meta import layer_info
+from napari_emd.plugin.layer_meta import layer_info, si_record
 from napari_emd.plugin.writer import layer_signal, write_image, write_layers
 from napari_emd.writer import jsonable
 
@@ -212,10 +212,12 @@ def test_rgb_image(make_napari_viewer, tmp_path):
 
 
 def test_unsupported_layer_refused(tmp_path):
-    with pytest.raises(EMDError, match="points layer"):
-        layer_signal(np.zeros((3, 2)), {"name": "spots"}, "points")
-    with pytest.raises(EMDError, match="only image and labels"):
-        write_layers(str(tmp_path / "p.emd"), [(np.zeros((3, 2)), {"name": "p"}, "points")])
+    surface = (np.zeros((3, 2)), np.array([[0, 1, 2]]))
+    with pytest.raises(EMDError, match="layer 'mesh' is a surface layer"):
+        layer_signal(surface, {"name": "mesh"}, "surface")
+    with pytest.raises(EMDError, match="cannot store"):
+        write_layers(str(tmp_path / "p.emd"), [(np.zeros((3, 2)), {"name": "p"}, "points"),
+                                               (surface, {"name": "m"}, "surface")])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -267,6 +269,11 @@ def test_lazy_velox_si_layer_saved(tmp_path, monkeypatch):
     write_layers(str(path), lazy)
     signals = {s["metadata"]["General"]["title"]: s for s in napari_emd.file_reader(path)}
     for name, (data, meta) in eager.items():
+        rec = si_record(meta)
+        if rec is not None:  # the spectrum image itself is stored, (y, x, E)
+            np.testing.assert_array_equal(signals[name]["data"], np.asarray(rec.data))
+            assert [a["units"] for a in signals[name]["axes"]] == ["nm", "nm", "keV"]
+            continue
         np.testing.assert_array_equal(signals[name]["data"], data)
         assert [a["units"] for a in signals[name]["axes"]] == [
             u if u != "pixel" else "" for u in meta["units"]]

@@ -18,6 +18,7 @@ from conftest import real_file
 from napari_emd import EMDError, read_datasets
 from napari_emd.units import unit_symbol
 from napari_emd.writer import default_chunks, jsonable, write_signals
+from napari_emd.writer.prepare import group_names
 
 
 def _signal(data, title="test", units=("nm", "nm", "µm"), names=("z", "y", "x"),
@@ -355,10 +356,21 @@ def test_several_signals_one_group_each(tmp_path, cube):
     path = tmp_path / "multi.emd"
     write_signals(path, [_signal(cube, title="a/b"), _signal(cube[0], title="a/b")])
     with h5py.File(path, "r") as f:
-        assert sorted(f["data"]) == ["a_b", "a_b (2)"]
-        assert f["data/a_b"].attrs["title"] == "a/b"
+        # numbered, none the beginning of another (RosettaSciIO would stack them)
+        assert sorted(f["data"]) == ["a_b (1)", "a_b (2)"]
+        assert f["data/a_b (1)"].attrs["title"] == "a/b"
     got = napari_emd.file_reader(path)
     assert sorted(g["data"].ndim for g in got) == [2, 3]
+    rsciio_emd = pytest.importorskip("rsciio.emd")
+    assert sorted(s["data"].ndim for s in rsciio_emd.file_reader(str(path))) == [2, 3]
+
+
+def test_group_names_never_start_one_another():
+    assert group_names(["C", "Ca", "Cu", "O"]) == ["C (1)", "Ca", "Cu", "O"]
+    assert group_names(["data", "mydata"]) == ["data (1)", "mydata"]
+    names = group_names(["x", "x (1)", "xy", "x"])
+    assert len(set(names)) == 4
+    assert not any(a != b and f"data/{a}" in f"data/{b}/data" for a in names for b in names)
 
 
 # --- chunks --------------------------------------------------------------------------

@@ -343,6 +343,9 @@ def read_dim(group: h5py.Group, index: int, size: int, navigate: bool) -> tuple[
     if not isinstance(obj, h5py.Dataset):
         return Axis(name="", size=int(size), navigate=navigate), {}
     info = attrs_dict(obj)
+    if "navigate" in info:  # napari-emd's writer keeps HyperSpy's navigation flags
+        with contextlib.suppress(TypeError, ValueError):
+            navigate = bool(int(attr_value(info["navigate"])))
     name = attr_str(info.get("name", "")).strip()
     raw_units = attr_str(info["units"]).strip() if "units" in info else None
     values = None
@@ -357,6 +360,26 @@ def read_dim(group: h5py.Group, index: int, size: int, navigate: bool) -> tuple[
         info["value"] = attr_value(obj[()])
     ax = axis_from_vector(name, raw_units, values, size, navigate=navigate, context=context)
     return ax, info
+
+
+def group_extras(group: h5py.Group, data_array: str | None) -> dict[str, Any]:
+    """Every array of a data group besides its data and ``dim`` vectors, read into
+    memory: ``name -> (array, attributes)``, and ``name -> {...}`` for a subgroup (text
+    becomes object arrays of ``str``). napari-emd's writer stores a layer's features and
+    per-element state this way (:mod:`napari_emd.writer.tables`). ``data_array`` is None
+    for a subgroup, whose arrays are all kept."""
+    out: dict[str, Any] = {}
+    for name, obj in group.items():
+        own = data_array is not None and (name == data_array or _DIM_RE.match(name))
+        if isinstance(obj, h5py.Group):
+            out[name] = group_extras(obj, None)
+        elif isinstance(obj, h5py.Dataset) and not own:
+            if is_table_dtype(obj.dtype) and obj.dtype.names is None:
+                arr = _read_table(obj)
+            else:
+                arr = np.asarray(obj[()])
+            out[name] = (arr, attrs_dict(obj))
+    return out
 
 
 # --- data -----------------------------------------------------------------------------
@@ -467,6 +490,9 @@ def guess_kind(
     if data.ndim == 1:
         return SPECTRUM
     if data.ndim == 2:
+        # (detector or frame, E): spectra, not an image
+        if axes[-1].units in _ENERGY_UNITS and not _is_spatial(axes[0]):
+            return SPECTRUM
         return IMAGE
     if record_by == "image":
         return IMAGE_STACK

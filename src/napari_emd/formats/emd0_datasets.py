@@ -17,7 +17,7 @@ import h5py
 
 from ..errors import EMDError, EMDWarning
 from ..h5 import attr_str, attrs_dict, tree_dict
-from ..model import Axis, Dataset
+from ..model import SIGNAL, Axis, Dataset
 from ..options import ReadOptions
 from .emd0 import (
     NATIVE_ORDER_NAMES,
@@ -25,6 +25,7 @@ from .emd0 import (
     Member,
     emd_version,
     find_members,
+    group_extras,
     group_series,
     guess_kind,
     read_array,
@@ -248,9 +249,25 @@ def build_dataset(
     if stacked:
         ds.extra["stacked_paths"] = [m.path for m in members]
     if isinstance(group_attrs.get("napari_layer"), str):
-        # napari layer state saved by napari-emd (napari_emd.plugin.saved restores it)
+        # napari layer state saved by napari-emd (napari_emd.plugin.saved restores it),
+        # with the features and per-element arrays stored next to the data
         ds.extra["napari_layer"] = group_attrs["napari_layer"]
+        ds.extra["napari_items"] = group_extras(group, members[0].name)
+        if _saved_layer_type(group_attrs["napari_layer"]) in ANNOTATION_TYPES:
+            ds.kind = SIGNAL  # a coordinate table, not an image
     return ds
+
+
+#: napari layer types napari-emd's writer stores as coordinate tables.
+ANNOTATION_TYPES = ("points", "shapes", "vectors", "tracks")
+
+
+def _saved_layer_type(state: str) -> str:
+    try:
+        value = json.loads(state)
+    except ValueError:
+        return ""
+    return str(value.get("layer_type", "")) if isinstance(value, dict) else ""
 
 
 def merge_trees(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -57,6 +57,7 @@ class EMDLayerInfo:
     record: Dataset | None = None
     part: str | None = None
     peak_energy: float | None = None
+    peak_confidence: int = 2  # look.SURE / LIKELY / GUESS: of several, the surest is shown
     spectra: list[dict[str, Any]] = field(default_factory=list)
     tables: dict[str, Any] = field(default_factory=dict)
     derived: Derived | None = None

@@ -186,7 +186,7 @@ def dataset_parts(ds: Dataset, spectra: list[dict[str, Any]]) -> list[Part]:
         return parts
     info = EMDLayerInfo.of_dataset(ds, spectra)
     if ds.kind == SPECTRUM_IMAGE:
-        return [Part(data, axes, ds.title, info, _spectrum_image_look(ds, data, spectra, info),
+        return [Part(data, axes, ds.title, info, spectrum_image_look(ds, data, spectra, info),
                      record_axes, ds.signal_type)]
     return [Part(data, axes, ds.title, info,
                  {"colormap": "gray", "contrast_limits": look.contrast_limits(data)},
@@ -213,7 +213,7 @@ def _summed_file_spectrum(
     return energy, total
 
 
-def _spectrum_image_look(
+def spectrum_image_look(
     ds: Dataset, data: Any, spectra: list[dict[str, Any]], info: EMDLayerInfo
 ) -> dict[str, Any]:
     """Colormap and contrast of a spectrum-image layer, and the energy it opens on
@@ -230,7 +230,8 @@ def _spectrum_image_look(
         summed = None
         if isinstance(data, np.ndarray):
             summed = data.reshape(-1, data.shape[-3], *data.shape[-2:]).sum(axis=(0, 2, 3))
-        peak = look.eels_focus(float(e[0]), float(e[-1]), elements, summed, e)
+        peak, info.peak_confidence = look.eels_focus(float(e[0]), float(e[-1]), elements,
+                                                     summed, e)
     else:
         found = _summed_file_spectrum(ds, spectra)
         if found is not None:

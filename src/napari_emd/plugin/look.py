@@ -153,18 +153,25 @@ def eds_peak(energy: np.ndarray, total: np.ndarray) -> float | None:
     return float(energy[int(np.argmax(counts))])
 
 
+#: How sure a spectrum image's opening energy is: a peak or edge the file names, the
+#: strongest channel of a sample, or only the middle of the range.
+SURE, LIKELY, GUESS = 2, 1, 0
+
+
 def eels_focus(lo: float, hi: float, elements: list[str],
-               spectrum: np.ndarray | None = None, energy: np.ndarray | None = None) -> float:
-    """The energy loss (eV) an EELS spectrum image opens on: just past the edge of a
-    chosen element inside ``[lo, hi]``, else (with the summed ``spectrum``) its
-    strongest channel past the low-loss region, else the middle of the range above it."""
+               spectrum: np.ndarray | None = None, energy: np.ndarray | None = None
+               ) -> tuple[float, int]:
+    """The energy loss (eV) an EELS spectrum image opens on, and how sure it is: just
+    past the edge of a chosen element inside ``[lo, hi]`` (:data:`SURE`), else (with the
+    summed ``spectrum``) its strongest channel past the low-loss region (:data:`LIKELY`),
+    else the middle of the range above it (:data:`GUESS`)."""
     edges = sorted(e for el in elements if (e := EELS_EDGES.get(el)) is not None
                    and lo <= e + 10 <= hi)
     if edges:
-        return float(edges[0] + 10)
+        return float(edges[0] + 10), SURE
     start = max(lo, EELS_LOW_LOSS_EV)
     if spectrum is not None and energy is not None:
         counts = np.where(energy >= start, np.asarray(spectrum, dtype=float), -np.inf)
         if np.isfinite(counts).any():
-            return float(energy[int(np.argmax(counts))])
-    return float((start + hi) / 2) if hi > start else float((lo + hi) / 2)
+            return float(energy[int(np.argmax(counts))]), LIKELY
+    return (float((start + hi) / 2) if hi > start else float((lo + hi) / 2)), GUESS

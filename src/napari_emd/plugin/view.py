@@ -97,7 +97,8 @@ def chunk_peak(record: Any) -> float | None:
     energy = ax.linear_offset + ax.linear_scale * np.arange(spectrum.size)
     if record.signal_type.upper().startswith("EELS"):
         elements = list((record.metadata.get("Sample") or {}).get("elements") or [])
-        return look.eels_focus(float(energy[0]), float(energy[-1]), elements, spectrum, energy)
+        return look.eels_focus(float(energy[0]), float(energy[-1]), elements, spectrum,
+                               energy)[0]
     return look.eds_peak(energy, spectrum)
 
 
@@ -156,6 +157,7 @@ class Presenter:
         # files with nothing to show as an image: their spectra and tables, by file
         self.files: dict[str, EMDLayerInfo] = {}
         self._warned: set[frozenset[str]] = set()
+        self._focused: dict[tuple[Any, str], int] = {}
         viewer.layers.events.inserted.connect(self._inserted)
         viewer.layers.events.removed.connect(self._changed)
         viewer.dims.events.current_step.connect(self._update_readout)
@@ -202,7 +204,7 @@ class Presenter:
         if info is None or not info.is_spectrum_image:
             return
         if info.peak_energy is not None:
-            focus_energy(self.viewer, layer)
+            self._focus(layer, info)
             if isinstance(layer.data, np.ndarray):
                 return  # the reader set the contrast of that plane already
         elif isinstance(layer.data, np.ndarray):
@@ -220,8 +222,8 @@ class Presenter:
         def done(result: tuple[float | None, np.ndarray | None]) -> None:
             energy, values = result
             if info.peak_energy is None and energy is not None:
-                info.peak_energy = energy
-                focus_energy(self.viewer, layer)
+                info.peak_energy, info.peak_confidence = energy, look.LIKELY
+                self._focus(layer, info)
             limits = look.robust_limits(values) if values is not None else None
             if limits is not None and tuple(layer.contrast_limits) == PLACEHOLDER_LIMITS:
                 layer.contrast_limits_range = (min(0.0, limits[0]),
@@ -236,6 +238,14 @@ class Presenter:
                                 if worker in self.workers else None)
         self.workers.append(worker)
         worker.start()
+
+    def _focus(self, layer: Any, info: EMDLayerInfo) -> None:
+        """Move the energy slider to the layer's opening energy, unless a surer one of
+        the same file is already shown there (three EELS ranges share one slider)."""
+        key = (energy_axis(self.viewer, layer), info.source)
+        if info.peak_confidence >= self._focused.get(key, -1):
+            self._focused[key] = info.peak_confidence
+            focus_energy(self.viewer, layer)
 
     def _plane_index(self, layer: Any, energy: float | None) -> tuple[int, ...] | None:
         """The index of the plane at ``energy`` (the viewer's current plane of the other

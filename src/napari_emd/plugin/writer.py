@@ -1,20 +1,23 @@
-"""napari writer contributions: image and labels layers -> one NCEM EMD 0.2 file.
+"""napari writer contributions: layers -> one NCEM EMD 0.2 file, one data group per layer.
 
-Each layer becomes one EMD data group (see :mod:`napari_emd.writer`), with the layer's
-calibration in ``dim1..dimN`` (scale, translate, units as short symbols, axis labels) and
-the napari state in a JSON group attribute ``napari_layer`` so that re-opening the file
-in napari restores the same layers:
+Image and labels layers are stored as arrays with their calibration in ``dim1..dimN``;
+a spectrum-image layer (shown energy-first) as the spectrum image itself, ``(y, x, E)``
+with HyperSpy's signal type, navigation flags and acquisition metadata, and the single
+spectra the layers carry as 1-D groups of their own; points, shapes, vectors and tracks
+as coordinate tables in world units (:mod:`.annotations`). Layers that leave axis names
+and units at napari's defaults get those of the world the other layers define
+(:mod:`.world`). Every group holds the napari state in a JSON attribute
+``napari_layer`` so that re-opening the file restores the same layers (:mod:`.saved`):
 
-``napari_layer`` (JSON object, ``version`` 1)
-    ``layer_type`` ("image" | "labels"), ``name``, ``scale``, ``translate``, ``units``,
-    ``axis_labels`` (numpy order, one per layer dimension), ``rgb``, ``colormap`` (a
-    napari colormap name; ``colormap_colors`` / ``colormap_controls`` /
-    ``colormap_interpolation`` for a custom one), ``contrast_limits``, ``gamma``,
-    ``opacity``, ``blending``, ``visible``, ``multiscale`` (True when only level 0 of a
-    multiscale layer was saved) and ``metadata`` (the layer's metadata, JSON-safe values
-    only; of napari-emd's own entry only :meth:`.layer_meta.EMDLayerInfo.summary`: the
-    dataset's metadata trees are stored as the group's own ``metadata`` and
-    ``original_metadata`` attributes).
+``napari_layer`` (JSON object, ``version`` 2)
+    ``layer_type``, ``name``, ``scale``, ``translate``, ``units`` and ``axis_labels``
+    (napari's own, one per layer dimension), ``opacity``, ``blending``, ``visible``,
+    ``metadata`` (the layer's metadata, JSON-safe values only; of napari-emd's own entry
+    only :meth:`.layer_meta.EMDLayerInfo.summary`: the dataset's metadata trees are the
+    group's own ``metadata`` and ``original_metadata`` attributes); images add ``rgb``,
+    ``multiscale``, ``colormap`` (``colormap_colors``/``_controls``/``_interpolation``
+    for a custom one), ``contrast_limits``, ``gamma`` and ``spectrum_image``; labels
+    ``labels_colormap``; annotation layers the keys :mod:`.annotations` lists.
 
 Only this module imports napari (for the progress bar and colormap names).
 """
@@ -24,7 +27,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -32,29 +35,62 @@ import numpy as np
 from ..errors import EMDError, EMDWarning
 from ..units import unit_symbol
 from ..writer import jsonable, write_signals
-from .layer_meta import KEY, layer_info, source_file, user_metadata
+from ..writer.tables import Items, table_items
+from .annotations import (
+    ANNOTATION_TYPES,
+    NAPARI_LAYER_VERSION,
+    annotation_group,
+    layer_metadata_state,
+    signal_metadata,
+)
+from .frame import WorldFrame, floats, per_axis, warn_transform
+from .layer_meta import layer_info, si_record, source_file
 
 FullLayerData = tuple[Any, dict[str, Any], str]
 
-SUPPORTED_LAYER_TYPES = ("image", "labels")
-NAPARI_LAYER_VERSION = 1
+SUPPORTED_LAYER_TYPES = ("image", "labels", *ANNOTATION_TYPES)
 
 
 def write_layers(path: str, layer_data: list[FullLayerData]) -> list[str]:
-    """Save image and labels layers into one ``.emd`` file, one data group per layer."""
+    """Save layers of any supported type into one ``.emd`` file, one data group per
+    layer in layer order (bottom first), plus the single spectra the layers carry.
+
+    A layer type EMD cannot hold is refused with an :class:`EMDError` naming the layer,
+    before anything is written.
+    """
     path = _with_extension(path)
     if not layer_data:
         raise EMDError(path, "no layers to save")
+    for _data, meta, layer_type in layer_data:
+        check_layer_type(path, str(meta.get("name") or layer_type), layer_type)
+    frame = WorldFrame.of_layers(layer_data)
     signals: list[dict[str, Any]] = []
-    attrs: list[dict[str, Any]] = []
+    attrs: list[dict[str, Any] | None] = []
+    items: list[Items | None] = []
     for data, meta, layer_type in layer_data:
-        signal, napari_layer = layer_signal(data, meta, layer_type, path=path)
+        signal, napari_layer, extra = layer_group(data, meta, layer_type, path=path,
+                                                  frame=frame)
         signals.append(signal)
         attrs.append({"napari_layer": napari_layer})
+        items.append(extra)
+    for spectrum in carried_spectra(layer_data):
+        signals.append(spectrum)
+        attrs.append(None)
+        items.append(None)
     with _NapariProgress(f"Saving {os.path.basename(path)}") as progress:
-        written = write_signals(path, signals, progress=progress, group_attrs=attrs)
+        written = write_signals(path, signals, progress=progress, group_attrs=attrs,
+                                group_items=items)
     _warn_stale_lazy_layers(written)
     return [written]
+
+
+def check_layer_type(path: str | None, name: str, layer_type: str) -> None:
+    """Refuse, naming the layer, a layer type napari-emd cannot store."""
+    if layer_type not in SUPPORTED_LAYER_TYPES:
+        raise EMDError(path, f"layer {name!r} is a {layer_type} layer, which napari-emd "
+                             "cannot store in an EMD file (it stores image, labels, points, "
+                             "shapes, vectors and tracks layers); nothing was written. Save "
+                             "it with another writer, or save the other layers without it")
 
 
 def _warn_stale_lazy_layers(path: str) -> None:
@@ -103,148 +139,164 @@ def _with_extension(path: str) -> str:
 def layer_signal(
     data: Any, meta: Mapping[str, Any], layer_type: str, *, path: str | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One napari layer data tuple -> (RosettaSciIO-style signal dict, ``napari_layer``).
+    """One napari layer data tuple -> (RosettaSciIO-style signal dict, ``napari_layer``),
+    the layer saved on its own. Raises :class:`EMDError` for layer types EMD files
+    cannot hold."""
+    signal, state, _items = layer_group(data, meta, layer_type, path=path,
+                                        frame=WorldFrame.of_layers([(data, meta, layer_type)]))
+    return signal, state
 
-    Raises :class:`EMDError` for layer types EMD files cannot hold.
-    """
+
+def layer_group(
+    data: Any, meta: Mapping[str, Any], layer_type: str, *, path: str | None,
+    frame: WorldFrame,
+) -> tuple[dict[str, Any], dict[str, Any], Items]:
+    """One layer data tuple -> (signal dict, ``napari_layer`` state, arrays stored next
+    to the data), in the world ``frame`` of the layers saved with it."""
     name = str(meta.get("name") or layer_type)
-    if layer_type not in SUPPORTED_LAYER_TYPES:
-        raise EMDError(path, f"layer {name!r} is a {layer_type} layer; napari-emd saves only "
-                             "image and labels layers to EMD (save it with another "
-                             "writer, e.g. as .csv)")
+    check_layer_type(path, name, layer_type)
+    if layer_type in ANNOTATION_TYPES:
+        return annotation_group(data, meta, layer_type, path=path, frame=frame)
+    rec = si_record(meta) if layer_type == "image" else None
+    if rec is not None:
+        return _spectrum_image_group(rec, meta, name)
+    return _raster_group(data, meta, layer_type, name, path, frame)
+
+
+def _own_axes(meta: Mapping[str, Any], ndim: int) -> tuple[list[str], list[str]]:
+    """napari's own axis labels and unit symbols of a layer (what restoring gives back)."""
+    labels = ["" if v is None else str(v) for v in per_axis(meta.get("axis_labels"), ndim)]
+    return labels, [unit_symbol(u) for u in per_axis(meta.get("units"), ndim)]
+
+
+def _common_state(meta: Mapping[str, Any], layer_type: str, name: str, ndim: int
+                  ) -> dict[str, Any]:
+    labels, units = _own_axes(meta, ndim)
+    state: dict[str, Any] = {
+        "version": NAPARI_LAYER_VERSION,
+        "layer_type": layer_type,
+        "name": name,
+        "scale": floats(meta.get("scale"), ndim, 1.0),
+        "translate": floats(meta.get("translate"), ndim, 0.0),
+        "units": units,
+        "axis_labels": labels,
+        "metadata": layer_metadata_state(meta.get("metadata")),
+    }
+    for key in ("gamma", "opacity", "blending", "visible"):
+        if key in meta and (value := jsonable(meta[key])) is not None:
+            state[key] = value
+    return state
+
+
+def _image_look(meta: Mapping[str, Any], state: dict[str, Any]) -> None:
+    state.update(_colormap_state(meta.get("colormap")))
+    cl = meta.get("contrast_limits")
+    if cl is not None:
+        lims = [float(x) for x in cl]
+        if len(lims) == 2 and all(math.isfinite(x) for x in lims):
+            state["contrast_limits"] = lims
+
+
+def _raster_group(data: Any, meta: Mapping[str, Any], layer_type: str, name: str,
+                  path: str | None, frame: WorldFrame
+                  ) -> tuple[dict[str, Any], dict[str, Any], Items]:
     multiscale = bool(meta.get("multiscale", False))
     if multiscale or (isinstance(data, (list, tuple)) and data and hasattr(data[0], "shape")):
         warnings.warn(f"layer {name!r} is multiscale: only the full-resolution level is "
-                      "saved", EMDWarning, stacklevel=3)
+                      "saved", EMDWarning, stacklevel=4)
         data = data[0]
         multiscale = True
     if not hasattr(data, "ndim"):
         data = np.asarray(data)
     rgb = bool(meta.get("rgb", False)) and layer_type == "image"
     ndim = data.ndim - (1 if rgb else 0)
+    state = _common_state(meta, layer_type, name, ndim)
+    names, units = frame.axes(meta, ndim, adopt_units=layer_type == "labels")
+    warn_transform(name, meta, ndim)
 
-    scale = _floats(meta.get("scale"), ndim, 1.0)
-    translate = _floats(meta.get("translate"), ndim, 0.0)
-    units = _per_axis(meta.get("units"), ndim)
-    unit_syms = [unit_symbol(u) for u in units]
-    labels = [str(x) for x in _per_axis(meta.get("axis_labels"), ndim)]
-    labels = [lab if lab != "None" else f"axis {i}" for i, lab in enumerate(labels)]
-    _warn_transform(name, meta, ndim)
-
-    axes: list[dict[str, Any]] = []
-    for i in range(ndim):
-        axes.append({
-            "name": labels[i],
-            "units": unit_syms[i],
-            "index_in_array": i,
-            "size": int(data.shape[i]),
-            "scale": scale[i],
-            "offset": translate[i],
-            "navigate": i < ndim - 2,
-        })
+    axes: list[dict[str, Any]] = [
+        {"name": names[i], "units": units[i], "index_in_array": i,
+         "size": int(data.shape[i]), "scale": state["scale"][i],
+         "offset": state["translate"][i], "navigate": i < ndim - 2}
+        for i in range(ndim)
+    ]
     if rgb:
         axes.append({"name": "channel", "units": "", "index_in_array": ndim,
                      "size": int(data.shape[-1]), "scale": 1.0, "offset": 0.0,
                      "navigate": False})
-
-    layer_md = meta.get("metadata") or {}
-    info = layer_info(layer_md)
-    rec = info.record if info is not None else None
-    hs_md = _deep_copy_dicts(rec.full_metadata()) if rec is not None else {}
-    hs_md.setdefault("General", {})["title"] = name
-    hs_md.setdefault("Signal", {}).setdefault("signal_type",
-                                              info.signal_type if info is not None else "")
-    signal = {
-        "data": data,
-        "axes": axes,
-        "metadata": hs_md,
-        "original_metadata": rec.original_metadata if rec is not None else {},
-    }
-
-    napari_layer: dict[str, Any] = {
-        "version": NAPARI_LAYER_VERSION,
-        "layer_type": layer_type,
-        "name": name,
-        "scale": scale,
-        "translate": translate,
-        "units": unit_syms,
-        "axis_labels": labels,
-        "rgb": rgb,
-        "multiscale": multiscale,
-        "metadata": _layer_metadata(layer_md),
-    }
-    for key in ("gamma", "opacity", "blending", "visible"):
-        if key in meta:
-            napari_layer[key] = jsonable(meta[key])
+    md, om = signal_metadata(meta.get("metadata"), name)
+    state["rgb"] = rgb
+    state["multiscale"] = multiscale
+    items: Items = {}
     if layer_type == "image":
-        napari_layer.update(_colormap_state(meta.get("colormap")))
-        cl = meta.get("contrast_limits")
-        if cl is not None:
-            lims = [float(x) for x in cl]
-            if len(lims) == 2 and all(math.isfinite(x) for x in lims):
-                napari_layer["contrast_limits"] = lims
-    return signal, napari_layer
+        _image_look(meta, state)
+    else:
+        cmap = _labels_colormap_state(meta.get("colormap"))
+        if cmap:
+            state["labels_colormap"] = cmap
+        items.update(table_items(path, f"layer {name!r}", meta.get("features")))
+    return {"data": data, "axes": axes, "metadata": md, "original_metadata": om}, state, items
 
 
-def _floats(values: Any, n: int, default: float) -> list[float]:
-    vals = list(values) if values is not None else []
-    vals = vals[-n:] if len(vals) >= n else [default] * (n - len(vals)) + vals
-    out = []
-    for v in vals:
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            f = default
-        out.append(f if math.isfinite(f) else default)
+def _spectrum_image_group(rec: Any, meta: Mapping[str, Any], name: str
+                          ) -> tuple[dict[str, Any], dict[str, Any], Items]:
+    """A spectrum-image layer as the spectrum image it shows: the record's
+    ``(..., y, x, E)`` array (lazy: written block by block), its axes with HyperSpy's
+    navigation flags, signal type and acquisition metadata. The layer's own (energy
+    first) placement stays in the state."""
+    ndim = len(list(meta.get("scale") or [])) or rec.data.ndim
+    state = _common_state(meta, "image", name, ndim)
+    state["spectrum_image"] = True
+    _image_look(meta, state)
+    md = rec.full_metadata()
+    md.setdefault("General", {})["title"] = name
+    md.setdefault("Signal", {})["signal_type"] = rec.signal_type
+    signal = {"data": rec.data, "axes": [ax.to_dict(i) for i, ax in enumerate(rec.axes)],
+              "metadata": md, "original_metadata": rec.original_metadata}
+    return signal, state, {}
+
+
+def carried_spectra(layer_data: list[FullLayerData]) -> list[dict[str, Any]]:
+    """The single spectra the layers carry (a Velox file's per-detector sums, listed by
+    the spectrum viewer), each file's once, as signal dicts."""
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for _data, meta, _type in layer_data:
+        info = layer_info(meta)
+        for sp in info.spectra if info is not None else []:
+            key = (str(info.source), str(sp.get("title")))
+            if key in seen or sp.get("data") is None:
+                continue
+            seen.add(key)
+            md = dict(sp.get("metadata") or {})
+            md["General"] = {**(md.get("General") or {}), "title": str(sp.get("title"))}
+            md["Signal"] = {**(md.get("Signal") or {}),
+                            "signal_type": str(sp.get("signal_type") or "")}
+            out.append({"data": np.asarray(sp["data"]), "axes": list(sp.get("axes") or []),
+                        "metadata": md, "original_metadata": {}})
     return out
 
 
-def _per_axis(values: Any, n: int) -> list[Any]:
-    if values is None or isinstance(values, str) or not isinstance(values, Sequence):
-        return [values] * n
-    vals = list(values)
-    if len(vals) >= n:
-        return vals[-n:]
-    return [None] * (n - len(vals)) + vals
-
-
-def _warn_transform(name: str, meta: Mapping[str, Any], ndim: int) -> None:
-    """EMD axes hold scale and offset only: warn when a rotation/shear/affine is lost."""
-    eye = np.eye(ndim)
-    lost = []
-    for key, ident in (("rotate", eye), ("shear", None), ("affine", np.eye(ndim + 1))):
-        val = meta.get(key)
-        if val is None:
-            continue
-        try:
-            arr = np.asarray(val, dtype=float)
-        except (TypeError, ValueError):
-            continue
-        if key == "shear":
-            if arr.size and np.any(np.abs(arr[np.triu_indices(ndim, 1)] if arr.ndim == 2
-                                          else arr) > 1e-12):
-                lost.append(key)
-        elif ident is not None and arr.shape == ident.shape and not np.allclose(arr, ident):
-            lost.append(key)
-    if lost:
-        warnings.warn(f"layer {name!r}: {', '.join(lost)} cannot be stored in EMD and is "
-                      "not saved (only scale and translate are)", EMDWarning, stacklevel=4)
-
-
-def _deep_copy_dicts(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy_dicts(v) if isinstance(v, Mapping) else v for k, v in d.items()}
-
-
-def _layer_metadata(layer_md: Any) -> dict[str, Any]:
-    """The layer's metadata, JSON-safe, without duplicating the stored metadata trees."""
-    if not isinstance(layer_md, Mapping):
-        return {}
-    md = user_metadata(layer_md)
-    info = layer_info(layer_md)
-    if info is not None:
-        md[KEY] = info.summary()
-    out = jsonable(md)
-    return out if isinstance(out, dict) else {}
+def _labels_colormap_state(cmap: Any) -> dict[str, Any] | None:
+    """A labels colormap napari can rebuild: a direct one's label -> colour mapping, or
+    a cyclic one's colours and seed."""
+    if cmap is None:
+        return None
+    color_dict = getattr(cmap, "color_dict", None)
+    if color_dict is not None:
+        pairs = [[None if k is None else int(k), np.asarray(v, dtype=float).tolist()]
+                 for k, v in color_dict.items()]
+        return {"type": "direct", "color_dict": pairs}
+    colors = getattr(cmap, "colors", None)
+    if colors is None:
+        return None
+    state: dict[str, Any] = {"type": "cyclic",
+                             "colors": np.asarray(colors, dtype=float).tolist()}
+    for key in ("seed", "background_value"):
+        value = jsonable(getattr(cmap, key, None))
+        if value is not None:
+            state[key] = value
+    return state
 
 
 def _colormap_state(cmap: Any) -> dict[str, Any]:

@@ -19,7 +19,8 @@ order with dims that match.
 
 Modules: :mod:`.prepare` (validation, dtypes, axes, chunks), :mod:`.layout` (the groups
 and arrays), :mod:`.safefile` (temporary file, atomic replace, disk space),
-:mod:`.jsonattrs` (metadata as JSON attributes).
+:mod:`.jsonattrs` (metadata as JSON attributes), :mod:`.tables` (feature tables and other
+arrays stored next to ``data``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from .layout import (
 )
 from .prepare import Prepared, chunks_for, default_chunks, group_names, prepare
 from .safefile import abandon, atomic_replace, check_target, reserve_space
+from .tables import Items, items_nbytes
 
 _RESERVED_ROOT_ATTRS = ("version_major", "version_minor")
 
@@ -94,26 +96,34 @@ def write_signals(
     *,
     progress: ProgressCallback | None = None,
     group_attrs: Sequence[Mapping[str, Any] | None] | None = None,
+    group_items: Sequence[Items | None] | None = None,
     **kwds: Any,
 ) -> str:
     """Write several signals into one NCEM EMD 0.2 file, one data group each.
 
     Arguments are those of :func:`file_writer`; ``group_attrs`` optionally gives, per
     signal, extra attributes of its EMD data group (dicts and lists stored as JSON text;
-    the napari writer stores the layer state this way). ``chunks``, when a shape, applies
-    to every signal of matching dimensionality. Returns the absolute path written.
+    the napari writer stores the layer state this way) and ``group_items`` extra arrays
+    stored in the group next to ``data`` (:mod:`.tables`: feature tables, per-element
+    arrays). ``chunks``, when a shape, applies to every signal of matching
+    dimensionality. Returns the absolute path written.
     """
     path = os.path.abspath(os.fspath(filename))
     if not signals:
         raise ValueError("nothing to write: no signals given")
     if group_attrs is not None and len(group_attrs) != len(signals):
         raise ValueError("group_attrs must have one entry per signal")
+    if group_items is not None and len(group_items) != len(signals):
+        raise ValueError("group_items must have one entry per signal")
     for key in kwds:
         if key in _RESERVED_ROOT_ATTRS:
             raise ValueError(f"{key!r} is set by the writer and cannot be given")
     prepared = [prepare(path, s, chunks_for(s, chunks, len(signals))) for s in signals]
+    if group_items is not None:
+        for prep, items in zip(prepared, group_items, strict=True):
+            prep.items = items
     names = group_names([p.title for p in prepared])
-    check_target(path, sum(p.nbytes for p in prepared))
+    check_target(path, sum(p.nbytes + items_nbytes(p.items) for p in prepared))
 
     total = sum(p.n_blocks for p in prepared)
     counter = Progress(progress, total)
@@ -149,13 +159,13 @@ def estimate_size(
     total = 1 << 20
     for prep in prepared:
         total += prep.nbytes + sum(8 * max(2, a["size"]) for a in prep.axes) + 4096
+        total += items_nbytes(prep.items)
         total += len(to_json(prep.metadata)) + len(to_json(prep.original_metadata))
         if prep.numpy_dtype.kind in "UO":
             total += prep.nbytes * 2
     for extra in group_attrs or []:
         total += len(to_json(extra or {}))
     return int(total * 1.02)
-
 
 
 __all__ = [

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..h5 import H5_LOCK
 from .jsonattrs import set_attr, to_json
+from .tables import text_array, write_items
 
 if TYPE_CHECKING:
     from .prepare import Prepared
@@ -116,16 +117,29 @@ def write_group(
     _data_quantity(dset, prep.metadata)
 
     for i, ax in enumerate(prep.axes):
-        if "vector" in ax:
-            vec = ax["vector"]
-        elif ax["size"] >= 2:
-            vec = ax["offset"] + ax["scale"] * np.arange(ax["size"], dtype=np.float64)
-        else:
-            # one point (or none): the spec's two-value form keeps the step
-            vec = np.array([ax["offset"], ax["offset"] + ax["scale"]], dtype=np.float64)
-        dim = group.create_dataset(f"dim{ndim - i}", data=np.asarray(vec, dtype=np.float64))
+        vec = _dim_vector(ax)
+        text = h5py.string_dtype("utf-8") if vec.dtype.kind == "O" else None
+        dim = group.create_dataset(f"dim{ndim - i}", data=vec, dtype=text)
         dim.attrs["name"] = ax["name"]
         dim.attrs["units"] = ncem_units(ax["units"])
+        # HyperSpy's navigation flag: not in the EMD specification, read by napari-emd
+        dim.attrs["navigate"] = np.int8(ax["navigate"])
+        for key, value in ax.get("attrs", {}).items():
+            set_attr(dim, str(key), value, where="dim attribute")
+    write_items(group, prep.items)
+
+
+def _dim_vector(ax: Mapping[str, Any]) -> np.ndarray:
+    """An axis' ``dim`` vector: its labels as text, its coordinates, or the offset-scale
+    line (the spec's two-value form ``[offset, offset + scale]`` for fewer than two
+    points, so the step survives)."""
+    if "labels" in ax:
+        return text_array(ax["labels"])
+    if "vector" in ax:
+        return np.asarray(ax["vector"], dtype=np.float64)
+    if ax["size"] >= 2:
+        return ax["offset"] + ax["scale"] * np.arange(ax["size"], dtype=np.float64)
+    return np.array([ax["offset"], ax["offset"] + ax["scale"]], dtype=np.float64)
 
 
 def _to_storage(arr: np.ndarray, prep: Prepared) -> np.ndarray:

@@ -13,6 +13,7 @@ from ..errors import EMDError
 from ..h5 import H5_LOCK
 from ..units import finite_float, is_undefined, unit_symbol
 from .layout import NAPARI_LAYER_ATTR
+from .tables import dataset_names
 
 # HDF5 chunk size aimed at by the default chunking (bytes).
 CHUNK_TARGET = 1 << 20
@@ -46,6 +47,8 @@ class Prepared:
         self.chunks = chunks
         self.is_dask = is_dask(data)
         self.source = self._source()
+        # arrays stored next to ``data`` (writer.tables), set by write_signals
+        self.items: dict[str, Any] | None = None
 
     def _source(self) -> Any:
         """The data as a dask array with blocks suited to writing (None for 0-d/empty)."""
@@ -201,6 +204,7 @@ def _normalise_axes(shape: tuple[int, ...], axes: Any, title: str) -> list[dict[
         name = a.get("name")
         name = "" if name is None or is_undefined(name) else str(name)
         vector = a.get("axis")
+        labels = a.get("labels")
         ax: dict[str, Any] = {
             "name": name,
             "units": unit_symbol(a.get("units")),
@@ -208,9 +212,18 @@ def _normalise_axes(shape: tuple[int, ...], axes: Any, title: str) -> list[dict[
             "navigate": bool(a.get("navigate", False)) if any_nav_given
             else i not in default_signal,
         }
+        if isinstance(a.get("dim_attrs"), Mapping):  # extra attributes of the dim vector
+            ax["attrs"] = dict(a["dim_attrs"])
         if "size" in a and a["size"] is not None and int(a["size"]) != size:
             raise ValueError(f"{title!r}: axis {i} has size {a['size']} but the data has {size}")
-        if vector is not None:
+        if labels is not None:
+            # napari-emd's extension: a text dim naming each position (table columns)
+            ax["labels"] = [str(x) for x in labels]
+            if len(ax["labels"]) != size:
+                raise ValueError(f"{title!r}: axis {i} has {len(ax['labels'])} labels for "
+                                 f"{size} points")
+            ax["offset"], ax["scale"] = 0.0, 1.0
+        elif vector is not None:
             vec = np.asarray(vector, dtype=float).ravel()
             if vec.size != size:
                 raise ValueError(f"{title!r}: axis {i} vector has {vec.size} values for "
@@ -305,18 +318,27 @@ def write_block_shape(
 
 
 def group_names(titles: list[str]) -> list[str]:
-    """HDF5-safe, unique group names for the titles (``/`` is a path separator)."""
-    names: list[str] = []
-    seen: set[str] = set()
-    for t in titles:
-        base = t.replace("/", "_").strip() or "dataset"
-        if base in (".", ".."):
-            base = f"dataset {base}"
-        name, n = base, 1
-        while name in seen:
+    """HDF5-safe, unique group names for the titles (``/`` is a path separator), none
+    the beginning of another.
+
+    RosettaSciIO stacks every data group whose path *contains* another's
+    (``data/C`` is in ``data/Ca/data``) and fails when their shapes differ, so a name
+    that would be found in another group's path gets a number: ``C``, ``Ca`` ->
+    ``C (1)``, ``Ca``. The title attribute keeps the real name.
+    """
+    names = dataset_names(titles, fallback="dataset")
+    while True:
+        clash = next((i for i, a in enumerate(names)
+                      if any(b != a and _found_in(a, b) for b in names)), None)
+        if clash is None:
+            return names
+        base, n = names[clash], 1
+        while any(_found_in(f"{base} ({n})", b) or b == f"{base} ({n})" for b in names):
             n += 1
-            name = f"{base} ({n})"
-        seen.add(name)
-        names.append(name)
-    return names
+        names[clash] = f"{base} ({n})"
+
+
+def _found_in(a: str, b: str) -> bool:
+    """RosettaSciIO's test of whether group ``a`` belongs to ``b``'s stack."""
+    return f"data/{a}" in f"data/{b}/data"
 
