@@ -461,3 +461,18 @@ def test_odd_attributes_do_not_crash(tmp_path):
     assert [(a.offset, a.scale) for a in ds.axes] == [(0.0, 1.0), (5.0, 1.0), (0.0, 1.0)]
     assert all(a.vector is None for a in ds.axes)
     assert all(a.units == "" for a in ds.axes)
+
+
+def test_dim_vector_of_the_wrong_length_warns_naming_file_and_dataset(tmp_path):
+    path = tmp_path / "dims.emd"
+    with h5py.File(path, "w") as f:
+        f.attrs["version_major"], f.attrs["version_minor"] = 0, 2
+        g = f.create_group("data/stack")
+        g.attrs["emd_group_type"] = 1
+        g["data"] = np.zeros((5, 4), "f4")  # stored (x, y): dim1 has 5 points
+        g["dim1"] = np.arange(7, dtype=float) * 0.5
+        g["dim2"] = np.arange(4, dtype=float)
+    with pytest.warns(EMDWarning, match=r"dims\.emd: /data/stack/dim1: the dim vector has 7 "
+                                        r"values for an axis of 5 points"):
+        (ds,) = read_datasets(path)
+    assert ds.axes[-1].scale == pytest.approx(0.5)

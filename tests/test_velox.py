@@ -297,6 +297,8 @@ def test_eels_eds_grid():
             assert stream[key]["FrameLocationTable"].shape[0] == 1
     ds = _by_title(_read(path))
     assert ds["EDS"].shape == (16, 20, 4096)
+    # the lazy open counts too (the scan area is lost): the same grid
+    assert _by_title(_read(path, lazy=True))["EDS"].shape == (16, 20, 4096)
     assert ds["EDS"].axes[0].scale == ds["DF-S"].axes[0].scale
     assert ds["EDS"].axes[0].units == ds["DF-S"].axes[0].units == "µm"
     # the EDS counts land on the same pixels the EDS maps show signal on
@@ -322,6 +324,8 @@ def test_grid_from_the_stream_when_scan_metadata_is_lost(tmp_path):
         del f["Data/EelsSpectrumImage"]
     ds = _by_title(_read(path))
     assert ds["EDS"].shape == (16, 20, 4096)
+    # the lazy open counts too (the scan area is lost): the same grid
+    assert _by_title(_read(path, lazy=True))["EDS"].shape == (16, 20, 4096)
     ref = _by_title(_read(real_file(EELS_EDS)))["EDS"]
     np.testing.assert_array_equal(ds["EDS"].data, ref.data)
     source = ds["EDS"].original_metadata["ImportedDataParameter"]["Scan_grid_source"]

@@ -308,6 +308,10 @@ def axis_from_vector(
     v = v.astype(np.float64)
     if not np.all(np.isfinite(v)):
         return ax
+    if v.size not in (2, size):  # two values: HyperSpy's [offset, offset + scale]
+        warnings.warn(
+            f"{context}: the dim vector has {v.size} values for an axis of {size} "
+            "points; its mean step and first value are used", EMDWarning, stacklevel=2)
     steps = np.diff(v)
     scale = (v[-1] - v[0]) / (v.size - 1)
     eps = float(np.finfo(np.asarray(values).dtype).eps) if np.asarray(values).dtype.kind == "f" \
@@ -339,7 +343,7 @@ def read_dim(group: h5py.Group, index: int, size: int, navigate: bool) -> tuple[
     the dim's attributes and labels for ``original_metadata``."""
     key = f"dim{index}"
     obj = group.get(key)
-    context = f"{group.name}/{key}"
+    context = f"{group.file.filename}: {group.name}/{key}"
     if not isinstance(obj, h5py.Dataset):
         return Axis(name="", size=int(size), navigate=navigate), {}
     info = attrs_dict(obj)

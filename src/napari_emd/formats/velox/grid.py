@@ -184,11 +184,11 @@ def plan_spectrum_image(
     n_frames = max(tables) if tables else frames_settings
     if count is None:
         disagree = len({shape for _, shape in cands}) > 1
-        # a lazy open reads no stream: with grids that disagree it takes the most
-        # trusted one, and the decoder checks the stream against it when a chunk is
-        # first computed. Only an unknown frame count, which the lazy array's shape
-        # needs, is worth a counting pass at open.
-        count = n_frames is None or (disagree and not lazy)
+        # The SI's own scan area is trusted without reading the stream (the decoder
+        # checks the stream against it when it decodes). Only when the frame count is
+        # unknown, or the scan area is lost and the other descriptions disagree, is the
+        # stream counted: lazily and eagerly alike, so both give the same grid.
+        count = n_frames is None or (disagree and grid_scan is None)
     if count or not cands:
         longest = max(plan.streams, key=lambda s: s.length)
         # an eager read keeps the counted stream for the decoder: one pass, not two
