@@ -134,8 +134,9 @@ def _fft_part(ds: Dataset, data: Any, axes: list[Axis], info: EMDLayerInfo) -> P
 
 
 def _component_axis(ds: Dataset, axes: list[Axis]) -> int | None:
-    """The index of a small unnamed, unitless leading axis (components), if any."""
-    if ds.kind == SPECTRUM_IMAGE:
+    """The index of a small unnamed, unitless leading axis (components, such as DPC x/y)
+    among calibrated screen axes, if any."""
+    if ds.kind == SPECTRUM_IMAGE or not all(a.units for a in axes[-2:]):
         return None
     for i, ax in enumerate(axes[:-2]):
         if not ax.name and not ax.units and 2 <= ax.size <= COMPONENT_AXIS_MAX:

@@ -7,6 +7,7 @@ otherwise so another plugin can take the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -74,8 +75,21 @@ def read_layers(
         if not found and datasets and viewer is not None:
             # spectra and tables only: they open in the spectrum viewer and table docks
             install(viewer).show_file(file_info(datasets, p))
+        if viewer is not None and not existing and not layers and side_by_side(found):
+            viewer.grid.enabled = True  # like Velox's panels: every image in view
+            with contextlib.suppress(Exception):  # napari >= 0.6
+                viewer.grid.spacing = 0.05
         layers.extend(found)
     return layers
+
+
+def side_by_side(layers: list[LayerData]) -> bool:
+    """Whether a file's layers are best seen side by side (napari's grid): several
+    independent images, none of them an element map drawn over the others."""
+    shown = [kw for _, kw, kind in layers if kind == "image" and kw.get("visible", True)]
+    if any(kw.get("blending") == "additive" for kw in shown):
+        return False
+    return len(shown) >= 2
 
 
 def current_viewer() -> Any:
