@@ -86,24 +86,49 @@ def _lowpass(ny: int, nx: int, smooth: float) -> np.ndarray:
     return np.exp(-2 * np.pi**2 * smooth**2 * (fy**2 + fx**2))
 
 
+def _vertex(lo: float, mid: float, hi: float) -> float:
+    """Where a peak sampled at -1, 0, +1 (``mid`` the largest) has its top: the vertex of
+    a gaussian through the three samples (a parabola through their logarithms), or of a
+    parabola through the samples when one is not positive; within +-0.5."""
+    if lo > 0 and mid > 0 and hi > 0:
+        lo, mid, hi = np.log(lo), np.log(mid), np.log(hi)
+    den = lo - 2 * mid + hi
+    if den >= 0:
+        return 0.0
+    return float(np.clip(0.5 * (lo - hi) / den, -0.5, 0.5))
+
+
 def _peak(cross: np.ndarray, upsample: int) -> tuple[float, float]:
     """The shift at which the inverse transform of ``cross`` peaks: the whole-pixel
-    maximum, then the maximum of the transform evaluated ``upsample`` times finer over
-    +-0.75 pixel around it (a matrix-product DFT of a small patch, no big padded FFT)."""
+    maximum; with ``upsample`` > 1 refined to ``1 / upsample`` pixel.
+
+    The refinement first puts a gaussian through the maximum and its neighbours along
+    each axis (a good guess: the correlation of smoothed frames is a smooth peak), then
+    evaluates the inverse transform exactly on a 7 x 7 grid of ``1 / upsample`` steps
+    around the guess (a matrix-product DFT of a small patch, no big padded FFT), moving
+    the patch while its maximum lies on its edge."""
     ny, nx = cross.shape
     corr = np.fft.ifft2(cross).real
     iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
-    dy = iy - ny if iy > ny // 2 else iy
-    dx = ix - nx if ix > nx // 2 else ix
+    dy = float(iy - ny if iy > ny // 2 else iy)
+    dx = float(ix - nx if ix > nx // 2 else ix)
     if upsample <= 1:
-        return float(dy), float(dx)
-    half = int(np.ceil(0.75 * upsample))
-    steps = np.arange(-half, half + 1) / upsample
-    ky = np.exp(2j * np.pi * np.outer(dy + steps, np.fft.fftfreq(ny)))  # (K, ny)
-    kx = np.exp(2j * np.pi * np.outer(np.fft.fftfreq(nx), dx + steps))  # (nx, K)
-    fine = (ky @ cross @ kx).real
-    jy, jx = np.unravel_index(int(np.argmax(fine)), fine.shape)
-    return float(dy + steps[jy]), float(dx + steps[jx])
+        return dy, dx
+    mid = corr[iy, ix]
+    gy = dy + (_vertex(corr[iy - 1, ix], mid, corr[(iy + 1) % ny, ix]) if ny >= 3 else 0)
+    gx = dx + (_vertex(corr[iy, ix - 1], mid, corr[iy, (ix + 1) % nx]) if nx >= 3 else 0)
+    fy, fx = np.fft.fftfreq(ny), np.fft.fftfreq(nx)
+    steps = np.arange(-3, 4) / upsample
+    for _ in range(4):
+        cy, cx = round(gy * upsample) / upsample, round(gx * upsample) / upsample
+        ky = np.exp(2j * np.pi * np.outer(cy + steps, fy))  # (7, ny)
+        kx = np.exp(2j * np.pi * np.outer(fx, cx + steps))  # (nx, 7)
+        fine = (ky @ (cross @ kx)).real
+        jy, jx = np.unravel_index(int(np.argmax(fine)), fine.shape)
+        gy, gx = cy + steps[jy], cx + steps[jx]
+        if 0 < jy < 6 and 0 < jx < 6:
+            break
+    return float(gy), float(gx)
 
 
 def _overlap(ny: int, nx: int, dy: int, dx: int) -> tuple[slice, slice, slice, slice]:
@@ -115,40 +140,53 @@ def _overlap(ny: int, nx: int, dy: int, dx: int) -> tuple[slice, slice, slice, s
 
 
 def _shift_between(
-    refs: Sequence[np.ndarray], imgs: Sequence[np.ndarray], upsample: int, smooth: float
+    refs: Sequence[tuple[np.ndarray, np.ndarray]],
+    imgs: Sequence[tuple[np.ndarray, np.ndarray]],
+    upsample: int,
+    smooth: float,
 ) -> tuple[float, float]:
-    """The shift of ``imgs`` relative to ``refs`` (one frame per detector, their
-    cross-power spectra added): first in whole pixels over the whole frames, then to a
-    fraction of a pixel on the part both frames see. The second look is what makes the
-    estimate sub-pixel: both windowed crops hold the same specimen, so the window (which
-    stays put while the specimen moves) no longer pulls the peak towards zero."""
-    ny, nx = refs[0].shape
+    """The shift of ``imgs`` relative to ``refs`` (one ``(frame, its spectrum)`` per
+    detector, their cross-power spectra added): first in whole pixels over the whole
+    frames, then to a fraction of a pixel on the part both frames see. The second look
+    is what makes the estimate sub-pixel: both windowed crops hold the same specimen, so
+    the window (which stays put while the specimen moves) no longer pulls the peak
+    towards zero."""
+    ny, nx = refs[0][0].shape
     weight = _lowpass(ny, nx, smooth)
-    cross = sum(_cross_power(_spectrum(r), _spectrum(i), weight) for r, i in zip(refs, imgs))
+    cross = sum(_cross_power(r[1], i[1], weight) for r, i in zip(refs, imgs))
     dy, dx = (int(v) for v in _peak(cross, 1))
-    total = np.zeros(2)
+    res = np.zeros(2)
     for _ in range(3):  # a whole-pixel residual moves the crops again (rarely needed)
         ry, rx, iy, ix = _overlap(ny, nx, dy, dx)
         h, w = ry.stop - ry.start, rx.stop - rx.start
         if h < 4 or w < 4:
             return float(dy), float(dx)
         weight = _lowpass(h, w, smooth)
-        cross = sum(_cross_power(_spectrum(r[ry, rx]), _spectrum(i[iy, ix]), weight)
-                    for r, i in zip(refs, imgs))
+        ref_spectra = [_spectrum(r[0][ry, rx]) for r in refs]
+        crops = [i[0][iy, ix] for i in imgs]
+        cross = sum(_cross_power(r, _spectrum(c), weight) for r, c in zip(ref_spectra, crops))
         res = np.array(_peak(cross, upsample))
-        total = np.array([dy, dx]) + res
         step = np.rint(res).astype(int)
         if not step.any():
             break
         dy, dx = dy + int(step[0]), dx + int(step[1])
-    return float(total[0]), float(total[1])
+        res -= step
+    if upsample > 1 and res.any():
+        # once more with the crops moved back by the sub-pixel estimate: what is left is
+        # a few hundredths of a pixel, where the window's pull is nil
+        fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
+        ramp = np.exp(2j * np.pi * (fy * res[0] + fx * res[1]))
+        moved = [np.fft.ifft2(np.fft.fft2(c) * ramp).real for c in crops]
+        cross = sum(_cross_power(r, _spectrum(m), weight) for r, m in zip(ref_spectra, moved))
+        res = res + np.array(_peak(cross, upsample))
+    return float(dy + res[0]), float(dx + res[1])
 
 
 def estimate_shifts(
     stacks: Sequence[np.ndarray],
     upsample: int = 20,
     smooth: float = 1.0,
-    refine: bool = True,
+    refine: bool = False,
 ) -> np.ndarray:
     """The ``(F, 2)`` float shifts ``(dy, dx)`` of the frames of image stacks taken
     together, frame 0 at ``(0, 0)``.
@@ -156,10 +194,10 @@ def estimate_shifts(
     ``stacks`` are ``(F, ny, nx)`` arrays of the same frames seen by one or more detectors
     (HAADF, BF, DF...); every detector's cross-power spectrum is added before the peak is
     looked for, so all of them have a say at once. ``smooth`` (pixels) damps noisy high
-    frequencies; ``upsample`` sets the sub-pixel step (1/upsample). With ``refine``, each
-    frame is measured a second time against the mean of all frames moved back by the
-    first estimates (less noise than one frame), then shifts are taken relative to frame
-    0 again.
+    frequencies; ``upsample`` sets the sub-pixel step (1/upsample). With ``refine`` (for
+    noisy frames such as X-ray count maps), each frame is measured a second time against
+    the mean of all frames moved back by the first estimates (less noise than one frame),
+    then shifts are taken relative to frame 0 again.
     """
     stacks = [np.asarray(s, np.float64) for s in stacks]
     if not stacks or any(s.ndim != 3 or s.shape != stacks[0].shape for s in stacks):
@@ -169,11 +207,13 @@ def estimate_shifts(
     if nf < 2 or ny < 4 or nx < 4:
         return shifts
 
-    def measure(refs: list[np.ndarray]) -> np.ndarray:
-        return np.array([_shift_between(refs, [s[f] for s in stacks], upsample, smooth)
+    frames = [[(s[f], _spectrum(s[f])) for s in stacks] for f in range(nf)]
+
+    def measure(refs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        return np.array([_shift_between(refs, frames[f], upsample, smooth)
                          for f in range(nf)])
 
-    shifts = measure([s[0] for s in stacks])
+    shifts = measure(frames[0])
     if refine and nf > 2:
         whole = np.rint(shifts).astype(int)
         refs = []
@@ -183,8 +223,8 @@ def estimate_shifts(
             for f in range(nf):
                 total += align_image(s[f], *whole[f])
                 cover += align_image(np.ones((ny, nx)), *whole[f])
-            refs.append(np.divide(total, cover, out=np.full((ny, nx), s.mean()),
-                                  where=cover > 0))
+            mean = np.divide(total, cover, out=np.full((ny, nx), s.mean()), where=cover > 0)
+            refs.append((mean, _spectrum(mean)))
         shifts = measure(refs)
     shifts -= shifts[0]
     return shifts

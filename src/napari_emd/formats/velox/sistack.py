@@ -114,7 +114,8 @@ def shifts_of_open_file(
         if not maps:
             raise ValueError(f"{md.path}: the spectrum image holds no X-ray counts in "
                              f"frames {first}..{last - 1} to measure their drift on")
-        return (estimate_shifts(maps, upsample, 3.0 if smooth is None else smooth),
+        return (estimate_shifts(maps, upsample, 3.0 if smooth is None else smooth,
+                                refine=True),
                 "X-ray counts of the spectrum image (energy bands)")
     stacks = si_image_stacks(md, plan, first, last, images)
     if not stacks:
