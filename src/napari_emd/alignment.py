@@ -53,9 +53,10 @@ def _window(ny: int, nx: int) -> np.ndarray:
 
 
 def _spectrum(frame: np.ndarray) -> np.ndarray:
-    """The Fourier transform of a frame, its mean removed and a Hann window applied."""
-    f = np.asarray(frame, np.float64)
-    return np.fft.fft2((f - f.mean()) * _window(*f.shape))
+    """The Fourier transform of a frame, its mean removed and a Hann window applied (in
+    single precision: plenty for a shift, and half the work)."""
+    f = np.asarray(frame, np.float32)
+    return np.fft.fft2((f - f.mean()) * _window(*f.shape).astype(np.float32))
 
 
 #: How far the cross-power spectrum is whitened: 1 is classic phase correlation (every
@@ -72,7 +73,12 @@ def _cross_power(ref: np.ndarray, img: np.ndarray, weight: np.ndarray) -> np.nda
     shift of ``img`` relative to ``ref``."""
     r = np.conj(ref) * img
     mag = np.abs(r)
-    return r / np.maximum(mag, mag.max() * 1e-12 + 1e-300) ** WHITENING * weight
+    np.maximum(mag, mag.max() * 1e-6 + 1e-30, out=mag)
+    # a quarter power as two square roots: several times faster than a general power
+    mag = np.sqrt(np.sqrt(mag)) if WHITENING == 0.25 else mag**WHITENING
+    r /= mag
+    r *= weight
+    return r
 
 
 def _lowpass(ny: int, nx: int, smooth: float) -> np.ndarray:
@@ -80,10 +86,11 @@ def _lowpass(ny: int, nx: int, smooth: float) -> np.ndarray:
     gaussian of ``smooth`` pixels (noise lives at high frequencies; a symmetric weight
     does not move the peak)."""
     if smooth <= 0:
-        return np.ones((ny, nx))
-    fy = np.fft.fftfreq(ny)[:, None]
-    fx = np.fft.fftfreq(nx)[None, :]
-    return np.exp(-2 * np.pi**2 * smooth**2 * (fy**2 + fx**2))
+        return np.ones((ny, nx), np.float32)
+    k = -2 * np.pi**2 * smooth**2
+    gy = np.exp(k * np.fft.fftfreq(ny) ** 2).astype(np.float32)
+    gx = np.exp(k * np.fft.fftfreq(nx) ** 2).astype(np.float32)
+    return np.outer(gy, gx)
 
 
 def _vertex(lo: float, mid: float, hi: float) -> float:
@@ -175,8 +182,8 @@ def _shift_between(
         # once more with the crops moved back by the sub-pixel estimate: what is left is
         # a few hundredths of a pixel, where the window's pull is nil
         fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
-        ramp = np.exp(2j * np.pi * (fy * res[0] + fx * res[1]))
-        moved = [np.fft.ifft2(np.fft.fft2(c) * ramp).real for c in crops]
+        ramp = np.exp(2j * np.pi * (fy * res[0] + fx * res[1])).astype(np.complex64)
+        moved = [np.fft.ifft2(np.fft.fft2(c.astype(np.float32)) * ramp).real for c in crops]
         cross = sum(_cross_power(r, _spectrum(m), weight) for r, m in zip(ref_spectra, moved))
         res = res + np.array(_peak(cross, upsample))
     return float(dy + res[0]), float(dx + res[1])
