@@ -71,6 +71,9 @@ def test_estimated_shifts_within_half_a_pixel(drifted):
     part = napari_emd.estimate_frame_shifts(drifted.path, first_frame=2, last_frame=5)
     assert part.shape == (3, 2)
     assert np.abs(part - (DRIFT[2:] - DRIFT[2])).max() < 0.5
+    # from the X-ray counts (about 6 per pixel and frame here), in energy bands
+    counts = napari_emd.estimate_frame_shifts(drifted.path, source="counts")
+    assert np.abs(counts - DRIFT).max() < 0.5
     one = napari_emd.estimate_frame_shifts(drifted.path, first_frame=3, last_frame=4)
     assert np.array_equal(one, np.zeros((1, 2)))
 
