@@ -159,6 +159,7 @@ def test_public_api():
     import napari_emd
 
     for name in ("file_reader", "file_writer", "read_datasets", "detect_format", "si_facts",
+                 "estimate_frame_shifts",
                  "EMDError", "EMDWarning", "Dataset", "Axis", "SIFacts", "IMAGE", "IMAGE_STACK",
                  "SPECTRUM", "SPECTRUM_IMAGE", "SIGNAL", "TABLE", "KINDS"):
         assert hasattr(napari_emd, name), name
@@ -171,8 +172,10 @@ def test_public_api():
     assert params == [
         "filename", "lazy", "dataset_path", "stack_group", "select_type", "first_frame",
         "last_frame", "sum_frames", "sum_EDS_detectors", "rebin_energy", "SI_dtype",
-        "load_SI_image_stack",
+        "load_SI_image_stack", "align_frames", "exclude_frames",
     ]
+    assert list(inspect.signature(napari_emd.estimate_frame_shifts).parameters)[:3] == [
+        "filename", "first_frame", "last_frame"]
     assert list(inspect.signature(napari_emd.file_writer).parameters) == [
         "filename", "signal", "chunks", "kwds"
     ]

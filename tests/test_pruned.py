@@ -160,6 +160,8 @@ def test_options_the_sum_cannot_honour(tmp_path):
                      ({"first_frame": 1}, "first_frame=1"),
                      ({"last_frame": 1}, "last_frame=1"),
                      ({"sum_EDS_detectors": False}, "sum_EDS_detectors=False"),
+                     ({"align_frames": True}, "align_frames"),
+                     ({"exclude_frames": (1,)}, "exclude_frames"),
                      ({"rebin_energy": 3}, "rebin_energy=3")):
         with pytest.raises(ValueError, match=word) as err:
             file_reader(path, **kw)

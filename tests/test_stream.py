@@ -16,6 +16,7 @@ from conftest import real_file
 from napari_emd.errors import EMDError, EMDWarning
 from napari_emd.formats.velox.stream import (
     SEPARATOR,
+    FramePlan,
     SISpec,
     check_options,
     clear_caches,
@@ -270,6 +271,31 @@ def test_hand_built_stream_exact_counts(tmp_path):
     np.testing.assert_array_equal(lz.display.compute(), np.moveaxis(want, -1, 1))
 
 
+@pytest.mark.parametrize(("shift", "moved"), [
+    ((1, 0), {(0, 0, 0): 1, (0, 1, 5): 1}),  # frame 1's row 1 lands on row 0
+    ((0, 1), {(1, 0, 5): 1}),  # its column 1 on column 0; (0, 1) is empty
+    ((-1, -1), {(1, 1, 7): 1}),  # its pixel (0, 0) on (1, 1)
+    ((2, 0), {}),  # off the grid
+])
+def test_hand_built_stream_aligned_counts(tmp_path, shift, moved):
+    """Frame 1 moved by ``shift``: its events counted where the shift puts them, the
+    others dropped, in every decoder (eager, lazy, energy planes, the reference)."""
+    spec = _tiny_spec(tmp_path, [_stream_2x2x2()], tables=[[0, 9]])
+    want = np.zeros((2, 2, 8), int)
+    want[0, 0, [1, 2]] = 1
+    want[1, 0, 3] = 1
+    want[1, 1, 3] = 2
+    for (y, x, c), n in moved.items():
+        want[y, x, c] += n
+    o = opts(align_frames=[[0, 0], list(shift)])
+    np.testing.assert_array_equal(read_spectrum_images_reference(spec, o)[0], want)
+    (e,) = read_spectrum_images(spec, o)
+    np.testing.assert_array_equal(e.data, want)
+    (lz,) = read_spectrum_images(spec, opts(lazy=True, align_frames=[[0, 0], list(shift)]))
+    np.testing.assert_array_equal(lz.data.compute(), want)
+    np.testing.assert_array_equal(lz.display.compute(), np.moveaxis(want, -1, 0))
+
+
 def test_small_dtype_is_cast_like_astype_with_a_warning(tmp_path):
     # 300 events of channel 1 in pixel 0 of each frame: 600 summed
     frame = [1] * 300 + [S, S, S, S]
@@ -518,9 +544,10 @@ def test_flat_and_sorted_event_indexes_agree(name):
     streams = tuple(range(len(spec.streams)))
     for first, last, per_frame in ((0, spec.n_frames, False), (0, spec.n_frames, True),
                                    (spec.n_frames - 1, spec.n_frames, True)):
-        flat = planes.FlatIndex([planes._flat_stream(spec, i, first, last) for i in streams])
+        plan = FramePlan(first, last, tuple(range(first, last)))
+        flat = planes.FlatIndex([planes._flat_stream(spec, i, plan) for i in streams])
         warm_kernels()
-        srt = planes._build_sorted(spec, streams, first, last, per_frame)
+        srt = planes._build_sorted(spec, streams, plan, per_frame)
         assert sum(c.size for c, _, _ in flat.parts) == srt.pixels.size
         frames = range(last - first) if per_frame else [None]
         for f in frames:

@@ -6,13 +6,16 @@ The library core has no napari import::
     signals = napari_emd.file_reader("SI.emd", lazy=True)   # list of dicts, like rsciio
     napari_emd.file_writer("out.emd", signals[0])
 
-:func:`read_datasets` gives the same content as :class:`Dataset` records, and
-:func:`si_facts` what a file says about its spectrum image without decoding it. The
+:func:`read_datasets` gives the same content as :class:`Dataset` records,
+:func:`si_facts` what a file says about its spectrum image without decoding it, and
+:func:`estimate_frame_shifts` the drift of its frames (``file_reader(...,
+align_frames=True)`` corrects it while decoding). The
 napari plugin lives in :mod:`napari_emd.plugin`.
 """
 
 from __future__ import annotations
 
+from .alignment import estimate_frame_shifts
 from .api import detect_format, file_reader, file_writer, read_datasets, si_facts
 from .errors import EMDError, EMDWarning
 from .model import (
@@ -53,6 +56,7 @@ __all__ = [
     "SIFacts",
     "__version__",
     "detect_format",
+    "estimate_frame_shifts",
     "file_reader",
     "file_writer",
     "read_datasets",

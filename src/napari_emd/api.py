@@ -82,6 +82,8 @@ def file_reader(
     rebin_energy: int = 1,
     SI_dtype: Any = None,
     load_SI_image_stack: bool = False,
+    align_frames: bool | Any = False,
+    exclude_frames: Any = (),
 ) -> list[dict[str, Any]]:
     """Read an EMD file into a list of dicts with ``data``, ``axes``, ``metadata`` and
     ``original_metadata``, one per dataset: the contract of ``rsciio.emd.file_reader``.
@@ -113,6 +115,20 @@ def file_reader(
         Velox spectrum images: dtype of the spectrum image (default: the file's).
     load_SI_image_stack
         Velox: load every frame of the images acquired with a spectrum image.
+    align_frames
+        Velox spectrum images (napari-emd only): correct the frames' drift while
+        decoding. ``True`` measures it on the SI's image stack
+        (:func:`napari_emd.estimate_frame_shifts`); an ``(F, 2)`` array gives it, one
+        ``(dy, dx)`` per frame ``first_frame..last_frame - 1`` (a feature at ``(y, x)`` of
+        the first frame is at ``(y + dy, x + dx)`` in frame ``f``). Every frame's events
+        are moved back by its shift rounded to whole pixels, onto the first frame's grid;
+        events that land outside it are dropped. An "EDS frame coverage" image (and
+        ``metadata['Signal']['Frame_alignment']['coverage']``) counts the frames that
+        reached each pixel. With ``sum_frames=False`` each frame is moved; with
+        ``load_SI_image_stack`` the SI's image stacks are moved the same way.
+    exclude_frames
+        Velox spectrum images (napari-emd only): frame numbers (the file's, like
+        ``first_frame``) left out of the read, e.g. frames damaged by the beam.
     """
     datasets = read_datasets(
         filename,
@@ -127,6 +143,8 @@ def file_reader(
         rebin_energy=rebin_energy,
         SI_dtype=SI_dtype,
         load_SI_image_stack=load_SI_image_stack,
+        align_frames=align_frames,
+        exclude_frames=exclude_frames,
     )
     return [ds.to_dict() for ds in datasets]
 

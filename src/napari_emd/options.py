@@ -21,13 +21,53 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def _check_align(value: Any) -> bool | tuple[tuple[float, float], ...]:
+    """``align_frames`` as False, True or a tuple of (dy, dx) float pairs (hashable, so
+    the options can key caches and dask tokens)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if value is None:
+        return False
+    if isinstance(value, (str, bytes)) or _is_int(value):
+        raise ValueError(f"align_frames={value!r} must be True, False or an (F, 2) array "
+                         "of (dy, dx) shifts in pixels")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError("align_frames must be True, False or an (F, 2) array of (dy, dx) "
+                         f"shifts in pixels, not {type(value).__name__}") from err
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 1:
+        raise ValueError(f"align_frames must be an (F, 2) array of (dy, dx) shifts, one row "
+                         f"per frame read; got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("align_frames holds shifts that are not finite numbers")
+    return tuple((float(dy), float(dx)) for dy, dx in arr)
+
+
+def _check_exclude(value: Any) -> tuple[int, ...]:
+    """``exclude_frames`` as a sorted tuple of distinct frame numbers."""
+    if value is None:
+        return ()
+    items = [value] if _is_int(value) else value
+    try:
+        items = list(items)
+    except TypeError as err:
+        raise ValueError(f"exclude_frames={value!r} must be frame numbers") from err
+    if not all(_is_int(v) and v >= 0 for v in items):
+        raise ValueError(f"exclude_frames={value!r} must be integers >= 0 (frame numbers "
+                         "like first_frame)")
+    return tuple(sorted({int(v) for v in items}))
+
+
 @dataclass(frozen=True)
 class ReadOptions:
     """The options of :func:`napari_emd.file_reader`, checked when made.
 
     The Velox-only options (frames, detectors, rebinning, dtype, image stack) are accepted
     for every format and ignored where they do not apply. Invalid values raise
-    ``ValueError`` naming the option.
+    ``ValueError`` naming the option. ``align_frames`` is kept as False, True (estimate
+    the shifts) or a tuple of (dy, dx) pairs (hashable: the options key caches and dask
+    tokens); ``exclude_frames`` as a sorted tuple of distinct frame numbers.
     """
 
     lazy: bool = False
@@ -41,6 +81,8 @@ class ReadOptions:
     rebin_energy: int = 1
     SI_dtype: np.dtype | None = None
     load_SI_image_stack: bool = False
+    align_frames: bool | tuple[tuple[float, float], ...] = False
+    exclude_frames: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -73,6 +115,14 @@ class ReadOptions:
             if dt.kind not in "uif":
                 raise ValueError(f"SI_dtype={dt} must be an integer or float dtype")
             put("SI_dtype", dt)
+        put("align_frames", _check_align(self.align_frames))
+        put("exclude_frames", _check_exclude(self.exclude_frames))
+
+    @property
+    def frame_hygiene(self) -> bool:
+        """Whether frames are aligned or left out (the read then differs from a plain
+        frame sum: the image stacks of the SI follow the same frames and shifts)."""
+        return self.align_frames is not False or bool(self.exclude_frames)
 
     @classmethod
     def from_kwargs(cls, **kw: Any) -> ReadOptions:
@@ -95,6 +145,27 @@ class ReadOptions:
             raise ValueError(f"{prefix}last_frame={self.last_frame} must be in "
                              f"{first + 1}..{n_frames} (it is exclusive)")
         return first, last
+
+    def check_frames(self, first: int, last: int, where: str = "") -> tuple[int, ...]:
+        """The frames of ``first:last`` that are read (``exclude_frames`` left out), and
+        ``ValueError`` when excluded frames lie outside the range, every frame is excluded
+        or given shifts do not hold one row per frame of the range."""
+        prefix = f"{where}: " if where else ""
+        outside = [f for f in self.exclude_frames if not first <= f < last]
+        if outside:
+            raise ValueError(f"{prefix}exclude_frames {outside} are outside the frames "
+                             f"{first}..{last - 1} that are read (the frame numbers are "
+                             "the file's, like first_frame)")
+        kept = tuple(f for f in range(first, last) if f not in set(self.exclude_frames))
+        if not kept:
+            raise ValueError(f"{prefix}exclude_frames leaves none of the frames "
+                             f"{first}..{last - 1}")
+        shifts = self.align_frames
+        if isinstance(shifts, tuple) and len(shifts) != last - first:
+            raise ValueError(f"{prefix}align_frames holds {len(shifts)} shifts, but "
+                             f"{last - first} frame(s) are read ({first}..{last - 1}): give "
+                             "one (dy, dx) row per frame of the range, excluded ones too")
+        return kept
 
     def check_rebin(self, channels: int, where: str = "") -> int:
         """The channel count after rebinning; ``ValueError`` when ``rebin_energy`` does not

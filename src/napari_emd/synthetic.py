@@ -42,7 +42,8 @@ class SyntheticSI:
     """What :func:`write_velox_si` wrote (enough to build the expected arrays).
 
     ``counts`` (only with ``keep_counts=True``) is the exact int64 cube of every event
-    written, shaped (detector, frame, y, x, channel).
+    written, shaped (detector, frame, y, x, channel). ``drift`` is the ``(frames, 2)``
+    whole-pixel drift the file was written with (``None``: none).
     """
 
     path: str
@@ -60,6 +61,7 @@ class SyntheticSI:
     pixel_size_m: float
     haadf: str
     counts: np.ndarray | None = field(default=None, repr=False)
+    drift: np.ndarray | None = field(default=None, repr=False)
 
     def spec(self) -> Any:
         """The :class:`napari_emd.formats.velox.stream.SISpec` of this file."""
@@ -156,6 +158,7 @@ def write_velox_si(
     pixel_size_m: float = 1.0e-9,
     keep_counts: bool = False,
     block_pixels: int = 1 << 16,
+    drift: Any = None,
 ) -> SyntheticSI:
     """Write a synthetic Velox EDS spectrum image to ``path`` and describe it.
 
@@ -163,6 +166,12 @@ def write_velox_si(
     ``frame_table=False`` leaves out ``FrameLocationTable`` (as Velox before 6);
     ``final_separator=False`` drops the stream's last ``65535`` (as some files do).
     ``keep_counts=True`` also returns the exact cube of all events (small files only).
+
+    ``drift``: an ``(frames, 2)`` integer array; frame ``f`` then sees the specimen moved
+    by ``drift[f] - drift[0]`` (a feature at ``(y, x)`` in frame 0 is at ``(y + dy,
+    x + dx)`` in frame ``f``), in the events and the HAADF alike. The specimen is made
+    larger than the scan, so drifted frames see more specimen at their edges, not a
+    wrapped copy. ``None`` (default) writes exactly the file it always did.
     """
     if ny < 1 or nx < 1 or frames < 1 or not 1 <= detectors <= 8:
         raise ValueError("ny, nx and frames must be >= 1 and detectors 1..8")
@@ -176,10 +185,17 @@ def write_velox_si(
     cdf_p = np.cumsum(_spectrum_shape(bincount, disp_kev, off_kev, LINES_PARTICLE))
     cdf_m /= cdf_m[-1]
     cdf_p /= cdf_p[-1]
-    frac, thick = _phase_maps(ny, nx, rng)
-    frac_flat = frac.ravel()
-    rate = (counts_per_pixel * thick * (0.8 + 0.4 * frac)).ravel()
+    shifts = _check_drift(drift, frames)
+    pad = 0 if shifts is None else int(np.abs(shifts - shifts[0]).max())
+    frac, thick = _phase_maps(ny + 2 * pad, nx + 2 * pad, rng)
+    rate = counts_per_pixel * thick * (0.8 + 0.4 * frac)
     rate *= counts_per_pixel / max(rate.mean(), 1e-12)
+
+    def seen(a: np.ndarray, fr: int) -> np.ndarray:  # what frame fr scans of a map
+        if shifts is None:
+            return a
+        dy, dx = shifts[fr] - shifts[0]
+        return a[pad - dy : pad - dy + ny, pad - dx : pad - dx + nx]
     det_names = [f"SuperXG2{i + 1}" for i in range(detectors)]
     image_id, si_id = _uid(rng), _uid(rng)
     stream_ids = [_uid(rng) for _ in det_names]
@@ -195,8 +211,10 @@ def write_velox_si(
         data = f.create_group("Data")
         # HAADF image (y, x, frame)
         img = data.create_group("Image").create_group(image_id)
-        haadf = (3000 + 9000 * thick * (1 - 0.5 * frac))[..., None] + rng.normal(
-            0, 150, (ny, nx, frames))
+        clean = 3000 + 9000 * thick * (1 - 0.5 * frac)
+        haadf = np.stack([seen(clean, k) for k in range(frames)], axis=-1) if pad else \
+            clean[..., None]
+        haadf = haadf + rng.normal(0, 150, (ny, nx, frames))
         img.create_dataset("Data", data=np.clip(haadf, 0, 65535).astype(np.uint16),
                            chunks=(ny, nx, 1))
         _metadata_columns(img, [_with_binary(base_meta, "HAADF", 4, pixel_size_m, ny, nx,
@@ -221,9 +239,11 @@ def write_velox_si(
             drng = np.random.default_rng([seed, d])
             for fr in range(frames):
                 table[fr] = pos
+                rate_fr = np.ascontiguousarray(seen(rate, fr)).ravel()
+                frac_flat = np.ascontiguousarray(seen(frac, fr)).ravel()
                 for p0 in range(0, npix, block_pixels):
                     p1 = min(npix, p0 + block_pixels)
-                    n = drng.poisson(rate[p0:p1])
+                    n = drng.poisson(rate_fr[p0:p1])
                     tot = int(n.sum())
                     pix = np.repeat(np.arange(p1 - p0, dtype=np.int64), n)
                     u = drng.random(tot)
@@ -271,8 +291,19 @@ def write_velox_si(
                       for s in stream_ids],
         events=total_events, stream_lengths=lengths, dispersion_ev=dispersion_ev,
         offset_ev=offset_ev, pixel_size_m=pixel_size_m,
-        haadf=f"/Data/Image/{image_id}/Data", counts=counts,
+        haadf=f"/Data/Image/{image_id}/Data", counts=counts, drift=shifts,
     )
+
+
+def _check_drift(drift: Any, frames: int) -> np.ndarray | None:
+    """``drift`` as an ``(frames, 2)`` int64 array (``None`` stays ``None``)."""
+    if drift is None:
+        return None
+    arr = np.asarray(drift)
+    if arr.shape != (frames, 2) or not np.all(np.equal(np.mod(arr, 1), 0)):
+        raise ValueError(f"drift must be an ({frames}, 2) array of whole pixels, one "
+                         f"(dy, dx) per frame; got shape {arr.shape}")
+    return arr.astype(np.int64)
 
 
 def _base_metadata(ny: int, nx: int, frame_time: float, pixel: float, dets: list[str],

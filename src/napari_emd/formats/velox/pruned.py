@@ -57,6 +57,9 @@ def check_pruned_options(path: str, opts: ReadOptions, plan: SIPlan) -> None:
     if not opts.sum_EDS_detectors:
         raise ValueError(f"sum_EDS_detectors=False cannot be honoured: {why}, so the "
                          "detectors cannot be told apart")
+    if opts.align_frames is not False or opts.exclude_frames:
+        raise ValueError(f"align_frames / exclude_frames cannot be honoured: {why}, so "
+                         f"its frames cannot be moved or left out ({path})")
     opts.check_rebin(plan.bincount, path)
 
 

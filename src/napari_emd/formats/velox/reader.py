@@ -27,11 +27,12 @@ from .calibration import (
     time_axis,
     yx_axes,
 )
-from .grid import SIPlan, plan_spectrum_image, scan_key
+from .grid import SIPlan, plan_spectrum_image
 from .jsontree import frame_metadata_columns, get, json_dataset, metadata_column, to_float, warn
 from .metadata import VeloxMetadata
 from .pruned import pruned_si_dataset
-from .stream import check_options, read_spectrum_images
+from .sistack import FrameChoice, aligned_stack, is_si_image, resolve_frames
+from .stream import FramePlan, frame_plan, read_spectrum_images
 
 # Stacks with more frames than this keep only frame 0's metadata when read lazily.
 LAZY_FRAME_METADATA_LIMIT = 64
@@ -66,6 +67,8 @@ class VeloxReader:
         self.md = VeloxMetadata(path, f)
         self.plan: SIPlan | None = None
         self.datasets: list[Dataset] = []
+        # align_frames / exclude_frames, resolved against the SI before anything is read
+        self.frames: FrameChoice | None = None
 
     def _each_readable(self, kind: str, read_one: Any) -> list[Any]:
         """``read_one(group, key, where)`` for every member of ``Data/<kind>``, in file
@@ -92,15 +95,7 @@ class VeloxReader:
         self.datasets.extend(self._each_readable("Image", self._read_image))
 
     def _is_si_image(self, meta: dict[str, Any], shape: tuple[int, int, int]) -> bool:
-        """True for an image acquired with the spectrum image: same scan (area, size,
-        dwell time), or, when its metadata is lost, the SI's grid and frame count."""
-        plan = self.plan
-        if plan is None or plan.scan is None:
-            return False
-        key = scan_key(meta)
-        if key is not None:
-            return key == plan.scan
-        return not plan.pruned and shape == plan.shape
+        return is_si_image(self.plan, meta, shape)
 
     def _read_image(self, g: Any, key: str, where: str) -> Dataset | None:
         if not isinstance(g, h5py.Group) or not isinstance(g.get("Data"), h5py.Dataset):
@@ -117,13 +112,20 @@ class VeloxReader:
         meta = self.md.image_meta(g, where)
         is_si = self._is_si_image(meta, (ny, nx, nf))
         keep = nf if (not is_si or self.opts.load_SI_image_stack) else 1
+        fplan = self._stack_frames(dset) if is_si and keep > 1 else None
         frames_md: Any = None
         if nf > 1 and keep > 1:
             if self.opts.lazy and nf > LAZY_FRAME_METADATA_LIMIT:
                 frames_md = _frames_note(nf, dset.name)
             else:
                 frames_md = frame_metadata_columns(g.get("Metadata"), where)
-        data = self._image_data(dset, keep)
+                if fplan is not None and frames_md:
+                    frames_md = [frames_md[f] for f in fplan.frames]
+        if fplan is not None:  # the SI's frames, aligned like it
+            data = aligned_stack(self.path, dset, fplan, self.opts.lazy)
+            keep = len(fplan.frames)
+        else:
+            data = self._image_data(dset, keep)
         title = self.md.image_title(key, meta)
         br = meta.get("BinaryResult") if isinstance(meta.get("BinaryResult"), dict) else {}
         cal = spatial_calibration(br, (ny, nx), where, meta)
@@ -136,7 +138,7 @@ class VeloxReader:
             if ft is None:
                 det = indexed_detector(meta) or detector_dict(meta, br.get("Detector"))
                 ft = to_float(det.get("ExposureTime")) if det else None
-            axes.insert(0, time_axis(ft, keep))
+            axes.insert(0, time_axis(ft, keep) if fplan is None else _frame_axis(ft, fplan))
         det = indexed_detector(meta)
         om = self.md.original(
             meta,
@@ -145,6 +147,8 @@ class VeloxReader:
             Display=self.md.display_info.get(key),
         )
         md = self.md.metadata(meta, "", elements=self.md.elements_eds)
+        if fplan is not None:
+            md.setdefault("Signal", {})["Frame_alignment"] = self._frames_md()
         return Dataset(
             title=title,
             data=data,
@@ -155,6 +159,20 @@ class VeloxReader:
             metadata=md,
             original_metadata=om,
         )
+
+    def _stack_frames(self, dset: h5py.Dataset) -> FramePlan | None:
+        """The SI's frame plan for one of its image stacks when the read aligns or leaves
+        out frames (``None``: the stack is returned as stored)."""
+        plan = self.plan
+        if self.frames is None or plan is None or dset.dtype.names:
+            return None
+        fplan = self.frames.plan
+        if dset.shape[2] <= fplan.frames[-1] or dset.shape[:2] != (plan.ny, plan.nx):
+            warn(f"{dset.name}: the image stack ({dset.shape[2]} frames of "
+                 f"{dset.shape[0]} x {dset.shape[1]}) does not hold the spectrum image's "
+                 "frames on its grid; it is returned as stored, not aligned")
+            return None
+        return fplan
 
     def _image_data(self, dset: h5py.Dataset, keep: int) -> Any:
         """(frame, y, x) of the first ``keep`` frames, or (y, x) when keep == 1."""
@@ -259,7 +277,8 @@ class VeloxReader:
             self._read_pruned_si(plan)
             return
         spec = plan.spec(self.path)
-        first, last = check_options(spec, self.opts)  # bad options raise ValueError here
+        fplan = frame_plan(spec, self.opts)  # bad options raise ValueError here
+        first, last = fplan.first, fplan.last
         try:
             results = read_spectrum_images(spec, self.opts, plan.preloaded)
         except (EMDError, OSError, KeyError, IndexError) as err:
@@ -292,7 +311,7 @@ class VeloxReader:
             axes = [Axis(a.name, a.size, a.scale, a.offset, a.units, True, None, a.raw_units)
                     for a in yx]
             if not self.opts.sum_frames:
-                axes.insert(0, time_axis(frame_time, last - first, first))
+                axes.insert(0, _frame_axis(frame_time, fplan))
             axes.append(energy)
             display_axes = None
             if res.display is not None:
@@ -322,12 +341,15 @@ class VeloxReader:
                     "Scan_grid": [plan.ny, plan.nx],
                     "Scan_grid_source": plan.grid_source,
                     "Detectors": [s.detector for s in plan.streams],
+                    **(self.frames.parameters() if self.frames else {}),
                 }},
             )
             md = self.md.metadata(smeta, "EDS_TEM", det_dict, self.md.elements_eds)
             eds_md = md.setdefault("Acquisition_instrument", {}).setdefault("TEM", {}) \
                 .setdefault("Detector", {}).setdefault("EDS", {})
-            eds_md["number_of_frames"] = last - first
+            eds_md["number_of_frames"] = len(fplan.frames)
+            if self.frames is not None:
+                md.setdefault("Signal", {})["Frame_alignment"] = self._frames_md()
             ds = Dataset(
                 title="EDS" if res.detector is None else f"EDS - {res.detector}",
                 data=res.data,
@@ -341,6 +363,34 @@ class VeloxReader:
                 display_axes=display_axes,
             )
             self.datasets.append(ds)
+        if self.frames is not None and self.frames.aligned and self.opts.select_type is None:
+            self._add_coverage(yx, meta)
+
+    # -- frame alignment and exclusion ---------------------------------------------------
+
+    def _frames_md(self) -> dict[str, Any]:
+        plan, frames = self.plan, self.frames
+        assert plan is not None and frames is not None
+        return frames.metadata(plan.ny, plan.nx)
+
+    def _add_coverage(self, yx: list[Axis], meta: dict[str, Any]) -> None:
+        """The "EDS frame coverage" image: how many frames contributed to each pixel of
+        the aligned SI (divide by it to normalise the edges drifted frames missed)."""
+        plan, frames = self.plan, self.frames
+        assert plan is not None and frames is not None
+        md = self.md.metadata(meta, "", elements=self.md.elements_eds)
+        md.setdefault("Signal", {})["Frame_alignment"] = self._frames_md()
+        self.datasets.append(Dataset(
+            title="EDS frame coverage",
+            data=frames.plan.coverage(plan.ny, plan.nx),
+            axes=[Axis(a.name, a.size, a.scale, a.offset, a.units, False, None, a.raw_units)
+                  for a in yx],
+            kind=IMAGE,
+            signal_type="",
+            path=plan.streams[0].path,
+            metadata=md,
+            original_metadata={"ImportedDataParameter": frames.parameters()},
+        ))
 
     def _read_pruned_si(self, plan: SIPlan) -> None:
         """A pruned file's SI, from its SpectrumImage blob (:mod:`.pruned`)."""
@@ -425,6 +475,10 @@ class VeloxReader:
             warn(f"{self.path}: the spectrum image cannot be described ({err}); it is "
                  "skipped")
         plan = self.plan
+        if self.opts.frame_hygiene and (want_si or (want_images and
+                                                    self.opts.load_SI_image_stack)):
+            # checked (ValueError) and shifts measured before anything is decoded
+            self.opts, self.frames = resolve_frames(self.md, plan, self.opts)
         if want_images:
             self._read_images()
         if want_spectra:
@@ -441,6 +495,18 @@ class VeloxReader:
 def read(path: str, f: h5py.File, opts: ReadOptions) -> list[Dataset]:
     """All datasets of a Velox file (images, spectra, EDS and EELS spectrum images)."""
     return VeloxReader(path, f, opts).read()
+
+
+def _frame_axis(frame_time: float | None, fplan: FramePlan) -> Axis:
+    """The time axis of the frames of ``fplan``: uniform from the first frame read, or
+    the times of the frames read when some are left out."""
+    axis = time_axis(frame_time, fplan.last - fplan.first, fplan.first)
+    if len(fplan.frames) == fplan.last - fplan.first:
+        return axis
+    step = axis.scale
+    times = np.asarray(fplan.frames, np.float64) * step
+    return Axis(axis.name, len(fplan.frames), step, float(times[0]), axis.units, True,
+                times)
 
 
 def _frames_note(n: int, data_path: str) -> str:

@@ -29,7 +29,15 @@ from .frames import clear_indexes, count_pixels, index_lines
 from .lazy import lazy_cube
 from .planes import clear_event_indexes, lazy_planes
 from .reference import decode_reference, read_spectrum_images_reference
-from .spec import SEPARATOR, SIResult, SISpec, check_options
+from .spec import (
+    SEPARATOR,
+    FramePlan,
+    SIResult,
+    SISpec,
+    check_options,
+    frame_plan,
+    whole_pixels,
+)
 from .warm import warm_kernels
 
 
@@ -41,12 +49,17 @@ def read_spectrum_images(
     """Decode the spectrum image(s) of ``spec`` as the options ask: one summed over the
     detectors, or one per detector when ``opts.sum_EDS_detectors`` is False.
 
+    ``opts.exclude_frames`` are left out, and with ``opts.align_frames`` given as shifts
+    (``(F, 2)``, one per frame of the range) every frame's events are moved by the shift
+    rounded to whole pixels while they are counted (see :class:`FramePlan`); with
+    ``sum_frames=False`` the frame axis holds the decoded frames, each moved.
+
     Eager: numpy ``data`` and an energy-first ``display`` view of it (no copy); whole
     streams in ``preloaded`` (by stream path) are decoded instead of read again. Lazy:
     dask ``data`` chunked by (frames x rows) and a dask ``display`` chunked per energy
     plane; opening reads nothing of the streams.
     """
-    first, last = check_options(spec, opts)
+    plan = frame_plan(spec, opts)
     groups = detector_groups(spec, opts)
     names = [None] if opts.sum_EDS_detectors else list(spec.detectors)
     if opts.lazy:
@@ -57,11 +70,11 @@ def read_spectrum_images(
                 if s not in f:
                     raise EMDError(spec.path, f"spectrum stream {s} is missing")
         return [
-            SIResult(det, lazy_cube(spec, opts, streams, first, last),
-                     lazy_planes(spec, opts, streams, first, last))
+            SIResult(det, lazy_cube(spec, opts, streams, plan),
+                     lazy_planes(spec, opts, streams, plan))
             for det, streams in zip(names, groups)
         ]
-    cubes = read_eager(spec, opts, first, last, preloaded)
+    cubes = read_eager(spec, opts, plan, preloaded)
     return [SIResult(det, cube, np.moveaxis(cube, -1, -3)) for det, cube in zip(names, cubes)]
 
 
@@ -73,14 +86,17 @@ def clear_caches() -> None:
 
 __all__ = [
     "SEPARATOR",
+    "FramePlan",
     "SIResult",
     "SISpec",
     "check_options",
     "clear_caches",
     "count_pixels",
     "decode_reference",
+    "frame_plan",
     "index_lines",
     "read_spectrum_images",
     "read_spectrum_images_reference",
     "warm_kernels",
+    "whole_pixels",
 ]

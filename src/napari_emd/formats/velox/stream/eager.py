@@ -17,6 +17,7 @@ from ....options import ReadOptions
 from .frames import StreamIndex, stream_dataset
 from .scatter import decode_rows, line_jobs, scatter
 from .spec import (
+    FramePlan,
     SISpec,
     accumulator,
     cast,
@@ -40,22 +41,24 @@ def detector_groups(spec: SISpec, opts: ReadOptions) -> list[tuple[int, ...]]:
 def read_eager(
     spec: SISpec,
     opts: ReadOptions,
-    first: int,
-    last: int,
+    plan: FramePlan,
     preloaded: dict[str, np.ndarray] | None = None,
 ) -> list[np.ndarray]:
-    """The cubes of frames ``first:last``, one per detector group.
+    """The cubes of the frames of ``plan`` (moved by its shifts), one per detector group.
 
     ``preloaded`` maps stream paths to whole streams the caller has already read (the
     Velox reader counts one to choose the scan grid): they are decoded instead of being
-    read again, and dropped from the dict as they are used.
+    read again, and dropped from the dict as they are used. Excluded frames at either end
+    of the range are not read; those between are read with their neighbours (one
+    contiguous read) and skipped.
     """
     warm_kernels()
     preloaded = preloaded if preloaded is not None else {}
     dt = out_dtype(spec, opts)
     acc_dt = accumulator(dt)
     nch = spec.bincount // opts.rebin_energy
-    nf = last - first
+    nf = len(plan.frames)
+    first, last = plan.frames[0], plan.frames[-1] + 1  # the span that is read
     rows = spec.ny if opts.sum_frames else nf * spec.ny
     results = []
     with open_h5(spec.path) as f:
@@ -71,14 +74,14 @@ def read_eager(
                 small_pages(out3)
             sizes = [indexes[i].span_size(first, last) for i in group]
             if len(group) > 1 and sum(sizes) <= longest:
-                over = _scatter_joined(spec, opts, [indexes[i] for i in group], first, last,
+                over = _scatter_joined(spec, opts, [indexes[i] for i in group], plan,
                                        out3, preloaded)
             else:  # one stream in memory at a time, a preloaded one first
                 over = False
                 for i in sorted(group, key=lambda i: spec.streams[i] not in preloaded):
                     idx = indexes[i]
                     buf, a, lines = idx.span(first, last, preloaded.pop(idx.stream, None))
-                    jobs = line_jobs(lines, spec, range(first, last), 0, spec.ny, a,
+                    jobs = line_jobs(lines, spec, plan.frames, plan.shifts, 0, spec.ny, a,
                                      not opts.sum_frames)
                     over |= scatter(spec, buf, jobs, out3, opts.rebin_energy,
                                     [(0, idx.stream, a)], n_threads())
@@ -88,8 +91,7 @@ def read_eager(
             if acc_dt == dt:
                 if over and dt.kind in "iu":
                     group_indexes = [indexes[i] for i in group]
-                    warn_overflow(spec, dt, _largest_count(spec, opts, group_indexes,
-                                                           first, last))
+                    warn_overflow(spec, dt, _largest_count(spec, opts, group_indexes, plan))
             else:
                 largest = int(cube.max(initial=0))
                 if largest > dtype_limit(dt):
@@ -102,40 +104,42 @@ def _scatter_joined(
     spec: SISpec,
     opts: ReadOptions,
     indexes: list[StreamIndex],
-    first: int,
-    last: int,
+    plan: FramePlan,
     out3: np.ndarray,
     preloaded: dict[str, np.ndarray],
 ) -> bool:
     """Read every stream's span, join them, and scatter them in one row-ordered pass
     (one multi-detector pass when every detector has the same lines)."""
+    first, last = plan.frames[0], plan.frames[-1] + 1
     spans = [ix.span(first, last, preloaded.pop(ix.stream, None)) for ix in indexes]
-    shifts = np.cumsum([0] + [buf.size for buf, _, _ in spans])
+    offsets = np.cumsum([0] + [buf.size for buf, _, _ in spans])
     buf = np.concatenate([b for b, _, _ in spans])
-    per = [line_jobs(lines, spec, range(first, last), 0, spec.ny, a - int(shifts[j]),
-                     not opts.sum_frames)
+    per = [line_jobs(lines, spec, plan.frames, plan.shifts, 0, spec.ny,
+                     a - int(offsets[j]), not opts.sum_frames)
            for j, (_, a, lines) in enumerate(spans)]
     if all(np.array_equal(p[2], per[0][2]) for p in per):
-        jobs = (np.stack([p[0] for p in per]), np.stack([p[1] for p in per]), per[0][2])
+        jobs = (np.stack([p[0] for p in per]), np.stack([p[1] for p in per]), per[0][2],
+                per[0][3])
     else:
-        jobs = tuple(np.concatenate([p[k] for p in per]) for k in range(3))
-    segments = [(int(shifts[j]), ix.stream, a) for j, (ix, (_, a, _)) in
+        jobs = tuple(np.concatenate([p[k] for p in per]) for k in range(4))
+    segments = [(int(offsets[j]), ix.stream, a) for j, (ix, (_, a, _)) in
                 enumerate(zip(indexes, spans))]
     return scatter(spec, buf, jobs, out3, opts.rebin_energy, segments, n_threads())
 
 
 def _largest_count(
-    spec: SISpec, opts: ReadOptions, indexes: list[StreamIndex], first: int, last: int
+    spec: SISpec, opts: ReadOptions, indexes: list[StreamIndex], plan: FramePlan
 ) -> int:
     """The largest count of the requested cube, computed exactly in row blocks (only
     after an overflow, to name it in the warning)."""
     nch = spec.bincount // opts.rebin_energy
-    nf = 1 if opts.sum_frames else last - first
+    nf = 1 if opts.sum_frames else len(plan.frames)
     row_bytes = nf * spec.nx * nch * 8
     step = max(1, min(spec.ny, (64 * 2**20) // max(row_bytes, 1)))
     best = 0
     for r0 in range(0, spec.ny, step):
         r1 = min(spec.ny, r0 + step)
-        blk, _ = decode_rows(spec, opts, indexes, first, last, r0, r1, np.dtype("i8"))
+        blk, _ = decode_rows(spec, opts, indexes, plan, range(len(plan.frames)), r0, r1,
+                             np.dtype("i8"))
         best = max(best, int(blk.max(initial=0)))
     return best

@@ -53,13 +53,15 @@ def index_lines(buf, nx, lines):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def scatter_lines(buf, lstart, lend, lout, nx, rebin, bincount, out):  # pragma: no cover
+def scatter_lines(buf, lstart, lend, lout, lshift, nx, rebin, bincount, out):  # pragma: no cover
     """Count the events of scan lines of one or more detectors into ``out``
     (``(rows, nx, channels)``), pixel by pixel.
 
     ``lstart``/``lend`` are ``(detectors, lines)``: line ``k`` of detector ``d`` spans
     ``buf[lstart[d, k]:lend[d, k]]`` and all detectors' line ``k`` go to output row
-    ``lout[k]``. Each pixel's spectrum gets the events of every detector in turn while it
+    ``lout[k]``, their pixel ``x`` to column ``x - lshift[k]`` (an aligned frame's
+    column shift; pixels that land outside ``0..nx-1`` are dropped, their channels still
+    checked). Each pixel's spectrum gets the events of every detector in turn while it
     is in the L1 cache, instead of the row streaming through the cache once per detector.
     Pixels beyond ``nx`` are dropped. Counts wrap in ``out``'s dtype exactly like
     ``numpy.astype`` would wrap the true counts. Returns ``-(position + 1)`` of the first
@@ -78,25 +80,37 @@ def scatter_lines(buf, lstart, lend, lout, nx, rebin, bincount, out):  # pragma:
             shift += 1
     for k in range(lstart.shape[1]):
         row = lout[k]
+        dx = lshift[k]
         for d in range(ndet):
             pos[d] = lstart[d, k]
         for x in range(nx):
+            ox = x - dx
+            inside = ox >= 0 and ox < nx
             for d in range(ndet):
                 p = pos[d]
                 e = lend[d, k]
-                while p < e:
-                    v = buf[p]
-                    p += 1
-                    if v == SEPARATOR:
-                        break
-                    if v >= bincount:
-                        return -p  # -(position + 1) of the bad value
-                    c = np.int64(v)
-                    c = c >> shift if shift >= 0 else c // rebin
-                    prev = out[row, x, c]
-                    out[row, x, c] += 1
-                    if out[row, x, c] <= prev:
-                        over = 1
+                if inside:
+                    while p < e:
+                        v = buf[p]
+                        p += 1
+                        if v == SEPARATOR:
+                            break
+                        if v >= bincount:
+                            return -p  # -(position + 1) of the bad value
+                        c = np.int64(v)
+                        c = c >> shift if shift >= 0 else c // rebin
+                        prev = out[row, ox, c]
+                        out[row, ox, c] += 1
+                        if out[row, ox, c] <= prev:
+                            over = 1
+                else:  # moved off the grid by the alignment: checked, not counted
+                    while p < e:
+                        v = buf[p]
+                        p += 1
+                        if v == SEPARATOR:
+                            break
+                        if v >= bincount:
+                            return -p
                 pos[d] = p
         for d in range(ndet):  # pixels beyond nx are dropped, but still checked
             for p in range(pos[d], lend[d, k]):
@@ -106,26 +120,49 @@ def scatter_lines(buf, lstart, lend, lout, nx, rebin, bincount, out):  # pragma:
     return over
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _landing(y, x, dy, dx, ny, nx):  # pragma: no cover - compiled
+    """The output pixel of scan pixel ``(y, x)`` of a frame moved by ``(dy, dx)``, or -1
+    when it lands outside the grid (or lies past the frame)."""
+    if y >= ny:
+        return -1
+    oy = y - dy
+    ox = x - dx
+    if oy < 0 or oy >= ny or ox < 0 or ox >= nx:
+        return -1
+    return oy * nx + ox
+
+
 @njit(nogil=True, cache=True)
-def count_keys(buf, fstart, fend, frame_key, nkf, bincount, npix, counts):  # pragma: no cover
+def count_keys(buf, fstart, fend, frame_key, nkf, bincount, ny, nx, fdy, fdx,
+               counts):  # pragma: no cover - compiled
     """First pass of the per-channel event index: count events per key.
 
-    Frame ``k`` spans ``buf[fstart[k]:fend[k]]``; an event of channel ``c`` in frame ``k``
-    has key ``c * nkf + frame_key[k]``. Returns ``-(position + 1)`` of the first channel
-    ``>= bincount``, else the number of events counted.
+    Frame ``k`` spans ``buf[fstart[k]:fend[k]]`` and is moved by ``(fdy[k], fdx[k])``
+    (events landing outside the grid are left out); an event of channel ``c`` in frame
+    ``k`` has key ``c * nkf + frame_key[k]``. Returns ``-(position + 1)`` of the first
+    channel ``>= bincount``, else the number of events counted.
     """
     total = 0
     for k in range(fstart.shape[0]):
         fk = frame_key[k]
-        pix = 0
+        dy = fdy[k]
+        dx = fdx[k]
+        y = 0
+        x = 0
+        opix = _landing(y, x, dy, dx, ny, nx)
         for p in range(fstart[k], fend[k]):
             v = buf[p]
             if v == SEPARATOR:
-                pix += 1
+                x += 1
+                if x == nx:
+                    x = 0
+                    y += 1
+                opix = _landing(y, x, dy, dx, ny, nx)
                 continue
             if v >= bincount:
                 return -(p + 1)
-            if pix >= npix:
+            if opix < 0:
                 continue
             counts[v * nkf + fk] += 1
             total += 1
@@ -133,21 +170,31 @@ def count_keys(buf, fstart, fend, frame_key, nkf, bincount, npix, counts):  # pr
 
 
 @njit(nogil=True, cache=True)
-def fill_keys(buf, fstart, fend, frame_key, nkf, npix, cursor, pixels):  # pragma: no cover
-    """Second pass: write each event's pixel index at its key's ``cursor`` (advancing it),
-    so ``pixels`` ends up grouped by key (channel-major), in stream order within a key."""
+def fill_keys(buf, fstart, fend, frame_key, nkf, ny, nx, fdy, fdx, cursor,
+              pixels):  # pragma: no cover - compiled
+    """Second pass: write each event's output pixel at its key's ``cursor`` (advancing
+    it), so ``pixels`` ends up grouped by key (channel-major), in stream order within a
+    key. Frames are moved as in :func:`count_keys`."""
     for k in range(fstart.shape[0]):
         fk = frame_key[k]
-        pix = 0
+        dy = fdy[k]
+        dx = fdx[k]
+        y = 0
+        x = 0
+        opix = _landing(y, x, dy, dx, ny, nx)
         for p in range(fstart[k], fend[k]):
             v = buf[p]
             if v == SEPARATOR:
-                pix += 1
+                x += 1
+                if x == nx:
+                    x = 0
+                    y += 1
+                opix = _landing(y, x, dy, dx, ny, nx)
                 continue
-            if pix >= npix:
+            if opix < 0:
                 continue
             key = v * nkf + fk
-            pixels[cursor[key]] = pix
+            pixels[cursor[key]] = opix
             cursor[key] += 1
 
 
@@ -160,8 +207,9 @@ def warm_up() -> None:
     one = np.zeros(1, np.int64)
     counts = np.zeros(4, np.int64)
     fs, fe = np.array([0]), np.array([3])
-    count_keys(buf, fs, fe, one, 1, 4, 2, counts)
-    fill_keys(buf, fs, fe, one, 1, 2, np.zeros(4, np.int64), np.zeros(2, np.uint32))
+    count_keys(buf, fs, fe, one, 1, 4, 1, 2, one, one, counts)
+    fill_keys(buf, fs, fe, one, 1, 1, 2, one, one, np.zeros(4, np.int64),
+              np.zeros(2, np.uint32))
     st, en, ou = np.array([0]), np.array([3]), np.array([0])
     for dt in (np.uint16, np.uint32, np.float32):
-        scatter_lines(buf, st[None], en[None], ou, 2, 1, 4, np.zeros((1, 2, 4), dt))
+        scatter_lines(buf, st[None], en[None], ou, ou, 2, 1, 4, np.zeros((1, 2, 4), dt))

@@ -16,7 +16,7 @@ import numpy as np
 from ....options import ReadOptions
 from .frames import stream_index
 from .scatter import decode_rows
-from .spec import SISpec, accumulator, cast, dtype_limit, out_dtype, warn_overflow
+from .spec import FramePlan, SISpec, accumulator, cast, dtype_limit, out_dtype, warn_overflow
 
 # Bytes per chunk of the lazy cube, roughly.
 DATA_CHUNK_BYTES = 64 * 2**20
@@ -32,35 +32,35 @@ def _data_chunk(
     spec: SISpec,
     opts: ReadOptions,
     streams: tuple[int, ...],
-    first: int,
-    last: int,
+    plan: FramePlan,
     rpc: int,
     dtype: str,
     block_id: tuple[int, ...] | None = None,
 ) -> np.ndarray:
-    """One chunk: rows block ``block_id[-3]`` of one frame (per-frame SI) or of the sum."""
+    """One chunk: output rows block ``block_id[-3]`` of one decoded frame (per-frame SI)
+    or of the sum; an aligned frame's events come from the scan rows its shift moves
+    there."""
     assert block_id is not None
     dt = np.dtype(dtype)
     acc_dt = accumulator(dt)
     r0 = block_id[-3] * rpc
     r1 = min(spec.ny, r0 + rpc)
-    f0, f1 = (first, last) if opts.sum_frames else (first + block_id[0], first + block_id[0] + 1)
+    picks = range(len(plan.frames)) if opts.sum_frames else (block_id[0],)
     indexes = [stream_index(spec, i) for i in streams]
-    blk, over = decode_rows(spec, opts, indexes, f0, f1, r0, r1, acc_dt)
+    blk, over = decode_rows(spec, opts, indexes, plan, picks, r0, r1, acc_dt)
     if blk.size and (over or acc_dt != dt):
         largest = int(blk.max(initial=0))
         if over:  # the accumulator wrapped: count again, wide
-            wide, _ = decode_rows(spec, opts, indexes, f0, f1, r0, r1, np.dtype("i8"))
+            wide, _ = decode_rows(spec, opts, indexes, plan, picks, r0, r1, np.dtype("i8"))
             largest = int(wide.max(initial=0))
         if largest > dtype_limit(dt):
             warn_overflow(spec, dt, largest)
     return cast(blk, dt)
 
 
-def lazy_cube(
-    spec: SISpec, opts: ReadOptions, streams: tuple[int, ...], first: int, last: int
-) -> Any:
-    """The dask cube ``(y, x, E)`` (or ``(frame, y, x, E)``) of ``streams``."""
+def lazy_cube(spec: SISpec, opts: ReadOptions, streams: tuple[int, ...], plan: FramePlan) -> Any:
+    """The dask cube ``(y, x, E)`` (or ``(frame, y, x, E)``, one entry per decoded frame)
+    of ``streams``."""
     import dask.array as da
 
     dt = out_dtype(spec, opts)
@@ -70,11 +70,11 @@ def lazy_cube(
     if opts.sum_frames:
         chunks: tuple = (rows, (spec.nx,), (nch,))
     else:
-        chunks = ((1,) * (last - first), rows, (spec.nx,), (nch,))
-    token = da.core.tokenize(spec.cache_key()[1:], spec, streams, first, last,
+        chunks = ((1,) * len(plan.frames), rows, (spec.nx,), (nch,))
+    token = da.core.tokenize(spec.cache_key()[1:], spec, streams, plan,
                              opts.sum_frames, opts.rebin_energy, str(dt))
     return da.map_blocks(
-        _data_chunk, spec, opts, streams, first, last, rpc, dt.str,
+        _data_chunk, spec, opts, streams, plan, rpc, dt.str,
         chunks=chunks, dtype=dt, name=f"emd-si-{os.path.basename(spec.path)}-{token}",
         meta=np.empty((0,) * len(chunks), dt),
     )

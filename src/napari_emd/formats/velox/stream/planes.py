@@ -5,6 +5,10 @@ The index holds the pixel of every event grouped by channel (and frame when fram
 kept), so a plane is the bincount of one slice: the first plane pays for the index,
 later planes take a few milliseconds. Small spectrum images get a flat numpy index
 instead (no numba start-up, no sort; a plane scans every event in a few ms).
+
+Aligned reads (a :class:`.spec.FramePlan` with shifts) store each event's pixel already
+moved onto the reference frame's grid, and excluded frames are never indexed, so the view
+shows the same cube as the lazy data, at the same cost per plane.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 from ....h5 import H5_LOCK, cached_handle, check_unchanged
 from ....options import ReadOptions
 from .frames import stream_index
-from .spec import SEPARATOR, SISpec, bad_channel, cast, n_threads, out_dtype
+from .spec import SEPARATOR, FramePlan, SISpec, bad_channel, cast, n_threads, out_dtype
 from .warm import kernels, warm_kernels
 
 # Below this many stream values (about 8 M events) a plane scan of the flat index takes
@@ -91,23 +95,29 @@ def _stream_values(spec: SISpec, streams: tuple[int, ...]) -> int:
 
 
 def _build_sorted(
-    spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
+    spec: SISpec, streams: tuple[int, ...], plan: FramePlan, per_frame: bool
 ) -> EventIndex:
     """Counting sort of every event by key with the numba kernels: a count pass and a fill
-    pass per stream (streams in parallel threads), no per-event temporaries."""
+    pass per stream (streams in parallel threads), no per-event temporaries. Aligned
+    frames' events are keyed by the pixel they land on (those landing outside are left
+    out)."""
     k = kernels()
-    npix, nf = spec.npix, last - first
+    nf = len(plan.frames)
     nkf = nf if per_frame else 1
     nkeys = spec.bincount * nkf
     frame_key = np.arange(nf, dtype=np.int64) if per_frame else np.zeros(nf, np.int64)
-    sel = np.arange(first, last + 1) * spec.ny
+    frames = np.asarray(plan.frames, np.int64)
+    shifts = np.array([plan.shift(j) for j in range(nf)], np.int64).reshape(nf, 2)
+    fdy, fdx = np.ascontiguousarray(shifts[:, 0]), np.ascontiguousarray(shifts[:, 1])
+    first, last = plan.frames[0], plan.frames[-1] + 1
     keep_bufs = _stream_values(spec, streams) * 2 <= 256 * 2**20
 
     def count(i: int) -> tuple:
         buf, a, lines = stream_index(spec, i).span(first, last)
-        fs, fe = lines[sel[:-1]] - a, lines[sel[1:]] - a
+        fs, fe = lines[frames * spec.ny] - a, lines[(frames + 1) * spec.ny] - a
         counts = np.zeros(nkeys, np.int64)
-        code = k.count_keys(buf, fs, fe, frame_key, nkf, spec.bincount, npix, counts)
+        code = k.count_keys(buf, fs, fe, frame_key, nkf, spec.bincount, spec.ny, spec.nx,
+                            fdy, fdx, counts)
         if code < 0:
             raise bad_channel(spec, spec.streams[i], buf, code, a)
         return (i, buf if keep_bufs else None, fs, fe, counts)
@@ -127,29 +137,33 @@ def _build_sorted(
             i, buf, fs, fe, _ = loaded[j]
             if buf is None:
                 buf, _, _ = stream_index(spec, i).span(first, last)
-            k.fill_keys(buf, fs, fe, frame_key, nkf, npix, cursors[j], pixels)
+            k.fill_keys(buf, fs, fe, frame_key, nkf, spec.ny, spec.nx, fdy, fdx, cursors[j],
+                        pixels)
 
         list(ex.map(fill, range(len(loaded))))
     return EventIndex(starts, pixels, nkf)
 
 
 def _flat_stream(
-    spec: SISpec, i: int, first: int, last: int
+    spec: SISpec, i: int, plan: FramePlan
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(channels, pixels within frame, frame offsets) of the events of stream ``i`` in
-    frames ``first:last``, in arrays of exactly the event count. Frame by frame, so
+    """(channels, output pixels, frame offsets) of the events of stream ``i`` in the
+    frames of ``plan``, in arrays of exactly the event count. Frame by frame, so
     temporaries stay one frame big; the pixel of an event is the number of separators
-    before it in its frame."""
+    before it in its frame, moved by the frame's shift (events landing outside the grid,
+    or past the frame, are left out)."""
+    first, last = plan.frames[0], plan.frames[-1] + 1
     buf, a, lines = stream_index(spec, i).span(first, last)
-    npix, nf = spec.npix, last - first
+    npix, nf = spec.npix, len(plan.frames)
     total = buf.size - int(np.count_nonzero(buf == SEPARATOR))
     ch_out = np.empty(total, np.uint16)
     pix_out = np.empty(total, np.uint32)
-    fstarts = lines[np.arange(first, last + 1) * spec.ny] - a
+    frames = np.asarray(plan.frames, np.int64)
+    fstarts, fends = lines[frames * spec.ny] - a, lines[(frames + 1) * spec.ny] - a
     bounds = np.zeros(nf + 1, np.int64)
     o = 0
-    for f in range(nf):
-        seg = buf[fstarts[f] : fstarts[f + 1]]
+    for j in range(nf):
+        seg = buf[fstarts[j] : fends[j]]
         is_sep = seg == SEPARATOR
         ev = ~is_sep
         n = int(np.count_nonzero(ev))
@@ -158,22 +172,32 @@ def _flat_stream(
         ch = np.compress(ev, seg, out=ch_out[o : o + n])
         if n and int(ch.max()) >= spec.bincount:
             bad = int(np.flatnonzero((seg >= spec.bincount) & ev)[0])
-            raise bad_channel(spec, spec.streams[i], seg, -(bad + 1), a + int(fstarts[f]))
-        if n and pix[-1] >= npix:  # pixels past the grid are ignored (and warned about)
+            raise bad_channel(spec, spec.streams[i], seg, -(bad + 1), a + int(fstarts[j]))
+        dy, dx = plan.shift(j)
+        if n and (dy or dx):
+            y, x = np.divmod(pix.astype(np.int64), spec.nx)
+            y -= dy
+            x -= dx
+            keep = (pix < npix) & (y >= 0) & (y < spec.ny) & (x >= 0) & (x < spec.nx)
+            moved_ch, moved_pix = ch[keep], (y * spec.nx + x)[keep].astype(np.uint32)
+            n = moved_ch.size
+            ch_out[o : o + n] = moved_ch
+            pix_out[o : o + n] = moved_pix
+        elif n and pix[-1] >= npix:  # pixels past the grid are ignored (and warned about)
             n = int(np.searchsorted(pix, np.uint32(npix)))
         o += n
-        bounds[f + 1] = o
+        bounds[j + 1] = o
     return ch_out[:o], pix_out[:o], bounds
 
 
 def _build(
-    spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
+    spec: SISpec, streams: tuple[int, ...], plan: FramePlan, per_frame: bool
 ) -> EventIndex | FlatIndex:
     """The flat numpy index for small streams, the channel-sorted numba index for big."""
     if _stream_values(spec, streams) < FLAT_INDEX_VALUES:
-        return FlatIndex([_flat_stream(spec, i, first, last) for i in streams])
+        return FlatIndex([_flat_stream(spec, i, plan) for i in streams])
     warm_kernels()
-    return _build_sorted(spec, streams, first, last, per_frame)
+    return _build_sorted(spec, streams, plan, per_frame)
 
 
 _EVENT_LOCK = threading.Lock()
@@ -182,11 +206,11 @@ _BUILDING: dict[tuple, threading.Lock] = {}
 
 
 def event_index(
-    spec: SISpec, streams: tuple[int, ...], first: int, last: int, per_frame: bool
+    spec: SISpec, streams: tuple[int, ...], plan: FramePlan, per_frame: bool
 ) -> EventIndex | FlatIndex:
     """The event index of this process (built on first use, one build per key)."""
     check_unchanged(spec.path, spec.identity)
-    key = (*spec.cache_key(), spec, streams, first, last, per_frame)
+    key = (*spec.cache_key(), spec, streams, plan, per_frame)
     with _EVENT_LOCK:
         ev = _EVENTS.get(key)
         if ev is not None:
@@ -198,7 +222,7 @@ def event_index(
             ev = _EVENTS.get(key)
         if ev is not None:
             return ev
-        ev = _build(spec, streams, first, last, per_frame)
+        ev = _build(spec, streams, plan, per_frame)
     with _EVENT_LOCK:
         _BUILDING.pop(key, None)
         _EVENTS[key] = ev
@@ -218,8 +242,7 @@ def clear_event_indexes() -> None:
 def _plane_chunk(
     spec: SISpec,
     streams: tuple[int, ...],
-    first: int,
-    last: int,
+    plan: FramePlan,
     per_frame: bool,
     rebin: int,
     nch: int,
@@ -228,7 +251,7 @@ def _plane_chunk(
 ) -> np.ndarray:
     """Energy plane ``block_id[-3]`` of one frame or of the sum."""
     assert block_id is not None
-    ev = event_index(spec, streams, first, last, per_frame)
+    ev = event_index(spec, streams, plan, per_frame)
     e = block_id[-3]
     frame = block_id[0] if per_frame else None
     plane = ev.plane(e * rebin, (e + 1) * rebin, frame, spec.npix)
@@ -237,10 +260,11 @@ def _plane_chunk(
 
 
 def lazy_planes(
-    spec: SISpec, opts: ReadOptions, streams: tuple[int, ...], first: int, last: int
+    spec: SISpec, opts: ReadOptions, streams: tuple[int, ...], plan: FramePlan
 ) -> Any:
     """The energy-first dask view ``(E, y, x)`` (or ``(frame, E, y, x)``), one chunk per
-    energy plane."""
+    energy plane, of the frames of ``plan`` moved by its shifts (the same cube as
+    :func:`.lazy.lazy_cube`, energy first)."""
     import dask.array as da
 
     dt = out_dtype(spec, opts)
@@ -248,13 +272,13 @@ def lazy_planes(
     per_frame = not opts.sum_frames
     e_chunks = (1,) * nch
     if per_frame:
-        chunks: tuple = ((1,) * (last - first), e_chunks, (spec.ny,), (spec.nx,))
+        chunks: tuple = ((1,) * len(plan.frames), e_chunks, (spec.ny,), (spec.nx,))
     else:
         chunks = (e_chunks, (spec.ny,), (spec.nx,))
-    token = da.core.tokenize(spec.cache_key()[1:], spec, streams, first, last, per_frame,
+    token = da.core.tokenize(spec.cache_key()[1:], spec, streams, plan, per_frame,
                              opts.rebin_energy, str(dt))
     return da.map_blocks(
-        _plane_chunk, spec, streams, first, last, per_frame, opts.rebin_energy, nch, dt.str,
+        _plane_chunk, spec, streams, plan, per_frame, opts.rebin_energy, nch, dt.str,
         chunks=chunks, dtype=dt,
         name=f"emd-si-display-{os.path.basename(spec.path)}-{token}",
         meta=np.empty((0,) * len(chunks), dt),

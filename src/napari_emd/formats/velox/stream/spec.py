@@ -93,8 +93,9 @@ class SIResult:
 
 
 def check_options(spec: SISpec, opts: ReadOptions) -> tuple[int, int]:
-    """Check ``spec`` and the options that depend on it (frame range, rebinning) before
-    anything is decoded; return the frame range ``(first, last)``.
+    """Check ``spec`` and the options that depend on it (frame range, rebinning, excluded
+    frames, the number of given shifts) before anything is decoded; return the frame
+    range ``(first, last)``.
 
     ``ValueError`` for options that do not fit this spectrum image, :class:`EMDError`
     when the spec itself is impossible. The options' own types and ranges were checked
@@ -103,7 +104,72 @@ def check_options(spec: SISpec, opts: ReadOptions) -> tuple[int, int]:
     spec.check()
     first, last = opts.frame_range(spec.n_frames, spec.path)
     opts.check_rebin(spec.bincount, spec.path)
+    opts.check_frames(first, last, spec.path)
     return first, last
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """Which frames are decoded and where each frame's events land.
+
+    ``frames`` are the file's frame numbers decoded, in order (``first..last - 1``
+    without the excluded ones). ``shifts`` is empty (no alignment) or holds one
+    whole-pixel ``(dy, dx)`` per decoded frame: the frame's event scanned at ``(y, x)``
+    counts at ``(y - dy, x - dx)`` of the output, and is dropped when that lies outside
+    the grid. So a feature at ``(y, x)`` of the reference frame, seen at
+    ``(y + dy, x + dx)`` in a drifted frame, lands back on ``(y, x)``.
+    """
+
+    first: int
+    last: int
+    frames: tuple[int, ...]
+    shifts: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def aligned(self) -> bool:
+        """Whether any frame is moved."""
+        return any(s != (0, 0) for s in self.shifts)
+
+    @property
+    def every_frame(self) -> bool:
+        """Whether the plan is a plain read of ``first:last`` (nothing left out or moved)."""
+        return len(self.frames) == self.last - self.first and not self.aligned
+
+    def shift(self, j: int) -> tuple[int, int]:
+        """``(dy, dx)`` of the ``j``-th decoded frame."""
+        return self.shifts[j] if self.shifts else (0, 0)
+
+    def coverage(self, ny: int, nx: int) -> np.ndarray:
+        """How many decoded frames contribute to each output pixel: ``(ny, nx)`` uint16
+        (every frame everywhere without alignment). Divide a summed SI by it to
+        normalise the edges that drifted frames do not reach."""
+        out = np.zeros((ny, nx), np.uint16)
+        for j in range(len(self.frames)):
+            dy, dx = self.shift(j)
+            out[max(0, -dy) : min(ny, ny - dy), max(0, -dx) : min(nx, nx - dx)] += 1
+        return out
+
+
+def whole_pixels(shifts: Any) -> np.ndarray:
+    """``(F, 2)`` shifts rounded to whole pixels (to the nearest integer, halves to the
+    even one, as ``numpy.rint``), as int64."""
+    return np.rint(np.asarray(shifts, np.float64).reshape(-1, 2)).astype(np.int64)
+
+
+def frame_plan(spec: SISpec, opts: ReadOptions) -> FramePlan:
+    """The :class:`FramePlan` of a read, after :func:`check_options`. ``align_frames``
+    must be given as shifts here (``True`` is resolved by the Velox reader, which
+    estimates them from the image stack)."""
+    first, last = check_options(spec, opts)
+    kept = opts.check_frames(first, last, spec.path)
+    if opts.align_frames is True:
+        raise ValueError(f"{spec.path}: align_frames=True must be resolved into shifts "
+                         "before decoding (napari_emd.estimate_frame_shifts)")
+    shifts: tuple[tuple[int, int], ...] = ()
+    if opts.align_frames:
+        whole = whole_pixels(opts.align_frames)
+        shifts = tuple((int(whole[f - first, 0]), int(whole[f - first, 1])) for f in kept)
+    return FramePlan(first, last, kept, shifts)
 
 
 def out_dtype(spec: SISpec, opts: ReadOptions) -> np.dtype:

@@ -1,0 +1,241 @@
+"""The images acquired with a Velox spectrum image, frame by frame: which image stacks
+belong to the SI, the drift of its frames measured on them (or on the SI's own counts),
+and image stacks moved onto the first frame's grid like an aligned SI.
+
+Velox scans the STEM detectors (HAADF, BF, DF...) together with the X-rays, one image
+frame per SI frame, and stores each detector's frames as ``Data/Image/<id>/Data``
+``(y, x, frame)`` with the SI's scan (area, size, dwell time) in its metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ...alignment import align_image, estimate_shifts
+from ...errors import EMDError
+from ...h5 import lazy_dataset, open_h5
+from ...options import ReadOptions
+from .grid import SIPlan, plan_spectrum_image, scan_key
+from .jsontree import warn
+from .metadata import VeloxMetadata
+from .stream import FramePlan, frame_plan, read_spectrum_images
+
+
+def is_si_image(plan: SIPlan | None, meta: dict[str, Any], shape: tuple[int, int, int]) -> bool:
+    """True for an image acquired with the spectrum image: same scan (area, size, dwell
+    time), or, when its metadata is lost, the SI's grid and frame count."""
+    if plan is None or plan.scan is None:
+        return False
+    key = scan_key(meta)
+    if key is not None:
+        return key == plan.scan
+    return not plan.pruned and shape == plan.shape
+
+
+def si_image_stacks(
+    md: VeloxMetadata, plan: SIPlan, first: int, last: int,
+    names: str | Sequence[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Frames ``first:last`` of the image stacks acquired with the SI on its grid, as
+    ``(F, ny, nx)`` float arrays by title (``names``: only those titles). Stacks with fewer
+    frames, another grid or complex data are left out."""
+    group = md.data.get("Image")
+    wanted = None if names is None else {names} if isinstance(names, str) else set(names)
+    found: dict[str, np.ndarray] = {}
+    if not isinstance(group, h5py.Group):
+        return found
+    for key in group:
+        g = group[key]
+        dset = g.get("Data") if isinstance(g, h5py.Group) else None
+        if not isinstance(dset, h5py.Dataset) or dset.ndim != 3 or dset.dtype.names:
+            continue
+        ny, nx, nf = dset.shape
+        meta = md.image_meta(g, f"Data/Image/{key}")
+        if (ny, nx) != (plan.ny, plan.nx) or nf < last or \
+                not is_si_image(plan, meta, (ny, nx, nf)):
+            continue
+        title = md.image_title(key, meta)
+        if wanted is not None and title not in wanted:
+            continue
+        found[title if title not in found else f"{title} ({key})"] = np.stack(
+            [dset[:, :, f].astype(np.float64) for f in range(first, last)])
+    return found
+
+
+#: Energy bands the counts are split into to measure drift on them.
+COUNT_BANDS = 32
+
+
+def count_maps(path: str, plan: SIPlan, first: int, last: int) -> list[np.ndarray]:
+    """``(F, ny, nx)`` X-ray count maps of frames ``first:last`` (all detectors), one per
+    energy band that holds counts, each divided by the square root of its mean count.
+
+    Bands, not the total: the phases of a specimen differ more in which X-rays they give
+    off than in how many, so each element's lines carry contrast the total count mixes
+    away. The scaling gives every band the same Poisson noise, so a band of few counts
+    cannot drown the others."""
+    rebin = next(r for r in range(max(1, plan.bincount // COUNT_BANDS), plan.bincount + 1)
+                 if plan.bincount % r == 0)
+    opts = ReadOptions(first_frame=first, last_frame=last, sum_frames=False,
+                       rebin_energy=rebin, SI_dtype=np.dtype("uint32"))
+    (res,) = read_spectrum_images(plan.spec(path), opts, plan.preloaded)
+    cube = np.asarray(res.data)
+    per_pixel = float(cube.sum()) / max(1, cube.shape[0] * cube.shape[1] * cube.shape[2])
+    if per_pixel < 2:
+        warn(f"{path}: only {per_pixel:.2g} X-rays per pixel and frame: drift measured on "
+             "so few counts is unreliable (check the shifts, or give your own)")
+    maps = []
+    for b in range(cube.shape[-1]):
+        band = cube[..., b].astype(np.float64)
+        mean = band.mean()
+        if mean > 0:
+            maps.append(band / np.sqrt(mean))
+    return maps
+
+
+def shifts_of_open_file(
+    md: VeloxMetadata, plan: SIPlan, first: int, last: int, source: str = "images",
+    images: str | Sequence[str] | None = None, upsample: int = 20,
+    smooth: float | None = None,
+) -> tuple[np.ndarray, str]:
+    """``(F, 2)`` float shifts of frames ``first:last`` of the SI of an open file, and
+    what they were measured on (see :func:`napari_emd.estimate_frame_shifts`)."""
+    if last - first == 1:
+        return np.zeros((1, 2)), "one frame: nothing to align"
+    if source == "counts":
+        maps = count_maps(md.path, plan, first, last)
+        if not maps:
+            raise ValueError(f"{md.path}: the spectrum image holds no X-ray counts in "
+                             f"frames {first}..{last - 1} to measure their drift on")
+        return (estimate_shifts(maps, upsample, 3.0 if smooth is None else smooth,
+                                refine=True),
+                "X-ray counts of the spectrum image (energy bands)")
+    stacks = si_image_stacks(md, plan, first, last, images)
+    if not stacks:
+        which = f" named {images!r}" if images is not None else ""
+        raise ValueError(
+            f"{md.path}: no image stack{which} was acquired with the spectrum image "
+            f"({plan.ny} x {plan.nx}, frames {first}..{last - 1}), so the frames' drift "
+            "cannot be measured on images. Instead: estimate it from the X-ray counts, "
+            "estimate_frame_shifts(path, source='counts'), and pass the result as "
+            "align_frames=shifts; or pass shifts of your own as an (F, 2) array")
+    shifts = estimate_shifts(list(stacks.values()), upsample,
+                             1.0 if smooth is None else smooth)
+    return shifts, f"image stack(s) {', '.join(stacks)}"
+
+
+def si_frame_shifts(
+    filename: str | os.PathLike, first_frame: int = 0, last_frame: int | None = None,
+    **kw: Any,
+) -> np.ndarray:
+    """:func:`shifts_of_open_file` of the SI of a Velox file (its implementation of
+    :func:`napari_emd.estimate_frame_shifts`)."""
+    path = os.path.abspath(os.fspath(filename))
+    opts = ReadOptions(first_frame=first_frame, last_frame=last_frame)
+    from . import detect
+
+    with open_h5(path) as f:
+        if not detect(f):
+            raise EMDError(path, "not a Velox file: frame shifts are measured on Velox "
+                                 "spectrum images")
+        md = VeloxMetadata(path, f)
+        plan = plan_spectrum_image(md, lazy=True)
+        if plan is None or plan.pruned or not plan.streams:
+            why = plan.reason if plan is not None and plan.reason else "there is none"
+            raise EMDError(path, f"no EDS spectrum image with frames to align ({why})")
+        first, last = opts.frame_range(plan.n_frames, path)
+        shifts, _ = shifts_of_open_file(md, plan, first, last, **kw)
+    return shifts
+
+
+def aligned_stack(path: str, dset: h5py.Dataset, fplan: FramePlan, lazy: bool) -> Any:
+    """``(F, ny, nx)``: the frames of ``fplan`` of an image stack stored ``(y, x, frame)``,
+    each moved back by its whole-pixel shift (zero where the frame did not reach), so they
+    line up with the aligned SI; a dask array reading one frame per task when ``lazy``."""
+    ny, nx, _ = dset.shape
+    if lazy:
+        import dask.array as da
+
+        arr = lazy_dataset(path, dset, chunks=(ny, nx, 1))
+        frames = [arr[:, :, f].map_blocks(align_image, *fplan.shift(j), dtype=dset.dtype)
+                  for j, f in enumerate(fplan.frames)]
+        return da.stack(frames)
+    out = np.empty((len(fplan.frames), ny, nx), dset.dtype)
+    for j, f in enumerate(fplan.frames):
+        out[j] = align_image(dset[:, :, f], *fplan.shift(j))
+    return out
+
+
+@dataclass
+class FrameChoice:
+    """The frames a read takes and how they are moved (``plan``), whether alignment was
+    asked for, and where the shifts come from."""
+
+    plan: FramePlan
+    aligned: bool
+    excluded: tuple[int, ...]
+    source: str = ""
+    estimated: np.ndarray | None = None
+
+    def parameters(self) -> dict[str, Any]:
+        """The entries ``original_metadata['ImportedDataParameter']`` gets."""
+        out: dict[str, Any] = {"Excluded_frames": list(self.excluded),
+                               "Frames_read": list(self.plan.frames)}
+        if self.aligned:
+            out["Frame_shifts"] = self._shifts()
+            out["Frame_shifts_source"] = self.source
+        if self.estimated is not None:
+            out["Frame_shifts_estimated"] = self.estimated.round(3).tolist()
+        return out
+
+    def metadata(self, ny: int, nx: int) -> dict[str, Any]:
+        """``metadata['Signal']['Frame_alignment']``: frames read, whole-pixel shifts,
+        where they come from, and how many frames cover each pixel (``coverage``)."""
+        md: dict[str, Any] = {"frames": list(self.plan.frames),
+                              "excluded_frames": list(self.excluded),
+                              "aligned": self.aligned}
+        if self.aligned:
+            md["shifts"] = self._shifts()
+            md["shift_convention"] = ("(dy, dx): a feature at (y, x) of the first frame "
+                                      "read is at (y + dy, x + dx) in the frame")
+            md["rounding"] = "shifts rounded to the nearest whole pixel (numpy.rint)"
+            md["source"] = self.source
+            if self.estimated is not None:
+                md["estimated_shifts"] = self.estimated.round(3).tolist()
+        md["coverage"] = self.plan.coverage(ny, nx)
+        return md
+
+    def _shifts(self) -> list[list[int]]:
+        return [list(self.plan.shift(j)) for j in range(len(self.plan.frames))]
+
+
+def resolve_frames(
+    md: VeloxMetadata, plan: SIPlan | None, opts: ReadOptions
+) -> tuple[ReadOptions, FrameChoice | None]:
+    """Check ``align_frames`` / ``exclude_frames`` against the SI and measure the shifts
+    when ``align_frames=True`` (on the SI's image stacks): the options with the shifts
+    filled in, and the read's :class:`FrameChoice` (``None``, with a warning, when the
+    file has no SI with frames). ``ValueError`` for values that do not fit the SI."""
+    if plan is None or plan.pruned or not plan.streams:
+        warn(f"{md.path}: align_frames and exclude_frames are ignored: the file has no EDS "
+             "spectrum image with frames (no event streams)")
+        return opts, None
+    source, estimated = "", None
+    if opts.align_frames is True:
+        first, last = opts.frame_range(plan.n_frames, md.path)
+        opts.check_frames(first, last, md.path)
+        estimated, source = shifts_of_open_file(md, plan, first, last)
+        opts = dataclasses.replace(
+            opts, align_frames=tuple((float(a), float(b)) for a, b in estimated))
+    elif opts.align_frames:
+        source = "given (align_frames)"
+    fplan = frame_plan(plan.spec(md.path), opts)
+    return opts, FrameChoice(fplan, opts.align_frames is not False, opts.exclude_frames,
+                             source, estimated)
