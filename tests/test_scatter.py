@@ -64,3 +64,19 @@ def test_big_eager_outputs_ask_for_small_pages():
                 flags = line.split()[1:]
                 break
     assert flags is not None and "nh" in flags
+
+
+def test_a_cancelled_eager_read_stops(tmp_path):
+    """The loader's Cancel sets an event; the decoder stops at the next block."""
+    import threading
+
+    from napari_emd.cancel import cancellation
+    from napari_emd.errors import Cancelled
+
+    info = write_velox_si(tmp_path / "c.emd", ny=40, nx=40, frames=2, detectors=2, seed=9)
+    event = threading.Event()
+    event.set()
+    with cancellation(event), pytest.raises(Cancelled):
+        read_spectrum_images(info.spec(), ReadOptions())
+    (cube,) = read_spectrum_images(info.spec(), ReadOptions())  # no event: it reads
+    assert cube.data.sum() > 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .... import cancel
 from ....h5 import open_h5
 from ....libc import small_pages
 from ....options import ReadOptions
@@ -79,6 +80,7 @@ def read_eager(
             else:  # one stream in memory at a time, a preloaded one first
                 over = False
                 for i in sorted(group, key=lambda i: spec.streams[i] not in preloaded):
+                    cancel.check()  # between streams too (a stream's read is one call)
                     idx = indexes[i]
                     buf, a, lines = idx.span(first, last, preloaded.pop(idx.stream, None))
                     jobs = line_jobs(lines, spec, plan.frames, plan.shifts, 0, spec.ny, a,

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .... import cancel
 from ....options import ReadOptions
 from .frames import StreamIndex
 from .spec import FramePlan, SISpec, bad_channel
@@ -102,8 +103,10 @@ def scatter(
         if j > i
     ]
     kern = kernels().scatter_lines
+    stop = cancel.current()  # the caller's: pool threads do not share its context
 
     def run(block: tuple[np.ndarray, ...]) -> int:
+        cancel.check(stop)  # a cancelled read stops within a block
         return kern(buf, *block, spec.nx, rebin, spec.bincount, out3)
 
     if threads > 1 and len(blocks) > 1:
