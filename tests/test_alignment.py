@@ -56,7 +56,8 @@ def shifted_sum(per_frame: np.ndarray, shifts: np.ndarray) -> np.ndarray:
 
 
 def si_of(datasets, title="EDS"):
-    return next(d for d in datasets if d.title == title)
+    """The dataset titled ``title``, whatever its note on the frames (" (aligned)")."""
+    return next(d for d in datasets if d.title.split(" (")[0] == title)
 
 
 # --- estimating ------------------------------------------------------------------------
@@ -337,7 +338,8 @@ def test_read_datasets_records_shifts_coverage_and_excluded_frames(drifted):
     out = napari_emd.file_reader(drifted.path, exclude_frames=(0,))
     titles = [o["metadata"]["General"]["title"] for o in out]
     assert "EDS frame coverage" not in titles
-    si = next(o for o in out if o["metadata"]["General"]["title"] == "EDS")
+    si = next(o for o in out if o["metadata"]["General"]["title"].split(" (")[0] == "EDS")
+    assert si["metadata"]["General"]["title"] == "EDS (frame 1 left out)"
     assert si["metadata"]["Signal"]["Frame_alignment"]["frames"] == [1, 2, 3, 4]
     plain = napari_emd.read_datasets(drifted.path)
     assert "Frame_alignment" not in si_of(plain).metadata.get("Signal", {})
@@ -347,7 +349,8 @@ def test_read_datasets_records_shifts_coverage_and_excluded_frames(drifted):
 def test_per_frame_axis_lists_the_frames_read(drifted):
     out = napari_emd.file_reader(drifted.path, sum_frames=False, exclude_frames=(1,),
                                  align_frames=DRIFT)
-    si = next(o for o in out if o["metadata"]["General"]["title"] == "EDS")
+    si = next(o for o in out if o["metadata"]["General"]["title"].split(" (")[0] == "EDS")
+    assert si["metadata"]["General"]["title"] == "EDS (aligned; frame 2 left out)"
     assert si["data"].shape[0] == 4
     t = si["axes"][0]
     assert t["name"] == "Time"

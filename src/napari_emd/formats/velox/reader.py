@@ -351,7 +351,8 @@ class VeloxReader:
             if self.frames is not None:
                 md.setdefault("Signal", {})["Frame_alignment"] = self._frames_md()
             ds = Dataset(
-                title="EDS" if res.detector is None else f"EDS - {res.detector}",
+                title=("EDS" if res.detector is None else f"EDS - {res.detector}")
+                + (self.frames.title_note() if self.frames is not None else ""),
                 data=res.data,
                 axes=axes,
                 kind=SPECTRUM_IMAGE,

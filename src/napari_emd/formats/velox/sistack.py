@@ -184,6 +184,15 @@ class FrameChoice:
     source: str = ""
     estimated: np.ndarray | None = None
 
+    def title_note(self) -> str:
+        """What the title says of the frames: ``" (aligned)"``, ``" (frames 2, 5 left
+        out)"``, both, or nothing."""
+        notes = ["aligned"] if self.aligned else []
+        if self.excluded:
+            nums = ", ".join(str(f + 1) for f in self.excluded)  # Velox numbers from 1
+            notes.append(f"frame{'s' if len(self.excluded) > 1 else ''} {nums} left out")
+        return f" ({'; '.join(notes)})" if notes else ""
+
     def parameters(self) -> dict[str, Any]:
         """The entries ``original_metadata['ImportedDataParameter']`` gets."""
         out: dict[str, Any] = {"Excluded_frames": list(self.excluded),
