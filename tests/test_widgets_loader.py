@@ -243,3 +243,31 @@ def test_two_files_in_one_viewer_keep_usable_sliders(make_napari_viewer, qtbot):
         assert viewer.dims.nsteps[axis] <= 2 * 4096 + 256
     names = [ly.name for ly in viewer.layers]
     assert len(set(names)) == len(names)
+
+
+def test_per_frame_view_leave_out_and_align(make_napari_viewer, qtbot, tmp_path):
+    """A drifting SI: the loader plots each frame's X-rays, image mean and estimated
+    drift; frames can be left out and the rest aligned; the layer says so."""
+    from napari_emd.synthetic import write_velox_si
+
+    drift = np.array([[0, 0], [1, 2], [3, -1], [4, 3]])
+    path = tmp_path / "drift.emd"
+    write_velox_si(path, ny=48, nx=40, frames=4, detectors=2, counts_per_pixel=3,
+                   bincount=256, seed=2, drift=drift)
+    _viewer, w = _loader(make_napari_viewer, qtbot)
+    w.set_path(path)
+    assert w.exclude_frames.choices == (1, 2, 3, 4) and w.align_frames.enabled
+    qtbot.waitUntil(lambda: w.frames_panel.report is not None, timeout=60_000)
+    report = w.frames_panel.report
+    assert report.n_frames == 4 and report.counts is not None and (report.counts > 0).all()
+    assert "HAADF" in report.image_means
+    np.testing.assert_allclose(report.shifts, drift, atol=0.5)
+    assert w.frames_panel.isVisibleTo(w.native)
+    added = _wait_loaded(qtbot, w, exclude_frames=[3], align_frames=True,
+                         select_type="spectrum images")
+    names = [ly.name for ly in added]
+    assert "EDS (aligned; frame 3 left out)" in names
+    si = next(ly for ly in added if ly.name.startswith("EDS ("))
+    fa = layer_info(si).record.metadata["Signal"]["Frame_alignment"]
+    assert fa["frames"] == [0, 1, 3] and fa["excluded_frames"] == [2]
+    assert w.options()["exclude_frames"] == (2,) and w.options()["align_frames"] is True

@@ -277,4 +277,15 @@ def estimate_frame_shifts(
                            upsample=upsample, smooth=smooth)
 
 
-__all__ = ["SOURCES", "align_image", "estimate_frame_shifts", "estimate_shifts"]
+def frame_report(filename: str | os.PathLike, shifts: bool = True) -> Any:
+    """What each frame of a Velox spectrum image holds: X-rays per frame (from the frame
+    table, no stream read), the mean of each image acquired with it, and (``shifts``)
+    the estimated drift: a :class:`napari_emd.formats.velox.frames_report.FrameReport`.
+    The loader plots it so frames can be left out and aligned."""
+    from .formats.velox.frames_report import frame_report as report
+
+    return report(filename, shifts)
+
+
+__all__ = ["SOURCES", "align_image", "estimate_frame_shifts", "estimate_shifts",
+           "frame_report"]

@@ -114,6 +114,12 @@ def reader_options(facts: SIFacts, values: dict[str, Any]) -> dict[str, Any]:
                     sum_EDS_detectors=bool(values["sum_EDS_detectors"]))
     opts.update(rebin_energy=int(values["rebin_energy"]),
                 load_SI_image_stack=bool(values["load_SI_image_stack"]))
+    if streams:
+        excluded = tuple(sorted(int(v) - 1 for v in values.get("exclude_frames") or ()))
+        if excluded:
+            opts["exclude_frames"] = excluded
+        if values.get("align_frames"):
+            opts["align_frames"] = True
     if values["SI_dtype"] != "native":
         opts["SI_dtype"] = values["SI_dtype"]
     return opts
@@ -125,9 +131,13 @@ def needed_bytes(facts: SIFacts, values: dict[str, Any]) -> int:
         return 0
     opts = reader_options(facts, values)
     detectors = 1 if opts.get("sum_EDS_detectors", True) else max(1, len(values["detectors"]))
-    return facts.nbytes(opts.get("first_frame", 0), opts.get("last_frame"),
-                        opts.get("sum_frames", True), detectors, opts.get("rebin_energy", 1),
-                        opts.get("SI_dtype"))
+    one = facts.nbytes(0, 1, True, detectors, opts.get("rebin_energy", 1), opts.get("SI_dtype"))
+    if opts.get("sum_frames", True):
+        return one
+    first = opts.get("first_frame", 0)
+    last = facts.n_frames if opts.get("last_frame") is None else opts["last_frame"]
+    kept = [f for f in range(first, last) if f not in opts.get("exclude_frames", ())]
+    return one * max(len(kept), 1)
 
 
 def _load(path: str, options: dict[str, Any], viewer: Any, cancel: threading.Event):
@@ -167,6 +177,9 @@ class LoaderWidget(FunctionGui):
                                  "label": "energy rebin"},
                 "SI_dtype": {"widget_type": "ComboBox", "choices": DTYPES, "label": "dtype"},
                 "load_SI_image_stack": {"label": "image stack (every frame)"},
+                "exclude_frames": {"widget_type": "Select", "choices": [],
+                                   "label": "frames left out"},
+                "align_frames": {"label": "align frames (drift)"},
                 "select_type": {"widget_type": "ComboBox", "choices": list(SELECT_TYPES),
                                 "label": "load"},
                 "lazy": {"label": "lazy (read when shown)"},
@@ -181,21 +194,28 @@ class LoaderWidget(FunctionGui):
         self.cancel_event: threading.Event | None = None
         self._job = 0
         self.facts_label = Label(value="Choose an EMD file (or select one of its layers).")
+        from .frames_panel import FramesPanel
+
+        self.frames_panel = FramesPanel()
+        self._report_worker: Any = None
         self.size_label = Label(value="")
         self.status = Label(value="")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.cancel_button.changed.connect(self.cancel)
         self.insert(1, self.facts_label)
         self.extend([self.cancel_button, self.size_label, self.status])
+        self.native.layout().addWidget(self.frames_panel)
         self.facts_label.native.setWordWrap(True)
         self.status.native.setWordWrap(True)
         self.size_label.native.setWordWrap(True)
         self.ask_before_big_load = True
         self.path.changed.connect(self._path_changed)
         for name in ("first_frame", "last_frame", "sum_frames", "sum_EDS_detectors",
-                     "detectors", "rebin_energy", "SI_dtype", "lazy"):
+                     "detectors", "rebin_energy", "SI_dtype", "lazy", "exclude_frames"):
             getattr(self, name).changed.connect(self._update_size)
         self.sum_EDS_detectors.changed.connect(self._update_enabled)
+        self.exclude_frames.changed.connect(
+            lambda value: self.frames_panel.set_excluded({int(v) - 1 for v in value}))
         self.first_frame.changed.connect(self._frames_changed)
         self.last_frame.changed.connect(self._frames_changed)
         self._set_enabled(None)
@@ -217,6 +237,8 @@ class LoaderWidget(FunctionGui):
         rebin_energy: int = 1,
         SI_dtype: str = "native",
         load_SI_image_stack: bool = False,
+        exclude_frames: list[int] = (),  # type: ignore[assignment]
+        align_frames: bool = False,
         select_type: str = "everything",
         lazy: bool = True,
     ) -> Any:
@@ -302,10 +324,14 @@ class LoaderWidget(FunctionGui):
         self.rebin_energy.value = 1
         self.SI_dtype.value = "native"
         self.load_SI_image_stack.value = False
+        self.exclude_frames.choices = list(range(1, n + 1))
+        self.exclude_frames.value = []
+        self.align_frames.value = False
         self.select_type.value = "everything"
         self.lazy.value = True
         self._set_enabled(f)
         self._update_size()
+        self._start_frame_report(f)
 
     def _set_enabled(self, f: SIFacts | None) -> None:
         """Enable what the file has; say why the rest is off (tooltips)."""
@@ -327,7 +353,11 @@ class LoaderWidget(FunctionGui):
             "rebin_energy": None if si else why_no_si,
             "SI_dtype": None if si else why_no_si,
             "load_SI_image_stack": None if si else why_no_si,
+            "align_frames": None if streams and f.n_frames > 1 else
+            PRUNED_TIP if si and not streams else
+            "this spectrum image has one frame" if si else why_no_si,
         }
+        reasons["exclude_frames"] = reasons["align_frames"]
         reasons["last_frame"] = reasons["first_frame"]
         for name, why in reasons.items():
             w = getattr(self, name)
@@ -337,6 +367,26 @@ class LoaderWidget(FunctionGui):
             self.first_frame.tooltip = self.last_frame.tooltip = FRAME_TABLE_TIP
         self._update_enabled()
         self.call_button.enabled = f is not None
+
+    def _start_frame_report(self, f: SIFacts) -> None:
+        """Work out the per-frame view (dose, image mean, drift) in a worker thread."""
+        from napari.qt.threading import create_worker
+
+        self.frames_panel.show_report(None)
+        if not (f.has_si and f.readable and f.source == "event streams" and f.n_frames > 1):
+            return
+        from ...alignment import frame_report
+
+        path = f.path
+        worker = create_worker(frame_report, path, _ignore_errors=True)
+        worker.returned.connect(lambda report: self._frame_report_ready(path, report))
+        self._report_worker = worker
+        worker.start()
+
+    def _frame_report_ready(self, path: str, report: Any) -> None:
+        if self.facts is None or self.facts.path != path:
+            return  # another file was chosen meanwhile
+        self.frames_panel.show_report(report, {int(v) - 1 for v in self.exclude_frames.value})
 
     def _update_enabled(self, *_: Any) -> None:
         self.detectors.enabled = bool(self.sum_EDS_detectors.enabled
@@ -546,6 +596,11 @@ _TIPS = {
     "rebin_energy": f"Sum this many neighbouring channels (at least {MIN_CHANNELS} are left)",
     "SI_dtype": "dtype of the spectrum image (native: the file's)",
     "load_SI_image_stack": "Read every frame of the images taken with the spectrum image",
+    "exclude_frames": "Frames (1 to N) the sum leaves out: a beam-damaged or drifted "
+                      "frame, say (see the per-frame plot below)",
+    "align_frames": "Move every frame's X-rays by its drift, measured on the images "
+                    "taken with the spectrum image (whole pixels), while decoding: the "
+                    "sum is sharp even when the specimen drifted",
 }
 
 

@@ -25,7 +25,7 @@ from ....errors import EMDError
 from ....h5 import file_identity, open_h5
 from ....options import ReadOptions
 from .eager import detector_groups, read_eager
-from .frames import clear_indexes, count_pixels, index_lines
+from .frames import clear_indexes, count_pixels, index_lines, load_table
 from .lazy import lazy_cube
 from .planes import clear_event_indexes, lazy_planes
 from .reference import decode_reference, read_spectrum_images_reference
@@ -95,6 +95,7 @@ __all__ = [
     "decode_reference",
     "frame_plan",
     "index_lines",
+    "load_table",
     "read_spectrum_images",
     "read_spectrum_images_reference",
     "warm_kernels",
