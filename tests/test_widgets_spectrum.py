@@ -120,6 +120,8 @@ def test_click_pins_a_pixel(make_napari_viewer, qtbot, si_file):
     viewer, w, si = _open(make_napari_viewer, qtbot, path)
     w.set_mode(CLICK)
     rec = layer_info(si).record
+    # the HAADF and the SI open side by side; overlaid, one camera maps the whole canvas
+    viewer.canvas.grid.enabled = False
     # a real mouse press on the canvas, at the centre of pixel (y=7, x=2)
     viewer.window._qt_window.show()
     qtbot.waitExposed(viewer.window._qt_window)
@@ -429,3 +431,25 @@ def test_bad_windows_and_unknown_elements_are_refused_clearly(make_napari_viewer
     w.elements_edit.setText("Fe, Qq")
     w._elements_typed()
     assert "Qq" in w.status.text()
+
+
+def test_click_in_a_grid_cell_pins_that_pixel(make_napari_viewer, qtbot, si_file):
+    """The HAADF and the SI open side by side (napari's grid, each cell its own camera):
+    a click in the SI's cell pins the pixel under the mouse in that cell."""
+    path, info = si_file
+    viewer, w, si = _open(make_napari_viewer, qtbot, path)
+    assert viewer.canvas.grid.enabled
+    w.set_mode(CLICK)
+    viewer.window._qt_window.show()
+    qtbot.waitExposed(viewer.window._qt_window)
+    viewer.reset_view()
+    qtbot.wait(100)
+    canvas = viewer.window._qt_viewer.canvas
+    to_canvas = canvas.layer_to_visual[si].node.get_transform(map_from="visual", map_to="canvas")
+    x, y, _, w_ = to_canvas.map([2.0, 7.0, 0.0, 1.0])  # the centre of pixel (y=7, x=2)
+    pos = (x / w_, y / w_)
+    canvas._scene_canvas.events.mouse_press(pos=pos, button=1, modifiers=())
+    canvas._scene_canvas.events.mouse_release(pos=pos, button=1, modifiers=())
+    _settle(qtbot, w)
+    assert w.clicked == (7, 2)
+    np.testing.assert_array_equal(w.spectrum, info.counts.sum(axis=(0, 1))[7, 2])

@@ -125,10 +125,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def view(
-    path: str | None, screenshot: str | None, widgets: bool = True, grid: bool = False
+    path: str | None, screenshot: str | None, widgets: bool = True,
+    grid: bool | None = None,
 ) -> int:
     """Open napari with ``path`` (the bundled synthetic sample when ``None``); ``grid``
-    shows every layer side by side."""
+    True shows every layer side by side, False overlays them, None keeps the reader's
+    choice (side by side for several independent images)."""
     headless = _needs_virtual_display()
     if headless:
         start_virtual_display()
@@ -145,7 +147,10 @@ def view(
         for name in ("Spectrum viewer", "Spectrum-image loader"):
             with contextlib.suppress(Exception):
                 viewer.window.add_plugin_dock_widget("napari-emd-io", name)
-    viewer.grid.enabled = grid
+    if grid is not None:
+        from .plugin.reader import grid_of
+
+        grid_of(viewer).enabled = grid
     bar = viewer.canvas.overlays["scale_bar"] if hasattr(viewer, "canvas") else viewer.scale_bar
     bar.visible = True
     if screenshot:
@@ -180,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_view.add_argument("file", nargs="?")
     p_view.add_argument("--screenshot", metavar="PNG", help="save a screenshot and exit")
     p_view.add_argument("--no-widgets", action="store_true", help="do not dock the widgets")
-    p_view.add_argument("--grid", action="store_true", help="show the layers side by side")
+    p_view.add_argument("--grid", action=argparse.BooleanOptionalAction, default=None,
+                        help="show the layers side by side (--no-grid: overlaid); by "
+                             "default several independent images are side by side")
     args = parser.parse_args(argv)
     try:
         if args.command == "info":

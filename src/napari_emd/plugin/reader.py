@@ -76,11 +76,19 @@ def read_layers(
             # spectra and tables only: they open in the spectrum viewer and table docks
             install(viewer).show_file(file_info(datasets, p))
         if viewer is not None and not existing and not layers and side_by_side(found):
-            viewer.grid.enabled = True  # like Velox's panels: every image in view
+            grid = grid_of(viewer)
+            grid.enabled = True  # like Velox's panels: every image in view
             with contextlib.suppress(Exception):  # napari >= 0.6
-                viewer.grid.spacing = 0.05
+                grid.spacing = 0.05
         layers.extend(found)
     return layers
+
+
+def grid_of(viewer: Any) -> Any:
+    """The viewer's grid-mode model (``viewer.canvas.grid`` since napari 0.9, where
+    ``viewer.grid`` is deprecated)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if hasattr(canvas, "grid") else viewer.grid
 
 
 def side_by_side(layers: list[LayerData]) -> bool:
