@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_emd.model import SPECTRUM_IMAGE
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -81,12 +83,13 @@ def run_case(tool: str, case: str, path: str, frames: int) -> dict:
     t = time.perf_counter()
     extra: dict = {}
     if case == "plain":
-        si = next(d for d in mod.read_datasets(path) if d.title == "EDS")
+        si = next(d for d in mod.read_datasets(path) if d.kind == SPECTRUM_IMAGE)
     elif case == "aligned":
         si = next(d for d in mod.read_datasets(path, align_frames=drift(frames))
-                  if d.title == "EDS")
+                  if d.kind == SPECTRUM_IMAGE)
     elif case == "aligned-est":
-        si = next(d for d in mod.read_datasets(path, align_frames=True) if d.title == "EDS")
+        si = next(d for d in mod.read_datasets(path, align_frames=True)
+                  if d.kind == SPECTRUM_IMAGE)
         extra["estimated_max"] = float(np.abs(
             si.metadata["Signal"]["Frame_alignment"]["estimated_shifts"]).max())
     elif case == "rsciio-frames":

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import napari_emd
+from napari_emd.model import SPECTRUM_IMAGE
 from napari_emd.synthetic import write_velox_si
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,9 +41,9 @@ def main(out: Path) -> None:
         info = write_velox_si(Path(tmp) / "drift.emd", ny=128, nx=128, frames=FRAMES,
                               detectors=4, counts_per_pixel=3, seed=21, drift=DRIFT)
         est = napari_emd.estimate_frame_shifts(info.path)
-        plain = next(d for d in napari_emd.read_datasets(info.path) if d.title == "EDS")
+        plain = next(d for d in napari_emd.read_datasets(info.path) if d.kind == SPECTRUM_IMAGE)
         read = napari_emd.read_datasets(info.path, align_frames=True)
-        aligned = next(d for d in read if d.title == "EDS")
+        aligned = next(d for d in read if d.kind == SPECTRUM_IMAGE)
         cover = next(d for d in read if d.title == "EDS frame coverage").data
     print("drift written:\n", DRIFT.T, "\nestimated:\n", est.round(2).T)
     before, after = fe_map(plain), fe_map(aligned)
