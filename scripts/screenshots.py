@@ -5,7 +5,10 @@ Run under a virtual display (the napari window must really be shown)::
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
 
 Writes ``docs/images/loader.png``, ``docs/images/spectrum_viewer.png`` (whole window) and
-``docs/images/*_widget.png`` (the dock widgets alone).
+``docs/images/*_widget.png`` (the dock widgets alone); with the real files present
+(``../shared/emd-data`` or ``$NAPARI_EMD_TEST_DATA``) also the ``docs/images/view_*.png``
+of docs/what-you-see.md: real files as they first open, dropped on an empty viewer
+(``--views``: only those).
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ def main() -> int:
         print("no DISPLAY: run me under xvfb-run (see the docstring)", file=sys.stderr)
         return 2
     OUT.mkdir(parents=True, exist_ok=True)
+    if "--views" in sys.argv:  # only the first views of the real files
+        first_views()
+        return 0
     path = velox_si_path()
 
     viewer = napari.Viewer(title="napari-emd", show=True)
@@ -131,7 +137,45 @@ def main() -> int:
     save(win, "spectrum_viewer.png")
     save(spec, "spectrum_widget.png")
     viewer.close()
+    first_views()
     return 0
+
+
+FIRST_VIEWS = {  # docs/what-you-see.md: file -> picture
+    "Test SI 16x16 215 kx.emd": "view_velox_si.png",
+    "example_velox_EELS_EDS.emd": "view_velox_eels_eds.png",
+    "FFTComplexEven.emd": "view_velox_fft.png",
+    "Si100_2D_3D_DPC_potential_2slices.emd": "view_prismatic.png",
+}
+
+
+def first_views() -> None:
+    """Each file of FIRST_VIEWS opened as a user would (``viewer.open``), the presenter's
+    workers given time to set the energy and contrast, then the whole window saved."""
+    import napari
+
+    data = Path(os.environ.get("NAPARI_EMD_TEST_DATA", ROOT.parent / "shared" / "emd-data"))
+    if not data.is_dir():
+        print(f"no real files in {data}: the view_*.png pictures are left as they are")
+        return
+    for name, png in FIRST_VIEWS.items():
+        viewer = napari.Viewer(title=f"napari-emd: {name}", show=True)
+        viewer.window._qt_window.resize(1500, 950)
+        viewer.scale_bar.visible = True
+        wait(300)
+        layers = viewer.open(str(data / name), plugin="napari-emd-io")
+        wait(2500)
+        if name == "FFTComplexEven.emd":  # the FFT (opened hidden) alone, in 1/µm
+            for layer in layers:
+                if layer.visible:
+                    viewer.layers.remove(layer)
+                else:
+                    layer.visible = True
+            wait(500)
+        viewer.reset_view()
+        wait(500)
+        save(viewer.window._qt_window, png)
+        viewer.close()
 
 
 if __name__ == "__main__":
