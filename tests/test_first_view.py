@@ -209,10 +209,14 @@ def test_zero_size_dataset_warns_and_adds_no_layer(make_napari_viewer, tmp_path)
 
 def test_independent_images_side_by_side_maps_overlaid(make_napari_viewer, qtbot):
     """Several independent images (a DPC set) open in napari's grid, like Velox's panels;
-    a file with element maps stays one overlaid view; a generic 3-D signal is not split."""
+    a file with element maps stays one overlaid view, and so does a spectrum image with
+    its HAADF (maps and regions are drawn over the scan); a generic 3-D signal is not
+    split."""
     viewer, layers = _open(make_napari_viewer, qtbot, "fei_example_dpc_titles.emd")
     assert viewer.canvas.grid.enabled and len(layers) >= 9
     viewer, _ = _open(make_napari_viewer, qtbot, "Test SI 16x16 215 kx.emd")
     assert not viewer.canvas.grid.enabled
+    viewer, layers = _open(make_napari_viewer, qtbot, "fei_SI_SuperX-HAADF_10frames_10x50.emd")
+    assert not viewer.canvas.grid.enabled and sum(ly.visible for ly in layers) >= 2
     viewer, layers = _open(make_napari_viewer, qtbot, "example_signal.emd")
     assert [ly.data.shape for ly in layers] == [(3, 3, 3)]

@@ -120,8 +120,8 @@ def test_click_pins_a_pixel(make_napari_viewer, qtbot, si_file):
     viewer, w, si = _open(make_napari_viewer, qtbot, path)
     w.set_mode(CLICK)
     rec = layer_info(si).record
-    # the HAADF and the SI open side by side; overlaid, one camera maps the whole canvas
-    viewer.canvas.grid.enabled = False
+    # the HAADF and the SI open overlaid (maps and regions are drawn over the scan)
+    assert not viewer.canvas.grid.enabled
     # a real mouse press on the canvas, at the centre of pixel (y=7, x=2)
     viewer.window._qt_window.show()
     qtbot.waitExposed(viewer.window._qt_window)
@@ -433,15 +433,17 @@ def test_bad_windows_and_unknown_elements_are_refused_clearly(make_napari_viewer
     assert "Qq" in w.status.text()
 
 
+
 def test_click_in_a_grid_cell_pins_that_pixel(make_napari_viewer, qtbot, si_file):
-    """The HAADF and the SI open side by side (napari's grid, each cell its own camera):
-    a click in the SI's cell pins the pixel under the mouse in that cell."""
+    """With napari's grid switched on (each cell its own camera), a click in the SI's
+    cell pins the pixel under the mouse in that cell."""
     path, info = si_file
     viewer, w, si = _open(make_napari_viewer, qtbot, path)
-    assert viewer.canvas.grid.enabled
     w.set_mode(CLICK)
     viewer.window._qt_window.show()
     qtbot.waitExposed(viewer.window._qt_window)
+    viewer.canvas.grid.enabled = True
+    qtbot.wait(100)  # the cells' view boxes get their size
     viewer.reset_view()
     qtbot.wait(100)
     canvas = viewer.window._qt_viewer.canvas

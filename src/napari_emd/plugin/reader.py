@@ -16,6 +16,7 @@ from ..api import READ_EXTENSIONS, detect_format, read_datasets
 from ..cancel import cancellation
 from ..errors import EMDError
 from ..h5 import is_hdf5
+from .layer_meta import is_si_layer
 from .layers import LayerData, datasets_to_layers, file_info
 from .view import install
 
@@ -93,8 +94,13 @@ def grid_of(viewer: Any) -> Any:
 
 def side_by_side(layers: list[LayerData]) -> bool:
     """Whether a file's layers are best seen side by side (napari's grid): several
-    independent images, none of them an element map drawn over the others."""
-    shown = [kw for _, kw, kind in layers if kind == "image" and kw.get("visible", True)]
+    independent images, none of them an element map drawn over the others and no
+    spectrum image (its maps, regions and annotations are drawn over its scan, which a
+    grid would put in cells of their own)."""
+    images = [kw for _, kw, kind in layers if kind == "image"]
+    if any(is_si_layer(kw) for kw in images):
+        return False
+    shown = [kw for kw in images if kw.get("visible", True)]
     if any(kw.get("blending") == "additive" for kw in shown):
         return False
     return len(shown) >= 2
