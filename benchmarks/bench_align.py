@@ -48,7 +48,16 @@ from napari_emd.model import SPECTRUM_IMAGE
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import SIZES, _fmt_time, _imports, _peak_mib, _rss_mib, synthetic  # noqa: E402
+from run import (  # noqa: E402
+    SIZES,
+    _fmt_time,
+    _imports,
+    _peak_mib,
+    _rss_mib,
+    run_cases,
+    summary,
+    synthetic,
+)
 
 CASES = {
     "ours": ["plain", "aligned", "aligned-est"],
@@ -150,33 +159,14 @@ def main() -> None:
         jobs = [(t, c) for t in tools for c in CASES[t] if wanted is None or c in wanted]
         if size == "large":  # 20 per-frame cubes of 512 MiB would not fit in memory
             jobs = [j for j in jobs if j[1] != "rsciio-frames"]
-        runs: dict[tuple[str, str], list[dict]] = {j: [] for j in jobs}
-        errors: dict[tuple[str, str], str] = {}
-        for _ in range(max(1, args.repeat)):
-            for tool, case in jobs:
-                if (tool, case) in errors:
-                    continue
-                if args.settle > 0:
-                    time.sleep(args.settle)
-                cmd = [sys.executable, __file__, "--tool", tool, "--case", case,
-                       "--file", str(path), "--frames", str(nf)]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode:
-                    errors[(tool, case)] = (proc.stderr.strip().splitlines() or [
-                        f"exit status {proc.returncode}"])[-1]
-                    continue
-                runs[(tool, case)].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        runs, errors = run_cases(__file__, jobs, path, nf, args.repeat, args.settle)
         for tool, case in jobs:
             got = runs[(tool, case)]
             row: dict = {"size": f"{ny}x{nx}x{nf}", "tool": tool, "case": case}
             if (tool, case) in errors:
                 row["error"] = errors[(tool, case)]
             else:
-                row.update(time=float(np.median([r["time"] for r in got])),
-                           best=float(np.min([r["time"] for r in got])),
-                           peak=float(np.median([r["peak"] for r in got])),
-                           times=[r["time"] for r in got],
-                           sums=sorted({r.get("sum") for r in got}))
+                row.update(summary(got), sums=sorted({r.get("sum") for r in got}))
             rows.append(row)
             print(row, file=sys.stderr)
     print()

@@ -241,6 +241,44 @@ def _fmt_time(s: float) -> str:
     return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
+def run_cases(
+    script: str, jobs: list[tuple[str, str]], path: Path, nf: int, repeat: int,
+    settle: float,
+) -> tuple[dict[tuple[str, str], list[dict]], dict[tuple[str, str], str]]:
+    """Run every (tool, case) of ``jobs`` ``repeat`` times, each in a fresh process of
+    ``script`` after ``settle`` seconds: the results per job, and the last error line of
+    the jobs that failed (they are not run again). The repeats go round all cases in
+    turn, so that every tool meets the same spells of slow memory on a shared VM instead
+    of one tool getting all of them."""
+    runs: dict[tuple[str, str], list[dict]] = {j: [] for j in jobs}
+    errors: dict[tuple[str, str], str] = {}
+    for _ in range(max(1, repeat)):
+        for tool, case in jobs:
+            if (tool, case) in errors:
+                continue
+            if settle > 0:
+                time.sleep(settle)
+            cmd = [sys.executable, script, "--tool", tool, "--case", case,
+                   "--file", str(path), "--frames", str(nf)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                errors[(tool, case)] = (proc.stderr.strip().splitlines()
+                                        or [f"exit status {proc.returncode}"])[-1]
+                continue
+            runs[(tool, case)].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return runs, errors
+
+
+def summary(got: list[dict]) -> dict:
+    """Median and best time, median peak memory and every time of one job's runs."""
+    return {
+        "time": float(np.median([r["time"] for r in got])),
+        "best": float(np.min([r["time"] for r in got])),
+        "peak": float(np.median([r["peak"] for r in got])),
+        "times": [r["time"] for r in got],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -283,34 +321,13 @@ def main() -> None:
                 print(f"{tool} is not installed: skipped", file=sys.stderr)
                 continue
             jobs += [(tool, c) for c in CASES[tool] if wanted is None or c in wanted]
-        # the repeats go round all cases in turn, so that every tool meets the same spells
-        # of slow memory on a shared VM instead of one tool getting all of them
-        runs: dict[tuple[str, str], list[dict]] = {j: [] for j in jobs}
-        errors: dict[tuple[str, str], list[str]] = {}
-        for _ in range(max(1, args.repeat)):
-            for tool, case in jobs:
-                if (tool, case) in errors:
-                    continue
-                if args.settle > 0:
-                    time.sleep(args.settle)
-                cmd = [sys.executable, __file__, "--tool", tool, "--case", case,
-                       "--file", str(path), "--frames", str(nf)]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode:
-                    errors[(tool, case)] = proc.stderr.strip().splitlines()[-1:]
-                    continue
-                runs[(tool, case)].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        runs, errors = run_cases(__file__, jobs, path, nf, args.repeat, args.settle)
         for tool, case in jobs:
             got = runs[(tool, case)]
             if (tool, case) in errors:
                 res: dict = {"error": errors[(tool, case)]}
             else:
-                res = {
-                    "time": float(np.median([r["time"] for r in got])),
-                    "best": float(np.min([r["time"] for r in got])),
-                    "peak": float(np.median([r["peak"] for r in got])),
-                    "times": [r["time"] for r in got],
-                }
+                res = summary(got)
             row = {"size": f"{ny}x{nx}x{nf}", "tool": tool, "case": case, **res}
             rows.append(row)
             if "error" in res:

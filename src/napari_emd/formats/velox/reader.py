@@ -208,16 +208,6 @@ class VeloxReader:
             out[i] = _compound_to_complex(frame, *cplx) if cplx else frame
         return out[0] if keep == 1 else out
 
-    @staticmethod
-    def _yx_axes(cal: tuple | None, ny: int, nx: int, navigate: bool) -> list[Axis]:
-        if cal is None:
-            return [Axis("y", ny, navigate=navigate), Axis("x", nx, navigate=navigate)]
-        sy, sx, oy, ox, unit, raw = cal
-        return [
-            Axis("y", ny, sy, oy, unit, navigate=navigate, raw_units=raw),
-            Axis("x", nx, sx, ox, unit, navigate=navigate, raw_units=raw),
-        ]
-
     # -- single spectra ------------------------------------------------------------------
 
     def _read_spectra(self, has_si: bool) -> None:
