@@ -443,13 +443,27 @@ def test_click_in_a_grid_cell_pins_that_pixel(make_napari_viewer, qtbot, si_file
     viewer.window._qt_window.show()
     qtbot.waitExposed(viewer.window._qt_window)
     viewer.canvas.grid.enabled = True
-    qtbot.wait(100)  # the cells' view boxes get their size
-    viewer.reset_view()
-    qtbot.wait(100)
     canvas = viewer.window._qt_viewer.canvas
-    to_canvas = canvas.layer_to_visual[si].node.get_transform(map_from="visual", map_to="canvas")
-    x, y, _, w_ = to_canvas.map([2.0, 7.0, 0.0, 1.0])  # the centre of pixel (y=7, x=2)
-    pos = (x / w_, y / w_)
+
+    def centre_of_pixel():  # (y=7, x=2) on the canvas, through the cell's camera
+        node = canvas.layer_to_visual[si].node  # its pixel (y, x) spans [x, x+1] x [y, y+1]
+        x, y, _, w_ = node.get_transform(map_from="visual", map_to="canvas").map(
+            [2.5, 7.5, 0.0, 1.0])
+        return (round(x / w_, 3), round(y / w_, 3))
+
+    # the cells' view boxes get their size and cameras over a few paints: wait until
+    # the pixel stays put on the canvas
+    qtbot.wait(100)
+    viewer.reset_view()
+    seen = [centre_of_pixel()]
+
+    def settled() -> bool:
+        qtbot.wait(150)
+        seen.append(centre_of_pixel())
+        return seen[-1] == seen[-2]
+
+    qtbot.waitUntil(settled, timeout=5000)
+    pos = seen[-1]
     canvas._scene_canvas.events.mouse_press(pos=pos, button=1, modifiers=())
     canvas._scene_canvas.events.mouse_release(pos=pos, button=1, modifiers=())
     _settle(qtbot, w)
