@@ -73,6 +73,28 @@ def test_eels_and_eds_energies_get_their_own_sliders(make_napari_viewer, qtbot):
     assert viewer.dims.axis_labels[e_eels.pop()] == "EELS energy loss"
     assert _unit(eds.units[eds.ndim - viewer.dims.ndim + e_eds]) == "keV"
     assert viewer.layers.units is not None  # one unit per world axis: the scale bar keeps it
+    # this EDS SI holds only the zero-energy noise peak and stray single counts: it opens
+    # on a line of the file's elements (Co, Fe, O; none counted: the first), not on a
+    # stray count at 16.6 keV
+    kev = view.energy_of_world(viewer, eds, float(viewer.dims.point[e_eds]))
+    assert kev == pytest.approx(6.93, abs=0.011)  # Co Kα
+
+
+def test_eds_peak_needs_counts_or_falls_back_to_the_elements():
+    energy = -0.2 + 0.01 * np.arange(2048)
+    noise = np.where(np.abs(energy) < 0.1, 1000.0, 0.0)  # the zero-energy noise peak
+    stray = noise.copy()
+    stray[1500] = 1  # one X-ray at 14.8 keV
+    # no element counted: the first one's line
+    assert look.eds_peak(energy, stray, ["Fe", "O"]) == pytest.approx(6.40, abs=0.01)
+    assert look.eds_peak(energy, stray, ["O", "Fe"]) == pytest.approx(0.525, abs=0.01)
+    stray[int(round((6.40 + 0.2) / 0.01))] = 3  # three X-rays near Fe Kα: Fe wins
+    assert look.eds_peak(energy, stray, ["O", "Fe"]) == pytest.approx(6.40, abs=0.01)
+    assert look.eds_peak(energy, stray) == pytest.approx(6.40, abs=0.01)  # no elements
+    peak = noise.copy()
+    peak[800:806] = 40  # a real line at 7.8-7.85 keV outweighs the elements
+    assert 7.79 <= look.eds_peak(energy, peak, ["Fe"]) <= 7.86
+    assert look.eds_peak(energy, noise * 0) is None
 
 
 def test_prismatic_dpc_components_split_and_units_kept(make_napari_viewer, qtbot):

@@ -234,12 +234,13 @@ def spectrum_image_look(
         peak, info.peak_confidence = look.eels_focus(float(e[0]), float(e[-1]), elements,
                                                      summed, e)
     else:
+        elements = list((ds.metadata.get("Sample") or {}).get("elements") or [])
         found = _summed_file_spectrum(ds, spectra)
         if found is not None:
-            peak = look.eds_peak(*found)
+            peak = look.eds_peak(*found, elements)
         elif isinstance(data, np.ndarray):
             summed = data.reshape(-1, data.shape[-3], *data.shape[-2:]).sum(axis=(0, 2, 3))
-            peak = look.eds_peak(e, summed)
+            peak = look.eds_peak(e, summed, elements)
     info.peak_energy = peak
     out: dict[str, Any] = {"colormap": "inferno"}
     if isinstance(data, np.ndarray) and peak is not None:

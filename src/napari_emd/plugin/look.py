@@ -26,6 +26,10 @@ UNDER_MAPS_OPACITY = 0.5
 #: Below this energy (keV) an EDS spectrum holds the detector's zero-energy (strobe)
 #: noise peak, not X-rays.
 EDS_NOISE_KEV = 0.2
+#: A peak is an X-ray line, not stray counts, with this many X-rays within one detector
+#: resolution (about 0.13 keV, the FWHM at Mn Kα)
+EDS_MIN_PEAK_COUNTS = 10
+EDS_RESOLUTION_KEV = 0.13
 #: Below this energy loss (eV) an EELS spectrum holds the zero-loss and plasmon peaks.
 EELS_LOW_LOSS_EV = 50.0
 
@@ -144,13 +148,44 @@ def element_of(title: str) -> str | None:
         return None
 
 
-def eds_peak(energy: np.ndarray, total: np.ndarray) -> float | None:
-    """The energy (keV) of the strongest X-ray peak of a summed EDS spectrum, above the
-    detector's zero-energy noise peak."""
+def eds_peak(
+    energy: np.ndarray, total: np.ndarray, elements: list[str] | tuple[str, ...] = ()
+) -> float | None:
+    """The energy (keV) a summed EDS spectrum opens on: its strongest X-ray peak above
+    the detector's zero-energy noise peak, when that peak holds at least
+    :data:`EDS_MIN_PEAK_COUNTS` X-rays within a detector resolution; otherwise (a
+    spectrum of a few stray counts) the mapping line of the file's ``elements`` with
+    the most counts, and only then the strongest channel."""
     counts = np.where(energy > EDS_NOISE_KEV, np.asarray(total, dtype=float), 0.0)
     if not counts.any():
-        return None
-    return float(energy[int(np.argmax(counts))])
+        return _element_line(energy, counts, elements)
+    step = float(abs(energy[1] - energy[0])) if energy.size > 1 else 1.0
+    width = max(1, round(EDS_RESOLUTION_KEV / step))
+    windowed = np.convolve(counts, np.ones(width), mode="same")
+    best = int(np.argmax(counts))
+    if windowed.max() >= EDS_MIN_PEAK_COUNTS:
+        return float(energy[best])
+    line = _element_line(energy, counts, elements)
+    return line if line is not None else float(energy[best])
+
+
+def _element_line(
+    energy: np.ndarray, counts: np.ndarray, elements: list[str] | tuple[str, ...]
+) -> float | None:
+    """The mapping line (keV) of the element with the most counts in its window, the
+    first element's on a tie; ``None`` without elements that have a line in range."""
+    lo, hi = float(energy.min()), float(energy.max())
+    best: tuple[float, float] | None = None
+    for el in xray_lines.parse_elements(list(elements)):
+        window = xray_lines.element_window(el, max(lo, EDS_NOISE_KEV), hi)
+        if window is None:
+            continue
+        _, a, b = window
+        line = xray_lines.map_line(el, max(lo, EDS_NOISE_KEV), hi)
+        n = float(counts[(energy >= a) & (energy <= b)].sum())
+        if line is not None and (best is None or n > best[0]):
+            best = (n, line[1])
+    return None if best is None else best[1]
 
 
 #: How sure a spectrum image's opening energy is: a peak or edge the file names, the

@@ -95,11 +95,11 @@ def chunk_peak(record: Any) -> float | None:
     spectrum = block.reshape(-1, block.shape[-1]).sum(axis=0, dtype=np.float64)
     ax = record.axes[-1]
     energy = ax.linear_offset + ax.linear_scale * np.arange(spectrum.size)
+    elements = list((record.metadata.get("Sample") or {}).get("elements") or [])
     if record.signal_type.upper().startswith("EELS"):
-        elements = list((record.metadata.get("Sample") or {}).get("elements") or [])
         return look.eels_focus(float(energy[0]), float(energy[-1]), elements, spectrum,
                                energy)[0]
-    return look.eds_peak(energy, spectrum)
+    return look.eds_peak(energy, spectrum, elements)
 
 
 def refresh_fillers(viewer: Any) -> None:
