@@ -88,7 +88,7 @@ def test_eds_peak_needs_counts_or_falls_back_to_the_elements():
     # no element counted: the first one's line
     assert look.eds_peak(energy, stray, ["Fe", "O"]) == pytest.approx(6.40, abs=0.01)
     assert look.eds_peak(energy, stray, ["O", "Fe"]) == pytest.approx(0.525, abs=0.01)
-    stray[int(round((6.40 + 0.2) / 0.01))] = 3  # three X-rays near Fe Kα: Fe wins
+    stray[round((6.40 + 0.2) / 0.01)] = 3  # three X-rays near Fe Kα: Fe wins
     assert look.eds_peak(energy, stray, ["O", "Fe"]) == pytest.approx(6.40, abs=0.01)
     assert look.eds_peak(energy, stray) == pytest.approx(6.40, abs=0.01)  # no elements
     peak = noise.copy()
