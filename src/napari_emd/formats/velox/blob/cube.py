@@ -15,9 +15,7 @@ Small blobs (the real files' are 130-900 kB) are decoded by the numpy reference 
 from __future__ import annotations
 
 import os
-import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ....cache import ProcessCache
 from ....errors import EMDError, EMDWarning
 from ....h5 import H5_LOCK, cached_handle, check_unchanged, file_identity, open_h5
 from ..stream.spec import accumulator, cast, dtype_limit, n_threads
@@ -307,49 +306,30 @@ def _build(spec: BlobSpec) -> BlobIndex:
     return BlobIndex(positions, None)
 
 
-_LOCK = threading.Lock()
-_INDEXES: OrderedDict[tuple, BlobIndex] = OrderedDict()
-_BUILDING: dict[tuple, threading.Lock] = {}
+_INDEXES: ProcessCache[BlobIndex] = ProcessCache(budget=INDEX_BUDGET)
 
 
 def blob_index(spec: BlobSpec) -> BlobIndex:
     """This process's index of the blob (built on first use, one build per blob);
     ``EMDError`` naming the file when the blob is damaged or the file was replaced."""
     check_unchanged(spec.path, spec.identity)
-    key = spec.cache_key()
-    with _LOCK:
-        idx = _INDEXES.get(key)
-        if idx is not None:
-            _INDEXES.move_to_end(key)
-            return idx
-        building = _BUILDING.setdefault(key, threading.Lock())
-    with building:  # concurrent chunks wait for the one build
-        with _LOCK:
-            idx = _INDEXES.get(key)
-        if idx is not None:
-            return idx
+
+    def build() -> BlobIndex:
         try:
-            idx = _build(spec)
+            return _build(spec)
         except ValueError as err:
             raise EMDError(spec.path, f"the spectrum image blob {spec.dataset} is damaged: "
                                       f"{err}") from err
         except (OSError, KeyError) as err:
             raise EMDError(spec.path, f"cannot read the spectrum image blob "
                                       f"{spec.dataset}: {err}") from err
-    with _LOCK:
-        _BUILDING.pop(key, None)
-        _INDEXES[key] = idx
-        total = sum(i.nbytes for i in _INDEXES.values())
-        while total > INDEX_BUDGET and len(_INDEXES) > 1:
-            _, old = _INDEXES.popitem(last=False)
-            total -= old.nbytes
-    return idx
+
+    return _INDEXES.get(spec.cache_key(), build)
 
 
 def clear_blob_indexes() -> None:
     """Forget this process's blob indexes (e.g. after rewriting a file)."""
-    with _LOCK:
-        _INDEXES.clear()
+    _INDEXES.clear()
 
 
 # --- lazy --------------------------------------------------------------------------------

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import h5py
 import numpy as np
 
+from ....cache import ProcessCache
 from ....errors import EMDError, EMDWarning
 from ....h5 import H5_LOCK, cached_handle, check_unchanged
 from .spec import SEPARATOR, SISpec
@@ -322,9 +322,7 @@ class StreamIndex:
         return self._read(a, b), a
 
 
-_INDEX_LOCK = threading.Lock()
-_INDEXES: OrderedDict[tuple, StreamIndex] = OrderedDict()
-_MAX_INDEXES = 64
+_INDEXES: ProcessCache[StreamIndex] = ProcessCache(max_items=64)
 
 
 def stream_index(spec: SISpec, i: int) -> StreamIndex:
@@ -332,20 +330,11 @@ def stream_index(spec: SISpec, i: int) -> StreamIndex:
     reading through the process's handle cache."""
     check_unchanged(spec.path, spec.identity)
     key = (*spec.cache_key(), spec.streams[i], spec.ny, spec.nx, spec.n_frames)
-    with _INDEX_LOCK:
-        idx = _INDEXES.get(key)
-        if idx is None:
-            name, path = spec.streams[i], spec.path
-            idx = StreamIndex(spec, i, lambda: stream_dataset(cached_handle(path), name, path))
-            _INDEXES[key] = idx
-            while len(_INDEXES) > _MAX_INDEXES:
-                _INDEXES.popitem(last=False)
-        else:
-            _INDEXES.move_to_end(key)
-        return idx
+    name, path = spec.streams[i], spec.path
+    return _INDEXES.get(key, lambda: StreamIndex(
+        spec, i, lambda: stream_dataset(cached_handle(path), name, path)))
 
 
 def clear_indexes() -> None:
     """Forget this process's shared stream indexes."""
-    with _INDEX_LOCK:
-        _INDEXES.clear()
+    _INDEXES.clear()

@@ -14,14 +14,13 @@ shows the same cube as the lazy data, at the same cost per plane.
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ....cache import ProcessCache
 from ....h5 import H5_LOCK, cached_handle, check_unchanged
 from ....options import ReadOptions
 from .frames import stream_index
@@ -200,9 +199,7 @@ def _build(
     return _build_sorted(spec, streams, plan, per_frame)
 
 
-_EVENT_LOCK = threading.Lock()
-_EVENTS: OrderedDict[tuple, EventIndex | FlatIndex] = OrderedDict()
-_BUILDING: dict[tuple, threading.Lock] = {}
+_EVENTS: ProcessCache[EventIndex | FlatIndex] = ProcessCache(budget=EVENT_BUDGET)
 
 
 def event_index(
@@ -211,32 +208,12 @@ def event_index(
     """The event index of this process (built on first use, one build per key)."""
     check_unchanged(spec.path, spec.identity)
     key = (*spec.cache_key(), spec, streams, plan, per_frame)
-    with _EVENT_LOCK:
-        ev = _EVENTS.get(key)
-        if ev is not None:
-            _EVENTS.move_to_end(key)
-            return ev
-        building = _BUILDING.setdefault(key, threading.Lock())
-    with building:  # concurrent plane tasks wait for the one build
-        with _EVENT_LOCK:
-            ev = _EVENTS.get(key)
-        if ev is not None:
-            return ev
-        ev = _build(spec, streams, plan, per_frame)
-    with _EVENT_LOCK:
-        _BUILDING.pop(key, None)
-        _EVENTS[key] = ev
-        total = sum(e.nbytes for e in _EVENTS.values())
-        while total > EVENT_BUDGET and len(_EVENTS) > 1:
-            _, old = _EVENTS.popitem(last=False)
-            total -= old.nbytes
-    return ev
+    return _EVENTS.get(key, lambda: _build(spec, streams, plan, per_frame))
 
 
 def clear_event_indexes() -> None:
     """Forget this process's event indexes."""
-    with _EVENT_LOCK:
-        _EVENTS.clear()
+    _EVENTS.clear()
 
 
 def _plane_chunk(
