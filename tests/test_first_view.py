@@ -95,6 +95,11 @@ def test_eds_peak_needs_counts_or_falls_back_to_the_elements():
     peak[800:806] = 40  # a real line at 7.8-7.85 keV outweighs the elements
     assert 7.79 <= look.eds_peak(energy, peak, ["Fe"]) <= 7.86
     assert look.eds_peak(energy, noise * 0) is None
+    # a line spread over channels outweighs one channel of a few more stray counts
+    spread = noise.copy()
+    spread[1000] = 8  # 9.8 keV: eight X-rays in one channel
+    spread[640:650] = 5  # 6.2-6.3 keV: fifty X-rays within a resolution
+    assert 6.19 <= look.eds_peak(energy, spread) <= 6.31
 
 
 def test_prismatic_dpc_components_split_and_units_kept(make_napari_viewer, qtbot):

@@ -162,8 +162,10 @@ def eds_peak(
     step = float(abs(energy[1] - energy[0])) if energy.size > 1 else 1.0
     width = max(1, round(EDS_RESOLUTION_KEV / step))
     windowed = np.convolve(counts, np.ones(width), mode="same")
-    best = int(np.argmax(counts))
-    if windowed.max() >= EDS_MIN_PEAK_COUNTS:
+    centre = int(np.argmax(windowed))  # the most X-rays within one resolution
+    lo = max(centre - width // 2, 0)
+    best = lo + int(np.argmax(counts[lo:centre + width // 2 + 1]))  # its top channel
+    if windowed[centre] >= EDS_MIN_PEAK_COUNTS:
         return float(energy[best])
     line = _element_line(energy, counts, elements)
     return line if line is not None else float(energy[best])
