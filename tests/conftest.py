@@ -9,6 +9,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("NAPARI_EMD_TEST_DATA", ROOT.parent / "shared" / "emd-data"))
+#: The real Velox files with an EDS spectrum image (event streams and SpectrumImage blob)
+SI_FILES = [
+    "fei_emd_si.emd",
+    "fei_SI_SuperX-HAADF_10frames_10x50.emd",
+    "fei_SI_EDS-HAADF-4detectors_2frames.emd",
+    "Test SI 16x16 215 kx.emd",
+    "example_velox_EELS_EDS.emd",
+]
 
 
 def real_file(name: str) -> Path:

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import real_file
+from conftest import SI_FILES, real_file
 from napari_emd import EMDError, EMDWarning, file_reader, read_datasets, si_facts
 from napari_emd.formats.velox.blob import (
     BlobSpec,
@@ -30,13 +30,6 @@ from napari_emd.h5 import close_cached
 from napari_emd.model import IMAGE, SPECTRUM, SPECTRUM_IMAGE
 from napari_emd.synthetic import prune_velox_si, write_velox_si
 
-SI_FILES = [
-    "fei_emd_si.emd",
-    "fei_SI_SuperX-HAADF_10frames_10x50.emd",
-    "fei_SI_EDS-HAADF-4detectors_2frames.emd",
-    "Test SI 16x16 215 kx.emd",
-    "example_velox_EELS_EDS.emd",
-]
 TAIL = "fei_SI_SuperX-HAADF_10frames_10x50.emd"
 SHIFTED = "fei_emd_si.emd"
 

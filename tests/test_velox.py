@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import DATA_DIR, real_file
+from conftest import DATA_DIR, SI_FILES, real_file
 from napari_emd import EMDError, EMDWarning, detect_format, read_datasets
 from napari_emd.formats import velox
 from napari_emd.model import IMAGE, IMAGE_STACK, SPECTRUM, SPECTRUM_IMAGE
@@ -32,13 +32,6 @@ VELOX_FILES = [
     "FFTComplexOdd.emd",
     "fei_example_tem_stack.emd",
     "1532 Camera Ceta.emd",
-]
-SI_FILES = [
-    "fei_emd_si.emd",
-    "fei_SI_SuperX-HAADF_10frames_10x50.emd",
-    "fei_SI_EDS-HAADF-4detectors_2frames.emd",
-    "Test SI 16x16 215 kx.emd",
-    "example_velox_EELS_EDS.emd",
 ]
 EELS_EDS = "example_velox_EELS_EDS.emd"
 
