@@ -80,3 +80,81 @@ def test_a_cancelled_eager_read_stops(tmp_path):
         read_spectrum_images(info.spec(), ReadOptions())
     (cube,) = read_spectrum_images(info.spec(), ReadOptions())  # no event: it reads
     assert cube.data.sum() > 0
+
+
+def _rss_kib() -> int:
+    """The process's resident KiB (/proc/self/statm)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_touch_pages_faults_in_one_page_per_stride_and_stops():
+    """The fault-ahead kernel maps one page per pixel spectrum (``stride`` bytes) and
+    writes nothing but zeros; a set stop flag stops it before it starts."""
+    from napari_emd.formats.velox.stream.warm import kernels, warm_kernels
+    from napari_emd.libc import small_pages
+
+    warm_kernels()
+    touch = kernels().touch_pages
+    pixel = 8192  # 4096 uint16 channels: two pages, the first one is touched
+    arr = np.zeros(20000 * pixel, np.uint8)
+    small_pages(arr)
+    stop = np.ones(1, np.uint8)
+    assert touch(arr, pixel, stop) == 0
+    before = _rss_kib()
+    stop[0] = 0
+    assert touch(arr, pixel, stop) == arr.size
+    grown = _rss_kib() - before
+    assert 19990 * 4 <= grown < 20000 * 4 * 1.1  # one 4 KiB page per pixel, not two
+    assert not arr.any()
+
+
+def test_fault_ahead_only_for_dense_counts_and_stopped_when_the_block_ends(monkeypatch):
+    """Pages are touched ahead only when (nearly) every pixel's first page gets a count
+    anyway (no memory added); the touching has stopped once the block is left."""
+    from napari_emd.formats.velox.stream import prefault
+    from napari_emd.formats.velox.stream.warm import kernels
+
+    out3 = np.zeros((64, 64, 4096), np.uint16)
+    assert not prefault.worth_it(out3, 64 * 64)  # one X-ray per pixel: sparse
+    assert prefault.worth_it(out3, 4 * 64 * 64)
+    assert not prefault.worth_it(out3[:, :, :100], 10**9)  # not contiguous
+
+    calls = []
+    real = kernels().touch_pages
+
+    def spy(mem, stride, stop):
+        calls.append((mem.size, stride))
+        reached = real(mem, stride, stop)
+        calls.append(int(stop[0]))
+        return reached
+
+    monkeypatch.setattr(kernels(), "touch_pages", spy)
+    with prefault.fault_ahead(out3, 64 * 64):
+        pass
+    assert calls == []
+    with prefault.fault_ahead(out3, 8 * 64 * 64):
+        pass
+    assert calls[0] == (out3.nbytes, 8192) and len(calls) == 2  # it ran, and returned
+    assert not out3.any()
+
+
+def test_one_dense_frame_is_faulted_ahead_and_equals_the_reference(tmp_path, monkeypatch):
+    """The one-frame eager read touches the output ahead while it reads the spans, and
+    still gives the reference decoder's cube."""
+    from napari_emd.formats.velox.stream.warm import kernels
+
+    info = write_velox_si(tmp_path / "d.emd", ny=64, nx=64, frames=3, detectors=2,
+                          counts_per_pixel=3, seed=7)
+    spec = info.spec()
+    o = ReadOptions(sum_frames=False, first_frame=1, last_frame=2)
+    touched = []
+    real = kernels().touch_pages
+    monkeypatch.setattr(kernels(), "touch_pages",
+                        lambda mem, stride, stop: touched.append(stride) or
+                        real(mem, stride, stop))
+    (got,) = read_spectrum_images(spec, o)
+    (ref,) = read_spectrum_images_reference(spec, o)
+    assert touched  # 6 X-rays per pixel: dense enough
+    np.testing.assert_array_equal(got.data, ref)

@@ -9,6 +9,8 @@ read and they are joined for one multi-detector pass instead.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 
 from .... import cancel
@@ -16,6 +18,7 @@ from ....h5 import open_h5
 from ....libc import small_pages
 from ....options import ReadOptions
 from .frames import StreamIndex, stream_dataset
+from .prefault import fault_ahead
 from .scatter import decode_rows, line_jobs, scatter
 from .spec import (
     FramePlan,
@@ -74,15 +77,23 @@ def read_eager(
             if out3.nbytes >= SMALL_PAGES_FROM:
                 small_pages(out3)
             sizes = [indexes[i].span_size(first, last) for i in group]
+            # the X-rays to count: the spans less one separator per pixel and frame
+            events = sum(sizes) - len(group) * (last - first) * spec.npix
             if len(group) > 1 and sum(sizes) <= longest:
-                over = _scatter_joined(spec, opts, [indexes[i] for i in group], plan,
-                                       out3, preloaded)
+                with fault_ahead(out3, events):
+                    spans = [indexes[i].span(first, last, preloaded.pop(spec.streams[i], None))
+                             for i in group]
+                over = _scatter_joined(spec, opts, [indexes[i] for i in group], spans, plan,
+                                       out3)
             else:  # one stream in memory at a time, a preloaded one first
                 over = False
-                for i in sorted(group, key=lambda i: spec.streams[i] not in preloaded):
+                for n, i in enumerate(sorted(group,
+                                             key=lambda i: spec.streams[i] not in preloaded)):
                     cancel.check()  # between streams too (a stream's read is one call)
                     idx = indexes[i]
-                    buf, a, lines = idx.span(first, last, preloaded.pop(idx.stream, None))
+                    with fault_ahead(out3, events) if n == 0 else nullcontext():
+                        buf, a, lines = idx.span(first, last,
+                                                 preloaded.pop(idx.stream, None))
                     jobs = line_jobs(lines, spec, plan.frames, plan.shifts, 0, spec.ny, a,
                                      not opts.sum_frames)
                     over |= scatter(spec, buf, jobs, out3, opts.rebin_energy,
@@ -106,14 +117,13 @@ def _scatter_joined(
     spec: SISpec,
     opts: ReadOptions,
     indexes: list[StreamIndex],
+    spans: list[tuple[np.ndarray, int, np.ndarray]],
     plan: FramePlan,
     out3: np.ndarray,
-    preloaded: dict[str, np.ndarray],
 ) -> bool:
-    """Read every stream's span, join them, and scatter them in one row-ordered pass
-    (one multi-detector pass when every detector has the same lines)."""
-    first, last = plan.frames[0], plan.frames[-1] + 1
-    spans = [ix.span(first, last, preloaded.pop(ix.stream, None)) for ix in indexes]
+    """Join the streams' ``spans`` (``StreamIndex.span`` of each of ``indexes``) and
+    scatter them in one row-ordered pass (one multi-detector pass when every detector
+    has the same lines)."""
     offsets = np.cumsum([0] + [buf.size for buf, _, _ in spans])
     buf = np.concatenate([b for b, _, _ in spans])
     per = [line_jobs(lines, spec, plan.frames, plan.shifts, 0, spec.ny,

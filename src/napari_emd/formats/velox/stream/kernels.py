@@ -198,6 +198,21 @@ def fill_keys(buf, fstart, fend, frame_key, nkf, ny, nx, fdy, fdx, cursor,
             cursor[key] += 1
 
 
+@njit(nogil=True, cache=True)
+def touch_pages(mem, stride, stop):  # pragma: no cover - compiled
+    """Write a zero every ``stride`` bytes of ``mem`` (uint8), from the start, until the
+    end or until ``stop[0]`` is set (checked every 64 writes); returns the bytes reached.
+    Faults a fresh array's pages in (see :mod:`.prefault`)."""
+    n = mem.shape[0]
+    i = 0
+    while i < n and stop[0] == 0:
+        end = min(n, i + 64 * stride)
+        while i < end:
+            mem[i] = 0
+            i += stride
+    return min(i, n)
+
+
 def warm_up() -> None:
     """Load (or compile, the first time ever) the kernels for the common argument types,
     so later calls start at once. Numba's start-up is paid here, once per process."""
@@ -210,6 +225,7 @@ def warm_up() -> None:
     count_keys(buf, fs, fe, one, 1, 4, 1, 2, one, one, counts)
     fill_keys(buf, fs, fe, one, 1, 1, 2, one, one, np.zeros(4, np.int64),
               np.zeros(2, np.uint32))
+    touch_pages(np.zeros(2, np.uint8), 1, np.zeros(1, np.uint8))
     st, en, ou = np.array([0]), np.array([3]), np.array([0])
     for dt in (np.uint16, np.uint32, np.float32):
         scatter_lines(buf, st[None], en[None], ou, ou, 2, 1, 4, np.zeros((1, 2, 4), dt))
