@@ -144,6 +144,22 @@ def test_layer_metadata_has_one_owner():
     assert not bad, bad
 
 
+def test_page_handling_is_the_eager_decoders_alone():
+    """The output's page handling (``small_pages``, ``fault_ahead``) is called from the
+    eager decoder only: nothing in the Velox reader or elsewhere hands it anything."""
+    import re
+
+    allowed = {SRC / "formats" / "velox" / "stream" / "eager.py",
+               SRC / "formats" / "velox" / "stream" / "prefault.py",
+               SRC / "formats" / "velox" / "stream" / "kernels.py",  # the toucher
+               SRC / "libc.py"}
+    pattern = re.compile(r"\b(small_pages|fault_ahead|touch_pages)\b|\bprefault\b")
+    bad = [f"{p.relative_to(SRC)}:{i + 1}" for p in _modules() if p not in allowed
+           for i, line in enumerate(p.read_text("utf-8").splitlines())
+           if pattern.search(line) and not line.lstrip().startswith(("#", '"'))]
+    assert not bad, bad
+
+
 def test_ruff_clean():
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     if not Path(ruff).exists():
