@@ -145,15 +145,17 @@ def test_layer_metadata_has_one_owner():
 
 
 def test_page_handling_is_the_eager_decoders_alone():
-    """The output's page handling (``small_pages``, ``fault_ahead``) is called from the
-    eager decoder only: nothing in the Velox reader or elsewhere hands it anything."""
+    """The output's page handling (``stream/pages.py``: ``new_output``, ``fault_ahead``,
+    over ``libc.small_pages``) is called from the eager decoder only: nothing in the
+    Velox reader or elsewhere hands it anything."""
     import re
 
     allowed = {SRC / "formats" / "velox" / "stream" / "eager.py",
-               SRC / "formats" / "velox" / "stream" / "prefault.py",
+               SRC / "formats" / "velox" / "stream" / "pages.py",
                SRC / "formats" / "velox" / "stream" / "kernels.py",  # the toucher
                SRC / "libc.py"}
-    pattern = re.compile(r"\b(small_pages|fault_ahead|touch_pages)\b|\bprefault\b")
+    pattern = re.compile(r"\b(small_pages|fault_ahead|new_output|touch_pages)\b"
+                         r"|\bstream\.pages\b|from \.pages\b")
     bad = [f"{p.relative_to(SRC)}:{i + 1}" for p in _modules() if p not in allowed
            for i, line in enumerate(p.read_text("utf-8").splitlines())
            if pattern.search(line) and not line.lstrip().startswith(("#", '"'))]

@@ -113,13 +113,13 @@ def test_touch_pages_faults_in_one_page_per_stride_and_stops():
 def test_fault_ahead_only_for_dense_counts_and_stopped_when_the_block_ends(monkeypatch):
     """Pages are touched ahead only when (nearly) every pixel's first page gets a count
     anyway (no memory added); the touching has stopped once the block is left."""
-    from napari_emd.formats.velox.stream import prefault
+    from napari_emd.formats.velox.stream import pages
     from napari_emd.formats.velox.stream.warm import kernels
 
     out3 = np.zeros((64, 64, 4096), np.uint16)
-    assert not prefault.worth_it(out3, 64 * 64)  # one X-ray per pixel: sparse
-    assert prefault.worth_it(out3, 4 * 64 * 64)
-    assert not prefault.worth_it(out3[:, :, :100], 10**9)  # not contiguous
+    assert not pages.worth_it(out3, 64 * 64)  # one X-ray per pixel: sparse
+    assert pages.worth_it(out3, 4 * 64 * 64)
+    assert not pages.worth_it(out3[:, :, :100], 10**9)  # not contiguous
 
     calls = []
     real = kernels().touch_pages
@@ -131,10 +131,10 @@ def test_fault_ahead_only_for_dense_counts_and_stopped_when_the_block_ends(monke
         return reached
 
     monkeypatch.setattr(kernels(), "touch_pages", spy)
-    with prefault.fault_ahead(out3, 64 * 64):
+    with pages.fault_ahead(out3, 64 * 64):
         pass
     assert calls == []
-    with prefault.fault_ahead(out3, 8 * 64 * 64):
+    with pages.fault_ahead(out3, 8 * 64 * 64):
         pass
     assert calls[0] == (out3.nbytes, 8192) and len(calls) == 2  # it ran, and returned
     assert not out3.any()

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 _MADV_NOHUGEPAGE = 15
-_PAGE = 4096
+PAGE = 4096  # bytes in a small (base) page
 
 
 @functools.cache
@@ -41,6 +41,6 @@ def small_pages(arr: np.ndarray) -> bool:
     a sparse writer then faults in only the pages it writes, instead of whole 2 MiB huge
     pages. False where the kernel cannot."""
     fn = function("madvise", (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int), ctypes.c_int)
-    lo = -(-arr.ctypes.data // _PAGE) * _PAGE
-    hi = (arr.ctypes.data + arr.nbytes) // _PAGE * _PAGE
+    lo = -(-arr.ctypes.data // PAGE) * PAGE
+    hi = (arr.ctypes.data + arr.nbytes) // PAGE * PAGE
     return fn is not None and hi > lo and fn(lo, hi - lo, _MADV_NOHUGEPAGE) == 0

@@ -15,10 +15,9 @@ import numpy as np
 
 from .... import cancel
 from ....h5 import open_h5
-from ....libc import small_pages
 from ....options import ReadOptions
 from .frames import StreamIndex, stream_dataset
-from .prefault import fault_ahead
+from .pages import fault_ahead, new_output
 from .scatter import decode_rows, line_jobs, scatter
 from .spec import (
     FramePlan,
@@ -31,9 +30,6 @@ from .spec import (
     warn_overflow,
 )
 from .warm import warm_kernels
-
-# Outputs this big get 4 KiB pages: the scatter writes a small part of a sparse cube
-SMALL_PAGES_FROM = 64 * 2**20
 
 
 def detector_groups(spec: SISpec, opts: ReadOptions) -> list[tuple[int, ...]]:
@@ -73,9 +69,7 @@ def read_eager(
         indexes = [StreamIndex(spec, i, opener(s)) for i, s in enumerate(spec.streams)]
         longest = max(ix.span_size(0, spec.n_frames) for ix in indexes)
         for group in detector_groups(spec, opts):
-            out3 = np.zeros((rows, spec.nx, nch), acc_dt)
-            if out3.nbytes >= SMALL_PAGES_FROM:
-                small_pages(out3)
+            out3 = new_output((rows, spec.nx, nch), acc_dt)
             sizes = [indexes[i].span_size(first, last) for i in group]
             # the X-rays to count: the spans less one separator per pixel and frame
             events = sum(sizes) - len(group) * (last - first) * spec.npix

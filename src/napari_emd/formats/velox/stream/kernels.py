@@ -202,7 +202,7 @@ def fill_keys(buf, fstart, fend, frame_key, nkf, ny, nx, fdy, fdx, cursor,
 def touch_pages(mem, stride, stop):  # pragma: no cover - compiled
     """Write a zero every ``stride`` bytes of ``mem`` (uint8), from the start, until the
     end or until ``stop[0]`` is set (checked every 64 writes); returns the bytes reached.
-    Faults a fresh array's pages in (see :mod:`.prefault`)."""
+    Faults a fresh array's pages in (see :mod:`.pages`)."""
     n = mem.shape[0]
     i = 0
     while i < n and stop[0] == 0:

@@ -1,4 +1,9 @@
-"""Faulting the eager output's pages in while the decoder reads the streams.
+"""The eager output's memory pages: what the decoder alone asks of them.
+
+:func:`new_output` allocates the zeroed output and, from :data:`SMALL_PAGES_FROM` bytes,
+asks for 4 KiB pages (``madvise(MADV_NOHUGEPAGE)``): the scatter fills a dense cube
+sparsely, and with huge pages every 2 MiB page a count lands in would be faulted in
+whole. :func:`fault_ahead` faults pages in while the decoder reads the streams.
 
 A fresh output array is mapped by the kernel page by page as it is first written, and
 every first write costs a page fault. In a single frame the counts are few (a handful
@@ -21,11 +26,22 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ....libc import PAGE, small_pages
+from .scatter import pool
 from .warm import kernels
 
-PAGE = 4096
+# Outputs this big get 4 KiB pages: the scatter writes a small part of a sparse cube
+SMALL_PAGES_FROM = 64 * 2**20
 # X-rays per output pixel from which (nearly) every pixel's first page gets a count
 DENSE_ENOUGH = 4.0
+
+
+def new_output(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A zeroed output array, with 4 KiB pages when it is big."""
+    out = np.zeros(shape, dtype)
+    if out.nbytes >= SMALL_PAGES_FROM:
+        small_pages(out)
+    return out
 
 
 def worth_it(out3: np.ndarray, events: int) -> bool:
@@ -42,8 +58,6 @@ def fault_ahead(out3: np.ndarray, events: int) -> Iterator[None]:
     if not worth_it(out3, events):
         yield
         return
-    from .scatter import pool
-
     mem = out3.reshape(-1).view(np.uint8)
     stride = max(PAGE, out3.shape[2] * out3.itemsize)
     stop = np.zeros(1, np.uint8)
