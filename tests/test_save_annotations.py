@@ -267,7 +267,7 @@ def test_huge_feature_table(tmp_path):
     from napari_emd.writer.tables import decode_table
 
     (ds,) = read_datasets(path)
-    pd.testing.assert_frame_equal(decode_table(ds.extra["napari_items"], n), features)
+    pd.testing.assert_frame_equal(decode_table(ds.saved.items, n), features)
 
 
 def test_layer_order_kept(make_napari_viewer, tmp_path):

@@ -14,19 +14,71 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal, get_args
 
 import numpy as np
 
-# Dataset kinds. They decide how a record becomes a napari layer.
-IMAGE = "image"  # (y, x)
-IMAGE_STACK = "image_stack"  # (frame, y, x) or any leading navigation axes + (y, x)
-SPECTRUM = "spectrum"  # (E,) or (detector/frame..., E): no spatial axes, not an image layer
-SPECTRUM_IMAGE = "spectrum_image"  # (..., y, x, E): signal axis last, as RosettaSciIO returns
-SIGNAL = "signal"  # any other n-D array (volumes, 4D-STEM, simulations)
-TABLE = "table"  # object/string data: kept as metadata only
+#: What a dataset is; it decides how a record becomes a napari layer.
+DatasetKind = Literal["image", "image_stack", "spectrum", "spectrum_image", "signal", "table"]
+IMAGE: Final = "image"  # (y, x)
+IMAGE_STACK: Final = "image_stack"  # (frame, y, x) or any leading navigation axes + (y, x)
+SPECTRUM: Final = "spectrum"  # (E,) or (detector/frame..., E): no spatial axes, not an image
+SPECTRUM_IMAGE: Final = "spectrum_image"  # (..., y, x, E): signal axis last, as RosettaSciIO
+SIGNAL: Final = "signal"  # any other n-D array (volumes, 4D-STEM, simulations)
+TABLE: Final = "table"  # object/string data: kept as metadata only
 
-KINDS = (IMAGE, IMAGE_STACK, SPECTRUM, SPECTRUM_IMAGE, SIGNAL, TABLE)
+KINDS: tuple[DatasetKind, ...] = get_args(DatasetKind)
+
+#: Where a spectrum image's counts come from: a Velox file's per-detector event streams,
+#: the summed cube a pruned Velox file keeps, or an array stored as it is (other formats).
+SISource = Literal["event streams", "pruned cube", "array"]
+STREAMS: Final = "event streams"
+PRUNED_CUBE: Final = "pruned cube"
+ARRAY: Final = "array"
+
+
+@dataclass(frozen=True)
+class SIContent:
+    """What one spectrum-image dataset holds, as typed fields (never parsed from its
+    title): which detectors' counts it sums, which of the file's frames, how they were
+    moved, and where the counts come from.
+
+    ``detectors`` names every detector whose X-rays are counted (one for a
+    per-detector SI, several for a sum; empty when the file does not say). ``frames`` are
+    the file's frame numbers (0-based) read, ``excluded_frames`` those of the range left
+    out, ``shifts`` the whole-pixel ``(dy, dx)`` each read frame was moved by (empty: none
+    moved); ``frames_summed`` tells whether the frames are summed or kept on a frame axis.
+    """
+
+    source: SISource
+    detectors: tuple[str, ...] = ()
+    frames: tuple[int, ...] = ()
+    excluded_frames: tuple[int, ...] = ()
+    aligned: bool = False
+    shifts: tuple[tuple[int, int], ...] = ()
+    frames_summed: bool = True
+
+    @property
+    def detector(self) -> str | None:
+        """The one detector of a per-detector spectrum image (``None`` for a sum)."""
+        return self.detectors[0] if len(self.detectors) == 1 else None
+
+
+#: The attribute of an EMD data group holding the napari state of a saved layer.
+NAPARI_LAYER_ATTR: Final = "napari_layer"
+#: napari layer types napari-emd's writer stores as coordinate tables, not images.
+ANNOTATION_TYPES: tuple[str, ...] = ("points", "shapes", "vectors", "tracks")
+
+
+@dataclass(frozen=True)
+class SavedLayer:
+    """A napari layer napari-emd saved into a file, as read back: ``state`` is the JSON
+    text of the layer's napari state (type, name, colormap, ...), ``items`` the arrays an
+    annotation layer keeps beside its data (feature columns, text, edge widths...) by
+    name."""
+
+    state: str
+    items: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -87,12 +139,17 @@ class Dataset:
     calibration as ``data`` but axes ordered for napari (see ``display_axes``), e.g. an
     energy-first view of a spectrum image backed by an event index, so the energy slider
     never needs the dense cube.
+
+    Typed facts beside the arrays: ``detector`` is the detector of a single spectrum,
+    ``si`` what a spectrum image holds (:class:`SIContent`), ``saved`` the napari layer
+    state of a dataset napari-emd saved (:class:`SavedLayer`), ``stacked_paths`` the
+    groups a depth series was stacked from.
     """
 
     title: str
     data: Any
     axes: list[Axis]
-    kind: str = SIGNAL
+    kind: DatasetKind = SIGNAL
     signal_type: str = ""
     path: str = ""
     filename: str = ""
@@ -100,7 +157,10 @@ class Dataset:
     original_metadata: dict[str, Any] = field(default_factory=dict)
     display: Any = None
     display_axes: list[Axis] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    detector: str | None = None
+    si: SIContent | None = None
+    saved: SavedLayer | None = None
+    stacked_paths: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -184,7 +244,7 @@ class SIFacts:
     has_si: bool = False
     readable: bool = False
     reason: str = ""
-    source: str = ""  # where the SI comes from: "event streams", "pruned cube", "array"
+    source: SISource | None = None  # where the SI comes from (None: no readable SI)
     signal_type: str = ""
     ny: int = 0
     nx: int = 0

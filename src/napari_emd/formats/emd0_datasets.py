@@ -17,7 +17,7 @@ import h5py
 
 from ..errors import EMDError, EMDWarning
 from ..h5 import attr_str, attrs_dict, tree_dict
-from ..model import SIGNAL, Axis, Dataset
+from ..model import ANNOTATION_TYPES, NAPARI_LAYER_ATTR, SIGNAL, Axis, Dataset, SavedLayer
 from ..options import ReadOptions
 from .emd0 import (
     NATIVE_ORDER_NAMES,
@@ -142,7 +142,7 @@ def _group_metadata(group_attrs: dict[str, Any]) -> tuple[dict[str, Any], str, s
     return signal, signal_type, record_by
 
 
-_JSON_TREES = ("original_metadata", "napari_layer")
+_JSON_TREES = ("original_metadata", NAPARI_LAYER_ATTR)
 
 
 def _json_trees(group_attrs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -247,19 +247,15 @@ def build_dataset(
         original_metadata=om,
     )
     if stacked:
-        ds.extra["stacked_paths"] = [m.path for m in members]
-    if isinstance(group_attrs.get("napari_layer"), str):
+        ds.stacked_paths = tuple(m.path for m in members)
+    state = group_attrs.get(NAPARI_LAYER_ATTR)
+    if isinstance(state, str):
         # napari layer state saved by napari-emd (napari_emd.plugin.saved restores it),
         # with the features and per-element arrays stored next to the data
-        ds.extra["napari_layer"] = group_attrs["napari_layer"]
-        ds.extra["napari_items"] = group_extras(group, members[0].name)
-        if _saved_layer_type(group_attrs["napari_layer"]) in ANNOTATION_TYPES:
+        ds.saved = SavedLayer(state, group_extras(group, members[0].name))
+        if _saved_layer_type(state) in ANNOTATION_TYPES:
             ds.kind = SIGNAL  # a coordinate table, not an image
     return ds
-
-
-#: napari layer types napari-emd's writer stores as coordinate tables.
-ANNOTATION_TYPES = ("points", "shapes", "vectors", "tracks")
 
 
 def _saved_layer_type(state: str) -> str:

@@ -40,8 +40,6 @@ from ..writer.tables import Item, Items, decode_table, table_items, text_array
 from .frame import WorldFrame, floats, per_axis, warn_transform
 from .layer_meta import KEY, EMDLayerInfo, attach, layer_info, user_metadata
 
-ANNOTATION_TYPES = ("points", "shapes", "vectors", "tracks")
-
 #: Subgroup of a data group with the per-element napari state.
 STATE_GROUP = "napari"
 
@@ -322,7 +320,7 @@ def restore_annotation(ds: Dataset, state: Mapping[str, Any], spectra: list[dict
                        ) -> tuple[Any, dict[str, Any], str]:
     """The layer data tuple of an annotation group saved by :func:`annotation_group`."""
     layer_type = str(state["layer_type"])
-    extras = ds.extra.get("napari_items") or {}
+    extras = ds.saved.items if ds.saved is not None else {}
     world = np.asarray(ds.data.compute() if hasattr(ds.data, "compute") else ds.data,
                        dtype=np.float64)
     ndim = int(state.get("ndim") or world.shape[-1] - (layer_type == "tracks"))

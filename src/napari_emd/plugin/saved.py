@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..model import SPECTRUM_IMAGE, Dataset
-from .annotations import ANNOTATION_TYPES, restore_annotation
+from ..model import ANNOTATION_TYPES, NAPARI_LAYER_ATTR, SPECTRUM_IMAGE, Dataset
+from .annotations import restore_annotation
 from .layer_meta import EMDLayerInfo, attach, user_metadata
 from .layers import (
     LayerData,
@@ -32,13 +32,13 @@ RESTORED_TYPES = ("image", "labels", *ANNOTATION_TYPES)
 def saved_layer_state(ds: Dataset) -> dict[str, Any] | None:
     """The napari layer state napari-emd's writer stored with a dataset (the JSON
     attribute ``napari_layer`` of its EMD data group; see :mod:`.writer`), taken
-    from ``ds.extra["napari_layer"]`` or the group attributes the NCEM reader keeps in
+    from ``ds.saved`` or the group attributes the NCEM reader keeps in
     ``original_metadata["dataset"]["attributes"]``. None for any other dataset."""
-    state = ds.extra.get("napari_layer")
+    state: Any = ds.saved.state if ds.saved is not None else None
     if state is None:
         dataset_om = ds.original_metadata.get("dataset")
         attrs = dataset_om.get("attributes") if isinstance(dataset_om, dict) else None
-        state = attrs.get("napari_layer") if isinstance(attrs, dict) else None
+        state = attrs.get(NAPARI_LAYER_ATTR) if isinstance(attrs, dict) else None
     if isinstance(state, (str, bytes)):
         try:
             state = json.loads(state)
@@ -162,7 +162,7 @@ def _labels_extras(ds: Dataset, state: dict[str, Any], data: Any) -> dict[str, A
     from ..writer.tables import decode_table
 
     out: dict[str, Any] = {}
-    extras = ds.extra.get("napari_items") or {}
+    extras = ds.saved.items if ds.saved is not None else {}
     if extras.get("features"):
         features = decode_table(extras, 0)
         if len(features.columns):

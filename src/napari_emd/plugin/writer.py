@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import EMDError, EMDWarning
+from ..model import ANNOTATION_TYPES, NAPARI_LAYER_ATTR
 from ..units import unit_symbol
 from ..writer import jsonable, write_signals
 from ..writer.tables import Items, table_items
 from .annotations import (
-    ANNOTATION_TYPES,
     NAPARI_LAYER_VERSION,
     annotation_group,
     layer_metadata_state,
@@ -71,7 +71,7 @@ def write_layers(path: str, layer_data: list[FullLayerData]) -> list[str]:
         signal, napari_layer, extra = layer_group(data, meta, layer_type, path=path,
                                                   frame=frame)
         signals.append(signal)
-        attrs.append({"napari_layer": napari_layer})
+        attrs.append({NAPARI_LAYER_ATTR: napari_layer})
         items.append(extra)
     for spectrum in carried_spectra(layer_data):
         signals.append(spectrum)

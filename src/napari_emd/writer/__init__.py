@@ -32,11 +32,11 @@ from typing import Any
 import h5py
 
 from ..errors import EMDError
+from ..model import NAPARI_LAYER_ATTR
 from .jsonattrs import jsonable, to_json
 from .layout import (
     DATA_GROUP,
     EMD_VERSION,
-    NAPARI_LAYER_ATTR,
     SPEC_GROUPS,
     Progress,
     ProgressCallback,

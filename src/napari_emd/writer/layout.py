@@ -35,7 +35,6 @@ SPEC_GROUPS = ("microscope", "sample", "user", "comments")
 
 
 #: Group attribute with the napari layer state (JSON), see :mod:`napari_emd.plugin.writer`.
-NAPARI_LAYER_ATTR = "napari_layer"
 
 
 class Progress:

@@ -11,8 +11,8 @@ import numpy as np
 
 from ..errors import EMDError
 from ..h5 import H5_LOCK
+from ..model import NAPARI_LAYER_ATTR
 from ..units import finite_float, is_undefined, unit_symbol
-from .layout import NAPARI_LAYER_ATTR
 from .tables import dataset_names
 
 # HDF5 chunk size aimed at by the default chunking (bytes).

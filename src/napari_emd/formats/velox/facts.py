@@ -49,7 +49,7 @@ def _pruned_facts(base: dict[str, Any], plan: SIPlan) -> SIFacts:
     lay = plan.blob_layout
     if lay is None:
         return SIFacts(**base, has_si=True, readable=False, reason=plan.reason,
-                       source="pruned cube" if plan.blob else "", signal_type="EDS_TEM")
+                       source="pruned cube" if plan.blob else None, signal_type="EDS_TEM")
     pixel_size, pixel_units = _pixel(plan)
     return SIFacts(
         **base,

@@ -216,7 +216,7 @@ class VeloxReader:
         )
         several = len(found) > 1 or has_si
         for ds in found:
-            det = ds.extra.get("detector")
+            det = ds.detector
             if several:
                 ds.title = f"EDS spectrum - {det}" if det else "EDS spectrum"
         found.sort(key=lambda d: d.title)
@@ -252,8 +252,8 @@ class VeloxReader:
             path=dset.name,
             metadata=self.md.metadata(meta, "EDS_TEM", det, self.md.elements_eds),
             original_metadata=self.md.original(meta, DetectorMetadata=det),
+            detector=str(detector) if detector else None,
         )
-        ds.extra["detector"] = detector
         return ds
 
     # -- EDS spectrum image: the plan ----------------------------------------------------
