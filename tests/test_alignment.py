@@ -17,12 +17,11 @@ from conftest import real_file
 from napari_emd.alignment import align_image, estimate_shifts
 from napari_emd.errors import EMDError
 from napari_emd.formats.velox import stream as stream_pkg
+from napari_emd.formats.velox.siread import whole_pixels
 from napari_emd.formats.velox.stream import (
     clear_caches,
-    frame_plan,
     read_spectrum_images,
     read_spectrum_images_reference,
-    whole_pixels,
 )
 from napari_emd.options import ReadOptions
 from napari_emd.synthetic import write_velox_si
@@ -134,23 +133,23 @@ def test_estimate_needs_a_velox_si(tmp_path):
 
 
 def test_aligned_sum_is_the_per_frame_cube_shifted_and_summed(drifted):
-    spec = drifted.spec()
-    (per_frame,) = read_spectrum_images(spec, ReadOptions(sum_frames=False))
+    spec = drifted.file()
+    (per_frame,) = read_spectrum_images(spec.read(ReadOptions(sum_frames=False)))
     want = shifted_sum(per_frame.data, DRIFT)
     for lazy in (False, True):
-        (al,) = read_spectrum_images(spec, ReadOptions(align_frames=DRIFT, lazy=lazy))
+        (al,) = read_spectrum_images(spec.read(ReadOptions(align_frames=DRIFT, lazy=lazy)))
         got = np.asarray(al.data)
         np.testing.assert_array_equal(got, want)
         # where every frame covers the pixel, it holds all five frames of the same spot:
         # the counts written for frame 0's pixel, five times over on average
-        cover = frame_plan(spec, ReadOptions(align_frames=DRIFT)).coverage(48, 40)
+        cover = spec.read(ReadOptions(align_frames=DRIFT)).frames.coverage(48, 40)
         full = cover == 5
         assert full.sum() == (48 - 6) * (40 - 6)
         written = drifted.counts.sum(0)  # (frame, y, x, E), each frame as scanned
         np.testing.assert_array_equal(got[full], shifted_sum(written, DRIFT)[full])
     # the aligned sum is sharper: the particle signal (O K-alpha, channel 152 of these
     # 256 channels from -1 keV) correlates better with frame 0 than the plain sum's does
-    (plain,) = read_spectrum_images(spec, ReadOptions())
+    (plain,) = read_spectrum_images(spec.read(ReadOptions()))
     fe = slice(147, 158)
     ref = per_frame.data[0][..., fe].sum(-1).astype(float)
 
@@ -178,16 +177,16 @@ OPTION_SETS = [
 
 @pytest.mark.parametrize("kw", OPTION_SETS, ids=str)
 def test_every_option_aligned_equals_reference_eager_lazy_and_display(drifted, kw):
-    spec = drifted.spec()
+    spec = drifted.file()
     first, last = kw.get("first_frame", 0), kw.get("last_frame", 5)
     o = ReadOptions(align_frames=DRIFT[first:last] - DRIFT[first], **kw)
-    ref = read_spectrum_images_reference(spec, o)
+    ref = read_spectrum_images_reference(spec.read(o))
     dt = np.dtype(o.SI_dtype or "uint16")
     for lazy in (False, True):
         clear_caches()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # uint8 overflows, and says so
-            got = read_spectrum_images(spec, dataclasses.replace(o, lazy=lazy))
+            got = read_spectrum_images(spec.read(dataclasses.replace(o, lazy=lazy)))
             for g, r in zip(got, ref, strict=True):
                 np.testing.assert_array_equal(np.asarray(g.data), r.astype(dt),
                                               err_msg=f"{kw} lazy={lazy}")
@@ -199,15 +198,15 @@ def test_eager_equals_lazy_with_small_chunks_and_threads(drifted, monkeypatch):
     from napari_emd.formats.velox.stream import eager as eager_module
     from napari_emd.formats.velox.stream import lazy as lazy_module
 
-    spec = drifted.spec()
+    spec = drifted.file()
     monkeypatch.setattr(lazy_module, "DATA_CHUNK_BYTES", 40 * 256 * 2 * 7)  # 7 rows
     o = ReadOptions(align_frames=DRIFT, exclude_frames=(1,))
-    ref = read_spectrum_images_reference(spec, o)[0]
+    ref = read_spectrum_images_reference(spec.read(o))[0]
     for threads in (1, 3):
         monkeypatch.setattr(eager_module, "n_threads", lambda t=threads: t)
-        (e,) = read_spectrum_images(spec, o)
+        (e,) = read_spectrum_images(spec.read(o))
         np.testing.assert_array_equal(e.data, ref)
-    (lz,) = read_spectrum_images(spec, dataclasses.replace(o, lazy=True))
+    (lz,) = read_spectrum_images(spec.read(dataclasses.replace(o, lazy=True)))
     assert lz.data.chunks[0][0] == 7
     np.testing.assert_array_equal(lz.data.compute(scheduler="threads"), ref)
 
@@ -216,54 +215,54 @@ def test_sorted_event_index_honours_alignment(drifted, monkeypatch):
     from napari_emd.formats.velox.stream import planes
 
     monkeypatch.setattr(planes, "FLAT_INDEX_VALUES", 0)  # the numba counting sort
-    spec = drifted.spec()
+    spec = drifted.file()
     for kw in ({}, {"sum_frames": False, "exclude_frames": (2,)}):
         clear_caches()
         o = ReadOptions(align_frames=DRIFT, lazy=True, **kw)
-        ref = read_spectrum_images_reference(spec, o)[0]
-        (lz,) = read_spectrum_images(spec, o)
+        ref = read_spectrum_images_reference(spec.read(o))[0]
+        (lz,) = read_spectrum_images(spec.read(o))
         np.testing.assert_array_equal(lz.display.compute(), np.moveaxis(ref, -1, -3))
 
 
 def test_excluded_frames_are_absent(drifted):
-    spec = drifted.spec()
-    (per_frame,) = read_spectrum_images(spec, ReadOptions(sum_frames=False))
+    spec = drifted.file()
+    (per_frame,) = read_spectrum_images(spec.read(ReadOptions(sum_frames=False)))
     for lazy in (False, True):
-        (ex,) = read_spectrum_images(spec, ReadOptions(exclude_frames=(1, 3), lazy=lazy))
+        (ex,) = read_spectrum_images(spec.read(ReadOptions(exclude_frames=(1, 3), lazy=lazy)))
         np.testing.assert_array_equal(np.asarray(ex.data),
                                       per_frame.data[[0, 2, 4]].sum(0))
         (kept,) = read_spectrum_images(
-            spec, ReadOptions(exclude_frames=[1, 3], sum_frames=False, lazy=lazy))
+            spec.read(ReadOptions(exclude_frames=[1, 3], sum_frames=False, lazy=lazy)))
         np.testing.assert_array_equal(np.asarray(kept.data), per_frame.data[[0, 2, 4]])
 
 
 def test_per_frame_aligned_sums_to_the_aligned_sum(drifted):
-    spec = drifted.spec()
-    (frames,) = read_spectrum_images(spec, ReadOptions(align_frames=DRIFT, sum_frames=False))
-    (total,) = read_spectrum_images(spec, ReadOptions(align_frames=DRIFT))
+    spec = drifted.file()
+    (frames,) = read_spectrum_images(spec.read(ReadOptions(align_frames=DRIFT, sum_frames=False)))
+    (total,) = read_spectrum_images(spec.read(ReadOptions(align_frames=DRIFT)))
     assert frames.data.shape == (5, 48, 40, 256)
     np.testing.assert_array_equal(frames.data.sum(0), total.data)
 
 
 def test_shifts_are_rounded_to_whole_pixels(drifted):
-    spec = drifted.spec()
+    spec = drifted.file()
     fractional = DRIFT + np.array([[0, 0], [0.4, -0.3], [-0.45, 0.2], [0.1, 0.49],
                                    [0.2, -0.2]])
     np.testing.assert_array_equal(whole_pixels(fractional), DRIFT)
     np.testing.assert_array_equal(whole_pixels([[0.5, 1.5], [-0.5, -1.5]]),
                                   [[0, 2], [0, -2]])  # numpy.rint: halves to even
-    (a,) = read_spectrum_images(spec, ReadOptions(align_frames=fractional))
-    (b,) = read_spectrum_images(spec, ReadOptions(align_frames=DRIFT))
+    (a,) = read_spectrum_images(spec.read(ReadOptions(align_frames=fractional)))
+    (b,) = read_spectrum_images(spec.read(ReadOptions(align_frames=DRIFT)))
     np.testing.assert_array_equal(a.data, b.data)
 
 
 def test_a_frame_moved_off_the_grid_adds_nothing(drifted):
-    spec = drifted.spec()
+    spec = drifted.file()
     far = np.array([[0, 0], [0, 40], [48, 0], [0, -40], [-60, 3]])
-    (a,) = read_spectrum_images(spec, ReadOptions(align_frames=far))
-    (f0,) = read_spectrum_images(spec, ReadOptions(last_frame=1))
+    (a,) = read_spectrum_images(spec.read(ReadOptions(align_frames=far)))
+    (f0,) = read_spectrum_images(spec.read(ReadOptions(last_frame=1)))
     np.testing.assert_array_equal(a.data, f0.data)
-    assert (frame_plan(spec, ReadOptions(align_frames=far)).coverage(48, 40) == 1).all()
+    assert (spec.read(ReadOptions(align_frames=far)).frames.coverage(48, 40) == 1).all()
 
 
 # --- options ---------------------------------------------------------------------------
@@ -330,8 +329,8 @@ def test_read_datasets_records_shifts_coverage_and_excluded_frames(drifted):
         cover = si_of(ds, "EDS frame coverage")
         assert cover.kind == napari_emd.IMAGE and cover.shape == (48, 40)
         np.testing.assert_array_equal(cover.data, fa["coverage"])
-        want = frame_plan(drifted.spec(), ReadOptions(align_frames=DRIFT,
-                                                      exclude_frames=(3,))).coverage(48, 40)
+        want = drifted.file().read(ReadOptions(align_frames=DRIFT,
+                                                      exclude_frames=(3,))).frames.coverage(48, 40)
         np.testing.assert_array_equal(cover.data, want)
         assert cover.data.max() == 4 and cover.data.min() == 1
     # the whole read as file_reader dicts; only exclusion: no coverage image

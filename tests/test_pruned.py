@@ -19,15 +19,16 @@ import pytest
 from conftest import SI_FILES, real_file
 from napari_emd import EMDError, EMDWarning, file_reader, read_datasets, si_facts
 from napari_emd.formats.velox.blob import (
-    BlobSpec,
     blob_index,
     clear_blob_indexes,
     decode_reference,
     read_layout,
 )
 from napari_emd.formats.velox.blob import cube as blob_cube
+from napari_emd.formats.velox.siread import Blob, Frames, Grid, SIFile
 from napari_emd.h5 import close_cached
 from napari_emd.model import IMAGE, SPECTRUM, SPECTRUM_IMAGE
+from napari_emd.options import ReadOptions
 from napari_emd.synthetic import prune_velox_si, write_velox_si
 
 TAIL = "fei_SI_SuperX-HAADF_10frames_10x50.emd"
@@ -328,7 +329,9 @@ def test_synthetic_pruned_by_kernels_and_chunks(synthetic, monkeypatch, keep):
         np.moveaxis(cube.reshape(40, 30, 128, 4).sum(-1, dtype=np.uint16), -1, 0))
     with h5py.File(path, "r") as f:
         layout = read_layout(f[_blob_path(path)])
-    index = blob_index(BlobSpec(str(path), _blob_path(path), layout))
+    si = SIFile(str(path), Blob(_blob_path(path), layout),
+                Grid(layout.height, layout.width, 1, layout.channels))
+    index = blob_index(si.read(ReadOptions(), Frames.every(0, 1)))
     assert (index.buf is not None) == keep
     clear_blob_indexes()
 

@@ -34,11 +34,11 @@ def test_eager_scatter_equals_reference(tmp_path, monkeypatch, ny, nx, opts, thr
     multi-detector pass and the stream-by-stream passes give the reference cubes."""
     info = write_velox_si(tmp_path / "m.emd", ny=ny, nx=nx, frames=2, detectors=2,
                           counts_per_pixel=3, seed=5)
-    spec = info.spec()
+    spec = info.file()
     o = ReadOptions(**opts)
     monkeypatch.setattr(eager_module, "n_threads", lambda: threads)
-    refs = read_spectrum_images_reference(spec, o)
-    got = read_spectrum_images(spec, o)
+    refs = read_spectrum_images_reference(spec.read(o))
+    got = read_spectrum_images(spec.read(o))
     assert len(got) == len(refs)
     for g, ref in zip(got, refs, strict=True):
         np.testing.assert_array_equal(g.data, ref)
@@ -77,8 +77,8 @@ def test_a_cancelled_eager_read_stops(tmp_path):
     event = threading.Event()
     event.set()
     with cancellation(event), pytest.raises(Cancelled):
-        read_spectrum_images(info.spec(), ReadOptions())
-    (cube,) = read_spectrum_images(info.spec(), ReadOptions())  # no event: it reads
+        read_spectrum_images(info.file().read(ReadOptions()))
+    (cube,) = read_spectrum_images(info.file().read(ReadOptions()))  # no event: it reads
     assert cube.data.sum() > 0
 
 
@@ -147,14 +147,14 @@ def test_one_dense_frame_is_faulted_ahead_and_equals_the_reference(tmp_path, mon
 
     info = write_velox_si(tmp_path / "d.emd", ny=64, nx=64, frames=3, detectors=2,
                           counts_per_pixel=3, seed=7)
-    spec = info.spec()
+    spec = info.file()
     o = ReadOptions(sum_frames=False, first_frame=1, last_frame=2)
     touched = []
     real = kernels().touch_pages
     monkeypatch.setattr(kernels(), "touch_pages",
                         lambda mem, stride, stop: touched.append(stride) or
                         real(mem, stride, stop))
-    (got,) = read_spectrum_images(spec, o)
-    (ref,) = read_spectrum_images_reference(spec, o)
+    (got,) = read_spectrum_images(spec.read(o))
+    (ref,) = read_spectrum_images_reference(spec.read(o))
     assert touched  # 6 X-rays per pixel: dense enough
     np.testing.assert_array_equal(got.data, ref)

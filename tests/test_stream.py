@@ -14,11 +14,9 @@ import pytest
 
 from conftest import real_file
 from napari_emd.errors import EMDError, EMDWarning
+from napari_emd.formats.velox.siread import Frames, Grid, SIFile, Streams
 from napari_emd.formats.velox.stream import (
     SEPARATOR,
-    FramePlan,
-    SISpec,
-    check_options,
     clear_caches,
     read_spectrum_images,
     read_spectrum_images_reference,
@@ -35,8 +33,8 @@ REAL_SI = {
 }
 
 
-def real_spec(name: str) -> SISpec:
-    """An SISpec built straight from a real file (what formats/velox.py derives)."""
+def real_spec(name: str) -> SIFile:
+    """An SIFile built straight from a real file (what formats/velox derives)."""
     path = real_file(name)
     ny, nx, nf = REAL_SI[name]
     streams, dets, tables = [], [], []
@@ -53,7 +51,8 @@ def real_spec(name: str) -> SISpec:
             meta = json.loads(g["Metadata"][:, 0].tobytes().rstrip(b"\0"))
             dets.append(meta["BinaryResult"]["Detector"])
             bincount = int(json.loads(g["AcquisitionSettings"][0])["bincount"])
-    return SISpec(str(path), tuple(streams), tuple(dets), ny, nx, nf, bincount, tuple(tables))
+    return SIFile(str(path), Streams(tuple(streams), tuple(dets), tuple(tables)),
+                  Grid(ny, nx, nf, bincount))
 
 
 def opts(**kw) -> ReadOptions:
@@ -101,13 +100,13 @@ def test_fei_emd_si_matches_reference_arrays():
     spec = real_spec("fei_emd_si.emd")
     ref = np.load(real_file("fei_emd_si.npy"))
     for lazy in (False, True):
-        (res,) = read_spectrum_images(spec, opts(lazy=lazy))
-        assert res.detector is None
+        (res,) = read_spectrum_images(spec.read(opts(lazy=lazy)))
+        assert res.detectors == spec.detectors
         assert res.data.dtype == ref.dtype == np.uint16
         np.testing.assert_array_equal(np.asarray(res.data), ref)
     ref2 = np.load(real_file("fei_emd_si_frame.npy"))
     for lazy in (False, True):
-        (res,) = read_spectrum_images(spec, opts(first_frame=2, last_frame=4, lazy=lazy))
+        (res,) = read_spectrum_images(spec.read(opts(first_frame=2, last_frame=4, lazy=lazy)))
         np.testing.assert_array_equal(np.asarray(res.data), ref2)
 
 
@@ -119,11 +118,11 @@ def test_every_option_equals_reference_decoder(name):
         o = opts(**kw)
         with warnings.catch_warnings():
             warnings.simplefilter("error", EMDWarning)  # real files decode without warnings
-            got = read_spectrum_images(spec, o)
-        ref = read_spectrum_images_reference(spec, o)
+            got = read_spectrum_images(spec.read(o))
+        ref = read_spectrum_images_reference(spec.read(o))
         assert len(got) == len(ref) == (1 if o.sum_EDS_detectors else len(spec.streams))
         if not o.sum_EDS_detectors:
-            assert [r.detector for r in got] == list(spec.detectors)
+            assert [r.detectors for r in got] == [(d,) for d in spec.detectors]
         dt = np.dtype(o.SI_dtype or "uint16")
         for g, r in zip(got, ref):
             assert isinstance(g.data, np.ndarray)
@@ -140,8 +139,8 @@ def test_every_option_equals_reference_decoder(name):
 def test_lazy_equals_eager(name):
     spec = real_spec(name)
     for kw in option_sets(spec.n_frames)[:6]:
-        eager = read_spectrum_images(spec, opts(**kw))
-        lazy = read_spectrum_images(spec, opts(lazy=True, **kw))
+        eager = read_spectrum_images(spec.read(opts(**kw)))
+        lazy = read_spectrum_images(spec.read(opts(lazy=True, **kw)))
         for e, lz in zip(eager, lazy):
             assert type(lz.data).__module__.startswith("dask")
             assert lz.data.shape == e.data.shape and lz.data.dtype == e.data.dtype
@@ -173,7 +172,7 @@ def test_equals_rsciio(name):
             out = emd.file_reader(str(spec.path), **kw)
         theirs = [o["data"] for o in out if o["metadata"]["General"]["title"] == "EDS"
                   and o["data"].ndim >= 3]
-        ours = [r.data for r in read_spectrum_images(spec, opts(**kw))]
+        ours = [r.data for r in read_spectrum_images(spec.read(opts(**kw)))]
         assert len(theirs) == len(ours), kw
         if name == "example_velox_EELS_EDS.emd":
             # rsciio takes the (128, 128) raster from the first image it meets; the stream
@@ -198,7 +197,7 @@ def test_velox_eels_eds_grid_is_the_stream_s():
             d = f[s][:, 0]
             pixels = int((d == SEPARATOR).sum()) + int(d[-1] != SEPARATOR)
             assert pixels == 16 * 20
-    (res,) = read_spectrum_images(spec, opts())
+    (res,) = read_spectrum_images(spec.read(opts()))
     assert res.data.shape == (16, 20, 4096)
     assert res.data.sum() > 0
 
@@ -207,7 +206,7 @@ def test_velox_eels_eds_grid_is_the_stream_s():
 
 
 def _tiny_spec(tmp_path: Path, streams, tables=None, ny=2, nx=2, n_frames=2, bincount=8,
-               name="tiny.emd") -> SISpec:
+               name="tiny.emd") -> SIFile:
     path = tmp_path / name
     names, tnames = [], []
     with h5py.File(path, "w") as f:
@@ -222,8 +221,8 @@ def _tiny_spec(tmp_path: Path, streams, tables=None, ny=2, nx=2, n_frames=2, bin
                 tnames.append(f"/Data/SpectrumStream/s{i}/FrameLocationTable")
             else:
                 tnames.append(None)
-    return SISpec(str(path), tuple(names), tuple(f"D{i}" for i in range(len(streams))),
-                  ny, nx, n_frames, bincount, tuple(tnames))
+    return SIFile(str(path), Streams(tuple(names), tuple(f"D{i}" for i in range(len(streams))),
+                                     tuple(tnames)), Grid(ny, nx, n_frames, bincount))
 
 
 S = SEPARATOR
@@ -237,25 +236,26 @@ def _stream_2x2x2():
 def test_check_options_rejects_bad_values_before_decoding(tmp_path):
     spec = _tiny_spec(tmp_path, [_stream_2x2x2()])
     with pytest.raises(ValueError, match="first_frame"):
-        check_options(spec, ReadOptions(first_frame=2))
+        spec.read(ReadOptions(first_frame=2))
     with pytest.raises(ValueError, match="last_frame"):
-        check_options(spec, ReadOptions(first_frame=1, last_frame=1))
+        spec.read(ReadOptions(first_frame=1, last_frame=1))
     with pytest.raises(ValueError, match="last_frame"):
-        check_options(spec, ReadOptions(last_frame=3))
+        spec.read(ReadOptions(last_frame=3))
     with pytest.raises(ValueError, match="rebin_energy"):
-        check_options(spec, ReadOptions(rebin_energy=3))
+        spec.read(ReadOptions(rebin_energy=3))
     with pytest.raises(ValueError, match="rebin_energy"):
-        check_options(spec, ReadOptions(rebin_energy=0))
+        spec.read(ReadOptions(rebin_energy=0))
     with pytest.raises(ValueError, match="SI_dtype"):
-        check_options(spec, ReadOptions(SI_dtype=np.dtype("U3")))
+        spec.read(ReadOptions(SI_dtype=np.dtype("U3")))
     with pytest.raises(ValueError):
-        read_spectrum_images(spec, ReadOptions(first_frame=5, lazy=True))
-    assert check_options(spec, ReadOptions(first_frame=1)) == (1, 2)
+        read_spectrum_images(spec.read(ReadOptions(first_frame=5, lazy=True)))
+    frames = spec.read(ReadOptions(first_frame=1)).frames
+    assert (frames.first, frames.last, frames.frames) == (1, 2, (1,))
 
 
 def test_hand_built_stream_exact_counts(tmp_path):
     spec = _tiny_spec(tmp_path, [_stream_2x2x2()], tables=[[0, 9]])
-    (r,) = read_spectrum_images(spec, opts(sum_frames=False))
+    (r,) = read_spectrum_images(spec.read(opts(sum_frames=False)))
     want = np.zeros((2, 2, 2, 8), int)
     want[0, 0, 0, [1, 2]] = 1
     want[0, 1, 0, 3] = 1
@@ -264,9 +264,9 @@ def test_hand_built_stream_exact_counts(tmp_path):
     want[1, 1, 0, 0] = 1
     want[1, 1, 1, 5] = 1
     np.testing.assert_array_equal(r.data, want)
-    (s,) = read_spectrum_images(spec, opts(rebin_energy=4))
+    (s,) = read_spectrum_images(spec.read(opts(rebin_energy=4)))
     np.testing.assert_array_equal(s.data, want.sum(0).reshape(2, 2, 2, 4).sum(-1))
-    (lz,) = read_spectrum_images(spec, opts(sum_frames=False, lazy=True))
+    (lz,) = read_spectrum_images(spec.read(opts(sum_frames=False, lazy=True)))
     np.testing.assert_array_equal(lz.data.compute(), want)
     np.testing.assert_array_equal(lz.display.compute(), np.moveaxis(want, -1, 1))
 
@@ -288,10 +288,10 @@ def test_hand_built_stream_aligned_counts(tmp_path, shift, moved):
     for (y, x, c), n in moved.items():
         want[y, x, c] += n
     o = opts(align_frames=[[0, 0], list(shift)])
-    np.testing.assert_array_equal(read_spectrum_images_reference(spec, o)[0], want)
-    (e,) = read_spectrum_images(spec, o)
+    np.testing.assert_array_equal(read_spectrum_images_reference(spec.read(o))[0], want)
+    (e,) = read_spectrum_images(spec.read(o))
     np.testing.assert_array_equal(e.data, want)
-    (lz,) = read_spectrum_images(spec, opts(lazy=True, align_frames=[[0, 0], list(shift)]))
+    (lz,) = read_spectrum_images(spec.read(opts(lazy=True, align_frames=[[0, 0], list(shift)])))
     np.testing.assert_array_equal(lz.data.compute(), want)
     np.testing.assert_array_equal(lz.display.compute(), np.moveaxis(want, -1, 0))
 
@@ -300,21 +300,21 @@ def test_small_dtype_is_cast_like_astype_with_a_warning(tmp_path):
     # 300 events of channel 1 in pixel 0 of each frame: 600 summed
     frame = [1] * 300 + [S, S, S, S]
     spec = _tiny_spec(tmp_path, [frame + frame])
-    ref = read_spectrum_images_reference(spec, opts())[0]
+    ref = read_spectrum_images_reference(spec.read(opts()))[0]
     for lazy in (False, True):
         with pytest.warns(EMDWarning, match="600"):
-            (r,) = read_spectrum_images(spec, opts(SI_dtype="uint8", lazy=lazy))
+            (r,) = read_spectrum_images(spec.read(opts(SI_dtype="uint8", lazy=lazy)))
             data = np.asarray(r.data)
         np.testing.assert_array_equal(data, ref.astype(np.uint8))
         assert data[0, 0, 1] == 600 % 256
     with pytest.warns(EMDWarning, match="600"):
-        (r,) = read_spectrum_images(spec, opts(SI_dtype="int8"))
+        (r,) = read_spectrum_images(spec.read(opts(SI_dtype="int8")))
     np.testing.assert_array_equal(r.data, ref.astype(np.int8))
-    (r,) = read_spectrum_images(spec, opts(SI_dtype="float16"))
+    (r,) = read_spectrum_images(spec.read(opts(SI_dtype="float16")))
     np.testing.assert_array_equal(r.data, ref.astype(np.float16))
     with warnings.catch_warnings():
         warnings.simplefilter("error", EMDWarning)
-        (r,) = read_spectrum_images(spec, opts(SI_dtype="uint16"))
+        (r,) = read_spectrum_images(spec.read(opts(SI_dtype="uint16")))
     assert r.data[0, 0, 1] == 600
 
 
@@ -326,10 +326,10 @@ def test_channel_beyond_bincount_is_an_error(tmp_path):
     bad[4] = 9  # bincount is 8
     spec = _tiny_spec(tmp_path, [bad], tables=[[0, 9]])
     with pytest.raises(EMDError, match="channel 9"):
-        read_spectrum_images(spec, opts())
+        read_spectrum_images(spec.read(opts()))
     with pytest.raises(EMDError, match="channel 9"):
-        read_spectrum_images(spec, opts(first_frame=0, last_frame=1))
-    (lz,) = read_spectrum_images(spec, opts(lazy=True))  # opening does not decode
+        read_spectrum_images(spec.read(opts(first_frame=0, last_frame=1)))
+    (lz,) = read_spectrum_images(spec.read(opts(lazy=True)))  # opening does not decode
     with pytest.raises(EMDError, match="channel 9"):
         lz.data.compute()
     with pytest.raises(EMDError, match="channel 9"):
@@ -344,7 +344,7 @@ def test_bad_channel_names_its_detector_and_position_when_streams_are_joined(tmp
     spec = _tiny_spec(tmp_path, [_stream_2x2x2(), bad], tables=[[0, 9], [0, 9]])
     for kw in ({}, {"first_frame": 1, "last_frame": 2, "sum_frames": False}):
         with pytest.raises(EMDError, match=r"s1/Data holds channel 9 at value 12,"):
-            read_spectrum_images(spec, opts(**kw))
+            read_spectrum_images(spec.read(opts(**kw)))
 
 
 def test_bad_channel_position_is_absolute_in_a_partial_single_stream_read(tmp_path):
@@ -354,18 +354,18 @@ def test_bad_channel_position_is_absolute_in_a_partial_single_stream_read(tmp_pa
     bad[12] = 9
     spec = _tiny_spec(tmp_path, [bad], tables=[[0, 9]])
     with pytest.raises(EMDError, match=r"s0/Data holds channel 9 at value 12,"):
-        read_spectrum_images(spec, opts(first_frame=1, last_frame=2, sum_frames=False))
+        read_spectrum_images(spec.read(opts(first_frame=1, last_frame=2, sum_frames=False)))
 
 
 def test_truncated_stream_warns_and_zero_fills(tmp_path):
     full = _stream_2x2x2()
     spec = _tiny_spec(tmp_path, [full[:5]], tables=[[0, 9]])  # ends inside frame 0
-    ref = read_spectrum_images_reference(spec, opts(sum_frames=False))[0]
+    ref = read_spectrum_images_reference(spec.read(opts(sum_frames=False)))[0]
     with pytest.warns(EMDWarning, match="fewer"):
-        (r,) = read_spectrum_images(spec, opts(sum_frames=False))
+        (r,) = read_spectrum_images(spec.read(opts(sum_frames=False)))
     np.testing.assert_array_equal(r.data, ref)
     assert r.data[1].sum() == 0
-    (lz,) = read_spectrum_images(spec, opts(sum_frames=False, lazy=True))
+    (lz,) = read_spectrum_images(spec.read(opts(sum_frames=False, lazy=True)))
     with pytest.warns(EMDWarning):
         np.testing.assert_array_equal(lz.data.compute(), ref)
 
@@ -375,18 +375,18 @@ def test_short_last_frame_is_normal(tmp_path):
     spec = _tiny_spec(tmp_path, [_stream_2x2x2()[:12]])
     with warnings.catch_warnings():
         warnings.simplefilter("error", EMDWarning)
-        (r,) = read_spectrum_images(spec, opts(sum_frames=False))
+        (r,) = read_spectrum_images(spec.read(opts(sum_frames=False)))
     np.testing.assert_array_equal(
-        r.data, read_spectrum_images_reference(spec, opts(sum_frames=False))[0])
+        r.data, read_spectrum_images_reference(spec.read(opts(sum_frames=False)))[0])
 
 
 def test_extra_pixels_warn_and_are_ignored(tmp_path):
     longer = [*_stream_2x2x2(), 1, S, 2, S, 3, S]
     spec = _tiny_spec(tmp_path, [longer], tables=[[0, 9]])
-    ref = read_spectrum_images_reference(spec, opts(sum_frames=False))[0]
+    ref = read_spectrum_images_reference(spec.read(opts(sum_frames=False)))[0]
     for lazy in (False, True):
         with pytest.warns(EMDWarning, match="more than"):
-            (r,) = read_spectrum_images(spec, opts(sum_frames=False, lazy=lazy))
+            (r,) = read_spectrum_images(spec.read(opts(sum_frames=False, lazy=lazy)))
             data = np.asarray(r.data)
         np.testing.assert_array_equal(data, ref)
         clear_caches()
@@ -394,30 +394,30 @@ def test_extra_pixels_warn_and_are_ignored(tmp_path):
     spec1 = _tiny_spec(tmp_path, [[*_stream_2x2x2(), 4, 4]], name="one.emd")
     with warnings.catch_warnings():
         warnings.simplefilter("error", EMDWarning)
-        (r,) = read_spectrum_images(spec1, opts())
-    np.testing.assert_array_equal(r.data, read_spectrum_images_reference(spec1, opts())[0])
+        (r,) = read_spectrum_images(spec1.read(opts()))
+    np.testing.assert_array_equal(r.data, read_spectrum_images_reference(spec1.read(opts()))[0])
 
 
 @pytest.mark.parametrize("table", [[0, 7], [0, 11], [0, 99], [3, 9], [0], [9, 0]])
 def test_wrong_frame_table_warns_and_scans_the_stream(tmp_path, table):
     spec = _tiny_spec(tmp_path, [_stream_2x2x2()], tables=[table])
-    ref = read_spectrum_images_reference(spec, opts(sum_frames=False))[0]
+    ref = read_spectrum_images_reference(spec.read(opts(sum_frames=False)))[0]
     for kw in ({"sum_frames": False}, {"first_frame": 1, "sum_frames": False}):
         for lazy in (False, True):
             clear_caches()
             with pytest.warns(EMDWarning, match="FrameLocationTable"):
-                (r,) = read_spectrum_images(spec, opts(lazy=lazy, **kw))
+                (r,) = read_spectrum_images(spec.read(opts(lazy=lazy, **kw)))
                 data = np.asarray(r.data)
             np.testing.assert_array_equal(data, ref[kw.get("first_frame", 0):])
 
 
 def test_missing_stream_is_an_error(tmp_path):
     spec = _tiny_spec(tmp_path, [_stream_2x2x2()])
-    bad = SISpec(spec.path, ("/nope/Data",), ("X",), 2, 2, 2, 8, (None,))
+    bad = SIFile(spec.path, Streams(("/nope/Data",), ("X",), (None,)), Grid(2, 2, 2, 8))
     with pytest.raises(EMDError, match="missing"):
-        read_spectrum_images(bad, opts())
+        read_spectrum_images(bad.read(opts()))
     with pytest.raises(EMDError, match="missing"):
-        read_spectrum_images(bad, opts(lazy=True))
+        read_spectrum_images(bad.read(opts(lazy=True)))
 
 
 # --- synthetic files: laziness, chunks, display ----------------------------------------
@@ -429,9 +429,9 @@ def test_lazy_open_reads_no_stream_and_chunks_are_rows(tmp_path):
 
     info = write_velox_si(tmp_path / "s.emd", ny=40, nx=24, frames=3, detectors=2,
                           counts_per_pixel=3, keep_counts=True, seed=3)
-    spec = info.spec()
+    spec = info.file()
     clear_caches()
-    (r,) = read_spectrum_images(spec, opts(lazy=True, sum_frames=False))
+    (r,) = read_spectrum_images(spec.read(opts(lazy=True, sum_frames=False)))
     assert not frames._INDEXES and not planes._EVENTS  # nothing decoded yet
     assert r.data.shape == (3, 40, 24, 4096)
     assert r.display.shape == (3, 4096, 40, 24)
@@ -454,7 +454,7 @@ def test_graph_holds_no_open_handles(tmp_path):
     from napari_emd.synthetic import write_velox_si
 
     info = write_velox_si(tmp_path / "p.emd", ny=8, nx=8, frames=2, detectors=1)
-    (r,) = read_spectrum_images(info.spec(), opts(lazy=True))
+    (r,) = read_spectrum_images(info.file().read(opts(lazy=True)))
     for arr in (r.data, r.display):
         blob = pickle.dumps(dict(arr.__dask_graph__()))
         assert b"h5py" not in blob
@@ -468,11 +468,11 @@ def test_synthetic_large_grid_rows_chunks_equal_reference(tmp_path, monkeypatch)
     info = write_velox_si(tmp_path / "r.emd", ny=70, nx=33, frames=2, detectors=3,
                           counts_per_pixel=2, frame_table=False, final_separator=False,
                           seed=5)
-    spec = info.spec()
+    spec = info.file()
     monkeypatch.setattr(lazy_module, "DATA_CHUNK_BYTES", 33 * 4096 * 2 * 9)  # 9 rows
     for kw in ({}, {"sum_frames": False, "sum_EDS_detectors": False}):
-        lazy = read_spectrum_images(spec, opts(lazy=True, **kw))
-        ref = read_spectrum_images_reference(spec, opts(**kw))
+        lazy = read_spectrum_images(spec.read(opts(lazy=True, **kw)))
+        ref = read_spectrum_images_reference(spec.read(opts(**kw)))
         for lz, rf in zip(lazy, ref):
             assert lz.data.chunks[-3][0] == 9
             np.testing.assert_array_equal(lz.data.compute(scheduler="threads"), rf)
@@ -487,13 +487,13 @@ def test_synthetic_every_option_equals_reference(tmp_path, table):
     info = write_velox_si(tmp_path / "o.emd", ny=9, nx=7, frames=3, detectors=3,
                           counts_per_pixel=6, frame_table=table, final_separator=table,
                           bincount=256, seed=11)
-    spec = info.spec()
+    spec = info.file()
     for kw in option_sets(spec.n_frames):
         if kw.get("rebin_energy") == 16:
             kw = {**kw, "rebin_energy": 4}
         o = opts(**kw)
-        got = read_spectrum_images(spec, o)
-        ref = read_spectrum_images_reference(spec, o)
+        got = read_spectrum_images(spec.read(o))
+        ref = read_spectrum_images_reference(spec.read(o))
         dt = np.dtype(o.SI_dtype or "uint16")
         for g, r in zip(got, ref, strict=True):
             np.testing.assert_array_equal(g.data, r.astype(dt), err_msg=str(kw))
@@ -506,8 +506,8 @@ def test_distributed_process_cluster(tmp_path):
 
     info = write_velox_si(tmp_path / "d.emd", ny=24, nx=20, frames=3, detectors=2,
                           keep_counts=True, seed=9)
-    spec = info.spec()
-    (r,) = read_spectrum_images(spec, opts(lazy=True, sum_frames=False, rebin_energy=64))
+    spec = info.file()
+    (r,) = read_spectrum_images(spec.read(opts(lazy=True, sum_frames=False, rebin_energy=64)))
     want = info.counts.sum(0).reshape(3, 24, 20, 64, 64).sum(-1)
     with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
                                   dashboard_address=None) as cluster, \
@@ -524,7 +524,7 @@ def test_napari_draws_energy_planes_from_the_lazy_display(make_napari_viewer, tm
 
     info = write_velox_si(tmp_path / "n.emd", ny=16, nx=12, frames=2, detectors=2,
                           keep_counts=True, seed=11)
-    (r,) = read_spectrum_images(info.spec(), opts(lazy=True))
+    (r,) = read_spectrum_images(info.file().read(opts(lazy=True)))
     want = np.moveaxis(info.counts.sum((0, 1)), -1, 0)
     viewer = make_napari_viewer()
     layer = viewer.add_image(r.display, contrast_limits=(0, 5))
@@ -539,12 +539,12 @@ def test_napari_draws_energy_planes_from_the_lazy_display(make_napari_viewer, tm
 def test_flat_and_sorted_event_indexes_agree(name):
     from napari_emd.formats.velox.stream import planes, warm_kernels
 
-    spec = real_spec(name)
+    spec = real_spec(name).read(opts())
     npix = spec.ny * spec.nx
     streams = tuple(range(len(spec.streams)))
     for first, last, per_frame in ((0, spec.n_frames, False), (0, spec.n_frames, True),
                                    (spec.n_frames - 1, spec.n_frames, True)):
-        plan = FramePlan(first, last, tuple(range(first, last)))
+        plan = Frames.every(first, last)
         flat = planes.FlatIndex([planes._flat_stream(spec, i, plan) for i in streams])
         warm_kernels()
         srt = planes._build_sorted(spec, streams, plan, per_frame)
@@ -566,10 +566,10 @@ def test_display_with_flat_and_sorted_index(tmp_path, monkeypatch):
     for flat_below in (10**12, 0):  # flat index, then the sorted numba index
         clear_caches()
         monkeypatch.setattr(planes, "FLAT_INDEX_VALUES", flat_below)
-        (r,) = read_spectrum_images(info.spec(), opts(lazy=True, sum_frames=False,
-                                                      rebin_energy=16))
+        (r,) = read_spectrum_images(info.file().read(opts(lazy=True, sum_frames=False,
+                                                      rebin_energy=16)))
         np.testing.assert_array_equal(
             r.display.compute(), want.reshape(3, 256, 16, 13, 9).sum(2))
-        (s,) = read_spectrum_images(info.spec(), opts(lazy=True, first_frame=1))
+        (s,) = read_spectrum_images(info.file().read(opts(lazy=True, first_frame=1)))
         np.testing.assert_array_equal(s.display[900:910].compute(),
                                       want[1:, 900:910].sum(0))

@@ -61,7 +61,7 @@ def test_layout_mirrors_velox(small):
 
 
 def test_round_trip_every_option(small):
-    spec = small.spec()
+    spec = small.file()
     c = small.counts  # (detector, frame, y, x, channel)
     cases = [
         ({}, c.sum((0, 1))),
@@ -71,12 +71,12 @@ def test_round_trip_every_option(small):
     ]
     for kw, want in cases:
         for lazy in (False, True):
-            (r,) = read_spectrum_images(spec, ReadOptions(lazy=lazy, **kw))
+            (r,) = read_spectrum_images(spec.read(ReadOptions(lazy=lazy, **kw)))
             np.testing.assert_array_equal(np.asarray(r.data), want, err_msg=str(kw))
-    per_det = read_spectrum_images(spec, ReadOptions(sum_EDS_detectors=False,
-                                                     sum_frames=False))
+    per_det = read_spectrum_images(spec.read(ReadOptions(sum_EDS_detectors=False,
+                                                     sum_frames=False)))
     for d, r in enumerate(per_det):
-        assert r.detector == small.detectors[d]
+        assert r.detectors == (small.detectors[d],)
         np.testing.assert_array_equal(r.data, c[d])
 
 
@@ -116,7 +116,7 @@ def test_variants_round_trip(tmp_path, frame_table, final_separator):
             assert seps == 2 * 9 * 11 - (0 if final_separator else 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        (r,) = read_spectrum_images(info.spec(), ReadOptions(sum_frames=False))
+        (r,) = read_spectrum_images(info.file().read(ReadOptions(sum_frames=False)))
     np.testing.assert_array_equal(r.data, info.counts.sum(0))
 
 

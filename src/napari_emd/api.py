@@ -11,7 +11,7 @@ import h5py
 
 from .errors import EMDError
 from .h5 import is_hdf5, open_h5
-from .model import SPECTRUM_IMAGE, Dataset, SIFacts, unique_titles
+from .model import ARRAY, SPECTRUM_IMAGE, Dataset, SIContent, SIFacts, unique_titles
 from .options import ReadOptions
 
 READ_EXTENSIONS = (".emd", ".de5", ".h5", ".hdf5", ".hdf")
@@ -65,6 +65,8 @@ def read_datasets(filename: str | os.PathLike, **kwargs: Any) -> list[Dataset]:
             raise EMDError(path, f"damaged or unexpected {fmt.NAME} file: {err}") from err
     for ds in datasets:
         ds.filename = path
+        if ds.kind == SPECTRUM_IMAGE and ds.si is None:
+            ds.si = SIContent(ARRAY)  # a cube stored as it is: nothing more is known
     unique_titles(datasets)
     return datasets
 
@@ -84,6 +86,7 @@ def file_reader(
     load_SI_image_stack: bool = False,
     align_frames: bool | Any = False,
     exclude_frames: Any = (),
+    detectors: Any = None,
 ) -> list[dict[str, Any]]:
     """Read an EMD file into a list of dicts with ``data``, ``axes``, ``metadata`` and
     ``original_metadata``, one per dataset: the contract of ``rsciio.emd.file_reader``.
@@ -129,6 +132,13 @@ def file_reader(
     exclude_frames
         Velox spectrum images (napari-emd only): frame numbers (the file's, like
         ``first_frame``) left out of the read, e.g. frames damaged by the beam.
+    detectors
+        Velox spectrum images (napari-emd only): the EDS detectors to decode, by name
+        (as ``napari-emd info`` lists them, e.g. ``"SuperXG21"``) or by index in that
+        list; ``None`` (default) decodes them all. Only the chosen detectors' streams are
+        read: summed into one spectrum image with ``sum_EDS_detectors=True``, one per
+        chosen detector otherwise. A name the file does not have raises ``ValueError``
+        listing the file's detectors.
     """
     datasets = read_datasets(
         filename,
@@ -145,6 +155,7 @@ def file_reader(
         load_SI_image_stack=load_SI_image_stack,
         align_frames=align_frames,
         exclude_frames=exclude_frames,
+        detectors=detectors,
     )
     return [ds.to_dict() for ds in datasets]
 

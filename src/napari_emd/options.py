@@ -59,6 +59,30 @@ def _check_exclude(value: Any) -> tuple[int, ...]:
     return tuple(sorted({int(v) for v in items}))
 
 
+def _check_detectors(value: Any) -> tuple[str | int, ...] | None:
+    """``detectors`` as ``None`` (all) or a tuple of distinct names and indexes."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) or _is_int(value) else value
+    try:
+        items = list(items)
+    except TypeError as err:
+        raise ValueError(f"detectors={value!r} must be detector names or indexes") from err
+    out: list[str | int] = []
+    for v in items:
+        if isinstance(v, np.str_):
+            v = str(v)
+        if not (isinstance(v, str) or (_is_int(v) and v >= 0)):
+            raise ValueError(f"detectors={value!r} must be detector names (str) or indexes "
+                             "(int >= 0)")
+        v = v if isinstance(v, str) else int(v)
+        if v not in out:
+            out.append(v)
+    if not out:
+        raise ValueError("detectors=[] chooses no detector: pass None for all of them")
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class ReadOptions:
     """The options of :func:`napari_emd.file_reader`, checked when made.
@@ -67,7 +91,8 @@ class ReadOptions:
     for every format and ignored where they do not apply. Invalid values raise
     ``ValueError`` naming the option. ``align_frames`` is kept as False, True (estimate
     the shifts) or a tuple of (dy, dx) pairs (hashable: the options key caches and dask
-    tokens); ``exclude_frames`` as a sorted tuple of distinct frame numbers.
+    tokens); ``exclude_frames`` as a sorted tuple of distinct frame numbers;
+    ``detectors`` as ``None`` (every detector) or a tuple of distinct names and indexes.
     """
 
     lazy: bool = False
@@ -83,6 +108,7 @@ class ReadOptions:
     load_SI_image_stack: bool = False
     align_frames: bool | tuple[tuple[float, float], ...] = False
     exclude_frames: tuple[int, ...] = ()
+    detectors: tuple[str | int, ...] | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -117,6 +143,7 @@ class ReadOptions:
             put("SI_dtype", dt)
         put("align_frames", _check_align(self.align_frames))
         put("exclude_frames", _check_exclude(self.exclude_frames))
+        put("detectors", _check_detectors(self.detectors))
 
     @property
     def frame_hygiene(self) -> bool:

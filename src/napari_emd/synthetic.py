@@ -63,20 +63,15 @@ class SyntheticSI:
     counts: np.ndarray | None = field(default=None, repr=False)
     drift: np.ndarray | None = field(default=None, repr=False)
 
-    def spec(self) -> Any:
-        """The :class:`napari_emd.formats.velox.stream.SISpec` of this file."""
-        from .formats.velox.stream import SISpec
+    def file(self) -> Any:
+        """The :class:`napari_emd.formats.velox.siread.SIFile` of this file (what the
+        decoders read; ``.read(ReadOptions(...))`` gives one read of it)."""
+        from .formats.velox.siread import Grid, SIFile, Streams
 
-        return SISpec(
-            path=self.path,
-            streams=tuple(self.streams),
-            detectors=tuple(self.detectors),
-            ny=self.ny,
-            nx=self.nx,
-            n_frames=self.frames,
-            bincount=self.bincount,
-            frame_tables=tuple(self.frame_tables),
-        )
+        return SIFile(self.path,
+                      Streams(tuple(self.streams), tuple(self.detectors),
+                              tuple(self.frame_tables)),
+                      Grid(self.ny, self.nx, self.frames, self.bincount))
 
 
 def _uid(rng: np.random.Generator) -> str:

@@ -112,5 +112,5 @@ def si_facts(path: str) -> SIFacts:
         pixel_size=pixel_size,
         pixel_units=pixel_units,
         frame_table=all(s.frame_table for s in plan.streams),
-        dtype=plan.spec(path).dtype,
+        dtype=plan.file(path).source.dtype,
     )

@@ -13,10 +13,12 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ...options import ReadOptions
 from .blob import BlobLayout, read_layout
 from .jsontree import get, json_dataset, metadata_column, to_float, warn
 from .metadata import VeloxMetadata
-from .stream import SISpec, count_pixels
+from .siread import Blob, Frames, Grid, SIFile, SIRead, Streams
+from .stream import count_pixels
 
 
 @dataclass
@@ -37,7 +39,10 @@ class StreamInfo:
 
 @dataclass
 class SIPlan:
-    """What the file says about its EDS spectrum image, before any decoding."""
+    """What the file says about its EDS spectrum image, before any decoding: where the
+    counts are (:meth:`source`), on which grid (:attr:`grid`), and the metadata, scan and
+    candidate grids the planning looked at. A read of it is an :class:`SIRead`
+    (:meth:`read`)."""
 
     meta: dict[str, Any] = field(default_factory=dict)  # SI frame-0 metadata
     streams: list[StreamInfo] = field(default_factory=list)
@@ -70,24 +75,45 @@ class SIPlan:
         """(ny, nx, frames) of the scan."""
         return (self.ny, self.nx, self.n_frames)
 
-    def spec(self, path: str) -> SISpec:
-        """The decoder's description of this spectrum image in the file at ``path``."""
+    @property
+    def grid(self) -> Grid:
+        """The scan grid, frames (at least one) and channels."""
+        return Grid(self.ny, self.nx, max(self.n_frames, 1) if self.from_blob
+                    else self.n_frames, self.bincount)
+
+    def source(self) -> Streams | Blob | None:
+        """Where the counts are: the event streams, a pruned file's blob, or ``None``."""
+        if self.from_blob:
+            assert self.blob is not None and self.blob_layout is not None
+            return Blob(self.blob, self.blob_layout)
+        if not self.streams:
+            return None
         dtype = self.streams[0].encoding
         try:
             np.dtype(dtype)
         except TypeError:
             dtype = "uint16"
-        return SISpec(
-            path=path,
-            streams=tuple(s.path for s in self.streams),
+        return Streams(
+            paths=tuple(s.path for s in self.streams),
             detectors=tuple(s.detector for s in self.streams),
-            ny=self.ny,
-            nx=self.nx,
-            n_frames=self.n_frames,
-            bincount=self.bincount,
             frame_tables=tuple(s.frame_table for s in self.streams),
             dtype=dtype,
         )
+
+    def file(self, path: str) -> SIFile:
+        """The spectrum image of the file at ``path`` as the decoders take it."""
+        source = self.source()
+        if source is None:
+            raise ValueError(f"{path}: no spectrum image to read ({self.reason})")
+        return SIFile(path, source, self.grid)
+
+    def read(self, path: str, opts: ReadOptions, frames: Frames | None = None) -> SIRead:
+        """The :class:`SIRead` of ``opts`` on this spectrum image (every option checked,
+        ``ValueError`` naming the file); ``frames``: already checked frames."""
+        si = self.file(path)
+        if isinstance(si.source, Blob) and frames is None:
+            frames = Frames.every(0, self.grid.n_frames)
+        return si.read(opts, frames)
 
 
 def scan_key(meta: dict[str, Any]) -> tuple | None:

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from ...errors import EMDError
-from ...h5 import file_identity
-from ...model import SPECTRUM_IMAGE, Axis, Dataset
+from ...model import PRUNED_CUBE, SPECTRUM_IMAGE, Axis, Dataset, SIContent
 from ...options import ReadOptions
-from .blob import BlobSpec, lazy_cube, lazy_planes, read_eager
+from .blob import lazy_cube, lazy_planes, read_eager
 from .calibration import detector_dict, spatial_calibration, yx_axes
 from .grid import SIPlan
 from .jsontree import get, warn
@@ -54,9 +53,11 @@ def check_pruned_options(path: str, opts: ReadOptions, plan: SIPlan) -> None:
             f"first_frame={opts.first_frame}, last_frame={opts.last_frame} cannot be "
             f"honoured: {why}; only the whole range (first_frame=0, last_frame=None) "
             "can be read")
-    if not opts.sum_EDS_detectors:
-        raise ValueError(f"sum_EDS_detectors=False cannot be honoured: {why}, so the "
-                         "detectors cannot be told apart")
+    if not opts.sum_EDS_detectors or opts.detectors is not None:
+        which = "sum_EDS_detectors=False" if not opts.sum_EDS_detectors else \
+            f"detectors={list(opts.detectors or ())}"
+        raise ValueError(f"{which} cannot be honoured: {why}, so the detectors cannot be "
+                         "told apart")
     if opts.align_frames is not False or opts.exclude_frames:
         raise ValueError(f"align_frames / exclude_frames cannot be honoured: {why}, so "
                          f"its frames cannot be moved or left out ({path})")
@@ -87,13 +88,12 @@ def pruned_si_dataset(path: str, md: VeloxMetadata, plan: SIPlan,
                              f"{plan.blob_error}")
     check_pruned_options(path, opts, plan)
     rebin = opts.rebin_energy
-    dt = np.dtype(opts.SI_dtype if opts.SI_dtype is not None else "uint16")
-    spec = BlobSpec(path, plan.blob, lay, file_identity(path) if opts.lazy else ())
+    spec = plan.read(path, opts)
     if opts.lazy:
-        data, display = lazy_cube(spec, rebin, dt), lazy_planes(spec, rebin, dt)
+        data, display = lazy_cube(spec), lazy_planes(spec)
     else:
         try:
-            data = read_eager(spec, rebin, dt)
+            data = read_eager(spec)
         except ValueError as err:
             raise EMDError(path, f"the spectrum image blob {plan.blob} is damaged: "
                                  f"{err}") from err
@@ -149,4 +149,5 @@ def pruned_si_dataset(path: str, md: VeloxMetadata, plan: SIPlan,
         original_metadata=om,
         display=display,
         display_axes=[energy, *yx],
+        si=SIContent(PRUNED_CUBE, tuple(detectors), tuple(range(plan.n_frames or 0))),
     )

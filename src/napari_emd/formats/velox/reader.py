@@ -17,7 +17,16 @@ import numpy as np
 
 from ...errors import EMDError
 from ...h5 import lazy_dataset, open_h5
-from ...model import IMAGE, IMAGE_STACK, SPECTRUM, SPECTRUM_IMAGE, Axis, Dataset
+from ...model import (
+    IMAGE,
+    IMAGE_STACK,
+    SPECTRUM,
+    SPECTRUM_IMAGE,
+    STREAMS,
+    Axis,
+    Dataset,
+    SIContent,
+)
 from ...options import ReadOptions
 from .calibration import (
     detector_dict,
@@ -31,8 +40,9 @@ from .grid import SIPlan, plan_spectrum_image
 from .jsontree import frame_metadata_columns, get, json_dataset, metadata_column, to_float, warn
 from .metadata import VeloxMetadata
 from .pruned import pruned_si_dataset
-from .sistack import FrameChoice, aligned_stack, is_si_image, resolve_frames
-from .stream import FramePlan, frame_plan, read_spectrum_images
+from .siread import Frames
+from .sistack import aligned_stack, is_si_image, resolve_frames
+from .stream import read_spectrum_images
 
 # Stacks with more frames than this keep only frame 0's metadata when read lazily.
 LAZY_FRAME_METADATA_LIMIT = 64
@@ -68,7 +78,7 @@ class VeloxReader:
         self.plan: SIPlan | None = None
         self.datasets: list[Dataset] = []
         # align_frames / exclude_frames, resolved against the SI before anything is read
-        self.frames: FrameChoice | None = None
+        self.frames: Frames | None = None
 
     def _each_readable(self, kind: str, read_one: Any) -> list[Any]:
         """``read_one(group, key, where)`` for every member of ``Data/<kind>``, in file
@@ -160,13 +170,13 @@ class VeloxReader:
             original_metadata=om,
         )
 
-    def _stack_frames(self, dset: h5py.Dataset) -> FramePlan | None:
+    def _stack_frames(self, dset: h5py.Dataset) -> Frames | None:
         """The SI's frame plan for one of its image stacks when the read aligns or leaves
         out frames (``None``: the stack is returned as stored)."""
         plan = self.plan
         if self.frames is None or plan is None or dset.dtype.names:
             return None
-        fplan = self.frames.plan
+        fplan = self.frames
         if dset.shape[2] <= fplan.frames[-1] or dset.shape[:2] != (plan.ny, plan.nx):
             warn(f"{dset.name}: the image stack ({dset.shape[2]} frames of "
                  f"{dset.shape[0]} x {dset.shape[1]}) does not hold the spectrum image's "
@@ -266,11 +276,12 @@ class VeloxReader:
         if plan.pruned:
             self._read_pruned_si(plan)
             return
-        spec = plan.spec(self.path)
-        fplan = frame_plan(spec, self.opts)  # bad options raise ValueError here
+        # every option is checked here, once (ValueError naming the file)
+        spec = plan.read(self.path, self.opts, self.frames)
+        fplan = spec.frames
         first, last = fplan.first, fplan.last
         try:
-            results = read_spectrum_images(spec, self.opts, plan.preloaded)
+            results = read_spectrum_images(spec, plan.preloaded)
         except (EMDError, OSError, KeyError, IndexError) as err:
             warn(f"{self.path}: the EDS spectrum image cannot be decoded ({err}); it is "
                   "skipped, everything else is read")
@@ -282,10 +293,13 @@ class VeloxReader:
         rebin = self.opts.rebin_energy
         by_det = {s.detector: s for s in plan.streams}
         frame_time = to_float(get(meta, "Scan", "FrameTime"))
+        summed = self.opts.sum_EDS_detectors
+        every = len(spec.groups[0]) == len(plan.streams) if summed else False
         for res in results:
-            stream = by_det.get(res.detector) if res.detector else plan.streams[0]
+            one = None if summed else res.detectors[0]
+            stream = by_det.get(one) if one else by_det.get(res.detectors[0])
             smeta = stream.meta if stream is not None and stream.meta else meta
-            det_name = res.detector or get(meta, "BinaryResult", "Detector") or (
+            det_name = one or (get(meta, "BinaryResult", "Detector") if every else None) or (
                 stream.detector if stream else None)
             ecal = energy_calibration(smeta, stream.detector if stream else None) or \
                 energy_calibration(meta, det_name)
@@ -306,7 +320,7 @@ class VeloxReader:
             display_axes = None
             if res.display is not None:
                 display_axes = [*axes[:-3], axes[-1], axes[-3], axes[-2]]
-            det_dict = detector_dict(smeta, res.detector) if res.detector else \
+            det_dict = detector_dict(smeta, one) if one else \
                 detector_dict(smeta, stream.detector if stream else None)
             frames_md: Any = None
             if stream is not None and self.opts.lazy and \
@@ -330,8 +344,8 @@ class VeloxReader:
                     "Number_of_channels": plan.bincount,
                     "Scan_grid": [plan.ny, plan.nx],
                     "Scan_grid_source": plan.grid_source,
-                    "Detectors": [s.detector for s in plan.streams],
-                    **(self.frames.parameters() if self.frames else {}),
+                    "Detectors": list(res.detectors),
+                    **(fplan.parameters() if self.frames else {}),
                 }},
             )
             md = self.md.metadata(smeta, "EDS_TEM", det_dict, self.md.elements_eds)
@@ -341,20 +355,22 @@ class VeloxReader:
             if self.frames is not None:
                 md.setdefault("Signal", {})["Frame_alignment"] = self._frames_md()
             ds = Dataset(
-                title=("EDS" if res.detector is None else f"EDS - {res.detector}")
-                + (self.frames.title_note() if self.frames is not None else ""),
+                title=_si_title(res.detectors, summed, every)
+                + (fplan.title_note() if self.frames is not None else ""),
                 data=res.data,
                 axes=axes,
                 kind=SPECTRUM_IMAGE,
                 signal_type="EDS_TEM",
-                path=spec.streams[0] if res.detector is None else by_det[res.detector].path,
+                path=by_det[res.detectors[0]].path,
                 metadata=md,
                 original_metadata=om,
                 display=res.display,
                 display_axes=display_axes,
+                si=SIContent(STREAMS, res.detectors, fplan.frames, fplan.excluded,
+                             fplan.align, fplan.shifts, self.opts.sum_frames),
             )
             self.datasets.append(ds)
-        if self.frames is not None and self.frames.aligned and self.opts.select_type is None:
+        if self.frames is not None and self.frames.align and self.opts.select_type is None:
             self._add_coverage(yx, meta)
 
     # -- frame alignment and exclusion ---------------------------------------------------
@@ -373,7 +389,7 @@ class VeloxReader:
         md.setdefault("Signal", {})["Frame_alignment"] = self._frames_md()
         self.datasets.append(Dataset(
             title="EDS frame coverage",
-            data=frames.plan.coverage(plan.ny, plan.nx),
+            data=frames.coverage(plan.ny, plan.nx),
             axes=[Axis(a.name, a.size, a.scale, a.offset, a.units, False, None, a.raw_units)
                   for a in yx],
             kind=IMAGE,
@@ -488,7 +504,15 @@ def read(path: str, f: h5py.File, opts: ReadOptions) -> list[Dataset]:
     return VeloxReader(path, f, opts).read()
 
 
-def _frame_axis(frame_time: float | None, fplan: FramePlan) -> Axis:
+def _si_title(detectors: tuple[str, ...], summed: bool, every: bool) -> str:
+    """``EDS`` (every detector summed), ``EDS - SuperXG21`` (one detector) or
+    ``EDS - SuperXG21 + SuperXG22`` (a sum of some): for people, nothing parses it."""
+    if summed and every:
+        return "EDS"
+    return f"EDS - {' + '.join(detectors)}"
+
+
+def _frame_axis(frame_time: float | None, fplan: Frames) -> Axis:
     """The time axis of the frames of ``fplan``: uniform from the first frame read, or
     the times of the frames read when some are left out."""
     axis = time_axis(frame_time, fplan.last - fplan.first, fplan.first)

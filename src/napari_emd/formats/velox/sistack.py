@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import h5py
@@ -25,7 +24,8 @@ from ...options import ReadOptions
 from .grid import SIPlan, plan_spectrum_image, scan_key
 from .jsontree import warn
 from .metadata import VeloxMetadata
-from .stream import FramePlan, frame_plan, read_spectrum_images
+from .siread import Frames, check_frames
+from .stream import read_spectrum_images
 
 
 def is_si_image(plan: SIPlan | None, meta: dict[str, Any], shape: tuple[int, int, int]) -> bool:
@@ -85,7 +85,7 @@ def count_maps(path: str, plan: SIPlan, first: int, last: int) -> list[np.ndarra
                  if plan.bincount % r == 0)
     opts = ReadOptions(first_frame=first, last_frame=last, sum_frames=False,
                        rebin_energy=rebin, SI_dtype=np.dtype("uint32"))
-    (res,) = read_spectrum_images(plan.spec(path), opts, plan.preloaded)
+    (res,) = read_spectrum_images(plan.read(path, opts), plan.preloaded)
     cube = np.asarray(res.data)
     per_pixel = float(cube.sum()) / max(1, cube.shape[0] * cube.shape[1] * cube.shape[2])
     if per_pixel < 2:
@@ -155,7 +155,7 @@ def si_frame_shifts(
     return shifts
 
 
-def aligned_stack(path: str, dset: h5py.Dataset, fplan: FramePlan, lazy: bool) -> Any:
+def aligned_stack(path: str, dset: h5py.Dataset, fplan: Frames, lazy: bool) -> Any:
     """``(F, ny, nx)``: the frames of ``fplan`` of an image stack stored ``(y, x, frame)``,
     each moved back by its whole-pixel shift (zero where the frame did not reach), so they
     line up with the aligned SI; a dask array reading one frame per task when ``lazy``."""
@@ -173,78 +173,21 @@ def aligned_stack(path: str, dset: h5py.Dataset, fplan: FramePlan, lazy: bool) -
     return out
 
 
-@dataclass
-class FrameChoice:
-    """The frames a read takes and how they are moved (``plan``), whether alignment was
-    asked for, and where the shifts come from."""
-
-    plan: FramePlan
-    aligned: bool
-    excluded: tuple[int, ...]
-    source: str = ""
-    estimated: np.ndarray | None = None
-
-    def title_note(self) -> str:
-        """What the title says of the frames: ``" (aligned)"``, ``" (frames 2, 5 left
-        out)"``, both, or nothing."""
-        notes = ["aligned"] if self.aligned else []
-        if self.excluded:
-            nums = ", ".join(str(f + 1) for f in self.excluded)  # Velox numbers from 1
-            notes.append(f"frame{'s' if len(self.excluded) > 1 else ''} {nums} left out")
-        return f" ({'; '.join(notes)})" if notes else ""
-
-    def parameters(self) -> dict[str, Any]:
-        """The entries ``original_metadata['ImportedDataParameter']`` gets."""
-        out: dict[str, Any] = {"Excluded_frames": list(self.excluded),
-                               "Frames_read": list(self.plan.frames)}
-        if self.aligned:
-            out["Frame_shifts"] = self._shifts()
-            out["Frame_shifts_source"] = self.source
-        if self.estimated is not None:
-            out["Frame_shifts_estimated"] = self.estimated.round(3).tolist()
-        return out
-
-    def metadata(self, ny: int, nx: int) -> dict[str, Any]:
-        """``metadata['Signal']['Frame_alignment']``: frames read, whole-pixel shifts,
-        where they come from, and how many frames cover each pixel (``coverage``)."""
-        md: dict[str, Any] = {"frames": list(self.plan.frames),
-                              "excluded_frames": list(self.excluded),
-                              "aligned": self.aligned}
-        if self.aligned:
-            md["shifts"] = self._shifts()
-            md["shift_convention"] = ("(dy, dx): a feature at (y, x) of the first frame "
-                                      "read is at (y + dy, x + dx) in the frame")
-            md["rounding"] = "shifts rounded to the nearest whole pixel (numpy.rint)"
-            md["source"] = self.source
-            if self.estimated is not None:
-                md["estimated_shifts"] = self.estimated.round(3).tolist()
-        md["coverage"] = self.plan.coverage(ny, nx)
-        return md
-
-    def _shifts(self) -> list[list[int]]:
-        return [list(self.plan.shift(j)) for j in range(len(self.plan.frames))]
-
-
 def resolve_frames(
     md: VeloxMetadata, plan: SIPlan | None, opts: ReadOptions
-) -> tuple[ReadOptions, FrameChoice | None]:
+) -> tuple[ReadOptions, Frames | None]:
     """Check ``align_frames`` / ``exclude_frames`` against the SI and measure the shifts
     when ``align_frames=True`` (on the SI's image stacks): the options with the shifts
-    filled in, and the read's :class:`FrameChoice` (``None``, with a warning, when the
+    filled in, and the read's :class:`Frames` (``None``, with a warning, when the
     file has no SI with frames). ``ValueError`` for values that do not fit the SI."""
     if plan is None or plan.pruned or not plan.streams:
         warn(f"{md.path}: align_frames and exclude_frames are ignored: the file has no EDS "
              "spectrum image with frames (no event streams)")
         return opts, None
-    source, estimated = "", None
+    frames = check_frames(md.path, plan.n_frames, opts)
     if opts.align_frames is True:
-        first, last = opts.frame_range(plan.n_frames, md.path)
-        opts.check_frames(first, last, md.path)
-        estimated, source = shifts_of_open_file(md, plan, first, last)
+        estimated, source = shifts_of_open_file(md, plan, frames.first, frames.last)
+        frames = frames.moved_by(estimated, source, estimated)
         opts = dataclasses.replace(
             opts, align_frames=tuple((float(a), float(b)) for a, b in estimated))
-    elif opts.align_frames:
-        source = "given (align_frames)"
-    fplan = frame_plan(plan.spec(md.path), opts)
-    return opts, FrameChoice(fplan, opts.align_frames is not False, opts.exclude_frames,
-                             source, estimated)
+    return opts, frames

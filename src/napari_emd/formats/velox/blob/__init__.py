@@ -18,7 +18,6 @@ energy planes, with the per-process record index).
 from __future__ import annotations
 
 from .cube import (
-    BlobSpec,
     blob_index,
     clear_blob_indexes,
     decode_blob,
@@ -33,7 +32,6 @@ from .layout import MAGIC, BlobLayout, decode_reference, parse_blob, record_posi
 __all__ = [
     "MAGIC",
     "BlobLayout",
-    "BlobSpec",
     "blob_index",
     "clear_blob_indexes",
     "decode_blob",

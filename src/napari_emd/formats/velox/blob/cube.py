@@ -27,7 +27,8 @@ import numpy as np
 
 from ....cache import ProcessCache
 from ....errors import EMDError, EMDWarning
-from ....h5 import H5_LOCK, cached_handle, check_unchanged, file_identity, open_h5
+from ....h5 import H5_LOCK, cached_handle, check_unchanged, open_h5
+from ..siread import SIRead
 from ..stream.spec import accumulator, cast, dtype_limit, n_threads
 from .layout import (
     PREAMBLE,
@@ -54,22 +55,6 @@ INDEX_BUDGET = 2 * 2**30
 # Bytes per chunk of the lazy cube, roughly; bytes per block of a walk over a big blob.
 DATA_CHUNK_BYTES = 64 * 2**20
 WALK_BLOCK = 64 * 2**20
-
-
-@dataclass(frozen=True)
-class BlobSpec:
-    """What a decode needs: the file, the blob's HDF5 path, its header, and the file's
-    identity when a lazy graph was built (chunks refuse a file replaced since)."""
-
-    path: str
-    dataset: str
-    layout: BlobLayout
-    identity: tuple = ()
-
-    def cache_key(self) -> tuple:
-        """Process, file, identity and blob: what the per-process index is keyed by."""
-        return (os.getpid(), os.path.abspath(self.path), *file_identity(self.path),
-                self.dataset)
 
 
 # --- reading bytes -----------------------------------------------------------------------
@@ -213,7 +198,7 @@ def warn_overflow(path: str, dt: np.dtype, largest: int | None) -> None:
         EMDWarning, stacklevel=4)
 
 
-def _finish(spec: BlobSpec, block: np.ndarray, over: bool, dt: np.dtype,
+def _finish(spec: SIRead, block: np.ndarray, over: bool, dt: np.dtype,
             largest: Callable[[], int]) -> np.ndarray:
     """``block`` in ``dt``, warning when counts did not fit."""
     if block.dtype != dt:  # accumulated wider: the largest count is at hand
@@ -229,12 +214,12 @@ def _finish(spec: BlobSpec, block: np.ndarray, over: bool, dt: np.dtype,
 # --- eager -------------------------------------------------------------------------------
 
 
-def read_eager(spec: BlobSpec, rebin: int, dt: np.dtype) -> np.ndarray:
-    """The whole cube ``(y, x, E // rebin)`` in dtype ``dt``, read and decoded at once.
+def read_eager(spec: SIRead) -> np.ndarray:
+    """The whole cube ``(y, x, E // rebin)`` in ``spec.dtype``, read and decoded at once.
     ``ValueError`` for a damaged blob."""
-    lay = spec.layout
+    lay, rebin, dt = spec.blob.layout, spec.rebin, spec.dtype
     with open_h5(spec.path) as f:
-        buf = read_bytes(f[spec.dataset], 0, lay.size)
+        buf = read_bytes(f[spec.blob.dataset], 0, lay.size)
     if buf.size != lay.size:
         raise ValueError(f"the blob has {buf.size} bytes, its header was read from "
                          f"{lay.size}")
@@ -266,20 +251,20 @@ class BlobIndex:
     def nbytes(self) -> int:
         return self.positions.nbytes + (self.buf.nbytes if self.buf is not None else 0)
 
-    def read(self, spec: BlobSpec, a: int, b: int) -> np.ndarray:
+    def read(self, spec: SIRead, a: int, b: int) -> np.ndarray:
         """Blob bytes ``a:b``: from memory, or from the file."""
         if self.buf is not None:
             return self.buf[a:b]
         with H5_LOCK:
-            return read_bytes(cached_handle(spec.path)[spec.dataset], a, b)
+            return read_bytes(cached_handle(spec.path)[spec.blob.dataset], a, b)
 
 
-def _build(spec: BlobSpec) -> BlobIndex:
-    lay = spec.layout
+def _build(spec: SIRead) -> BlobIndex:
+    lay = spec.blob.layout
 
     def reader(a: int, b: int) -> np.ndarray:
         with H5_LOCK:
-            return read_bytes(cached_handle(spec.path)[spec.dataset], a, b)
+            return read_bytes(cached_handle(spec.path)[spec.blob.dataset], a, b)
 
     if lay.size <= KEEP_BYTES:
         buf = reader(0, lay.size)
@@ -309,7 +294,7 @@ def _build(spec: BlobSpec) -> BlobIndex:
 _INDEXES: ProcessCache[BlobIndex] = ProcessCache(budget=INDEX_BUDGET)
 
 
-def blob_index(spec: BlobSpec) -> BlobIndex:
+def blob_index(spec: SIRead) -> BlobIndex:
     """This process's index of the blob (built on first use, one build per blob);
     ``EMDError`` naming the file when the blob is damaged or the file was replaced."""
     check_unchanged(spec.path, spec.identity)
@@ -318,13 +303,13 @@ def blob_index(spec: BlobSpec) -> BlobIndex:
         try:
             return _build(spec)
         except ValueError as err:
-            raise EMDError(spec.path, f"the spectrum image blob {spec.dataset} is damaged: "
+            raise EMDError(spec.path, f"the spectrum image blob {spec.blob.dataset} is damaged: "
                                       f"{err}") from err
         except (OSError, KeyError) as err:
             raise EMDError(spec.path, f"cannot read the spectrum image blob "
-                                      f"{spec.dataset}: {err}") from err
+                                      f"{spec.blob.dataset}: {err}") from err
 
-    return _INDEXES.get(spec.cache_key(), build)
+    return _INDEXES.get((*spec.cache_key(), spec.blob.dataset), build)
 
 
 def clear_blob_indexes() -> None:
@@ -335,15 +320,15 @@ def clear_blob_indexes() -> None:
 # --- lazy --------------------------------------------------------------------------------
 
 
-def _damaged(spec: BlobSpec, err: ValueError) -> EMDError:
-    return EMDError(spec.path, f"the spectrum image blob {spec.dataset} is damaged: {err}")
+def _damaged(spec: SIRead, err: ValueError) -> EMDError:
+    return EMDError(spec.path, f"the spectrum image blob {spec.blob.dataset} is damaged: {err}")
 
 
-def _rows_chunk(spec: BlobSpec, rebin: int, rpc: int, dtype: str,
+def _rows_chunk(spec: SIRead, rpc: int,
                 block_id: tuple[int, ...] | None = None) -> np.ndarray:
     """Rows block ``block_id[0]`` of the cube."""
     assert block_id is not None
-    lay, dt = spec.layout, np.dtype(dtype)
+    lay, dt, rebin = spec.blob.layout, spec.dtype, spec.rebin
     idx = blob_index(spec)
     r0 = block_id[0] * rpc
     r1 = min(lay.height, r0 + rpc)
@@ -361,12 +346,11 @@ def _rows_chunk(spec: BlobSpec, rebin: int, rpc: int, dtype: str,
         raise _damaged(spec, err) from err
 
 
-def _plane_chunk(spec: BlobSpec, rebin: int, dtype: str,
-                 block_id: tuple[int, ...] | None = None) -> np.ndarray:
+def _plane_chunk(spec: SIRead, block_id: tuple[int, ...] | None = None) -> np.ndarray:
     """Energy plane ``block_id[0]``: the counts of channels ``e * rebin`` up to
     ``(e + 1) * rebin`` of every pixel, ``(1, y, x)``."""
     assert block_id is not None
-    lay, dt = spec.layout, np.dtype(dtype)
+    lay, dt, rebin = spec.blob.layout, spec.dtype, spec.rebin
     ny, nx, nch = lay.shape
     idx = blob_index(spec)
     lo, hi = block_id[0] * rebin, (block_id[0] + 1) * rebin
@@ -398,33 +382,33 @@ def _plane_chunk(spec: BlobSpec, rebin: int, dtype: str,
     return cast(plane.reshape(1, ny, nx), dt)
 
 
-def lazy_cube(spec: BlobSpec, rebin: int, dt: np.dtype) -> Any:
+def lazy_cube(spec: SIRead) -> Any:
     """The dask cube ``(y, x, E // rebin)`` chunked by rows."""
     import dask.array as da
 
-    lay = spec.layout
+    lay, rebin, dt = spec.blob.layout, spec.rebin, spec.dtype
     nout = lay.channels // rebin
     row = lay.width * nout * dt.itemsize
     rpc = int(max(1, min(lay.height, DATA_CHUNK_BYTES // max(row, 1))))
     rows = da.core.normalize_chunks((rpc,), (lay.height,))[0]
-    token = da.core.tokenize(spec.cache_key()[1:], spec, rebin, str(dt))
+    token = da.core.tokenize(spec.cache_key()[1:], spec)
     return da.map_blocks(
-        _rows_chunk, spec, rebin, rpc, dt.str,
+        _rows_chunk, spec, rpc,
         chunks=(rows, (lay.width,), (nout,)), dtype=dt,
         name=f"emd-si-blob-{os.path.basename(spec.path)}-{token}",
         meta=np.empty((0, 0, 0), dt),
     )
 
 
-def lazy_planes(spec: BlobSpec, rebin: int, dt: np.dtype) -> Any:
+def lazy_planes(spec: SIRead) -> Any:
     """The energy-first dask view ``(E // rebin, y, x)``, one chunk per energy plane."""
     import dask.array as da
 
-    lay = spec.layout
-    nout = lay.channels // rebin
-    token = da.core.tokenize(spec.cache_key()[1:], spec, rebin, str(dt))
+    lay, dt = spec.blob.layout, spec.dtype
+    nout = lay.channels // spec.rebin
+    token = da.core.tokenize(spec.cache_key()[1:], spec)
     return da.map_blocks(
-        _plane_chunk, spec, rebin, dt.str,
+        _plane_chunk, spec,
         chunks=((1,) * nout, (lay.height,), (lay.width,)), dtype=dt,
         name=f"emd-si-blob-display-{os.path.basename(spec.path)}-{token}",
         meta=np.empty((0, 0, 0), dt),

@@ -1,8 +1,8 @@
 """The Velox EDS event-stream decoder.
 
-The Velox reader describes a spectrum image in an :class:`SISpec` (grid, frames,
-detectors, channels, where the streams are); :func:`read_spectrum_images` turns that plus
-the reader options into arrays:
+The Velox reader describes what a read decodes in one :class:`..siread.SIRead` (grid,
+frames and their shifts, detector groups, binning, dtype, where the streams are);
+:func:`read_spectrum_images` turns it into arrays:
 
 * eager (:mod:`.eager`): each stream read once, its events scattered into the cube by
   numba kernels on several threads;
@@ -17,64 +17,45 @@ the reader options into arrays:
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from ....errors import EMDError
-from ....h5 import file_identity, open_h5
-from ....options import ReadOptions
-from .eager import detector_groups, read_eager
+from ....h5 import open_h5
+from ..siread import SEPARATOR, SIRead
+from .eager import read_eager
 from .frames import clear_indexes, count_pixels, index_lines, load_table
 from .lazy import lazy_cube
 from .planes import clear_event_indexes, lazy_planes
 from .reference import decode_reference, read_spectrum_images_reference
-from .spec import (
-    SEPARATOR,
-    FramePlan,
-    SIResult,
-    SISpec,
-    check_options,
-    frame_plan,
-    whole_pixels,
-)
+from .spec import SIResult
 from .warm import warm_kernels
 
 
 def read_spectrum_images(
-    spec: SISpec,
-    opts: ReadOptions,
-    preloaded: dict[str, np.ndarray] | None = None,
+    spec: SIRead, preloaded: dict[str, np.ndarray] | None = None
 ) -> list[SIResult]:
-    """Decode the spectrum image(s) of ``spec`` as the options ask: one summed over the
-    detectors, or one per detector when ``opts.sum_EDS_detectors`` is False.
+    """Decode the spectrum image(s) ``spec`` describes: one per detector group (the
+    chosen detectors summed, or one per chosen detector); only their streams are read.
 
-    ``opts.exclude_frames`` are left out, and with ``opts.align_frames`` given as shifts
-    (``(F, 2)``, one per frame of the range) every frame's events are moved by the shift
-    rounded to whole pixels while they are counted (see :class:`FramePlan`); with
+    ``spec.frames`` says which frames are decoded and how each is moved: every frame's
+    events are moved by its whole-pixel shift while they are counted; with
     ``sum_frames=False`` the frame axis holds the decoded frames, each moved.
 
-    Eager: numpy ``data`` and an energy-first ``display`` view of it (no copy); whole
-    streams in ``preloaded`` (by stream path) are decoded instead of read again. Lazy:
-    dask ``data`` chunked by (frames x rows) and a dask ``display`` chunked per energy
-    plane; opening reads nothing of the streams.
+    Eager (``spec.identity`` empty): numpy ``data`` and an energy-first ``display`` view
+    of it (no copy); whole streams in ``preloaded`` (by stream path) are decoded instead
+    of read again. Lazy (``spec.identity`` set, ``lazy=True`` options): dask
+    ``data`` chunked by (frames x rows) and a dask ``display`` chunked per energy plane;
+    opening reads nothing of the streams.
     """
-    plan = frame_plan(spec, opts)
-    groups = detector_groups(spec, opts)
-    names = [None] if opts.sum_EDS_detectors else list(spec.detectors)
-    if opts.lazy:
-        if not spec.identity:
-            spec = dataclasses.replace(spec, identity=file_identity(spec.path))
+    names = spec.group_detectors
+    if spec.identity:
         with open_h5(spec.path) as f:
-            for s in spec.streams:
-                if s not in f:
-                    raise EMDError(spec.path, f"spectrum stream {s} is missing")
-        return [
-            SIResult(det, lazy_cube(spec, opts, streams, plan),
-                     lazy_planes(spec, opts, streams, plan))
-            for det, streams in zip(names, groups)
-        ]
-    cubes = read_eager(spec, opts, plan, preloaded)
+            for i in {i for g in spec.groups for i in g}:
+                if spec.streams[i] not in f:
+                    raise EMDError(spec.path, f"spectrum stream {spec.streams[i]} is missing")
+        return [SIResult(det, lazy_cube(spec, group), lazy_planes(spec, group))
+                for det, group in zip(names, spec.groups)]
+    cubes = read_eager(spec, preloaded)
     return [SIResult(det, cube, np.moveaxis(cube, -1, -3)) for det, cube in zip(names, cubes)]
 
 
@@ -86,18 +67,13 @@ def clear_caches() -> None:
 
 __all__ = [
     "SEPARATOR",
-    "FramePlan",
     "SIResult",
-    "SISpec",
-    "check_options",
     "clear_caches",
     "count_pixels",
     "decode_reference",
-    "frame_plan",
     "index_lines",
     "load_table",
     "read_spectrum_images",
     "read_spectrum_images_reference",
     "warm_kernels",
-    "whole_pixels",
 ]

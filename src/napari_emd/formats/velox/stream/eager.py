@@ -15,36 +15,19 @@ import numpy as np
 
 from .... import cancel
 from ....h5 import open_h5
-from ....options import ReadOptions
+from ..siread import SIRead
 from .frames import StreamIndex, stream_dataset
 from .pages import fault_ahead, new_output
 from .scatter import decode_rows, line_jobs, scatter
-from .spec import (
-    FramePlan,
-    SISpec,
-    accumulator,
-    cast,
-    dtype_limit,
-    n_threads,
-    out_dtype,
-    warn_overflow,
-)
+from .spec import accumulator, cast, dtype_limit, n_threads, warn_overflow
 from .warm import warm_kernels
 
 
-def detector_groups(spec: SISpec, opts: ReadOptions) -> list[tuple[int, ...]]:
-    """The streams of each cube: all of them summed, or one cube per detector."""
-    n = len(spec.streams)
-    return [tuple(range(n))] if opts.sum_EDS_detectors else [(i,) for i in range(n)]
-
-
 def read_eager(
-    spec: SISpec,
-    opts: ReadOptions,
-    plan: FramePlan,
-    preloaded: dict[str, np.ndarray] | None = None,
+    spec: SIRead, preloaded: dict[str, np.ndarray] | None = None
 ) -> list[np.ndarray]:
-    """The cubes of the frames of ``plan`` (moved by its shifts), one per detector group.
+    """The cubes of the frames of ``spec`` (moved by their shifts), one per detector
+    group; only the chosen detectors' streams are read.
 
     ``preloaded`` maps stream paths to whole streams the caller has already read (the
     Velox reader counts one to choose the scan grid): they are decoded instead of being
@@ -54,21 +37,23 @@ def read_eager(
     """
     warm_kernels()
     preloaded = preloaded if preloaded is not None else {}
-    dt = out_dtype(spec, opts)
+    plan = spec.frames
+    dt = spec.dtype
     acc_dt = accumulator(dt)
-    nch = spec.bincount // opts.rebin_energy
+    nch = spec.nch
     nf = len(plan.frames)
     first, last = plan.frames[0], plan.frames[-1] + 1  # the span that is read
-    rows = spec.ny if opts.sum_frames else nf * spec.ny
+    rows = spec.ny if spec.sum_frames else nf * spec.ny
     results = []
     with open_h5(spec.path) as f:
 
         def opener(name: str):
             return lambda: stream_dataset(f, name, spec.path)
 
-        indexes = [StreamIndex(spec, i, opener(s)) for i, s in enumerate(spec.streams)]
-        longest = max(ix.span_size(0, spec.n_frames) for ix in indexes)
-        for group in detector_groups(spec, opts):
+        indexes = {i: StreamIndex(spec, i, opener(spec.streams[i]))
+                   for i in sorted({i for g in spec.groups for i in g})}
+        longest = max(ix.span_size(0, spec.n_frames) for ix in indexes.values())
+        for group in spec.groups:
             out3 = new_output((rows, spec.nx, nch), acc_dt)
             sizes = [indexes[i].span_size(first, last) for i in group]
             # the X-rays to count: the spans less one separator per pixel and frame
@@ -77,8 +62,7 @@ def read_eager(
                 with fault_ahead(out3, events):
                     spans = [indexes[i].span(first, last, preloaded.pop(spec.streams[i], None))
                              for i in group]
-                over = _scatter_joined(spec, opts, [indexes[i] for i in group], spans, plan,
-                                       out3)
+                over = _scatter_joined(spec, [indexes[i] for i in group], spans, out3)
             else:  # one stream in memory at a time, a preloaded one first
                 over = False
                 for n, i in enumerate(sorted(group,
@@ -89,16 +73,16 @@ def read_eager(
                         buf, a, lines = idx.span(first, last,
                                                  preloaded.pop(idx.stream, None))
                     jobs = line_jobs(lines, spec, plan.frames, plan.shifts, 0, spec.ny, a,
-                                     not opts.sum_frames)
-                    over |= scatter(spec, buf, jobs, out3, opts.rebin_energy,
+                                     not spec.sum_frames)
+                    over |= scatter(spec, buf, jobs, out3, spec.rebin,
                                     [(0, idx.stream, a)], n_threads())
                     del buf
-            shape = (spec.ny, spec.nx, nch) if opts.sum_frames else (nf, spec.ny, spec.nx, nch)
+            shape = (spec.ny, spec.nx, nch) if spec.sum_frames else (nf, spec.ny, spec.nx, nch)
             cube = out3.reshape(shape)
             if acc_dt == dt:
                 if over and dt.kind in "iu":
                     group_indexes = [indexes[i] for i in group]
-                    warn_overflow(spec, dt, _largest_count(spec, opts, group_indexes, plan))
+                    warn_overflow(spec, dt, _largest_count(spec, group_indexes))
             else:
                 largest = int(cube.max(initial=0))
                 if largest > dtype_limit(dt):
@@ -108,11 +92,9 @@ def read_eager(
 
 
 def _scatter_joined(
-    spec: SISpec,
-    opts: ReadOptions,
+    spec: SIRead,
     indexes: list[StreamIndex],
     spans: list[tuple[np.ndarray, int, np.ndarray]],
-    plan: FramePlan,
     out3: np.ndarray,
 ) -> bool:
     """Join the streams' ``spans`` (``StreamIndex.span`` of each of ``indexes``) and
@@ -120,8 +102,9 @@ def _scatter_joined(
     has the same lines)."""
     offsets = np.cumsum([0] + [buf.size for buf, _, _ in spans])
     buf = np.concatenate([b for b, _, _ in spans])
+    plan = spec.frames
     per = [line_jobs(lines, spec, plan.frames, plan.shifts, 0, spec.ny,
-                     a - int(offsets[j]), not opts.sum_frames)
+                     a - int(offsets[j]), not spec.sum_frames)
            for j, (_, a, lines) in enumerate(spans)]
     if all(np.array_equal(p[2], per[0][2]) for p in per):
         jobs = (np.stack([p[0] for p in per]), np.stack([p[1] for p in per]), per[0][2],
@@ -130,22 +113,20 @@ def _scatter_joined(
         jobs = tuple(np.concatenate([p[k] for p in per]) for k in range(4))
     segments = [(int(offsets[j]), ix.stream, a) for j, (ix, (_, a, _)) in
                 enumerate(zip(indexes, spans))]
-    return scatter(spec, buf, jobs, out3, opts.rebin_energy, segments, n_threads())
+    return scatter(spec, buf, jobs, out3, spec.rebin, segments, n_threads())
 
 
-def _largest_count(
-    spec: SISpec, opts: ReadOptions, indexes: list[StreamIndex], plan: FramePlan
-) -> int:
+def _largest_count(spec: SIRead, indexes: list[StreamIndex]) -> int:
     """The largest count of the requested cube, computed exactly in row blocks (only
     after an overflow, to name it in the warning)."""
-    nch = spec.bincount // opts.rebin_energy
-    nf = 1 if opts.sum_frames else len(plan.frames)
+    plan = spec.frames
+    nch = spec.nch
+    nf = 1 if spec.sum_frames else len(plan.frames)
     row_bytes = nf * spec.nx * nch * 8
     step = max(1, min(spec.ny, (64 * 2**20) // max(row_bytes, 1)))
     best = 0
     for r0 in range(0, spec.ny, step):
         r1 = min(spec.ny, r0 + step)
-        blk, _ = decode_rows(spec, opts, indexes, plan, range(len(plan.frames)), r0, r1,
-                             np.dtype("i8"))
+        blk, _ = decode_rows(spec, indexes, range(len(plan.frames)), r0, r1, np.dtype("i8"))
         best = max(best, int(blk.max(initial=0)))
     return best

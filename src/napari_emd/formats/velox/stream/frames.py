@@ -25,7 +25,7 @@ import numpy as np
 from ....cache import ProcessCache
 from ....errors import EMDError, EMDWarning
 from ....h5 import H5_LOCK, cached_handle, check_unchanged
-from .spec import SEPARATOR, SISpec
+from ..siread import SEPARATOR, SIRead
 from .warm import kernels, kernels_warm
 
 
@@ -94,7 +94,7 @@ def load_table(f: Any, name: str | None) -> np.ndarray | None:
         return None
 
 
-def table_fits(spec: SISpec, table: np.ndarray | None, n: int) -> bool:
+def table_fits(spec: SIRead, table: np.ndarray | None, n: int) -> bool:
     """Cheap sanity check of a frame table against the stream length ``n``."""
     if table is None or table.size < spec.n_frames or table[0] != 0:
         return False
@@ -102,7 +102,7 @@ def table_fits(spec: SISpec, table: np.ndarray | None, n: int) -> bool:
     return bool(np.all(np.diff(t) >= 0) and t[-1] <= n)
 
 
-def warn_table(spec: SISpec, stream: str, why: str) -> None:
+def warn_table(spec: SIRead, stream: str, why: str) -> None:
     warnings.warn(
         f"{spec.path}: the FrameLocationTable of {stream} disagrees with the stream "
         f"({why}); frames are located by scanning the stream instead",
@@ -111,7 +111,7 @@ def warn_table(spec: SISpec, stream: str, why: str) -> None:
     )
 
 
-def check_extent(spec: SISpec, stream: str, pixels: int) -> None:
+def check_extent(spec: SIRead, stream: str, pixels: int) -> None:
     """Warn when the stream does not fill the grid (a stopped acquisition may leave the
     last frame short, and Velox may start one more pixel: both are normal and silent)."""
     npix = spec.npix
@@ -163,7 +163,7 @@ def _lines(buf: np.ndarray, nx: int, n_lines: int) -> tuple[np.ndarray, int, int
     return index_lines(buf, nx, n_lines)
 
 
-def _frame_lines(spec: SISpec, seg: np.ndarray, f: int) -> tuple[np.ndarray, str | None]:
+def _frame_lines(spec: SIRead, seg: np.ndarray, f: int) -> tuple[np.ndarray, str | None]:
     """Line starts of frame ``f`` whose values are ``seg`` (from the frame's start), and
     why the frame table is wrong about it (``None`` when it is right)."""
     lines, seps, _ = _lines(seg, spec.nx, spec.ny)
@@ -181,7 +181,7 @@ class StreamIndex:
     every read, so a per-process handle cache may close and reopen files between reads.
     """
 
-    def __init__(self, spec: SISpec, i: int, opener: Callable[[], h5py.Dataset]) -> None:
+    def __init__(self, spec: SIRead, i: int, opener: Callable[[], h5py.Dataset]) -> None:
         self.spec = spec
         self.stream = spec.streams[i]
         self.table_name = spec.frame_tables[i]
@@ -325,7 +325,7 @@ class StreamIndex:
 _INDEXES: ProcessCache[StreamIndex] = ProcessCache(max_items=64)
 
 
-def stream_index(spec: SISpec, i: int) -> StreamIndex:
+def stream_index(spec: SIRead, i: int) -> StreamIndex:
     """The line index of stream ``i`` of ``spec`` this process shares between lazy chunks,
     reading through the process's handle cache."""
     check_unchanged(spec.path, spec.identity)

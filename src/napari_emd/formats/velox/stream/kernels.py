@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .spec import SEPARATOR
+from ..siread import SEPARATOR
 
 
 @njit(nogil=True, cache=True)

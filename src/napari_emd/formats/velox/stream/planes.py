@@ -22,9 +22,9 @@ import numpy as np
 
 from ....cache import ProcessCache
 from ....h5 import H5_LOCK, cached_handle, check_unchanged
-from ....options import ReadOptions
+from ..siread import SEPARATOR, Frames, SIRead
 from .frames import stream_index
-from .spec import SEPARATOR, FramePlan, SISpec, bad_channel, cast, n_threads, out_dtype
+from .spec import bad_channel, cast, n_threads
 from .warm import kernels, warm_kernels
 
 # Below this many stream values (about 8 M events) a plane scan of the flat index takes
@@ -87,14 +87,14 @@ class FlatIndex:
         return out
 
 
-def _stream_values(spec: SISpec, streams: tuple[int, ...]) -> int:
+def _stream_values(spec: SIRead, streams: tuple[int, ...]) -> int:
     with H5_LOCK:
         f = cached_handle(spec.path)
         return sum(int(f[spec.streams[i]].shape[0]) for i in streams)
 
 
 def _build_sorted(
-    spec: SISpec, streams: tuple[int, ...], plan: FramePlan, per_frame: bool
+    spec: SIRead, streams: tuple[int, ...], plan: Frames, per_frame: bool
 ) -> EventIndex:
     """Counting sort of every event by key with the numba kernels: a count pass and a fill
     pass per stream (streams in parallel threads), no per-event temporaries. Aligned
@@ -144,7 +144,7 @@ def _build_sorted(
 
 
 def _flat_stream(
-    spec: SISpec, i: int, plan: FramePlan
+    spec: SIRead, i: int, plan: Frames
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(channels, output pixels, frame offsets) of the events of stream ``i`` in the
     frames of ``plan``, in arrays of exactly the event count. Frame by frame, so
@@ -190,7 +190,7 @@ def _flat_stream(
 
 
 def _build(
-    spec: SISpec, streams: tuple[int, ...], plan: FramePlan, per_frame: bool
+    spec: SIRead, streams: tuple[int, ...], plan: Frames, per_frame: bool
 ) -> EventIndex | FlatIndex:
     """The flat numpy index for small streams, the channel-sorted numba index for big."""
     if _stream_values(spec, streams) < FLAT_INDEX_VALUES:
@@ -203,11 +203,13 @@ _EVENTS: ProcessCache[EventIndex | FlatIndex] = ProcessCache(budget=EVENT_BUDGET
 
 
 def event_index(
-    spec: SISpec, streams: tuple[int, ...], plan: FramePlan, per_frame: bool
+    spec: SIRead, streams: tuple[int, ...], plan: Frames, per_frame: bool
 ) -> EventIndex | FlatIndex:
-    """The event index of this process (built on first use, one build per key)."""
+    """The event index of this process (built on first use, one build per key: the
+    grid, the streams, the frames and their shifts; not the binning or dtype, which a
+    plane applies)."""
     check_unchanged(spec.path, spec.identity)
-    key = (*spec.cache_key(), spec, streams, plan, per_frame)
+    key = (*spec.cache_key(), spec.source, spec.grid, streams, plan, per_frame)
     return _EVENTS.get(key, lambda: _build(spec, streams, plan, per_frame))
 
 
@@ -217,45 +219,37 @@ def clear_event_indexes() -> None:
 
 
 def _plane_chunk(
-    spec: SISpec,
+    spec: SIRead,
     streams: tuple[int, ...],
-    plan: FramePlan,
-    per_frame: bool,
-    rebin: int,
-    nch: int,
-    dtype: str,
     block_id: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """Energy plane ``block_id[-3]`` of one frame or of the sum."""
     assert block_id is not None
-    ev = event_index(spec, streams, plan, per_frame)
-    e = block_id[-3]
+    per_frame = not spec.sum_frames
+    ev = event_index(spec, streams, spec.frames, per_frame)
+    e, rebin = block_id[-3], spec.rebin
     frame = block_id[0] if per_frame else None
     plane = ev.plane(e * rebin, (e + 1) * rebin, frame, spec.npix)
-    out = cast(plane.reshape(1, spec.ny, spec.nx), np.dtype(dtype))
+    out = cast(plane.reshape(1, spec.ny, spec.nx), spec.dtype)
     return out[None] if per_frame else out
 
 
-def lazy_planes(
-    spec: SISpec, opts: ReadOptions, streams: tuple[int, ...], plan: FramePlan
-) -> Any:
+def lazy_planes(spec: SIRead, streams: tuple[int, ...]) -> Any:
     """The energy-first dask view ``(E, y, x)`` (or ``(frame, E, y, x)``), one chunk per
-    energy plane, of the frames of ``plan`` moved by its shifts (the same cube as
-    :func:`.lazy.lazy_cube`, energy first)."""
+    energy plane, of the frames of ``spec`` moved by their shifts (the same cube as
+    :func:`.lazy.lazy_cube`, energy first) for ``streams`` (one detector group)."""
     import dask.array as da
 
-    dt = out_dtype(spec, opts)
-    nch = spec.bincount // opts.rebin_energy
-    per_frame = not opts.sum_frames
+    dt = spec.dtype
+    nch = spec.nch
     e_chunks = (1,) * nch
-    if per_frame:
-        chunks: tuple = ((1,) * len(plan.frames), e_chunks, (spec.ny,), (spec.nx,))
+    if not spec.sum_frames:
+        chunks: tuple = ((1,) * len(spec.frames.frames), e_chunks, (spec.ny,), (spec.nx,))
     else:
         chunks = (e_chunks, (spec.ny,), (spec.nx,))
-    token = da.core.tokenize(spec.cache_key()[1:], spec, streams, plan, per_frame,
-                             opts.rebin_energy, str(dt))
+    token = da.core.tokenize(spec.cache_key()[1:], spec, streams)
     return da.map_blocks(
-        _plane_chunk, spec, streams, plan, per_frame, opts.rebin_energy, nch, dt.str,
+        _plane_chunk, spec, streams,
         chunks=chunks, dtype=dt,
         name=f"emd-si-display-{os.path.basename(spec.path)}-{token}",
         meta=np.empty((0,) * len(chunks), dt),

@@ -8,24 +8,20 @@ import numpy as np
 
 from ....errors import EMDError
 from ....h5 import open_h5
-from ....options import ReadOptions
-from .spec import SEPARATOR, FramePlan, SISpec, frame_plan
+from ..siread import SEPARATOR, Frames, SIRead
 
 
-def decode_reference(
-    stream: np.ndarray, spec: SISpec, first: int, last: int, sum_frames: bool, rebin: int,
-    plan: FramePlan | None = None,
-) -> np.ndarray:
-    """The int64 cube of frames ``first:last`` of one whole stream: ``(y, x, E)`` summed
-    over frames, else ``(frame, y, x, E)``.
+def decode_reference(stream: np.ndarray, spec: SIRead) -> np.ndarray:
+    """The int64 cube of the frames of ``spec`` of one whole stream: ``(y, x, E)`` summed
+    over frames, else ``(frame, y, x, E)`` (one entry per decoded frame), binned by
+    ``spec.rebin``.
 
-    With ``plan``, only its frames (one entry each on the frame axis), each event moved
-    from ``(y, x)`` to ``(y - dy, x - dx)`` by its frame's shift and dropped when that
-    lies outside the grid.
+    Only the frames of ``spec.frames`` are counted, each event moved from ``(y, x)`` to
+    ``(y - dy, x - dx)`` by its frame's shift and dropped when that lies outside the grid.
     """
     npix = spec.npix
-    if plan is None:
-        plan = FramePlan(first, last, tuple(range(first, last)))
+    plan: Frames = spec.frames
+    sum_frames, rebin = spec.sum_frames, spec.rebin
     is_sep = stream == SEPARATOR
     pixel = np.cumsum(is_sep) - is_sep  # pixel index of each value
     ev = ~is_sep
@@ -53,17 +49,10 @@ def decode_reference(
     return out.reshape(nf, spec.ny, spec.nx, nch)
 
 
-def read_spectrum_images_reference(spec: SISpec, opts: ReadOptions) -> list[np.ndarray]:
-    """int64 cubes, one per detector (or one summed over detectors), as
-    :func:`napari_emd.formats.velox.stream.read_spectrum_images` must give them
-    (``align_frames`` given as shifts, ``exclude_frames`` honoured)."""
-    plan = frame_plan(spec, opts)
-    cubes = []
+def read_spectrum_images_reference(spec: SIRead) -> list[np.ndarray]:
+    """int64 cubes, one per detector group of ``spec`` (each the sum of its detectors),
+    as :func:`napari_emd.formats.velox.stream.read_spectrum_images` must give them."""
     with open_h5(spec.path) as f:
-        for s in spec.streams:
-            raw = f[s][()].ravel()
-            cubes.append(decode_reference(raw, spec, plan.first, plan.last, opts.sum_frames,
-                                          opts.rebin_energy, plan))
-    if opts.sum_EDS_detectors:
-        return [np.sum(cubes, axis=0)]
-    return cubes
+        cubes = {i: decode_reference(f[spec.streams[i]][()].ravel(), spec)
+                 for i in sorted({i for g in spec.groups for i in g})}
+    return [np.sum([cubes[i] for i in group], axis=0) for group in spec.groups]

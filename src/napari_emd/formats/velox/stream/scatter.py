@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .... import cancel
-from ....options import ReadOptions
+from ..siread import SIRead
 from .frames import StreamIndex
-from .spec import FramePlan, SISpec, bad_channel
+from .spec import bad_channel
 from .warm import kernels
 
 Jobs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (starts, ends, rows, dx)
@@ -43,7 +43,7 @@ def source_rows(r0: int, r1: int, dy: int, ny: int) -> tuple[int, int]:
 
 
 def line_jobs(
-    lines: np.ndarray, spec: SISpec, frames: Sequence[int], shifts: Sequence[tuple[int, int]],
+    lines: np.ndarray, spec: SIRead, frames: Sequence[int], shifts: Sequence[tuple[int, int]],
     r0: int, r1: int, base: int, per_frame: bool,
 ) -> Jobs:
     """Jobs of output rows ``r0:r1`` of ``frames``, positions relative to ``base``; with
@@ -71,7 +71,7 @@ def line_jobs(
 
 
 def scatter(
-    spec: SISpec,
+    spec: SIRead,
     buf: np.ndarray,
     jobs: Jobs,
     out3: np.ndarray,
@@ -126,22 +126,21 @@ def scatter(
 
 
 def decode_rows(
-    spec: SISpec,
-    opts: ReadOptions,
+    spec: SIRead,
     indexes: list[StreamIndex],
-    plan: FramePlan,
     picks: Sequence[int],
     r0: int,
     r1: int,
     acc_dt: np.dtype,
 ) -> tuple[np.ndarray, bool]:
-    """Output rows ``r0:r1`` of the decoded frames ``plan.frames[j]`` for ``j`` in
+    """Output rows ``r0:r1`` of the decoded frames ``spec.frames.frames[j]`` for ``j`` in
     ``picks``, each moved by its shift (summed, or one block of rows per frame when
-    ``opts.sum_frames`` is False), read line by line: what one lazy chunk computes.
+    ``spec.sum_frames`` is False), read line by line: what one lazy chunk computes.
     Returns the block and whether a count overflowed."""
-    nch = spec.bincount // opts.rebin_energy
+    plan = spec.frames
+    nch = spec.nch
     nr, nf = r1 - r0, len(picks)
-    per_frame = not opts.sum_frames
+    per_frame = not spec.sum_frames
     out = np.zeros(((nf if per_frame else 1) * nr, spec.nx, nch), acc_dt)
     over = False
     for idx in indexes:
@@ -155,7 +154,7 @@ def decode_rows(
                 continue
             jobs = line_jobs(idx.lines, spec, (f,), (shift,), r0, r1, a, False)
             view = out[k * nr : (k + 1) * nr] if per_frame else out
-            over |= scatter(spec, buf, jobs, view, opts.rebin_energy, [(0, idx.stream, a)])
+            over |= scatter(spec, buf, jobs, view, spec.rebin, [(0, idx.stream, a)])
     if per_frame:
         return out.reshape(nf, nr, spec.nx, nch), over
     return out, over
