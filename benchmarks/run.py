@@ -24,6 +24,10 @@ Cases
   frame-warm the same after reading another frame in the same process: what a session
              that reads frame after frame pays (each read still gets fresh memory for
              its output from the kernel)
+  one-det    one detector's spectrum image (of four), eager: ours with
+             ``detectors=[first]`` reads only that stream; RosettaSciIO has no such option
+             and decodes every detector apart (``sum_EDS_detectors=False``) to give it
+  one-det-plane  the first energy plane of one detector's lazy SI (ours)
   raw        baseline: h5py-read every stream + one numba scatter pass into the cube
   alloc      floor: allocate the summed cube with numpy and write every page (no
              decoding at all); on this VM the cost of those page faults depends on
@@ -59,9 +63,9 @@ CACHE = HERE / "_cache"
 SIZES = {"small": (256, 256, 10), "large": (512, 512, 20)}
 CASES = {
     "ours": ["eager", "eager-cold", "lazy-open", "plane", "next", "plane-cold", "next-cold",
-             "frame", "frame-warm"],
+             "frame", "frame-warm", "one-det", "one-det-plane"],
     "raw": ["raw", "alloc"],
-    "rsciio": ["eager", "lazy-open", "frame", "frame-warm"],
+    "rsciio": ["eager", "lazy-open", "frame", "frame-warm", "one-det"],
     "openreadout": ["lazy-open", "plane", "next"],
 }
 
@@ -191,6 +195,12 @@ def run_case(tool: str, case: str, path: str, frames: int) -> dict:
                 base = _rss_mib()
                 t = time.perf_counter()
             _ours_si(mod, path, first_frame=k, last_frame=k + 1, sum_frames=False)
+        elif case == "one-det":
+            _ours_si(mod, path, detectors=[0])
+        elif case == "one-det-plane":
+            ds = _ours_si(mod, path, lazy=True, detectors=[0])
+            mid = ds.display.shape[0] // 2
+            extra["sum"] = int(ds.display[mid].compute().sum())
     elif tool == "raw":
         if case == "raw":
             _raw(path, frames)
@@ -210,6 +220,8 @@ def run_case(tool: str, case: str, path: str, frames: int) -> dict:
                 base = _rss_mib()
                 t = time.perf_counter()
             mod.file_reader(path, first_frame=k, last_frame=k + 1, sum_frames=False)
+        elif case == "one-det":
+            mod.file_reader(path, sum_EDS_detectors=False)  # every detector apart
     elif tool == "openreadout":
         with mod.File(path) as f:
             images = f.images

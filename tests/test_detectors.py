@@ -142,3 +142,18 @@ def test_titles_are_for_people_and_the_record_says_the_detectors(two):
     (whole,) = _sis(read_datasets(two.path))
     assert whole.title == "EDS" and whole.si.detectors == tuple(two.detectors)
     assert whole.si.detector is None
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("frames", [{"align_frames": True}, {"exclude_frames": [1]}])
+def test_two_detectors_apart_with_aligned_or_excluded_frames_on_a_real_file(frames):
+    """The loader's old failure (issue #23): two detectors kept apart while frames are
+    aligned or left out. Both chosen spectrum images come back, named by their typed
+    record whatever their titles say."""
+    path = real_file("fei_SI_EDS-HAADF-4detectors_2frames.emd")
+    for lazy in (False, True):
+        sis = _sis(read_datasets(path, lazy=lazy, sum_EDS_detectors=False,
+                                 detectors=["SuperXG22", "SuperXG24"], **frames))
+        assert [d.si.detector for d in sis] == ["SuperXG22", "SuperXG24"]
+        assert all(_value(d.data).sum() > 0 for d in sis)
+    clear_caches()

@@ -13,16 +13,30 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from enum import IntEnum
+from typing import Any, Final, Literal
 
-from ..model import SPECTRUM_IMAGE, Dataset
+from ..model import SPECTRUM_IMAGE, Dataset, DatasetKind
 
 #: The key of ``layer.metadata`` napari-emd owns.
 KEY = "emd"
 #: ``kind`` of a layer that carries only a file's spectra (no image of its own).
-SPECTRA = "spectra"
+SPECTRA: Final = "spectra"
 #: ``kind`` of a map computed from a spectrum-image layer.
-DERIVED = "derived"
+DERIVED: Final = "derived"
+#: What a napari-emd layer shows: a dataset of one of the dataset kinds, a file's
+#: spectra, or a map derived from a spectrum image.
+LayerKind = DatasetKind | Literal["spectra", "derived"]
+
+
+class Confidence(IntEnum):
+    """How sure a spectrum image's opening energy is: a peak or edge the file names
+    (``SURE``), the strongest channel of a sample (``LIKELY``), or only the middle of the
+    range (``GUESS``). Of several layers, the surest is shown."""
+
+    GUESS = 0
+    LIKELY = 1
+    SURE = 2
 #: Metadata keys earlier versions wrote next to ``"emd"``: never restored from files.
 LEGACY_KEYS = ("emd_spectra", "emd_part", "emd_derived", "emd_tables")
 
@@ -52,12 +66,12 @@ class EMDLayerInfo:
     source: str = ""
     dataset_path: str = ""
     title: str = ""
-    kind: str = ""
+    kind: LayerKind | Literal[""] = ""
     signal_type: str = ""
     record: Dataset | None = None
     part: str | None = None
     peak_energy: float | None = None
-    peak_confidence: int = 2  # look.SURE / LIKELY / GUESS: of several, the surest is shown
+    peak_confidence: Confidence = Confidence.SURE
     spectra: list[dict[str, Any]] = field(default_factory=list)
     tables: dict[str, Any] = field(default_factory=dict)
     derived: Derived | None = None

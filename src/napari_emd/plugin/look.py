@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import xray_lines
+from .layer_meta import Confidence
 
 #: Percentiles of a sample that set the contrast: a few hot pixels do not black out
 #: the rest of the image.
@@ -190,14 +191,12 @@ def _element_line(
     return None if best is None else best[1]
 
 
-#: How sure a spectrum image's opening energy is: a peak or edge the file names, the
-#: strongest channel of a sample, or only the middle of the range.
-SURE, LIKELY, GUESS = 2, 1, 0
+SURE, LIKELY, GUESS = Confidence.SURE, Confidence.LIKELY, Confidence.GUESS
 
 
 def eels_focus(lo: float, hi: float, elements: list[str],
                spectrum: np.ndarray | None = None, energy: np.ndarray | None = None
-               ) -> tuple[float, int]:
+               ) -> tuple[float, Confidence]:
     """The energy loss (eV) an EELS spectrum image opens on, and how sure it is: just
     past the edge of a chosen element inside ``[lo, hi]`` (:data:`SURE`), else (with the
     summed ``spectrum``) its strongest channel past the low-loss region (:data:`LIKELY`),
