@@ -27,6 +27,8 @@ Cases
   one-det    one detector's spectrum image (of four), eager: ours with
              ``detectors=[first]`` reads only that stream; RosettaSciIO has no such option
              and decodes every detector apart (``sum_EDS_detectors=False``) to give it
+  all-det    every detector's spectrum image apart, eager (``sum_EDS_detectors=False``):
+             what a read of one detector cost before ``detectors=`` (ours)
   one-det-plane  the first energy plane of one detector's lazy SI (ours)
   raw        baseline: h5py-read every stream + one numba scatter pass into the cube
   alloc      floor: allocate the summed cube with numpy and write every page (no
@@ -63,7 +65,7 @@ CACHE = HERE / "_cache"
 SIZES = {"small": (256, 256, 10), "large": (512, 512, 20)}
 CASES = {
     "ours": ["eager", "eager-cold", "lazy-open", "plane", "next", "plane-cold", "next-cold",
-             "frame", "frame-warm", "one-det", "one-det-plane"],
+             "frame", "frame-warm", "one-det", "all-det", "one-det-plane"],
     "raw": ["raw", "alloc"],
     "rsciio": ["eager", "lazy-open", "frame", "frame-warm", "one-det"],
     "openreadout": ["lazy-open", "plane", "next"],
@@ -197,6 +199,8 @@ def run_case(tool: str, case: str, path: str, frames: int) -> dict:
             _ours_si(mod, path, first_frame=k, last_frame=k + 1, sum_frames=False)
         elif case == "one-det":
             _ours_si(mod, path, detectors=[0])
+        elif case == "all-det":
+            mod.read_datasets(path, sum_EDS_detectors=False)
         elif case == "one-det-plane":
             ds = _ours_si(mod, path, lazy=True, detectors=[0])
             mid = ds.display.shape[0] // 2

@@ -190,10 +190,27 @@ def test_public_api():
     assert params == [
         "filename", "lazy", "dataset_path", "stack_group", "select_type", "first_frame",
         "last_frame", "sum_frames", "sum_EDS_detectors", "rebin_energy", "SI_dtype",
-        "load_SI_image_stack", "align_frames", "exclude_frames",
+        "load_SI_image_stack", "align_frames", "exclude_frames", "detectors",
     ]
     assert list(inspect.signature(napari_emd.estimate_frame_shifts).parameters)[:3] == [
         "filename", "first_frame", "last_frame"]
     assert list(inspect.signature(napari_emd.file_writer).parameters) == [
         "filename", "signal", "chunks", "kwds"
     ]
+
+
+def test_typed_contracts_pass_the_type_checker():
+    """The records several modules share (the dataset model and its Literal kinds and
+    sources, the reader options, the spectrum-image read record, the layer metadata) are
+    checked by mypy, so a misspelt kind or source is an error before anything runs."""
+    pytest.importorskip("mypy")
+    import napari_emd
+
+    src = Path(napari_emd.__file__).resolve().parent
+    files = [src / "model.py", src / "options.py", src / "formats" / "velox" / "siread.py",
+             src / "plugin" / "layer_meta.py"]
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--follow-imports=silent", "--ignore-missing-imports",
+         "--no-incremental", *map(str, files)],
+        capture_output=True, text=True, cwd=src.parent, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -28,7 +28,11 @@ from .model import (
     TABLE,
     Axis,
     Dataset,
+    DatasetKind,
+    SavedLayer,
+    SIContent,
     SIFacts,
+    SISource,
 )
 
 try:
@@ -51,9 +55,13 @@ __all__ = [
     "TABLE",
     "Axis",
     "Dataset",
+    "DatasetKind",
     "EMDError",
     "EMDWarning",
+    "SIContent",
     "SIFacts",
+    "SISource",
+    "SavedLayer",
     "__version__",
     "detect_format",
     "estimate_frame_shifts",
