@@ -18,10 +18,10 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import __version__
 from .api import read_datasets, si_facts
 from .errors import EMDError
 from .model import Dataset, SIFacts
+from .version import __version__
 
 
 def _axis_text(ds: Dataset) -> str:

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from ..h5 import H5_LOCK
+from ..version import __version__
 from .jsonattrs import set_attr, to_json
 from .tables import text_array, write_items
 
@@ -72,8 +73,6 @@ def write_root(f: h5py.File, prepared: list[Prepared], kwds: Mapping[str, Any]) 
             for key, value in src.items():
                 if str(key) not in groups[name].attrs:
                     set_attr(groups[name], str(key), value, where=f"{name} attribute")
-    from .. import __version__
-
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     groups["comments"].attrs[stamp] = f"written by napari-emd-io {__version__}"
 

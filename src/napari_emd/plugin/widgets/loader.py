@@ -375,7 +375,7 @@ class LoaderWidget(FunctionGui):
         self.frames_panel.show_report(None)
         if not (f.has_si and f.readable and f.source == "event streams" and f.n_frames > 1):
             return
-        from ...alignment import frame_report
+        from ...formats.velox import frame_report
 
         path = f.path
         worker = create_worker(frame_report, path, _ignore_errors=True)
