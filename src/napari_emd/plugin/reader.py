@@ -16,8 +16,10 @@ from ..api import READ_EXTENSIONS, detect_format, read_datasets
 from ..cancel import cancellation
 from ..errors import EMDError
 from ..h5 import is_hdf5
-from .layer_meta import is_si_layer
-from .layers import LayerData, datasets_to_layers, file_info
+from ..model import SPECTRUM, Dataset
+from .layer_meta import is_si_layer, spectrum_entry
+from .layers import LayerData, file_info, new_layers
+from .saved import saved_layer, saved_layer_state
 from .view import install
 
 PathLike = str | os.PathLike
@@ -83,6 +85,30 @@ def read_layers(
                 grid.spacing = 0.05
         layers.extend(found)
     return layers
+
+
+def datasets_to_layers(
+    datasets: list[Dataset], path: str = "", existing: Any = ()
+) -> list[LayerData]:
+    """All layer tuples for the datasets of one file (spectra carried in metadata): the
+    layers napari-emd saved restored with their napari state (:mod:`.saved`), then the
+    others made afresh (:mod:`.layers`). Deciding here keeps the two modules apart:
+    :mod:`.saved` uses :mod:`.layers`' helpers, and :mod:`.layers` knows nothing of it.
+
+    ``existing``: the layers already in the viewer the file opens into, so that slider
+    axes of the same kind share a slider and different kinds never do. A file with
+    nothing to show as an image gives no layer (see :func:`file_info`).
+    """
+    spectra = [spectrum_entry(d) for d in datasets if d.kind == SPECTRUM]
+    restored: list[LayerData] = []
+    fresh: list[Dataset] = []
+    for ds in datasets:
+        state = saved_layer_state(ds)
+        if state is not None:
+            restored.extend(saved_layer(ds, state, spectra))
+        else:
+            fresh.append(ds)
+    return restored + new_layers(fresh, spectra, existing)
 
 
 def grid_of(viewer: Any) -> Any:
