@@ -79,6 +79,25 @@ def test_reading_a_velox_spectrum_image_imports_no_gui():
     assert _imports_in_fresh_process(code) == []
 
 
+@pytest.mark.realdata
+def test_read_layers_without_a_viewer_imports_no_gui():
+    """The plugin's ``read_layers`` without a viewer (layer tuples only: a script, a
+    test) imports no napari, Qt or matplotlib: everything it does to a viewer is
+    ``plugin.viewer_setup``'s, which runs only when it is given one."""
+    from conftest import real_file
+
+    paths = [str(real_file(n)) for n in ("fei_SI_EDS-HAADF-4detectors_2frames.emd",
+                                         "fei_example_dpc_titles.emd")]
+    code = (
+        "from napari_emd.plugin.reader import read_layers\n"
+        f"for p in {paths!r}:\n"
+        "    assert read_layers(p)\n"
+        "import sys\n"
+        "assert 'napari' not in sys.modules\n"
+    )
+    assert _imports_in_fresh_process(code) == []
+
+
 SRC = ROOT / "src" / "napari_emd"
 
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from .reader import grid_of
+from .viewer_setup import grid_of
 
 
 def _needs_virtual_display() -> bool:
