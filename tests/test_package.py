@@ -313,7 +313,7 @@ def test_public_api():
     import napari_emd
 
     for name in ("file_reader", "file_writer", "read_datasets", "detect_format", "si_facts",
-                 "estimate_frame_shifts",
+                 "estimate_frame_shifts", "frame_report",
                  "EMDError", "EMDWarning", "Dataset", "Axis", "SIFacts", "IMAGE", "IMAGE_STACK",
                  "SPECTRUM", "SPECTRUM_IMAGE", "SIGNAL", "TABLE", "KINDS"):
         assert hasattr(napari_emd, name), name
