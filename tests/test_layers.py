@@ -15,7 +15,8 @@ from napari_emd.model import (
     unique_titles,
 )
 from napari_emd.plugin.layer_meta import is_si_layer, layer_info
-from napari_emd.plugin.layers import EAGER_LIMIT, datasets_to_layers, file_info
+from napari_emd.plugin.layers import EAGER_LIMIT, file_info
+from napari_emd.plugin.reader import datasets_to_layers
 
 
 def _img(title="HAADF", data=None):

@@ -79,6 +79,25 @@ def test_reading_a_velox_spectrum_image_imports_no_gui():
     assert _imports_in_fresh_process(code) == []
 
 
+@pytest.mark.realdata
+def test_read_layers_without_a_viewer_imports_no_gui():
+    """The plugin's ``read_layers`` without a viewer (layer tuples only: a script, a
+    test) imports no napari, Qt or matplotlib: everything it does to a viewer is
+    ``plugin.viewer_setup``'s, which runs only when it is given one."""
+    from conftest import real_file
+
+    paths = [str(real_file(n)) for n in ("fei_SI_EDS-HAADF-4detectors_2frames.emd",
+                                         "fei_example_dpc_titles.emd")]
+    code = (
+        "from napari_emd.plugin.reader import read_layers\n"
+        f"for p in {paths!r}:\n"
+        "    assert read_layers(p)\n"
+        "import sys\n"
+        "assert 'napari' not in sys.modules\n"
+    )
+    assert _imports_in_fresh_process(code) == []
+
+
 SRC = ROOT / "src" / "napari_emd"
 
 
@@ -130,6 +149,123 @@ def test_no_underscore_name_crosses_package_folders():
     assert not bad, bad
 
 
+def _module_name(path: Path) -> str:
+    """``napari_emd.plugin.reader`` of ``.../napari_emd/plugin/reader.py`` (a package
+    by its ``__init__.py``)."""
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported_modules(path: Path):
+    """Every module ``path`` imports, anywhere in its AST (module level, inside
+    functions, under ``TYPE_CHECKING``): dotted names, relative imports resolved;
+    ``from package import name`` imports ``package.name`` when that is a module of ours
+    (``package``, its parent, is implied), else ``package``."""
+    import ast
+
+    me = _module_name(path)
+    package = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            for alias in node.names:
+                sub = SRC.parent / (mod.replace(".", "/") + "/" + alias.name)
+                is_module = sub.with_suffix(".py").exists() or (sub / "__init__.py").exists()
+                yield f"{mod}.{alias.name}" if is_module else mod
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """napari_emd's modules and the modules of napari_emd each imports. A submodule's
+    implicit import of its parent packages is not an edge: a package ``__init__`` that
+    imports its own modules is no circle."""
+    mods = {_module_name(p): p for p in _modules()}
+    return {name: {m for m in _imported_modules(path) if m in mods and m != name}
+            for name, path in mods.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm,
+    iterative): each is an import circle, or several entangled ones."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, children = work[-1]
+            w = next(children, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                component = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    component.append(w)
+                    if w == v:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_cycle_finder_finds_circles():
+    """The checker itself: a circle through three modules is found, a chain is not."""
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_no_import_circles():
+    """No napari_emd module imports, directly or through others, a module that imports
+    it back: not at module level, not inside a function. The layers stay layers (the
+    library under the plugin, numpy math under the formats) and any module imports on
+    its own."""
+    graph = _import_graph()
+    assert "napari_emd.plugin.launch" in graph["napari_emd.cli"]  # imported in a function
+    bad = [" <-> ".join(c) + ": " + "; ".join(
+        f"{m} -> {', '.join(sorted(graph[m] & set(c)))}" for m in c) for c in _cycles(graph)]
+    assert not bad, bad
+
+
+#: What only ``napari_emd/plugin/`` may import.
+GUI_LIBRARIES = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "vispy",
+                 "magicgui", "matplotlib")
+
+
+def test_library_imports_no_gui_anywhere():
+    """No module outside ``napari_emd/plugin/`` imports napari, Qt, vispy, magicgui or
+    matplotlib anywhere in its source, even inside a function: the library works (and
+    is read) without them. The fresh-process tests above check what an import pulls in;
+    this one also covers code paths they do not run."""
+    plugin = SRC / "plugin"
+    bad = [f"{p.relative_to(SRC)}: {m}" for p in _modules() if plugin not in p.parents
+           for m in _imported_modules(p) if m.split(".")[0] in GUI_LIBRARIES]
+    assert not bad, bad
+
+
 def test_layer_metadata_has_one_owner():
     """Only ``plugin/layer_meta.py`` spells napari-emd's layer-metadata keys: the drift
     of old (``emd_part`` written in one module, read under another key elsewhere) cannot
@@ -177,7 +313,7 @@ def test_public_api():
     import napari_emd
 
     for name in ("file_reader", "file_writer", "read_datasets", "detect_format", "si_facts",
-                 "estimate_frame_shifts",
+                 "estimate_frame_shifts", "frame_report",
                  "EMDError", "EMDWarning", "Dataset", "Axis", "SIFacts", "IMAGE", "IMAGE_STACK",
                  "SPECTRUM", "SPECTRUM_IMAGE", "SIGNAL", "TABLE", "KINDS"):
         assert hasattr(napari_emd, name), name

@@ -494,6 +494,24 @@ def test_failure_mid_write_keeps_existing_file(tmp_path, cube):
     assert [p.name for p in tmp_path.iterdir()] == ["a.emd"]
 
 
+def test_hdf5_write_failure_is_an_emd_error(tmp_path, cube, monkeypatch):
+    """HDF5 failing in a write (h5py's bare RuntimeError, e.g. a full disk) becomes an
+    EMDError naming the file, and leaves no file; the caller's own RuntimeError (the
+    tests above) passes through unchanged."""
+    path = tmp_path / "a.emd"
+    napari_emd.file_writer(path, _signal(cube))
+    before = path.read_bytes()
+
+    def failing_write(self, key, value):
+        raise RuntimeError("Can't write data (file write failed: errno = 28)")
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", failing_write)
+    with pytest.raises(EMDError, match=r"writing failed.*write failed"):
+        napari_emd.file_writer(path, _signal(da.zeros((8, 8, 8), chunks=2)))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a.emd"]
+
+
 def test_failure_in_progress_callback_cleans_up(tmp_path, cube):
     def stop(done, total):
         raise KeyboardInterrupt

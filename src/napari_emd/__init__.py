@@ -7,17 +7,18 @@ The library core has no napari import::
     napari_emd.file_writer("out.emd", signals[0])
 
 :func:`read_datasets` gives the same content as :class:`Dataset` records,
-:func:`si_facts` what a file says about its spectrum image without decoding it, and
+:func:`si_facts` what a file says about its spectrum image without decoding it,
 :func:`estimate_frame_shifts` the drift of its frames (``file_reader(...,
-align_frames=True)`` corrects it while decoding). The
-napari plugin lives in :mod:`napari_emd.plugin`.
+align_frames=True)`` corrects it while decoding) and :func:`frame_report` what each
+frame holds (X-rays, image means, drift). The napari plugin lives in
+:mod:`napari_emd.plugin`.
 """
 
 from __future__ import annotations
 
-from .alignment import estimate_frame_shifts
 from .api import detect_format, file_reader, file_writer, read_datasets, si_facts
 from .errors import EMDError, EMDWarning
+from .formats.velox import estimate_frame_shifts, frame_report
 from .model import (
     IMAGE,
     IMAGE_STACK,
@@ -34,16 +35,7 @@ from .model import (
     SIFacts,
     SISource,
 )
-
-try:
-    from ._version import __version__  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        __version__ = version("napari-emd-io")
-    except PackageNotFoundError:
-        __version__ = "0.0.0"
+from .version import __version__
 
 __all__ = [
     "IMAGE",
@@ -67,6 +59,7 @@ __all__ = [
     "estimate_frame_shifts",
     "file_reader",
     "file_writer",
+    "frame_report",
     "read_datasets",
     "si_facts",
 ]

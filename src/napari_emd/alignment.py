@@ -2,10 +2,12 @@
 images back by it.
 
 A multi-frame spectrum image is scanned frame after frame for minutes or hours, and the
-specimen drifts. :func:`estimate_frame_shifts` measures the drift of every frame from the
-images acquired with the SI (the HAADF/BF/DF frames ``load_SI_image_stack`` reads), or
-from the SI's own X-ray counts; ``file_reader(..., align_frames=...)`` then sums the
-frames with every event moved back while it is decoded.
+specimen drifts. :func:`estimate_shifts` measures the drift of every frame of image
+stacks; :func:`napari_emd.estimate_frame_shifts` (in :mod:`napari_emd.formats.velox`)
+applies it to the images acquired with a Velox SI (the HAADF/BF/DF frames
+``load_SI_image_stack`` reads), or to the SI's own X-ray counts;
+``file_reader(..., align_frames=...)`` then sums the frames with every event moved back
+while it is decoded.
 
 Convention (everywhere in napari-emd): a shift ``(dy, dx)`` in pixels says that a feature
 at ``(y, x)`` in the reference frame (the first frame read) appears at
@@ -15,18 +17,18 @@ takes its pixel ``(y + dy, x + dx)`` to ``(y, x)`` (:func:`align_image`).
 The estimate is phase correlation (the normalised cross-power spectrum of two frames,
 whose inverse Fourier transform peaks at their relative shift), refined to a fraction of
 a pixel by evaluating that inverse transform on a fine grid around the peak. This module
-uses numpy only.
+is numpy math only: it knows no file format (the Velox readers import it, never the
+other way round).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-#: What :func:`estimate_frame_shifts` measures the drift from.
+#: What :func:`napari_emd.estimate_frame_shifts` measures the drift from.
 SOURCES = ("images", "counts")
 
 
@@ -237,55 +239,4 @@ def estimate_shifts(
     return shifts
 
 
-def estimate_frame_shifts(
-    filename: str | os.PathLike,
-    first_frame: int = 0,
-    last_frame: int | None = None,
-    *,
-    source: str = "images",
-    images: str | Sequence[str] | None = None,
-    upsample: int = 20,
-    smooth: float | None = None,
-) -> np.ndarray:
-    """The drift of every frame of a Velox spectrum image: an ``(F, 2)`` float array of
-    ``(dy, dx)`` in pixels of the SI's grid, one row per frame ``first_frame ..
-    last_frame - 1`` (``last_frame`` exclusive, ``None`` = all), the first at ``(0, 0)``.
-
-    A feature at ``(y, x)`` in the first frame appears at ``(y + dy, x + dx)`` in frame
-    ``f``. Pass the result (or your own edit of it) as ``file_reader(...,
-    align_frames=shifts)``; ``align_frames=True`` does both in one call.
-
-    ``source="images"`` (default) measures the drift on the images acquired with the
-    spectrum image (the HAADF, BF, DF... stacks ``load_SI_image_stack`` reads): with
-    several detectors their phase correlations are added, each with an equal say;
-    ``images`` picks stacks by title (e.g. ``"HAADF"``). ``source="counts"`` measures it
-    on per-frame maps of the X-ray counts in 32 energy bands, decoded from the event
-    streams (for files without an image stack; it reads the streams once, and needs
-    several counts per pixel and frame; noisier, so smoothed more). ``smooth``:
-    gaussian damping of noise in pixels (default 1 for images, 3 for counts). Sub-pixel precision
-    is ``1 / upsample``; the decoder rounds to whole pixels.
-
-    Raises ``ValueError`` when the frame range does not fit or the file has no image
-    stack for the SI (the message says what would work instead), :class:`EMDError` when
-    the file is not a Velox file with a spectrum image.
-    """
-    from .formats.velox.sistack import si_frame_shifts
-
-    if source not in SOURCES:
-        raise ValueError(f"source={source!r} must be one of {SOURCES}")
-    return si_frame_shifts(filename, first_frame, last_frame, source=source, images=images,
-                           upsample=upsample, smooth=smooth)
-
-
-def frame_report(filename: str | os.PathLike, shifts: bool = True) -> Any:
-    """What each frame of a Velox spectrum image holds: X-rays per frame (from the frame
-    table, no stream read), the mean of each image acquired with it, and (``shifts``)
-    the estimated drift: a :class:`napari_emd.formats.velox.frames_report.FrameReport`.
-    The loader plots it so frames can be left out and aligned."""
-    from .formats.velox.frames_report import frame_report as report
-
-    return report(filename, shifts)
-
-
-__all__ = ["SOURCES", "align_image", "estimate_frame_shifts", "estimate_shifts",
-           "frame_report"]
+__all__ = ["SOURCES", "align_image", "estimate_shifts"]

@@ -18,6 +18,12 @@ class EMDError(Exception):
         super().__init__(f"{self.filename}: {reason}" if self.filename else reason)
 
 
+class InvalidOption(ValueError):
+    """A reader option given a value it cannot take (raised when :class:`ReadOptions` is
+    made, before any file is read). Its own type so that a reader which skips datasets it
+    cannot read never mistakes the caller's mistake for a damaged dataset."""
+
+
 class EMDWarning(UserWarning):
     """Something in a file was unusual but could be worked around (the message says how)."""
 

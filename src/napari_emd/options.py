@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InvalidOption
+
 #: The accepted ``select_type`` values (``"images"`` is RosettaSciIO's alias of ``"image"``).
 SELECT_TYPES = (None, "image", "images", "single_spectrum", "spectrum_image")
 
@@ -29,18 +31,18 @@ def _check_align(value: Any) -> bool | tuple[tuple[float, float], ...]:
     if value is None:
         return False
     if isinstance(value, (str, bytes)) or _is_int(value):
-        raise ValueError(f"align_frames={value!r} must be True, False or an (F, 2) array "
+        raise InvalidOption(f"align_frames={value!r} must be True, False or an (F, 2) array "
                          "of (dy, dx) shifts in pixels")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise ValueError("align_frames must be True, False or an (F, 2) array of (dy, dx) "
+        raise InvalidOption("align_frames must be True, False or an (F, 2) array of (dy, dx) "
                          f"shifts in pixels, not {type(value).__name__}") from err
     if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 1:
-        raise ValueError(f"align_frames must be an (F, 2) array of (dy, dx) shifts, one row "
+        raise InvalidOption(f"align_frames must be an (F, 2) array of (dy, dx) shifts, one row "
                          f"per frame read; got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError("align_frames holds shifts that are not finite numbers")
+        raise InvalidOption("align_frames holds shifts that are not finite numbers")
     return tuple((float(dy), float(dx)) for dy, dx in arr)
 
 
@@ -52,9 +54,9 @@ def _check_exclude(value: Any) -> tuple[int, ...]:
     try:
         items = list(items)
     except TypeError as err:
-        raise ValueError(f"exclude_frames={value!r} must be frame numbers") from err
+        raise InvalidOption(f"exclude_frames={value!r} must be frame numbers") from err
     if not all(_is_int(v) and v >= 0 for v in items):
-        raise ValueError(f"exclude_frames={value!r} must be integers >= 0 (frame numbers "
+        raise InvalidOption(f"exclude_frames={value!r} must be integers >= 0 (frame numbers "
                          "like first_frame)")
     return tuple(sorted({int(v) for v in items}))
 
@@ -67,19 +69,19 @@ def _check_detectors(value: Any) -> tuple[str | int, ...] | None:
     try:
         items = list(items)
     except TypeError as err:
-        raise ValueError(f"detectors={value!r} must be detector names or indexes") from err
+        raise InvalidOption(f"detectors={value!r} must be detector names or indexes") from err
     out: list[str | int] = []
     for v in items:
         if isinstance(v, np.str_):
             v = str(v)
         if not (isinstance(v, str) or (_is_int(v) and v >= 0)):
-            raise ValueError(f"detectors={value!r} must be detector names (str) or indexes "
+            raise InvalidOption(f"detectors={value!r} must be detector names (str) or indexes "
                              "(int >= 0)")
         v = v if isinstance(v, str) else int(v)
         if v not in out:
             out.append(v)
     if not out:
-        raise ValueError("detectors=[] chooses no detector: pass None for all of them")
+        raise InvalidOption("detectors=[] chooses no detector: pass None for all of them")
     return tuple(out)
 
 
@@ -89,10 +91,11 @@ class ReadOptions:
 
     The Velox-only options (frames, detectors, rebinning, dtype, image stack) are accepted
     for every format and ignored where they do not apply. Invalid values raise
-    ``ValueError`` naming the option. ``align_frames`` is kept as False, True (estimate
-    the shifts) or a tuple of (dy, dx) pairs (hashable: the options key caches and dask
-    tokens); ``exclude_frames`` as a sorted tuple of distinct frame numbers;
-    ``detectors`` as ``None`` (every detector) or a tuple of distinct names and indexes.
+    :class:`~napari_emd.errors.InvalidOption` (a ``ValueError``) naming the option.
+    ``align_frames`` is kept as False, True (estimate the shifts) or a tuple of (dy, dx)
+    pairs (hashable: the options key caches and dask tokens); ``exclude_frames`` as a
+    sorted tuple of distinct frame numbers; ``detectors`` as ``None`` (every detector) or
+    a tuple of distinct names and indexes.
     """
 
     lazy: bool = False
@@ -121,25 +124,25 @@ class ReadOptions:
             put("dataset_path", tuple(str(p) for p in dp))
         st = self.select_type
         if st not in SELECT_TYPES:
-            raise ValueError(
+            raise InvalidOption(
                 f"select_type={st!r} is not one of "
                 "None, 'image', 'images', 'single_spectrum', 'spectrum_image'"
             )
         if st == "images":
             put("select_type", "image")
         if not _is_int(self.rebin_energy) or self.rebin_energy < 1:
-            raise ValueError(f"rebin_energy={self.rebin_energy!r} must be a positive integer")
+            raise InvalidOption(f"rebin_energy={self.rebin_energy!r} must be a positive integer")
         if not _is_int(self.first_frame) or self.first_frame < 0:
-            raise ValueError(f"first_frame={self.first_frame!r} must be an integer >= 0")
+            raise InvalidOption(f"first_frame={self.first_frame!r} must be an integer >= 0")
         if self.last_frame is not None and not _is_int(self.last_frame):
-            raise ValueError(f"last_frame={self.last_frame!r} must be an integer or None")
+            raise InvalidOption(f"last_frame={self.last_frame!r} must be an integer or None")
         if self.SI_dtype is not None:
             try:
                 dt = np.dtype(self.SI_dtype)
             except TypeError as err:
-                raise ValueError(f"SI_dtype={self.SI_dtype!r} is not a numpy dtype") from err
+                raise InvalidOption(f"SI_dtype={self.SI_dtype!r} is not a numpy dtype") from err
             if dt.kind not in "uif":
-                raise ValueError(f"SI_dtype={dt} must be an integer or float dtype")
+                raise InvalidOption(f"SI_dtype={dt} must be an integer or float dtype")
             put("SI_dtype", dt)
         put("align_frames", _check_align(self.align_frames))
         put("exclude_frames", _check_exclude(self.exclude_frames))

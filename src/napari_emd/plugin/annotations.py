@@ -37,8 +37,8 @@ from ..units import unit_symbol
 from ..writer import jsonable
 from ..writer.layout import ncem_units
 from ..writer.tables import Item, Items, decode_table, table_items, text_array
-from .frame import WorldFrame, floats, per_axis, warn_transform
 from .layer_meta import KEY, EMDLayerInfo, attach, layer_info, user_metadata
+from .save_axes import WorldFrame, floats, per_axis, warn_transform
 
 #: Subgroup of a data group with the per-element napari state.
 STATE_GROUP = "napari"

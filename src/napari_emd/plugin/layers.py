@@ -374,27 +374,19 @@ def _arrange(parts: list[Part], existing: Any = ()) -> list[LayerData]:
     return out
 
 
-def datasets_to_layers(
-    datasets: list[Dataset], path: str = "", existing: Any = ()
+def new_layers(
+    datasets: list[Dataset], spectra: list[dict[str, Any]], existing: Any = ()
 ) -> list[LayerData]:
-    """All layer tuples for the datasets of one file (spectra carried in metadata).
+    """The layer tuples of datasets read afresh (not saved by napari-emd: those are
+    :mod:`.saved`'s), one file's; ``spectra`` the file's single spectra (they ride in
+    every layer's metadata). Spectra and tables themselves give no layer.
 
     ``existing``: the layers already in the viewer the file opens into, so that slider
-    axes of the same kind share a slider and different kinds never do. A file with
-    nothing to show as an image gives no layer (see :func:`file_info`).
+    axes of the same kind share a slider and different kinds never do.
     """
-    from .saved import saved_layer, saved_layer_state
-
-    spectra = [spectrum_entry(d) for d in datasets if d.kind == SPECTRUM]
-    parts: list[Part] = []
-    saved: list[LayerData] = []
-    for ds in datasets:
-        state = saved_layer_state(ds)
-        if state is not None:
-            saved.extend(saved_layer(ds, state, spectra))
-        elif ds.kind not in (SPECTRUM, TABLE):
-            parts.extend(dataset_parts(ds, spectra))
-    return saved + _arrange(_dress(parts), existing)
+    parts = [p for ds in datasets if ds.kind not in (SPECTRUM, TABLE)
+             for p in dataset_parts(ds, spectra)]
+    return _arrange(_dress(parts), existing)
 
 
 def file_info(datasets: list[Dataset], path: str = "") -> EMDLayerInfo:

@@ -3,11 +3,14 @@
 napari asks every reader plugin whether it wants a path; we answer with a reader only for
 files that really are EMD (decided from HDF5 attributes, no data read), and ``None``
 otherwise so another plugin can take the file.
+
+:func:`read_layers` turns files into layer data tuples (:func:`datasets_to_layers`:
+saved layers restored by :mod:`.saved`, the rest made by :mod:`.layers`); what it does
+to a viewer, when given one, is :mod:`.viewer_setup`'s alone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,9 +19,11 @@ from ..api import READ_EXTENSIONS, detect_format, read_datasets
 from ..cancel import cancellation
 from ..errors import EMDError
 from ..h5 import is_hdf5
-from .layer_meta import is_si_layer
-from .layers import LayerData, datasets_to_layers, file_info
-from .view import install
+from ..model import SPECTRUM, Dataset
+from .layer_meta import spectrum_entry
+from .layers import LayerData, new_layers
+from .saved import saved_layer, saved_layer_state
+from .viewer_setup import OpenedFile, set_up_viewer
 
 PathLike = str | os.PathLike
 ReaderFunction = Callable[[Any], list[LayerData]]
@@ -59,51 +64,50 @@ def read_layers(
     path: PathLike | Sequence[PathLike], viewer: Any = None, cancel: Any = None,
     **options: Any,
 ) -> list[LayerData]:
-    """The layer data tuples of one or more EMD files for ``viewer`` (their slider axes
-    placed among its layers'; its presenter set up for their first view). ``cancel``: a
-    ``threading.Event`` that stops the read (``napari_emd.errors.Cancelled``)."""
+    """The layer data tuples of one or more EMD files (lazy by default: big data stays
+    on disk). ``cancel``: a ``threading.Event`` that stops the read
+    (``napari_emd.errors.Cancelled``).
+
+    Without ``viewer`` this only reads and imports no napari. With one, the files' slider
+    axes are placed among its layers', and once every file is read
+    :func:`.viewer_setup.set_up_viewer` prepares it for them (presenter, docks for files
+    without an image, grid mode): the reader's only changes to a viewer."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    layers: list[LayerData] = []
     options.setdefault("lazy", True)
-    if viewer is not None:
-        install(viewer)
     existing = list(viewer.layers) if viewer is not None else []
+    opened: list[OpenedFile] = []
     for p in paths:
         p = os.fspath(p)
         with cancellation(cancel):
             datasets = read_datasets(p, **options)
-        found = datasets_to_layers(datasets, p, existing)
-        if not found and datasets and viewer is not None:
-            # spectra and tables only: they open in the spectrum viewer and table docks
-            install(viewer).show_file(file_info(datasets, p))
-        if viewer is not None and not existing and not layers and side_by_side(found):
-            grid = grid_of(viewer)
-            grid.enabled = True  # like Velox's panels: every image in view
-            with contextlib.suppress(Exception):  # napari >= 0.6
-                grid.spacing = 0.05
-        layers.extend(found)
-    return layers
+        opened.append(OpenedFile(p, datasets, datasets_to_layers(datasets, p, existing)))
+    if viewer is not None:
+        set_up_viewer(viewer, opened, had_layers=bool(existing))
+    return [layer for f in opened for layer in f.layers]
 
 
-def grid_of(viewer: Any) -> Any:
-    """The viewer's grid-mode model (``viewer.canvas.grid`` since napari 0.9, where
-    ``viewer.grid`` is deprecated)."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if hasattr(canvas, "grid") else viewer.grid
+def datasets_to_layers(
+    datasets: list[Dataset], path: str = "", existing: Any = ()
+) -> list[LayerData]:
+    """All layer tuples for the datasets of one file (spectra carried in metadata): the
+    layers napari-emd saved restored with their napari state (:mod:`.saved`), then the
+    others made afresh (:mod:`.layers`). Deciding here keeps the two modules apart:
+    :mod:`.saved` uses :mod:`.layers`' helpers, and :mod:`.layers` knows nothing of it.
 
-
-def side_by_side(layers: list[LayerData]) -> bool:
-    """Whether a file's layers are best seen side by side (napari's grid): several
-    independent images, none of them an element map drawn over the others and no
-    spectrum image (its maps, regions and annotations are drawn over its scan, which a
-    grid would put in cells of their own)."""
-    images = [kw for _, kw, kind in layers if kind == "image"]
-    if any(is_si_layer(kw) for kw in images):
-        return False
-    shown = [kw for kw in images if kw.get("visible", True)]
-    if any(kw.get("blending") == "additive" for kw in shown):
-        return False
-    return len(shown) >= 2
+    ``existing``: the layers already in the viewer the file opens into, so that slider
+    axes of the same kind share a slider and different kinds never do. A file with
+    nothing to show as an image gives no layer (see :func:`file_info`).
+    """
+    spectra = [spectrum_entry(d) for d in datasets if d.kind == SPECTRUM]
+    restored: list[LayerData] = []
+    fresh: list[Dataset] = []
+    for ds in datasets:
+        state = saved_layer_state(ds)
+        if state is not None:
+            restored.extend(saved_layer(ds, state, spectra))
+        else:
+            fresh.append(ds)
+    return restored + new_layers(fresh, spectra, existing)
 
 
 def current_viewer() -> Any:

@@ -312,14 +312,3 @@ def install(viewer: Any) -> Presenter:
     if presenter is None:
         presenter = _PRESENTERS[model] = Presenter(model)
     return presenter
-
-
-def install_in_current_viewer() -> None:
-    """Install the presenter in napari's current viewer, if napari is running one (the
-    reader calls this, so dropped files get their first view too)."""
-    with contextlib.suppress(Exception):
-        import napari
-
-        viewer = napari.current_viewer()
-        if viewer is not None:
-            install(viewer)

@@ -43,8 +43,8 @@ from .annotations import (
     layer_metadata_state,
     signal_metadata,
 )
-from .frame import WorldFrame, floats, per_axis, warn_transform
 from .layer_meta import layer_info, si_record, source_file
+from .save_axes import WorldFrame, floats, per_axis, warn_transform
 
 FullLayerData = tuple[Any, dict[str, Any], str]
 

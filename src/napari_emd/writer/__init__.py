@@ -44,7 +44,14 @@ from .layout import (
     write_root,
 )
 from .prepare import Prepared, chunks_for, default_chunks, group_names, prepare
-from .safefile import abandon, atomic_replace, check_target, reserve_space
+from .safefile import (
+    HDF5WriteError,
+    abandon,
+    atomic_replace,
+    check_target,
+    hdf5_writes,
+    reserve_space,
+)
 from .tables import Items, items_nbytes
 
 _RESERVED_ROOT_ATTRS = ("version_major", "version_minor")
@@ -135,18 +142,21 @@ def write_signals(
             reserve_space(path, tmp, estimate_size(prepared, group_attrs))
             f = h5py.File(tmp, "r+", rdcc_nbytes=16 << 20)
             try:
-                write_root(f, prepared, kwds)
-                container = f.create_group(DATA_GROUP, track_order=True)
+                with hdf5_writes():
+                    write_root(f, prepared, kwds)
+                    container = f.create_group(DATA_GROUP, track_order=True)
                 for i, (prep, name) in enumerate(zip(prepared, names, strict=True)):
                     extra = group_attrs[i] if group_attrs is not None else None
-                    write_group(path, container.create_group(name), prep, extra, counter)
-                f.close()  # flushes: can fail too (disk full); HDF5 trims the reserve
+                    with hdf5_writes():
+                        group = container.create_group(name)
+                    write_group(path, group, prep, extra, counter)
+                with hdf5_writes():
+                    f.close()  # flushes: can fail too (disk full); HDF5 trims the reserve
             except BaseException:
                 abandon(f, tmp)
                 raise
-        except (OSError, RuntimeError) as err:
-            if isinstance(err, RuntimeError) and "write failed" not in str(err):
-                raise
+        except (OSError, HDF5WriteError) as err:
+            # a RuntimeError of the caller's own (a failing dask chunk) is not caught
             raise EMDError(path, f"writing failed: {err}") from err
     counter.finish()
     return path

@@ -14,7 +14,9 @@ import h5py
 import numpy as np
 
 from ..h5 import H5_LOCK
+from ..version import __version__
 from .jsonattrs import set_attr, to_json
+from .safefile import hdf5_writes
 from .tables import text_array, write_items
 
 if TYPE_CHECKING:
@@ -72,8 +74,6 @@ def write_root(f: h5py.File, prepared: list[Prepared], kwds: Mapping[str, Any]) 
             for key, value in src.items():
                 if str(key) not in groups[name].attrs:
                     set_attr(groups[name], str(key), value, where=f"{name} attribute")
-    from .. import __version__
-
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     groups["comments"].attrs[stamp] = f"written by napari-emd-io {__version__}"
 
@@ -85,47 +85,54 @@ def write_group(
     extra: Mapping[str, Any] | None,
     counter: Progress,
 ) -> None:
-    group.attrs["emd_group_type"] = np.int64(1)
-    group.attrs["title"] = prep.title
-    signal_md = prep.metadata.get("Signal")
-    signal_type = signal_md.get("signal_type", "") if isinstance(signal_md, Mapping) else ""
-    group.attrs["signal_type"] = str(signal_type or "")
-    group.attrs["metadata"] = to_json(prep.metadata)
-    group.attrs["original_metadata"] = to_json(prep.original_metadata)
-    for key, value in (extra or {}).items():
-        set_attr(group, str(key), value, where="group attribute")
-
     data = prep.data
     ndim = data.ndim
-    stored_shape = tuple(reversed(data.shape))
-    chunks = prep.chunks
-    h5chunks = tuple(reversed(chunks)) if isinstance(chunks, tuple) else chunks
+    arr = None
     if prep.source is None:
+        # the caller's data, computed before any HDF5 call: its errors are its own
         arr = np.asarray(data.compute() if prep.is_dask else data)
         if ndim:
             arr = arr.T
-        dset = group.create_dataset("data", data=_to_storage(arr, prep), dtype=prep.h5dtype)
+    with hdf5_writes():
+        group.attrs["emd_group_type"] = np.int64(1)
+        group.attrs["title"] = prep.title
+        signal_md = prep.metadata.get("Signal")
+        signal_type = signal_md.get("signal_type", "") if isinstance(signal_md, Mapping) \
+            else ""
+        group.attrs["signal_type"] = str(signal_type or "")
+        group.attrs["metadata"] = to_json(prep.metadata)
+        group.attrs["original_metadata"] = to_json(prep.original_metadata)
+        for key, value in (extra or {}).items():
+            set_attr(group, str(key), value, where="group attribute")
+        if arr is not None:
+            dset = group.create_dataset("data", data=_to_storage(arr, prep),
+                                        dtype=prep.h5dtype)
+        else:
+            chunks = prep.chunks
+            h5chunks = tuple(reversed(chunks)) if isinstance(chunks, tuple) else chunks
+            dset = group.create_dataset(
+                "data", shape=tuple(reversed(data.shape)), dtype=prep.h5dtype,
+                chunks=h5chunks
+            )
+    if arr is not None:
         counter.step()
     else:
-        dset = group.create_dataset(
-            "data", shape=stored_shape, dtype=prep.h5dtype, chunks=h5chunks
-        )
-        _store(path, prep, dset, counter)
-    if prep.numpy_dtype.kind in "UO":
-        dset.attrs["numpy_dtype"] = prep.numpy_dtype.str
-    _data_quantity(dset, prep.metadata)
-
-    for i, ax in enumerate(prep.axes):
-        vec = _dim_vector(ax)
-        text = h5py.string_dtype("utf-8") if vec.dtype.kind == "O" else None
-        dim = group.create_dataset(f"dim{ndim - i}", data=vec, dtype=text)
-        dim.attrs["name"] = ax["name"]
-        dim.attrs["units"] = ncem_units(ax["units"])
-        # HyperSpy's navigation flag: not in the EMD specification, read by napari-emd
-        dim.attrs["navigate"] = np.int8(ax["navigate"])
-        for key, value in ax.get("attrs", {}).items():
-            set_attr(dim, str(key), value, where="dim attribute")
-    write_items(group, prep.items)
+        _store(path, prep, dset, counter)  # each block's HDF5 write under hdf5_writes
+    with hdf5_writes():
+        if prep.numpy_dtype.kind in "UO":
+            dset.attrs["numpy_dtype"] = prep.numpy_dtype.str
+        _data_quantity(dset, prep.metadata)
+        for i, ax in enumerate(prep.axes):
+            vec = _dim_vector(ax)
+            text = h5py.string_dtype("utf-8") if vec.dtype.kind == "O" else None
+            dim = group.create_dataset(f"dim{ndim - i}", data=vec, dtype=text)
+            dim.attrs["name"] = ax["name"]
+            dim.attrs["units"] = ncem_units(ax["units"])
+            # HyperSpy's navigation flag: not in the EMD specification, read by napari-emd
+            dim.attrs["navigate"] = np.int8(ax["navigate"])
+            for key, value in ax.get("attrs", {}).items():
+                set_attr(dim, str(key), value, where="dim attribute")
+        write_items(group, prep.items)
 
 
 def _dim_vector(ax: Mapping[str, Any]) -> np.ndarray:
@@ -162,7 +169,8 @@ class _ReversedTarget:
 
     def __setitem__(self, region: tuple[slice, ...], block: np.ndarray) -> None:
         arr = _to_storage(np.asarray(block), self.prep)
-        self.dset[tuple(reversed(region))] = arr.T
+        with hdf5_writes():
+            self.dset[tuple(reversed(region))] = arr.T
         with self._lock:
             self._written += 1
 

@@ -22,6 +22,25 @@ from ..libc import function
 from ..units import format_bytes
 
 
+class HDF5WriteError(RuntimeError):
+    """HDF5 failed while writing the temporary file (a full disk, a failed flush): raised
+    by :func:`hdf5_writes` in place of h5py's bare ``RuntimeError``, so the writer turns
+    it into an :class:`EMDError` while a ``RuntimeError`` of the caller's own (a dask
+    chunk that fails to compute) passes through unchanged."""
+
+
+@contextlib.contextmanager
+def hdf5_writes() -> Iterator[None]:
+    """Around HDF5 calls that write the temporary file (and nothing else: no computing of
+    the caller's data): their ``RuntimeError`` becomes :class:`HDF5WriteError`."""
+    try:
+        yield
+    except HDF5WriteError:
+        raise
+    except RuntimeError as err:
+        raise HDF5WriteError(str(err)) from err
+
+
 def reserve_space(path: str, tmp: str, size: int) -> None:
     """Allocate ``size`` bytes for ``tmp`` (Linux ``fallocate``; elsewhere, or on file
     systems without it, nothing is reserved). HDF5 cuts the file to its real size when it

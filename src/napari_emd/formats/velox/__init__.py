@@ -18,30 +18,22 @@ Layout (format facts, learned from real files of Velox versions 4 to 13):
 
 Modules: :mod:`.jsontree` (reading the JSON), :mod:`.metadata` (names, HyperSpy
 metadata), :mod:`.calibration`, :mod:`.grid` (the SI's plan), :mod:`.reader` (the
-datasets), :mod:`.facts` (the SI's facts for the loader), :mod:`.stream` (the decoder).
+datasets), :mod:`.facts` (the SI's facts for the loader), :mod:`.stream` (the decoder),
+:mod:`.identify` (whether a file is Velox), :mod:`.sistack` (the SI's image stacks and
+its frames' drift: :func:`estimate_frame_shifts`), :mod:`.frames_report` (per frame:
+dose, image means, drift; :func:`frame_report`).
 """
 
 from __future__ import annotations
 
-import h5py
-
 from .facts import si_facts
-from .jsontree import version_json
+from .frames_report import FrameReport, frame_report
+from .identify import FORMATS, detect
 from .reader import frame_metadata, read
+from .sistack import estimate_frame_shifts
 
 NAME = "velox"
 
-#: The ``format`` values of the root ``Version`` JSON that mark a Velox file.
-FORMATS = ("Velox", "DevelopersKit")
 
-
-def detect(f: h5py.File) -> bool:
-    """True for files whose root ``Version`` JSON says ``Velox`` or ``DevelopersKit``
-    (a damaged Version text that still names Velox counts, so reading can warn)."""
-    parsed, text = version_json(f)
-    if parsed is not None:
-        return str(parsed.get("format", "")) in FORMATS
-    return any(name in text for name in FORMATS) and "Data" in f
-
-
-__all__ = ["FORMATS", "NAME", "detect", "frame_metadata", "read", "si_facts"]
+__all__ = ["FORMATS", "NAME", "FrameReport", "detect", "estimate_frame_shifts", "frame_metadata",
+           "frame_report", "read", "si_facts"]

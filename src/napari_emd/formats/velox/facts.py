@@ -14,6 +14,7 @@ from ...h5 import open_h5
 from ...model import SIFacts
 from .calibration import energy_calibration, spatial_calibration
 from .grid import SIPlan, plan_spectrum_image
+from .identify import detect
 from .jsontree import get, metadata_column, to_float
 from .metadata import VeloxMetadata
 
@@ -77,7 +78,6 @@ def _pruned_facts(base: dict[str, Any], plan: SIPlan) -> SIFacts:
 def si_facts(path: str) -> SIFacts:
     """The facts of the EDS spectrum image of the Velox file ``path`` (``has_si`` False
     when it has none). Raises :class:`EMDError` for a file that is not Velox."""
-    from . import detect
 
     with open_h5(path) as f:
         if not detect(f):

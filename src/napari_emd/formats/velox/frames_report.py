@@ -12,6 +12,7 @@ import numpy as np
 from ...errors import EMDError
 from ...h5 import open_h5
 from .grid import plan_spectrum_image
+from .identify import detect
 from .metadata import VeloxMetadata
 from .sistack import shifts_of_open_file, si_image_stacks
 from .stream import load_table
@@ -33,9 +34,9 @@ class FrameReport:
 
 def frame_report(filename: str | os.PathLike, shifts: bool = True) -> FrameReport:
     """The :class:`FrameReport` of the EDS spectrum image of a Velox file (``shifts``:
-    estimate the drift too, from the image stacks). ``EMDError`` for a file without one."""
+    estimate the drift too, from the image stacks). ``EMDError`` for a file without one.
+    The loader plots it so frames can be left out and aligned."""
     path = os.path.abspath(os.fspath(filename))
-    from . import detect
 
     with open_h5(path) as f:
         if not detect(f):

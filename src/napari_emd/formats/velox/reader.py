@@ -84,6 +84,8 @@ class VeloxReader:
         """``read_one(group, key, where)`` for every member of ``Data/<kind>``, in file
         order: the results that are not None. A member that cannot be read is skipped
         with a warning naming it, so one damaged dataset never hides the others."""
+        from ...errors import InvalidOption
+
         group = self.md.data.get(kind)
         if not isinstance(group, h5py.Group):
             return []
@@ -92,9 +94,9 @@ class VeloxReader:
             where = f"Data/{kind}/{key}"
             try:
                 item = read_one(group[key], key, where)
+            except InvalidOption:
+                raise  # the caller's option, not a damaged dataset
             except (OSError, KeyError, IndexError, TypeError, ValueError) as err:
-                if isinstance(err, ValueError) and "select_type" in str(err):
-                    raise
                 warn(f"{where}: cannot be read ({err}); it is skipped")
                 continue
             if item is not None:

@@ -17,11 +17,12 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ...alignment import align_image, estimate_shifts
+from ...alignment import SOURCES, align_image, estimate_shifts
 from ...errors import EMDError
 from ...h5 import lazy_dataset, open_h5
 from ...options import ReadOptions
 from .grid import SIPlan, plan_spectrum_image, scan_key
+from .identify import detect
 from .jsontree import warn
 from .metadata import VeloxMetadata
 from .siread import Frames, check_frames
@@ -139,7 +140,6 @@ def si_frame_shifts(
     :func:`napari_emd.estimate_frame_shifts`)."""
     path = os.path.abspath(os.fspath(filename))
     opts = ReadOptions(first_frame=first_frame, last_frame=last_frame)
-    from . import detect
 
     with open_h5(path) as f:
         if not detect(f):
@@ -153,6 +153,44 @@ def si_frame_shifts(
         first, last = opts.frame_range(plan.n_frames, path)
         shifts, _ = shifts_of_open_file(md, plan, first, last, **kw)
     return shifts
+
+
+def estimate_frame_shifts(
+    filename: str | os.PathLike,
+    first_frame: int = 0,
+    last_frame: int | None = None,
+    *,
+    source: str = "images",
+    images: str | Sequence[str] | None = None,
+    upsample: int = 20,
+    smooth: float | None = None,
+) -> np.ndarray:
+    """The drift of every frame of a Velox spectrum image: an ``(F, 2)`` float array of
+    ``(dy, dx)`` in pixels of the SI's grid, one row per frame ``first_frame ..
+    last_frame - 1`` (``last_frame`` exclusive, ``None`` = all), the first at ``(0, 0)``.
+
+    A feature at ``(y, x)`` in the first frame appears at ``(y + dy, x + dx)`` in frame
+    ``f``. Pass the result (or your own edit of it) as ``file_reader(...,
+    align_frames=shifts)``; ``align_frames=True`` does both in one call.
+
+    ``source="images"`` (default) measures the drift on the images acquired with the
+    spectrum image (the HAADF, BF, DF... stacks ``load_SI_image_stack`` reads): with
+    several detectors their phase correlations are added, each with an equal say;
+    ``images`` picks stacks by title (e.g. ``"HAADF"``). ``source="counts"`` measures it
+    on per-frame maps of the X-ray counts in 32 energy bands, decoded from the event
+    streams (for files without an image stack; it reads the streams once, and needs
+    several counts per pixel and frame; noisier, so smoothed more). ``smooth``:
+    gaussian damping of noise in pixels (default 1 for images, 3 for counts). Sub-pixel precision
+    is ``1 / upsample``; the decoder rounds to whole pixels.
+
+    Raises ``ValueError`` when the frame range does not fit or the file has no image
+    stack for the SI (the message says what would work instead), :class:`EMDError` when
+    the file is not a Velox file with a spectrum image.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source={source!r} must be one of {SOURCES}")
+    return si_frame_shifts(filename, first_frame, last_frame, source=source, images=images,
+                           upsample=upsample, smooth=smooth)
 
 
 def aligned_stack(path: str, dset: h5py.Dataset, fplan: Frames, lazy: bool) -> Any:

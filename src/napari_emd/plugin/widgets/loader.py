@@ -375,7 +375,7 @@ class LoaderWidget(FunctionGui):
         self.frames_panel.show_report(None)
         if not (f.has_si and f.readable and f.source == "event streams" and f.n_frames > 1):
             return
-        from ...alignment import frame_report
+        from ...formats.velox import frame_report
 
         path = f.path
         worker = create_worker(frame_report, path, _ignore_errors=True)
@@ -617,7 +617,7 @@ def _keep_detectors(layers: list[Any], detectors: list[str]) -> list[Any]:
     for tup in layers:
         info = layer_info(tup[1])
         rec = info.record if info is not None and info.is_spectrum_image else None
-        det = rec.extra.get("detector") if rec is not None else None
+        det = rec.si.detector if rec is not None and rec.si is not None else None
         if det is None and rec is not None and rec.title.startswith("EDS - "):
             det = rec.title[len("EDS - "):]
         if det is None or str(det) in detectors:

@@ -1,4 +1,4 @@
-"""Where a layer sits in the world, for saving: per-axis scale, translate, units and names.
+"""The world axes of the layers of one save: per-axis scale, translate, units and names.
 
 EMD axes hold a scale, an offset, a unit and a name: what napari calls scale, translate,
 units and axis labels. napari's defaults say nothing (axis labels ``"-2"``, ``"-1"``,
