@@ -58,7 +58,7 @@ def test_velox_frame_numbers_become_file_reader_s_range():
     facts = SIFacts("x", format="velox", has_si=True, readable=True, source="event streams",
                     ny=100, nx=200, n_frames=10, channels=4096, detectors=("a", "b"))
     values = {"first_frame": 3, "last_frame": 5, "sum_frames": False,
-              "sum_EDS_detectors": True, "detectors": [], "rebin_energy": 4,
+              "sum_EDS_detectors": True, "detectors": ["a", "b"], "rebin_energy": 4,
               "SI_dtype": "float32", "load_SI_image_stack": False,
               "select_type": "spectrum images", "lazy": True}
     opts = reader_options(facts, values)
@@ -86,9 +86,9 @@ def test_choices_bounds_and_defaults_come_from_each_file(make_napari_viewer, qtb
     assert w.first_frame.value == 1 and w.sum_frames.value is True
     assert w.rebin_energy.value == 1
     assert w.detectors.choices == ("SuperXG21", "SuperXG22", "SuperXG23", "SuperXG24")
-    assert not w.detectors.enabled  # summing all detectors
-    w.sum_EDS_detectors.value = False
-    assert w.detectors.enabled
+    # the detectors to read: which are summed, or which become a layer each
+    assert w.detectors.enabled and "summed" in w.detectors.tooltip
+    assert w.detectors.value == list(w.detectors.choices)
     assert "16 × 16" in w.facts_label.value and "each frame can be read alone" in \
         w.facts_label.value
     # memory size follows the options

@@ -17,6 +17,7 @@ would::
 import contextlib
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -120,17 +121,36 @@ def reader_options(facts: SIFacts, values: dict[str, Any]) -> dict[str, Any]:
             opts["exclude_frames"] = excluded
         if values.get("align_frames"):
             opts["align_frames"] = True
+        chosen = chosen_detectors(facts, values)
+        if chosen != list(facts.detectors):
+            opts["detectors"] = chosen
     if values["SI_dtype"] != "native":
         opts["SI_dtype"] = values["SI_dtype"]
     return opts
 
 
+def chosen_detectors(facts: SIFacts, values: dict[str, Any]) -> list[str]:
+    """The detectors chosen in the form, in the file's order (all of them when the form
+    does not say); raises ``ValueError`` when the file has detectors and none is chosen."""
+    if len(facts.detectors) < 2 or values.get("detectors") is None:
+        return list(facts.detectors)
+    chosen = {str(d) for d in values["detectors"]}
+    picked = [d for d in facts.detectors if d in chosen]
+    if not picked:
+        raise ValueError("choose at least one detector")
+    return picked
+
+
 def needed_bytes(facts: SIFacts, values: dict[str, Any]) -> int:
-    """Memory the chosen spectrum image(s) take when computed."""
+    """Memory the chosen spectrum image(s) take when computed: one cube when the chosen
+    detectors are summed, one per chosen detector otherwise."""
     if not (facts.has_si and facts.readable):
         return 0
     opts = reader_options(facts, values)
-    detectors = 1 if opts.get("sum_EDS_detectors", True) else max(1, len(values["detectors"]))
+    if opts.get("sum_EDS_detectors", True):
+        detectors = 1
+    else:
+        detectors = max(1, len(opts.get("detectors") or facts.detectors))
     one = facts.nbytes(0, 1, True, detectors, opts.get("rebin_energy", 1), opts.get("SI_dtype"))
     if opts.get("sum_frames", True):
         return one
@@ -141,7 +161,10 @@ def needed_bytes(facts: SIFacts, values: dict[str, Any]) -> int:
 
 
 def _load(path: str, options: dict[str, Any], viewer: Any, cancel: threading.Event):
-    """The work of one load (a generator, so a cancel also stops it between steps)."""
+    """The work of one load (a generator, so a cancel also stops it between steps).
+    Returns the layer data and the messages of the reader's warnings (``UserWarning``s,
+    ``EMDWarning`` among them), which the loader reports itself; other warnings go on to
+    napari as before."""
     from ..reader import read_layers
 
     yield "reading"
@@ -149,9 +172,24 @@ def _load(path: str, options: dict[str, Any], viewer: Any, cancel: threading.Eve
         import pint
 
         pint.get_application_registry().parse_expression("nm")
-    layers = read_layers(path, viewer, cancel=cancel, **options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layers = read_layers(path, viewer, cancel=cancel, **options)
+    messages: list[str] = []
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            if str(w.message) not in messages:
+                messages.append(str(w.message))
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     yield "layers"
-    return layers
+    return layers, messages
+
+
+def asks_for_si(facts: SIFacts, options: dict[str, Any]) -> bool:
+    """Whether a load with these reader options should make a spectrum image: the file
+    has one and ``select_type`` does not leave spectrum images out."""
+    return facts.has_si and options.get("select_type") in (None, "spectrum_image")
 
 
 class LoaderWidget(FunctionGui):
@@ -172,12 +210,17 @@ class LoaderWidget(FunctionGui):
                 "last_frame": {"min": 1, "max": 1, "label": "last frame"},
                 "sum_frames": {"label": "sum frames"},
                 "sum_EDS_detectors": {"label": "sum detectors"},
-                "detectors": {"widget_type": "Select", "choices": [], "label": "detectors"},
-                "rebin_energy": {"widget_type": "ComboBox", "choices": [1],
-                                 "label": "energy rebin"},
+                # choices are asked of the file's facts each time: napari and magicgui
+                # reset them (a layer added, the form docked), and a fixed list would
+                # then be the empty one the form was built with
+                "detectors": {"widget_type": "Select", "choices": self._detector_choices,
+                              "label": "detectors"},
+                "rebin_energy": {"widget_type": "ComboBox",
+                                 "choices": self._rebin_choices, "label": "energy rebin"},
                 "SI_dtype": {"widget_type": "ComboBox", "choices": DTYPES, "label": "dtype"},
                 "load_SI_image_stack": {"label": "image stack (every frame)"},
-                "exclude_frames": {"widget_type": "Select", "choices": [],
+                "exclude_frames": {"widget_type": "Select",
+                                   "choices": self._frame_choices,
                                    "label": "frames left out"},
                 "align_frames": {"label": "align frames (drift)"},
                 "select_type": {"widget_type": "ComboBox", "choices": list(SELECT_TYPES),
@@ -213,7 +256,6 @@ class LoaderWidget(FunctionGui):
         for name in ("first_frame", "last_frame", "sum_frames", "sum_EDS_detectors",
                      "detectors", "rebin_energy", "SI_dtype", "lazy", "exclude_frames"):
             getattr(self, name).changed.connect(self._update_size)
-        self.sum_EDS_detectors.changed.connect(self._update_enabled)
         self.exclude_frames.changed.connect(
             lambda value: self.frames_panel.set_excluded({int(v) - 1 for v in value}))
         self.first_frame.changed.connect(self._frames_changed)
@@ -310,6 +352,24 @@ class LoaderWidget(FunctionGui):
         if src and os.path.isfile(src) and (self.facts is None or self.facts.path != src):
             self.set_path(src)
 
+    # the choices of the categorical widgets, read from the file's facts each time they
+    # are asked for (magicgui calls these with the widget) ----------------------------
+    def _current_facts(self) -> SIFacts | None:
+        # magicgui asks for the choices while the form is built, before ``facts`` is set
+        return self.__dict__.get("facts")
+
+    def _detector_choices(self, _widget: Any = None) -> list[str]:
+        f = self._current_facts()
+        return list(f.detectors) if f is not None else []
+
+    def _rebin_choices(self, _widget: Any = None) -> list[int]:
+        f = self._current_facts()
+        return f.rebin_choices(MIN_CHANNELS) if f is not None else [1]
+
+    def _frame_choices(self, _widget: Any = None) -> list[int]:
+        f = self._current_facts()
+        return list(range(1, max(f.n_frames, 1) + 1)) if f is not None else []
+
     def _apply(self, f: SIFacts) -> None:
         """Every choice, bound and default from the file's facts."""
         n = max(f.n_frames, 1)
@@ -318,13 +378,12 @@ class LoaderWidget(FunctionGui):
             self.first_frame.value, self.last_frame.value = 1, n
         self.sum_frames.value = True
         self.sum_EDS_detectors.value = True
-        self.detectors.choices = list(f.detectors)
+        for name in ("detectors", "rebin_energy", "exclude_frames"):
+            getattr(self, name).reset_choices()  # the new file's choices
         self.detectors.value = list(f.detectors)
-        self.rebin_energy.choices = f.rebin_choices(MIN_CHANNELS)
         self.rebin_energy.value = 1
         self.SI_dtype.value = "native"
         self.load_SI_image_stack.value = False
-        self.exclude_frames.choices = list(range(1, n + 1))
         self.exclude_frames.value = []
         self.align_frames.value = False
         self.select_type.value = "everything"
@@ -358,6 +417,8 @@ class LoaderWidget(FunctionGui):
             "this spectrum image has one frame" if si else why_no_si,
         }
         reasons["exclude_frames"] = reasons["align_frames"]
+        # the detectors to read, summed or not: a choice whenever there are several
+        reasons["detectors"] = reasons["sum_EDS_detectors"]
         reasons["last_frame"] = reasons["first_frame"]
         for name, why in reasons.items():
             w = getattr(self, name)
@@ -365,7 +426,6 @@ class LoaderWidget(FunctionGui):
             w.tooltip = why or _TIPS.get(name, "")
         if f is not None and f.frame_table and self.first_frame.enabled:
             self.first_frame.tooltip = self.last_frame.tooltip = FRAME_TABLE_TIP
-        self._update_enabled()
         self.call_button.enabled = f is not None
 
     def _start_frame_report(self, f: SIFacts) -> None:
@@ -387,10 +447,6 @@ class LoaderWidget(FunctionGui):
         if self.facts is None or self.facts.path != path:
             return  # another file was chosen meanwhile
         self.frames_panel.show_report(report, {int(v) - 1 for v in self.exclude_frames.value})
-
-    def _update_enabled(self, *_: Any) -> None:
-        self.detectors.enabled = bool(self.sum_EDS_detectors.enabled
-                                      and not self.sum_EDS_detectors.value)
 
     def _frames_changed(self, *_: Any) -> None:
         if self.last_frame.value < self.first_frame.value:
@@ -453,8 +509,7 @@ class LoaderWidget(FunctionGui):
         if warn and self.ask_before_big_load and not self._confirm(warn):
             return None
         path = self.facts.path
-        detectors = None if options.get("sum_EDS_detectors", True) else list(
-            self.detectors.value)
+        wants_si = asks_for_si(self.facts, options)
         self._job += 1
         job = self._job
         self.cancel_event = threading.Event()
@@ -463,7 +518,7 @@ class LoaderWidget(FunctionGui):
             _progress={"total": 0, "desc": f"Loading {os.path.basename(path)}"},
             _ignore_errors=True,
         )
-        worker.returned.connect(lambda layers: self._finished(job, path, layers, detectors))
+        worker.returned.connect(lambda result: self._finished(job, path, *result, wants_si))
         worker.errored.connect(lambda err: self._errored(job, path, err))
         worker.finished.connect(lambda: self._worker_done(job))
         self.worker = worker
@@ -509,27 +564,39 @@ class LoaderWidget(FunctionGui):
         self._notify_error(msg)
         self.failed.emit(str(err))
 
-    def _finished(self, job: int, path: str, layers: list[Any],
-                  detectors: list[str] | None) -> None:
+    def _finished(self, job: int, path: str, layers: list[Any], messages: list[str],
+                  wants_si: bool) -> None:
         if job != self._job:
             return
         self.worker = None
-        if detectors is not None:
-            layers = _keep_detectors(layers, detectors)
-        added = self._replace_layers(path, layers)
+        made_si = any(_is_si(meta) for _, meta, _ in layers)
+        # a load asked for a spectrum image replaces the earlier one even when it made
+        # none: the viewer then shows what this load made, and the warning says why
+        added = self._replace_layers(path, layers, replace_si=made_si or wants_si)
         names = ", ".join(layer.name for layer in added) or "nothing"
-        self._busy(False, f"Loaded {names}.")
+        text = f"Loaded {names}."
+        if wants_si and not made_si:
+            why = "; ".join(messages) or "the reader gave no reason"
+            warn = f"No spectrum image was made from {os.path.basename(path)}: {why}"
+            self._busy(False, f"{text}<br><span style='color:#e05050'>{warn}</span>")
+            self._notify_warning(f"napari-emd: {warn}")
+        else:
+            if messages:
+                text += f" Warnings: {'; '.join(messages)}"
+            self._busy(False, text)
+            for msg in messages:
+                self._notify_warning(f"napari-emd: {msg}")
         self.loaded.emit(added)
 
-    def _replace_layers(self, path: str, layer_data: list[Any]) -> list[Any]:
-        """Add the new layers, first removing this file's spectrum-image layers, maps
-        made from them, and layers of the same datasets from an earlier load."""
+    def _replace_layers(self, path: str, layer_data: list[Any],
+                        replace_si: bool = False) -> list[Any]:
+        """Add the new layers, first removing layers of the same datasets from an earlier
+        load and, with ``replace_si``, this file's spectrum-image layers and the maps made
+        from them."""
         from napari.layers import Layer
 
         new_names = {meta.get("name") for _, meta, _ in layer_data}
         new_parts = {_part(meta) for _, meta, _ in layer_data} - {None}
-        new_has_si = any((info := layer_info(meta)) is not None and info.is_spectrum_image
-                         for _, meta, _ in layer_data)
         real = os.path.realpath(path)
         old = []
         for layer in list(self.viewer.layers):
@@ -538,7 +605,7 @@ class LoaderWidget(FunctionGui):
                 continue
             info = layer_info(layer)
             si_or_map = info is not None and (info.is_spectrum_image or info.kind == DERIVED)
-            if layer.name in new_names or _part(layer) in new_parts or (new_has_si
+            if layer.name in new_names or _part(layer) in new_parts or (replace_si
                                                                          and si_or_map):
                 old.append(layer)
         for layer in old:
@@ -555,6 +622,11 @@ class LoaderWidget(FunctionGui):
 
         self.status.value = msg
         show_error(msg)
+
+    def _notify_warning(self, msg: str) -> None:
+        from napari.utils.notifications import show_warning
+
+        show_warning(msg)
 
 
 class _Signals(QObject):
@@ -592,7 +664,11 @@ _TIPS = {
     "first_frame": "First frame to read (frames are numbered 1 to N, as in Velox)",
     "last_frame": "Last frame to read (included)",
     "sum_frames": "Sum the frames (else a frame slider)",
-    "sum_EDS_detectors": "Sum the EDS detectors (else one layer per chosen detector)",
+    "sum_EDS_detectors": "Sum the chosen EDS detectors into one spectrum image (else one "
+                         "layer per chosen detector)",
+    "detectors": "The EDS detectors to read (only their X-rays are decoded): summed into "
+                 "one spectrum image when 'sum detectors' is ticked, else one spectrum "
+                 "image each",
     "rebin_energy": f"Sum this many neighbouring channels (at least {MIN_CHANNELS} are left)",
     "SI_dtype": "dtype of the spectrum image (native: the file's)",
     "load_SI_image_stack": "Read every frame of the images taken with the spectrum image",
@@ -611,15 +687,6 @@ def _part(layer_or_meta: Any) -> tuple[str, str | None] | None:
     return (info.dataset_path, info.part) if info is not None and info.dataset_path else None
 
 
-def _keep_detectors(layers: list[Any], detectors: list[str]) -> list[Any]:
-    """Drop the per-detector spectrum-image layers whose detector was not chosen."""
-    out = []
-    for tup in layers:
-        info = layer_info(tup[1])
-        rec = info.record if info is not None and info.is_spectrum_image else None
-        det = rec.extra.get("detector") if rec is not None else None
-        if det is None and rec is not None and rec.title.startswith("EDS - "):
-            det = rec.title[len("EDS - "):]
-        if det is None or str(det) in detectors:
-            out.append(tup)
-    return out
+def _is_si(layer_or_meta: Any) -> bool:
+    info = layer_info(layer_or_meta)
+    return info is not None and info.is_spectrum_image
