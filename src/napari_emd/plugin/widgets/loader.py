@@ -572,7 +572,14 @@ class LoaderWidget(FunctionGui):
         made_si = any(_is_si(meta) for _, meta, _ in layers)
         # a load asked for a spectrum image replaces the earlier one even when it made
         # none: the viewer then shows what this load made, and the warning says why
-        added = self._replace_layers(path, layers, replace_si=made_si or wants_si)
+        try:
+            added = self._replace_layers(path, layers, replace_si=made_si or wants_si)
+        except Exception as err:  # e.g. a lazy SI whose stream is found corrupt when shown
+            msg = f"napari-emd could not show {os.path.basename(path)}: {err}"
+            self._busy(False, msg)
+            self._notify_error(msg)
+            self.failed.emit(str(err))
+            return
         names = ", ".join(layer.name for layer in added) or "nothing"
         text = f"Loaded {names}."
         if wants_si and not made_si:
