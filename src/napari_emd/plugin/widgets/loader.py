@@ -1,11 +1,15 @@
 """The spectrum-image loader: a magicgui form whose parameters are ``file_reader``'s.
 
 Choosing a file reads only its facts (:func:`napari_emd.si_facts`: metadata, no
-decoding), and every choice, bound and default is set from them, afresh for each file.
+decoding), and every choice, bound and default is set from them, afresh for each file;
+the categorical choices (detectors, frames left out, rebin) are asked of those facts
+whenever napari or magicgui resets them, so they and their values survive.
 Frames are numbered as Velox numbers them, 1 to N inclusive (``file_reader`` keeps
 RosettaSciIO's 0-based, end-exclusive ``first_frame``/``last_frame``). Loading runs in a
 worker thread with napari's progress bar; Cancel stops the decoding itself. Loading a
-file again replaces the layers it added before.
+file again replaces the layers it added before. The chosen detectors go to the read
+(``detectors=``), summed or one spectrum image each. A load asked for a spectrum image
+that makes none removes the earlier one and warns with the reader's reason.
 
 The form is callable with the same parameters, so a script loads exactly what the form
 would::
