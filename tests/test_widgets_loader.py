@@ -13,8 +13,8 @@ import pytest
 from conftest import real_file
 from napari_emd.model import SIFacts
 from napari_emd.plugin.layer_meta import is_si_layer, layer_info
-from napari_emd.plugin.widgets.loader import (
-    LoaderWidget,
+from napari_emd.plugin.widgets.loader import LoaderWidget
+from napari_emd.plugin.widgets.loader_options import (
     available_memory,
     needed_bytes,
     reader_options,
@@ -58,7 +58,7 @@ def test_velox_frame_numbers_become_file_reader_s_range():
     facts = SIFacts("x", format="velox", has_si=True, readable=True, source="event streams",
                     ny=100, nx=200, n_frames=10, channels=4096, detectors=("a", "b"))
     values = {"first_frame": 3, "last_frame": 5, "sum_frames": False,
-              "sum_EDS_detectors": True, "detectors": [], "rebin_energy": 4,
+              "sum_EDS_detectors": True, "detectors": ["a", "b"], "rebin_energy": 4,
               "SI_dtype": "float32", "load_SI_image_stack": False,
               "select_type": "spectrum images", "lazy": True}
     opts = reader_options(facts, values)
@@ -86,9 +86,9 @@ def test_choices_bounds_and_defaults_come_from_each_file(make_napari_viewer, qtb
     assert w.first_frame.value == 1 and w.sum_frames.value is True
     assert w.rebin_energy.value == 1
     assert w.detectors.choices == ("SuperXG21", "SuperXG22", "SuperXG23", "SuperXG24")
-    assert not w.detectors.enabled  # summing all detectors
-    w.sum_EDS_detectors.value = False
-    assert w.detectors.enabled
+    # the detectors to read: which are summed, or which become a layer each
+    assert w.detectors.enabled and "summed" in w.detectors.tooltip
+    assert w.detectors.value == list(w.detectors.choices)
     assert "16 × 16" in w.facts_label.value and "each frame can be read alone" in \
         w.facts_label.value
     # memory size follows the options
@@ -271,3 +271,151 @@ def test_per_frame_view_leave_out_and_align(make_napari_viewer, qtbot, tmp_path)
     fa = layer_info(si).record.metadata["Signal"]["Frame_alignment"]
     assert fa["frames"] == [0, 1, 3] and fa["excluded_frames"] == [2]
     assert w.options()["exclude_frames"] == (2,) and w.options()["align_frames"] is True
+
+
+def _si_detectors(layers):
+    return sorted(layer_info(lyr).record.si.detector for lyr in layers if is_si_layer(lyr))
+
+
+@pytest.mark.realdata
+def test_chosen_detectors_kept_apart_with_aligned_or_left_out_frames(make_napari_viewer,
+                                                                      qtbot):
+    """Two of four detectors, not summed, with align frames and then with a frame left
+    out: exactly those two spectrum images, the record saying which (titles then read
+    ``EDS - SuperXG21 (aligned)``; parsing them lost every spectrum image)."""
+    viewer, w = _loader(make_napari_viewer, qtbot)
+    chosen = ["SuperXG21", "SuperXG23"]
+    _wait_loaded(qtbot, w, path=str(real_file(SI4)), sum_EDS_detectors=False,
+                 detectors=chosen, align_frames=True)
+    assert w.options()["detectors"] == chosen
+    (si,) = {layer_info(lyr).record.si.aligned for lyr in _si_layers(viewer)}
+    assert si is True and _si_detectors(viewer.layers) == chosen
+    _wait_loaded(qtbot, w, align_frames=False, exclude_frames=[2])
+    assert _si_detectors(viewer.layers) == chosen  # replaced, not piled up
+    for layer in _si_layers(viewer):
+        assert layer_info(layer).record.si.excluded_frames == (1,)
+    # summed: the Select chooses which detectors are summed
+    _wait_loaded(qtbot, w, sum_EDS_detectors=True, exclude_frames=[])
+    (summed,) = _si_layers(viewer)
+    assert layer_info(summed).record.si.detectors == tuple(chosen)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("frames", [{"align_frames": True}, {"exclude_frames": [1]}])
+def test_file_reader_returns_the_chosen_detectors_kept_apart(frames):
+    """The same through ``file_reader``: the two chosen detectors' cubes, equal to those
+    of a read of all four kept apart with the same frame options."""
+    from napari_emd import file_reader, read_datasets
+
+    path = real_file(SI4)
+    every = {d.si.detector: np.asarray(d.data)
+             for d in read_datasets(path, sum_EDS_detectors=False, **frames)
+             if d.si is not None}
+    assert sorted(every) == ["SuperXG21", "SuperXG22", "SuperXG23", "SuperXG24"]
+    out = file_reader(path, sum_EDS_detectors=False, detectors=["SuperXG23", "SuperXG21"],
+                      select_type="spectrum_image", **frames)
+    assert len(out) == 2
+    for d, name in zip(out, ["SuperXG21", "SuperXG23"]):
+        np.testing.assert_array_equal(d["data"], every[name])
+        fa = d["metadata"]["Signal"]["Frame_alignment"]
+        assert fa["aligned"] == ("align_frames" in frames)
+        assert fa["excluded_frames"] == list(frames.get("exclude_frames", []))
+
+
+def _chosen(w):
+    return (w.detectors.choices, w.detectors.value, w.exclude_frames.choices,
+            w.exclude_frames.value, w.rebin_energy.choices, w.rebin_energy.value)
+
+
+@pytest.mark.realdata
+def test_choices_survive_resets_new_layers_loads_and_docking(make_napari_viewer, qtbot):
+    """napari resets a docked form's choices whenever a layer is added (and magicgui when
+    it is docked): the detectors, frames left out and rebin choices come from the file's
+    facts each time, and what was chosen stays chosen."""
+    viewer = make_napari_viewer()
+    _dock, w = viewer.window.add_plugin_dock_widget("napari-emd-io", "Spectrum-image loader")
+    w.ask_before_big_load = False
+    w.set_path(real_file(SI4))
+    rebins = tuple(w.facts.rebin_choices(16))
+    w.sum_EDS_detectors.value = False
+    w.detectors.value = ["SuperXG22", "SuperXG24"]
+    w.exclude_frames.value = [2]
+    w.rebin_energy.value = 4
+    expected = (("SuperXG21", "SuperXG22", "SuperXG23", "SuperXG24"),
+                ["SuperXG22", "SuperXG24"], (1, 2), [2], rebins, 4)
+    assert _chosen(w) == expected
+    w.reset_choices()
+    assert _chosen(w) == expected
+    viewer.add_image(np.zeros((4, 4)), name="something else")
+    assert _chosen(w) == expected
+    _wait_loaded(qtbot, w)
+    assert _chosen(w) == expected
+    assert _si_detectors(viewer.layers) == ["SuperXG22", "SuperXG24"]
+    _wait_loaded(qtbot, w)  # and again: not just the HAADF
+    assert _si_detectors(viewer.layers) == ["SuperXG22", "SuperXG24"]
+    # another file: its own choices
+    w.set_path(real_file(SI10))
+    assert w.exclude_frames.choices == tuple(range(1, 11))
+
+
+@pytest.mark.realdata
+def test_docked_onto_an_open_file_keeps_its_choices(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    path = real_file(SI4)
+    viewer.open(str(path), plugin="napari-emd-io")
+    _dock, w = viewer.window.add_plugin_dock_widget("napari-emd-io", "Spectrum-image loader")
+    qtbot.wait(50)  # let Qt deliver the parent change (a reset of the choices)
+    assert w.facts is not None and w.facts.path == str(path)
+    assert w.detectors.choices == ("SuperXG21", "SuperXG22", "SuperXG23", "SuperXG24")
+    assert w.detectors.value == list(w.detectors.choices)
+    assert w.exclude_frames.choices == (1, 2)
+    assert w.rebin_energy.choices == tuple(w.facts.rebin_choices(16))
+    w.ask_before_big_load = False
+    w.sum_EDS_detectors.value = False
+    added = _wait_loaded(qtbot, w, select_type="spectrum images")
+    assert _si_detectors(added) == list(w.detectors.choices)
+
+
+def test_a_load_that_makes_no_spectrum_image_says_why(make_napari_viewer, qtbot, tmp_path):
+    """A stream that cannot be decoded (found while decoding, so an in-memory load): the
+    load asked for the spectrum image warns with the reader's reason, and the spectrum
+    image of an earlier load is removed rather than left to pass for this load's
+    result."""
+    import h5py
+    from napari.utils.notifications import notification_manager
+
+    from napari_emd.synthetic import write_velox_si
+
+    info = write_velox_si(tmp_path / "bad.emd", ny=8, nx=8, frames=2, detectors=2,
+                          bincount=64, seed=1)
+    with h5py.File(info.path, "r+") as f:
+        data = f[info.streams[0]]
+        values = data[()]
+        values[values != 65535] = 9000  # beyond the 64 channels
+        data[...] = values
+    viewer, w = _loader(make_napari_viewer, qtbot)
+    # the good detector alone still makes a spectrum image
+    _wait_loaded(qtbot, w, path=str(info.path), detectors=[info.detectors[1]], lazy=False)
+    assert len(_si_layers(viewer)) == 1 and "No spectrum image" not in w.status.value
+    shown = []
+
+    def keep(event):
+        shown.append(str(getattr(event, "message", "")))
+
+    def warnings_shown():
+        return [m for m in shown if "No spectrum image" in m]
+
+    notification_manager.notification_ready.connect(keep)
+    try:
+        _wait_loaded(qtbot, w, detectors=list(info.detectors))
+        assert not _si_layers(viewer), "the earlier spectrum image is not this load's"
+        assert "No spectrum image was made" in w.status.value
+        assert "cannot be decoded" in w.status.value
+        qtbot.waitUntil(lambda: bool(warnings_shown()), timeout=5_000)
+        assert "cannot be decoded" in warnings_shown()[0]
+        # images only: nothing was asked of the spectrum image, nothing to warn about
+        n = len(warnings_shown())
+        _wait_loaded(qtbot, w, select_type="images")
+        assert "No spectrum image" not in w.status.value and len(warnings_shown()) == n
+    finally:
+        notification_manager.notification_ready.disconnect(keep)

@@ -1,11 +1,15 @@
 """The spectrum-image loader: a magicgui form whose parameters are ``file_reader``'s.
 
 Choosing a file reads only its facts (:func:`napari_emd.si_facts`: metadata, no
-decoding), and every choice, bound and default is set from them, afresh for each file.
+decoding), and every choice, bound and default is set from them, afresh for each file;
+the categorical choices (detectors, frames left out, rebin) are asked of those facts
+whenever napari or magicgui resets them, so they and their values survive.
 Frames are numbered as Velox numbers them, 1 to N inclusive (``file_reader`` keeps
 RosettaSciIO's 0-based, end-exclusive ``first_frame``/``last_frame``). Loading runs in a
 worker thread with napari's progress bar; Cancel stops the decoding itself. Loading a
-file again replaces the layers it added before.
+file again replaces the layers it added before. The chosen detectors go to the read
+(``detectors=``), summed or one spectrum image each. A load asked for a spectrum image
+that makes none removes the earlier one and warns with the reader's reason.
 
 The form is callable with the same parameters, so a script loads exactly what the form
 would::
@@ -17,6 +21,7 @@ would::
 import contextlib
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,119 +34,27 @@ from ...model import SIFacts
 from ...units import format_bytes
 from ..layer_meta import DERIVED, layer_info, source_file
 from ..view import install
-
-DTYPES = ("native", "uint8", "uint16", "uint32", "float32", "float64")
-SELECT_TYPES = {"everything": None, "images": "image", "spectrum images": "spectrum_image",
-                "single spectra": "single_spectrum"}
-# Rebinning leaves at least this many channels.
-MIN_CHANNELS = 16
-# Warn before an in-memory load that would take more than this share of the free memory.
-MEMORY_SHARE = 0.8
-FILE_FILTER = "EMD files (*.emd *.EMD *.h5 *.hdf5 *.de5)"
-PRUNED_TIP = ("Velox 'pruned' this file: it dropped the per-detector event streams and kept "
-              "only its own spectrum-image cube, summed over all frames and detectors. The "
-              "spectrum image is read from that cube, so frame and detector choices do not "
-              "apply.")
-FRAME_TABLE_TIP = ("The file records where each frame starts (a FrameLocationTable): a "
-                   "frame range reads only those frames.")
-
-
-def available_memory() -> int | None:
-    """Bytes of memory a new allocation can use now, or ``None`` when unknown
-    (Linux ``MemAvailable``, else free pages)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        pages, size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        if pages > 0 and size > 0:
-            return int(pages) * int(size)
-    except (ValueError, OSError, AttributeError):
-        pass
-    return None
-
-
-def facts_text(facts: SIFacts, listing: list[str]) -> str:
-    """The facts of a file as a few lines of rich text for the form."""
-    name = os.path.basename(facts.path)
-    lines = [f"<b>{name}</b> ({facts.format or 'not an EMD file'})"]
-    if facts.has_si and not facts.readable:
-        lines.append(f"Spectrum image cannot be read: {facts.reason}")
-    elif facts.has_si:
-        px = f", pixel {facts.pixel_size:.4g} {facts.pixel_units}" if facts.pixel_size else ""
-        lines.append(f"Scan {facts.ny} × {facts.nx}{px}")
-        frames = f"Frames: {facts.n_frames}"
-        if facts.frame_table:
-            frames += " (each frame can be read alone)"
-        lines.append(frames)
-        if facts.detectors:
-            lines.append(f"Detectors ({len(facts.detectors)}): {', '.join(facts.detectors)}")
-        if facts.energy_range:
-            lo, hi = facts.energy_range
-            lines.append(f"{facts.channels} channels, {lo:.4g} – {hi:.4g} "
-                         f"{facts.energy_units}")
-        if facts.elements:
-            lines.append(f"Elements: {', '.join(facts.elements)}")
-        if facts.source and facts.source != "event streams":
-            lines.append(f"Read from the {facts.source}"
-                         + (f": {facts.reason}" if facts.reason else ""))
-    else:
-        lines.append("No spectrum image: the spectrum-image options do not apply.")
-    lines += [f"• {d}" for d in listing[:12]]
-    if len(listing) > 12:
-        lines.append(f"• … and {len(listing) - 12} more")
-    return "<br>".join(lines)
-
-
-def reader_options(facts: SIFacts, values: dict[str, Any]) -> dict[str, Any]:
-    """``file_reader`` keyword arguments from the form's values (Velox frame numbers
-    1…N inclusive become RosettaSciIO's 0-based, end-exclusive range)."""
-    opts: dict[str, Any] = {"lazy": bool(values["lazy"]),
-                            "select_type": SELECT_TYPES[values["select_type"]]}
-    if not (facts.has_si and facts.readable):
-        return opts
-    first, last = int(values["first_frame"]), int(values["last_frame"])
-    if not 1 <= first <= last <= facts.n_frames:
-        raise ValueError(f"frames {first} to {last} are not inside 1 to {facts.n_frames}")
-    streams = facts.source == "event streams"
-    if streams:
-        opts.update(first_frame=first - 1, last_frame=None if last == facts.n_frames else last,
-                    sum_frames=bool(values["sum_frames"]),
-                    sum_EDS_detectors=bool(values["sum_EDS_detectors"]))
-    opts.update(rebin_energy=int(values["rebin_energy"]),
-                load_SI_image_stack=bool(values["load_SI_image_stack"]))
-    if streams:
-        excluded = tuple(sorted(int(v) - 1 for v in values.get("exclude_frames") or ()))
-        if excluded:
-            opts["exclude_frames"] = excluded
-        if values.get("align_frames"):
-            opts["align_frames"] = True
-    if values["SI_dtype"] != "native":
-        opts["SI_dtype"] = values["SI_dtype"]
-    return opts
-
-
-def needed_bytes(facts: SIFacts, values: dict[str, Any]) -> int:
-    """Memory the chosen spectrum image(s) take when computed."""
-    if not (facts.has_si and facts.readable):
-        return 0
-    opts = reader_options(facts, values)
-    detectors = 1 if opts.get("sum_EDS_detectors", True) else max(1, len(values["detectors"]))
-    one = facts.nbytes(0, 1, True, detectors, opts.get("rebin_energy", 1), opts.get("SI_dtype"))
-    if opts.get("sum_frames", True):
-        return one
-    first = opts.get("first_frame", 0)
-    last = facts.n_frames if opts.get("last_frame") is None else opts["last_frame"]
-    kept = [f for f in range(first, last) if f not in opts.get("exclude_frames", ())]
-    return one * max(len(kept), 1)
+from .loader_options import (
+    DTYPES,
+    FILE_FILTER,
+    FRAME_TABLE_TIP,
+    MEMORY_SHARE,
+    MIN_CHANNELS,
+    PRUNED_TIP,
+    SELECT_TYPES,
+    asks_for_si,
+    available_memory,
+    facts_text,
+    needed_bytes,
+    reader_options,
+)
 
 
 def _load(path: str, options: dict[str, Any], viewer: Any, cancel: threading.Event):
-    """The work of one load (a generator, so a cancel also stops it between steps)."""
+    """The work of one load (a generator, so a cancel also stops it between steps).
+    Returns the layer data and the messages of the reader's warnings (``UserWarning``s,
+    ``EMDWarning`` among them), which the loader reports itself; other warnings go on to
+    napari as before."""
     from ..reader import read_layers
 
     yield "reading"
@@ -149,9 +62,18 @@ def _load(path: str, options: dict[str, Any], viewer: Any, cancel: threading.Eve
         import pint
 
         pint.get_application_registry().parse_expression("nm")
-    layers = read_layers(path, viewer, cancel=cancel, **options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layers = read_layers(path, viewer, cancel=cancel, **options)
+    messages: list[str] = []
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            if str(w.message) not in messages:
+                messages.append(str(w.message))
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     yield "layers"
-    return layers
+    return layers, messages
 
 
 class LoaderWidget(FunctionGui):
@@ -172,12 +94,17 @@ class LoaderWidget(FunctionGui):
                 "last_frame": {"min": 1, "max": 1, "label": "last frame"},
                 "sum_frames": {"label": "sum frames"},
                 "sum_EDS_detectors": {"label": "sum detectors"},
-                "detectors": {"widget_type": "Select", "choices": [], "label": "detectors"},
-                "rebin_energy": {"widget_type": "ComboBox", "choices": [1],
-                                 "label": "energy rebin"},
+                # choices are asked of the file's facts each time: napari and magicgui
+                # reset them (a layer added, the form docked), and a fixed list would
+                # then be the empty one the form was built with
+                "detectors": {"widget_type": "Select", "choices": self._detector_choices,
+                              "label": "detectors"},
+                "rebin_energy": {"widget_type": "ComboBox",
+                                 "choices": self._rebin_choices, "label": "energy rebin"},
                 "SI_dtype": {"widget_type": "ComboBox", "choices": DTYPES, "label": "dtype"},
                 "load_SI_image_stack": {"label": "image stack (every frame)"},
-                "exclude_frames": {"widget_type": "Select", "choices": [],
+                "exclude_frames": {"widget_type": "Select",
+                                   "choices": self._frame_choices,
                                    "label": "frames left out"},
                 "align_frames": {"label": "align frames (drift)"},
                 "select_type": {"widget_type": "ComboBox", "choices": list(SELECT_TYPES),
@@ -213,7 +140,6 @@ class LoaderWidget(FunctionGui):
         for name in ("first_frame", "last_frame", "sum_frames", "sum_EDS_detectors",
                      "detectors", "rebin_energy", "SI_dtype", "lazy", "exclude_frames"):
             getattr(self, name).changed.connect(self._update_size)
-        self.sum_EDS_detectors.changed.connect(self._update_enabled)
         self.exclude_frames.changed.connect(
             lambda value: self.frames_panel.set_excluded({int(v) - 1 for v in value}))
         self.first_frame.changed.connect(self._frames_changed)
@@ -310,6 +236,24 @@ class LoaderWidget(FunctionGui):
         if src and os.path.isfile(src) and (self.facts is None or self.facts.path != src):
             self.set_path(src)
 
+    # the choices of the categorical widgets, read from the file's facts each time they
+    # are asked for (magicgui calls these with the widget) ----------------------------
+    def _current_facts(self) -> SIFacts | None:
+        # magicgui asks for the choices while the form is built, before ``facts`` is set
+        return self.__dict__.get("facts")
+
+    def _detector_choices(self, _widget: Any = None) -> list[str]:
+        f = self._current_facts()
+        return list(f.detectors) if f is not None else []
+
+    def _rebin_choices(self, _widget: Any = None) -> list[int]:
+        f = self._current_facts()
+        return f.rebin_choices(MIN_CHANNELS) if f is not None else [1]
+
+    def _frame_choices(self, _widget: Any = None) -> list[int]:
+        f = self._current_facts()
+        return list(range(1, max(f.n_frames, 1) + 1)) if f is not None else []
+
     def _apply(self, f: SIFacts) -> None:
         """Every choice, bound and default from the file's facts."""
         n = max(f.n_frames, 1)
@@ -318,13 +262,12 @@ class LoaderWidget(FunctionGui):
             self.first_frame.value, self.last_frame.value = 1, n
         self.sum_frames.value = True
         self.sum_EDS_detectors.value = True
-        self.detectors.choices = list(f.detectors)
+        for name in ("detectors", "rebin_energy", "exclude_frames"):
+            getattr(self, name).reset_choices()  # the new file's choices
         self.detectors.value = list(f.detectors)
-        self.rebin_energy.choices = f.rebin_choices(MIN_CHANNELS)
         self.rebin_energy.value = 1
         self.SI_dtype.value = "native"
         self.load_SI_image_stack.value = False
-        self.exclude_frames.choices = list(range(1, n + 1))
         self.exclude_frames.value = []
         self.align_frames.value = False
         self.select_type.value = "everything"
@@ -358,6 +301,8 @@ class LoaderWidget(FunctionGui):
             "this spectrum image has one frame" if si else why_no_si,
         }
         reasons["exclude_frames"] = reasons["align_frames"]
+        # the detectors to read, summed or not: a choice whenever there are several
+        reasons["detectors"] = reasons["sum_EDS_detectors"]
         reasons["last_frame"] = reasons["first_frame"]
         for name, why in reasons.items():
             w = getattr(self, name)
@@ -365,7 +310,6 @@ class LoaderWidget(FunctionGui):
             w.tooltip = why or _TIPS.get(name, "")
         if f is not None and f.frame_table and self.first_frame.enabled:
             self.first_frame.tooltip = self.last_frame.tooltip = FRAME_TABLE_TIP
-        self._update_enabled()
         self.call_button.enabled = f is not None
 
     def _start_frame_report(self, f: SIFacts) -> None:
@@ -387,10 +331,6 @@ class LoaderWidget(FunctionGui):
         if self.facts is None or self.facts.path != path:
             return  # another file was chosen meanwhile
         self.frames_panel.show_report(report, {int(v) - 1 for v in self.exclude_frames.value})
-
-    def _update_enabled(self, *_: Any) -> None:
-        self.detectors.enabled = bool(self.sum_EDS_detectors.enabled
-                                      and not self.sum_EDS_detectors.value)
 
     def _frames_changed(self, *_: Any) -> None:
         if self.last_frame.value < self.first_frame.value:
@@ -453,8 +393,7 @@ class LoaderWidget(FunctionGui):
         if warn and self.ask_before_big_load and not self._confirm(warn):
             return None
         path = self.facts.path
-        detectors = None if options.get("sum_EDS_detectors", True) else list(
-            self.detectors.value)
+        wants_si = asks_for_si(self.facts, options)
         self._job += 1
         job = self._job
         self.cancel_event = threading.Event()
@@ -463,7 +402,7 @@ class LoaderWidget(FunctionGui):
             _progress={"total": 0, "desc": f"Loading {os.path.basename(path)}"},
             _ignore_errors=True,
         )
-        worker.returned.connect(lambda layers: self._finished(job, path, layers, detectors))
+        worker.returned.connect(lambda result: self._finished(job, path, *result, wants_si))
         worker.errored.connect(lambda err: self._errored(job, path, err))
         worker.finished.connect(lambda: self._worker_done(job))
         self.worker = worker
@@ -509,27 +448,46 @@ class LoaderWidget(FunctionGui):
         self._notify_error(msg)
         self.failed.emit(str(err))
 
-    def _finished(self, job: int, path: str, layers: list[Any],
-                  detectors: list[str] | None) -> None:
+    def _finished(self, job: int, path: str, layers: list[Any], messages: list[str],
+                  wants_si: bool) -> None:
         if job != self._job:
             return
         self.worker = None
-        if detectors is not None:
-            layers = _keep_detectors(layers, detectors)
-        added = self._replace_layers(path, layers)
+        made_si = any(_is_si(meta) for _, meta, _ in layers)
+        # a load asked for a spectrum image replaces the earlier one even when it made
+        # none: the viewer then shows what this load made, and the warning says why
+        try:
+            added = self._replace_layers(path, layers, replace_si=made_si or wants_si)
+        except Exception as err:  # e.g. a lazy SI whose stream is found corrupt when shown
+            msg = f"napari-emd could not show {os.path.basename(path)}: {err}"
+            self._busy(False, msg)
+            self._notify_error(msg)
+            self.failed.emit(str(err))
+            return
         names = ", ".join(layer.name for layer in added) or "nothing"
-        self._busy(False, f"Loaded {names}.")
+        text = f"Loaded {names}."
+        if wants_si and not made_si:
+            why = "; ".join(messages) or "the reader gave no reason"
+            warn = f"No spectrum image was made from {os.path.basename(path)}: {why}"
+            self._busy(False, f"{text}<br><span style='color:#e05050'>{warn}</span>")
+            self._notify_warning(f"napari-emd: {warn}")
+        else:
+            if messages:
+                text += f" Warnings: {'; '.join(messages)}"
+            self._busy(False, text)
+            for msg in messages:
+                self._notify_warning(f"napari-emd: {msg}")
         self.loaded.emit(added)
 
-    def _replace_layers(self, path: str, layer_data: list[Any]) -> list[Any]:
-        """Add the new layers, first removing this file's spectrum-image layers, maps
-        made from them, and layers of the same datasets from an earlier load."""
+    def _replace_layers(self, path: str, layer_data: list[Any],
+                        replace_si: bool = False) -> list[Any]:
+        """Add the new layers, first removing layers of the same datasets from an earlier
+        load and, with ``replace_si``, this file's spectrum-image layers and the maps made
+        from them."""
         from napari.layers import Layer
 
         new_names = {meta.get("name") for _, meta, _ in layer_data}
         new_parts = {_part(meta) for _, meta, _ in layer_data} - {None}
-        new_has_si = any((info := layer_info(meta)) is not None and info.is_spectrum_image
-                         for _, meta, _ in layer_data)
         real = os.path.realpath(path)
         old = []
         for layer in list(self.viewer.layers):
@@ -538,7 +496,7 @@ class LoaderWidget(FunctionGui):
                 continue
             info = layer_info(layer)
             si_or_map = info is not None and (info.is_spectrum_image or info.kind == DERIVED)
-            if layer.name in new_names or _part(layer) in new_parts or (new_has_si
+            if layer.name in new_names or _part(layer) in new_parts or (replace_si
                                                                          and si_or_map):
                 old.append(layer)
         for layer in old:
@@ -555,6 +513,11 @@ class LoaderWidget(FunctionGui):
 
         self.status.value = msg
         show_error(msg)
+
+    def _notify_warning(self, msg: str) -> None:
+        from napari.utils.notifications import show_warning
+
+        show_warning(msg)
 
 
 class _Signals(QObject):
@@ -592,7 +555,11 @@ _TIPS = {
     "first_frame": "First frame to read (frames are numbered 1 to N, as in Velox)",
     "last_frame": "Last frame to read (included)",
     "sum_frames": "Sum the frames (else a frame slider)",
-    "sum_EDS_detectors": "Sum the EDS detectors (else one layer per chosen detector)",
+    "sum_EDS_detectors": "Sum the chosen EDS detectors into one spectrum image (else one "
+                         "layer per chosen detector)",
+    "detectors": "The EDS detectors to read (only their X-rays are decoded): summed into "
+                 "one spectrum image when 'sum detectors' is ticked, else one spectrum "
+                 "image each",
     "rebin_energy": f"Sum this many neighbouring channels (at least {MIN_CHANNELS} are left)",
     "SI_dtype": "dtype of the spectrum image (native: the file's)",
     "load_SI_image_stack": "Read every frame of the images taken with the spectrum image",
@@ -611,15 +578,6 @@ def _part(layer_or_meta: Any) -> tuple[str, str | None] | None:
     return (info.dataset_path, info.part) if info is not None and info.dataset_path else None
 
 
-def _keep_detectors(layers: list[Any], detectors: list[str]) -> list[Any]:
-    """Drop the per-detector spectrum-image layers whose detector was not chosen."""
-    out = []
-    for tup in layers:
-        info = layer_info(tup[1])
-        rec = info.record if info is not None and info.is_spectrum_image else None
-        det = rec.si.detector if rec is not None and rec.si is not None else None
-        if det is None and rec is not None and rec.title.startswith("EDS - "):
-            det = rec.title[len("EDS - "):]
-        if det is None or str(det) in detectors:
-            out.append(tup)
-    return out
+def _is_si(layer_or_meta: Any) -> bool:
+    info = layer_info(layer_or_meta)
+    return info is not None and info.is_spectrum_image
