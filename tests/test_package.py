@@ -62,6 +62,17 @@ def test_core_imports_no_napari_qt_or_oracles():
     assert _imports_in_fresh_process(code) == []
 
 
+def test_numba_is_imported_on_first_use_only():
+    """Importing the package, the Velox decoders and their kernel loader imports no numba:
+    only a read that needs a kernel loads it (``numba_kernels``)."""
+    code = ("import sys, napari_emd, napari_emd.numba_kernels, napari_emd.formats.velox.stream, "
+            "napari_emd.formats.velox.blob.cube\n"
+            "print('numba' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False"
+
+
 @pytest.mark.realdata
 def test_reading_a_velox_spectrum_image_imports_no_gui():
     """``file_reader`` on a Velox SI (eager and lazy, the energy planes computed) imports

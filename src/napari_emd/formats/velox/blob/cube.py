@@ -19,7 +19,6 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import h5py
@@ -28,6 +27,7 @@ import numpy as np
 from ....cache import ProcessCache
 from ....errors import EMDError, EMDWarning
 from ....h5 import H5_LOCK, cached_handle, check_unchanged, file_identity, open_h5
+from ....numba_kernels import BLOB_KERNELS
 from ..stream.spec import accumulator, cast, dtype_limit, n_threads
 from .layout import (
     PREAMBLE,
@@ -103,19 +103,6 @@ def read_layout(dset: h5py.Dataset) -> BlobLayout:
 
 # --- kernels -----------------------------------------------------------------------------
 
-_WARM = False
-
-
-def kernels() -> ModuleType:
-    """The numba kernels, loaded (and warmed up) on first use."""
-    global _WARM
-    from . import kernels as k
-
-    if not _WARM:
-        k.warm_up()
-        _WARM = True
-    return k
-
 
 def uses_kernels(lay: BlobLayout) -> bool:
     """Whether a blob is big enough for the numba kernels to pay their start-up (the
@@ -139,7 +126,7 @@ def _walk_block(buf: np.ndarray, base: int, p: int, r: int, lay: BlobLayout,
                 positions: np.ndarray, final: bool) -> tuple[int, int]:
     """Walk the records in ``buf`` (blob bytes from ``base``) from relative ``p``, record
     ``r``; return where the walk stopped. ``final``: ``buf`` reaches the blob's end."""
-    status, r, p = kernels().walk_records(buf, base, p, r, lay.n_records, 3 * lay.width,
+    status, r, p = BLOB_KERNELS.warm().walk_records(buf, base, p, r, lay.n_records, 3 * lay.width,
                                           positions)
     if status < 0:
         length = int(buf[p]) | (int(buf[p + 1]) << 8)
@@ -181,7 +168,7 @@ def decode_rows(buf: np.ndarray, base: int, lay: BlobLayout, positions: np.ndarr
             return np.ascontiguousarray(cube), False
         wide = cube.reshape(r1 - r0, nx, nch // rebin, rebin).sum(axis=3, dtype=np.int64)
         return wide.astype(acc), int(wide.max(initial=0)) > dtype_limit(acc)
-    k = kernels()
+    k = BLOB_KERNELS.warm()
     out = np.zeros((r1 - r0, nx, nch // rebin), acc)
     per = np.arange(nch, dtype=np.int64) // rebin
 
@@ -385,7 +372,7 @@ def _plane_chunk(spec: BlobSpec, rebin: int, dtype: str,
         if uses_kernels(lay):
             out = np.zeros((ny, nx, 1), np.int64)
             rows = np.repeat(np.arange(ny, dtype=np.int64), hi - lo)
-            status, k = kernels().add_records(buf, 0, rel.ravel(), rows,
+            status, k = BLOB_KERNELS.warm().add_records(buf, 0, rel.ravel(), rows,
                                               np.zeros(rows.size, np.int64), nx, out)
             if status < 0:
                 raise kernel_error(lay, status, int(numbers[k]))

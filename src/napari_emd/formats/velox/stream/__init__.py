@@ -23,6 +23,7 @@ import numpy as np
 
 from ....errors import EMDError
 from ....h5 import file_identity, open_h5
+from ....numba_kernels import STREAM_KERNELS
 from ....options import ReadOptions
 from .eager import detector_groups, read_eager
 from .frames import clear_indexes, count_pixels, index_lines, load_table
@@ -38,7 +39,10 @@ from .spec import (
     frame_plan,
     whole_pixels,
 )
-from .warm import warm_kernels
+
+#: Load the decoder's numba kernels now (numba's start-up, once per process); reads load
+#: them by themselves when they need them.
+warm_kernels = STREAM_KERNELS.warm
 
 
 def read_spectrum_images(

@@ -15,6 +15,7 @@ import numpy as np
 
 from .... import cancel
 from ....h5 import open_h5
+from ....numba_kernels import STREAM_KERNELS
 from ....options import ReadOptions
 from .frames import StreamIndex, stream_dataset
 from .pages import fault_ahead, new_output
@@ -29,7 +30,6 @@ from .spec import (
     out_dtype,
     warn_overflow,
 )
-from .warm import warm_kernels
 
 
 def detector_groups(spec: SISpec, opts: ReadOptions) -> list[tuple[int, ...]]:
@@ -52,7 +52,7 @@ def read_eager(
     of the range are not read; those between are read with their neighbours (one
     contiguous read) and skipped.
     """
-    warm_kernels()
+    STREAM_KERNELS.warm()
     preloaded = preloaded if preloaded is not None else {}
     dt = out_dtype(spec, opts)
     acc_dt = accumulator(dt)

@@ -22,10 +22,10 @@ import numpy as np
 
 from ....cache import ProcessCache
 from ....h5 import H5_LOCK, cached_handle, check_unchanged
+from ....numba_kernels import STREAM_KERNELS
 from ....options import ReadOptions
 from .frames import stream_index
 from .spec import SEPARATOR, FramePlan, SISpec, bad_channel, cast, n_threads, out_dtype
-from .warm import kernels, warm_kernels
 
 # Below this many stream values (about 8 M events) a plane scan of the flat index takes
 # under 10 ms; above, the sorted index keeps planes at a few ms.
@@ -100,7 +100,7 @@ def _build_sorted(
     pass per stream (streams in parallel threads), no per-event temporaries. Aligned
     frames' events are keyed by the pixel they land on (those landing outside are left
     out)."""
-    k = kernels()
+    k = STREAM_KERNELS.module()
     nf = len(plan.frames)
     nkf = nf if per_frame else 1
     nkeys = spec.bincount * nkf
@@ -195,7 +195,7 @@ def _build(
     """The flat numpy index for small streams, the channel-sorted numba index for big."""
     if _stream_values(spec, streams) < FLAT_INDEX_VALUES:
         return FlatIndex([_flat_stream(spec, i, plan) for i in streams])
-    warm_kernels()
+    STREAM_KERNELS.warm()
     return _build_sorted(spec, streams, plan, per_frame)
 
 

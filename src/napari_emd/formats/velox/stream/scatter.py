@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .... import cancel
+from ....numba_kernels import STREAM_KERNELS
 from ....options import ReadOptions
 from .frames import StreamIndex
 from .spec import FramePlan, SISpec, bad_channel
-from .warm import kernels
 
 Jobs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (starts, ends, rows, dx)
 
@@ -104,7 +104,7 @@ def scatter(
         for i, j in itertools.pairwise(cuts)
         if j > i
     ]
-    kern = kernels().scatter_lines
+    kern = STREAM_KERNELS.module().scatter_lines
     stop = cancel.current()  # the caller's: pool threads do not share its context
 
     def run(block: tuple[np.ndarray, ...]) -> int:
