@@ -15,7 +15,6 @@ Small blobs (the real files' are 130-900 kB) are decoded by the numpy reference 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,10 +24,10 @@ import h5py
 import numpy as np
 
 from ....cache import ProcessCache
-from ....errors import EMDError, EMDWarning
+from ....errors import EMDError
 from ....h5 import H5_LOCK, cached_handle, check_unchanged, file_identity, open_h5
 from ....numba_kernels import BLOB_KERNELS
-from ..stream.spec import accumulator, cast, dtype_limit, n_threads
+from ..stream.spec import accumulator, cast, dtype_limit, n_threads, warn_overflow
 from .layout import (
     PREAMBLE,
     BlobLayout,
@@ -189,15 +188,6 @@ def decode_rows(buf: np.ndarray, base: int, lay: BlobLayout, positions: np.ndarr
     with ThreadPoolExecutor(threads) as ex:
         over = list(ex.map(lambda c: block(*c), cuts))
     return out, any(over)
-
-
-def warn_overflow(path: str, dt: np.dtype, largest: int | None) -> None:
-    """Say that counts did not fit ``SI_dtype`` and how to avoid it."""
-    up_to = f"counts up to {largest}" if largest is not None else "counts"
-    warnings.warn(
-        f"{path}: the spectrum image holds {up_to}, more than SI_dtype={dt} can hold; "
-        "values were cast like numpy's astype (pass a larger SI_dtype, e.g. 'uint32')",
-        EMDWarning, stacklevel=4)
 
 
 def _finish(spec: BlobSpec, block: np.ndarray, over: bool, dt: np.dtype,

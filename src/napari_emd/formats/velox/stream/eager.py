@@ -98,11 +98,11 @@ def read_eager(
             if acc_dt == dt:
                 if over and dt.kind in "iu":
                     group_indexes = [indexes[i] for i in group]
-                    warn_overflow(spec, dt, _largest_count(spec, opts, group_indexes, plan))
+                    warn_overflow(spec.path, dt, _largest_count(spec, opts, group_indexes, plan))
             else:
                 largest = int(cube.max(initial=0))
                 if largest > dtype_limit(dt):
-                    warn_overflow(spec, dt, largest)
+                    warn_overflow(spec.path, dt, largest)
             results.append(cast(cube, dt))
     return results
 

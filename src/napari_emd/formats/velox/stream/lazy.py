@@ -54,7 +54,7 @@ def _data_chunk(
             wide, _ = decode_rows(spec, opts, indexes, plan, picks, r0, r1, np.dtype("i8"))
             largest = int(wide.max(initial=0))
         if largest > dtype_limit(dt):
-            warn_overflow(spec, dt, largest)
+            warn_overflow(spec.path, dt, largest)
     return cast(blk, dt)
 
 

@@ -197,10 +197,12 @@ def dtype_limit(dt: np.dtype) -> float:
     return float(np.iinfo(dt).max if dt.kind in "iu" else np.finfo(dt).max)
 
 
-def warn_overflow(spec: SISpec, dt: np.dtype, largest: int) -> None:
-    """Say that counts did not fit ``SI_dtype`` and how to avoid it."""
+def warn_overflow(path: str, dt: np.dtype, largest: int) -> None:
+    """Say that the spectrum image of file ``path`` holds counts up to ``largest``, more
+    than ``SI_dtype`` ``dt`` holds, and how to avoid it (the stream and the blob decoders
+    alike; the counts were cast like ``astype``)."""
     warnings.warn(
-        f"{spec.path}: the spectrum image holds counts up to {largest}, more than "
+        f"{path}: the spectrum image holds counts up to {largest}, more than "
         f"SI_dtype={dt} can hold; values were cast like numpy's astype "
         "(pass a larger SI_dtype, e.g. 'uint32')",
         EMDWarning,
