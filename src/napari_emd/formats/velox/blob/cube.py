@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,8 @@ from ....cache import ProcessCache
 from ....errors import EMDError
 from ....h5 import H5_LOCK, cached_handle, check_unchanged, file_identity, open_h5
 from ....numba_kernels import BLOB_KERNELS
-from ..stream.spec import accumulator, cast, dtype_limit, n_threads, warn_overflow
+from ....threads import n_threads, pool
+from ..stream.spec import accumulator, cast, dtype_limit, warn_overflow
 from .layout import (
     PREAMBLE,
     BlobLayout,
@@ -185,8 +185,7 @@ def decode_rows(buf: np.ndarray, base: int, lay: BlobLayout, positions: np.ndarr
         return out, block(r0, r1)
     step = max(1, -(-n // (4 * threads)))
     cuts = [(a, min(r1, a + step)) for a in range(r0, r1, step)]
-    with ThreadPoolExecutor(threads) as ex:
-        over = list(ex.map(lambda c: block(*c), cuts))
+    over = list(pool().map(lambda c: block(*c), cuts))  # kernel calls: they wait on nothing
     return out, any(over)
 
 

@@ -17,6 +17,7 @@ from .... import cancel
 from ....h5 import open_h5
 from ....numba_kernels import STREAM_KERNELS
 from ....options import ReadOptions
+from ....threads import n_threads
 from .frames import StreamIndex, stream_dataset
 from .pages import fault_ahead, new_output
 from .scatter import decode_rows, line_jobs, scatter
@@ -26,7 +27,6 @@ from .spec import (
     accumulator,
     cast,
     dtype_limit,
-    n_threads,
     out_dtype,
     warn_overflow,
 )

@@ -28,7 +28,7 @@ import numpy as np
 
 from ....libc import PAGE, small_pages
 from ....numba_kernels import STREAM_KERNELS
-from .scatter import pool
+from ....threads import pool
 
 # Outputs this big get 4 KiB pages: the scatter writes a small part of a sparse cube
 SMALL_PAGES_FROM = 64 * 2**20

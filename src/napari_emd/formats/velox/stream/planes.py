@@ -14,7 +14,6 @@ shows the same cube as the lazy data, at the same cost per plane.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +23,9 @@ from ....cache import ProcessCache
 from ....h5 import H5_LOCK, cached_handle, check_unchanged
 from ....numba_kernels import STREAM_KERNELS
 from ....options import ReadOptions
+from ....threads import pool
 from .frames import stream_index
-from .spec import SEPARATOR, FramePlan, SISpec, bad_channel, cast, n_threads, out_dtype
+from .spec import SEPARATOR, FramePlan, SISpec, bad_channel, cast, out_dtype
 
 # Below this many stream values (about 8 M events) a plane scan of the flat index takes
 # under 10 ms; above, the sorted index keeps planes at a few ms.
@@ -121,25 +121,26 @@ def _build_sorted(
             raise bad_channel(spec, spec.streams[i], buf, code, a)
         return (i, buf if keep_bufs else None, fs, fe, counts)
 
-    with ThreadPoolExecutor(min(n_threads(), len(streams))) as ex:
-        loaded = list(ex.map(count, streams))
-        starts = np.zeros(nkeys + 1, np.int64)
-        np.cumsum(np.sum([c[-1] for c in loaded], axis=0), out=starts[1:])
-        pixels = np.empty(int(starts[-1]), np.uint32)
-        cursors = []
-        run = starts[:-1].copy()
-        for c in loaded:  # each stream fills its own sub-range of every key
-            cursors.append(run.copy())
-            run += c[-1]
+    # on the shared pool, waited for from this (the caller's) thread: the tasks only
+    # read and count, none waits on another task of the pool
+    loaded = list(pool().map(count, streams))
+    starts = np.zeros(nkeys + 1, np.int64)
+    np.cumsum(np.sum([c[-1] for c in loaded], axis=0), out=starts[1:])
+    pixels = np.empty(int(starts[-1]), np.uint32)
+    cursors = []
+    run = starts[:-1].copy()
+    for c in loaded:  # each stream fills its own sub-range of every key
+        cursors.append(run.copy())
+        run += c[-1]
 
-        def fill(j: int) -> None:
-            i, buf, fs, fe, _ = loaded[j]
-            if buf is None:
-                buf, _, _ = stream_index(spec, i).span(first, last)
-            k.fill_keys(buf, fs, fe, frame_key, nkf, spec.ny, spec.nx, fdy, fdx, cursors[j],
-                        pixels)
+    def fill(j: int) -> None:
+        i, buf, fs, fe, _ = loaded[j]
+        if buf is None:
+            buf, _, _ = stream_index(spec, i).span(first, last)
+        k.fill_keys(buf, fs, fe, frame_key, nkf, spec.ny, spec.nx, fdy, fdx, cursors[j],
+                    pixels)
 
-        list(ex.map(fill, range(len(loaded))))
+    list(pool().map(fill, range(len(loaded))))
     return EventIndex(starts, pixels, nkf)
 
 

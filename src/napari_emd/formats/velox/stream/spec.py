@@ -219,8 +219,3 @@ def bad_channel(spec: SISpec, stream: str, buf: np.ndarray, code: int, offset: i
         f"spectrum stream {stream} holds channel {int(buf[pos])} at value {offset + pos}, "
         f"but the spectrum has only {spec.bincount} channels (corrupt stream?)",
     )
-
-
-def n_threads() -> int:
-    """Threads the decoder uses for one read (the kernels release the GIL)."""
-    return max(1, min(4, os.cpu_count() or 1))
