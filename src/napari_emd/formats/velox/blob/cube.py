@@ -24,7 +24,14 @@ import numpy as np
 
 from ....cache import ProcessCache
 from ....errors import EMDError
-from ....h5 import H5_LOCK, cached_handle, check_unchanged, file_identity, open_h5
+from ....h5 import (
+    DATA_CHUNK_BYTES,
+    H5_LOCK,
+    cached_handle,
+    check_unchanged,
+    file_identity,
+    open_h5,
+)
 from ....numba_kernels import BLOB_KERNELS
 from ....threads import n_threads, pool
 from ..stream.spec import accumulator, cast, dtype_limit, warn_overflow
@@ -50,8 +57,7 @@ SMALL_VOXELS = 1 << 24
 KEEP_BYTES = 512 * 2**20
 # Bytes of indexes (positions and kept blobs) per process.
 INDEX_BUDGET = 2 * 2**30
-# Bytes per chunk of the lazy cube, roughly; bytes per block of a walk over a big blob.
-DATA_CHUNK_BYTES = 64 * 2**20
+# Bytes per block of a walk over a big blob (the lazy cube's chunks: h5.DATA_CHUNK_BYTES).
 WALK_BLOCK = 64 * 2**20
 
 

@@ -13,13 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from ....h5 import DATA_CHUNK_BYTES
 from ....options import ReadOptions
 from .frames import stream_index
 from .scatter import decode_rows
 from .spec import FramePlan, SISpec, accumulator, cast, dtype_limit, out_dtype, warn_overflow
-
-# Bytes per chunk of the lazy cube, roughly.
-DATA_CHUNK_BYTES = 64 * 2**20
 
 
 def rows_per_chunk(spec: SISpec, nch: int, itemsize: int) -> int:
