@@ -617,7 +617,7 @@ def _keep_detectors(layers: list[Any], detectors: list[str]) -> list[Any]:
     for tup in layers:
         info = layer_info(tup[1])
         rec = info.record if info is not None and info.is_spectrum_image else None
-        det = rec.extra.get("detector") if rec is not None else None
+        det = rec.detector if rec is not None else None
         if det is None and rec is not None and rec.title.startswith("EDS - "):
             det = rec.title[len("EDS - "):]
         if det is None or str(det) in detectors:
