@@ -62,6 +62,17 @@ def test_core_imports_no_napari_qt_or_oracles():
     assert _imports_in_fresh_process(code) == []
 
 
+def test_numba_is_imported_on_first_use_only():
+    """Importing the package, the Velox decoders and their kernel loader imports no numba:
+    only a read that needs a kernel loads it (``numba_kernels``)."""
+    code = ("import sys, napari_emd, napari_emd.numba_kernels, napari_emd.formats.velox.stream, "
+            "napari_emd.formats.velox.blob.cube\n"
+            "print('numba' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False"
+
+
 @pytest.mark.realdata
 def test_reading_a_velox_spectrum_image_imports_no_gui():
     """``file_reader`` on a Velox SI (eager and lazy, the energy planes computed) imports
@@ -295,6 +306,80 @@ def test_page_handling_is_the_eager_decoders_alone():
     bad = [f"{p.relative_to(SRC)}:{i + 1}" for p in _modules() if p not in allowed
            for i, line in enumerate(p.read_text("utf-8").splitlines())
            if pattern.search(line) and not line.lstrip().startswith(("#", '"'))]
+    assert not bad, bad
+
+
+def _definitions(path: Path):
+    """(kind, name) of what ``path`` defines and builds: ``def``/``class``/assigned names
+    (``define``), calls of a name (``call``) and exact string constants (``string``)."""
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield "define", node.name
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if isinstance(target, ast.Name):
+                    yield "define", target.id
+        elif isinstance(node, ast.Call):
+            func = node.func
+            yield "call", func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield "string", node.value
+
+
+# Shared infrastructure and keys: (kind, name) -> the one module that may have it.
+ONE_OWNER = {
+    ("define", "DATA_CHUNK_BYTES"): "h5.py",
+    ("define", "grow_chunks"): "h5.py",
+    ("define", "warn_overflow"): "formats/velox/stream/spec.py",
+    ("define", "n_threads"): "threads.py",
+    ("call", "ThreadPoolExecutor"): "threads.py",
+    ("define", "KernelModule"): "numba_kernels.py",
+    ("string", "napari_layer"): "model.py",
+    ("define", "NAPARI_LAYER_ATTR"): "model.py",
+    ("define", "ANNOTATION_TYPES"): "model.py",
+}
+
+
+def test_shared_pieces_have_one_owner():
+    """Each piece of shared infrastructure (the lazy chunk budget and block rule, the
+    overflow warning, the worker pool and its size, the numba kernel loader) and each
+    shared key is defined, built or spelled in exactly one module: a second copy that
+    drifts from the first cannot come back."""
+    found: dict[tuple[str, str], set[str]] = {key: set() for key in ONE_OWNER}
+    for path in _modules():
+        for item in _definitions(path):
+            if item in found:
+                found[item].add(str(path.relative_to(SRC).as_posix()))
+    bad = {f"{kind} {name}": sorted(where) for (kind, name), where in found.items()
+           if where != {ONE_OWNER[kind, name]}}
+    assert not bad, bad
+
+
+def test_numba_only_in_the_kernel_modules():
+    """numba is imported only by the kernel modules, and those are loaded only through
+    ``numba_kernels`` (on first use): nothing imports them directly."""
+    import ast
+
+    from napari_emd.numba_kernels import BLOB_KERNELS, STREAM_KERNELS
+
+    kernel_modules = {k.name for k in (STREAM_KERNELS, BLOB_KERNELS)}
+    bad = []
+    for path in _modules():
+        dotted = ".".join(path.relative_to(SRC.parent).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            if any(n.split(".")[0] == "numba" for n in names) and dotted not in kernel_modules:
+                bad.append(f"{path.relative_to(SRC)} imports numba")
+        for mod, name in _imported_names(path):
+            if f"{mod}.{name}" in kernel_modules or mod in kernel_modules:
+                bad.append(f"{path.relative_to(SRC)}: from {mod} import {name}")
     assert not bad, bad
 
 

@@ -92,11 +92,10 @@ def _rss_kib() -> int:
 def test_touch_pages_faults_in_one_page_per_stride_and_stops():
     """The fault-ahead kernel maps one page per pixel spectrum (``stride`` bytes) and
     writes nothing but zeros; a set stop flag stops it before it starts."""
-    from napari_emd.formats.velox.stream.warm import kernels, warm_kernels
     from napari_emd.libc import small_pages
+    from napari_emd.numba_kernels import STREAM_KERNELS
 
-    warm_kernels()
-    touch = kernels().touch_pages
+    touch = STREAM_KERNELS.warm().touch_pages
     pixel = 8192  # 4096 uint16 channels: two pages, the first one is touched
     arr = np.zeros(20000 * pixel, np.uint8)
     small_pages(arr)
@@ -114,7 +113,9 @@ def test_fault_ahead_only_for_dense_counts_and_stopped_when_the_block_ends(monke
     """Pages are touched ahead only when (nearly) every pixel's first page gets a count
     anyway (no memory added); the touching has stopped once the block is left."""
     from napari_emd.formats.velox.stream import pages
-    from napari_emd.formats.velox.stream.warm import kernels
+    from napari_emd.numba_kernels import STREAM_KERNELS
+
+    kernels = STREAM_KERNELS.module
 
     out3 = np.zeros((64, 64, 4096), np.uint16)
     assert not pages.worth_it(out3, 64 * 64)  # one X-ray per pixel: sparse
@@ -143,7 +144,9 @@ def test_fault_ahead_only_for_dense_counts_and_stopped_when_the_block_ends(monke
 def test_one_dense_frame_is_faulted_ahead_and_equals_the_reference(tmp_path, monkeypatch):
     """The one-frame eager read touches the output ahead while it reads the spans, and
     still gives the reference decoder's cube."""
-    from napari_emd.formats.velox.stream.warm import kernels
+    from napari_emd.numba_kernels import STREAM_KERNELS
+
+    kernels = STREAM_KERNELS.module
 
     info = write_velox_si(tmp_path / "d.emd", ny=64, nx=64, frames=3, detectors=2,
                           counts_per_pixel=3, seed=7)

@@ -388,6 +388,21 @@ def test_default_chunks_keep_signals_whole():
     assert default_chunks((3, 4), 8, [0, 1]) == (3, 4)
 
 
+def test_grow_chunks_takes_whole_chunks_and_whole_axes():
+    """The one block rule (lazy readers' dask chunks, the writer's blocks): whole base
+    chunks, the last axes first, an axis whole when the budget reaches it."""
+    from napari_emd.h5 import grow_chunks
+
+    # (frames, y, x) stored one frame per chunk: whole frames, as many as fit 1 MiB
+    assert grow_chunks((100, 256, 256), (1, 256, 256), 2, 1 << 20) == (8, 256, 256)
+    # 1000 rows in chunks of 300: the whole axis when it fits, else whole chunks
+    assert grow_chunks((1000, 10), (300, 10), 1, 1 << 20) == (1000, 10)
+    assert grow_chunks((1000, 10), (300, 10), 1, 7000) == (600, 10)
+    # leading axes first when asked (the reversed EMD 0.x arrays)
+    assert grow_chunks((4, 8, 16), (1, 1, 1), 1, 32, order=range(3)) == (4, 8, 1)
+    assert grow_chunks((0, 5), (1, 5), 8, 1 << 20) == (1, 5)
+
+
 def test_chunks_argument(tmp_path):
     data = np.zeros((8, 16, 32), np.uint16)
     path = tmp_path / "a.emd"

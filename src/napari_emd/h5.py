@@ -14,7 +14,7 @@ import contextlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import h5py
@@ -27,6 +27,11 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # One lock for all HDF5 calls made by lazy tasks in this process (libhdf5 serialises
 # anyway; the lock keeps h5py's own state consistent across threads).
 H5_LOCK = threading.RLock()
+
+#: Bytes of one lazy chunk, roughly: the dask arrays over HDF5 datasets and the decoded
+#: spectrum-image cubes (stream and blob) alike, so a task's memory is the same whatever
+#: the source.
+DATA_CHUNK_BYTES = 64 * 2**20
 
 
 def is_hdf5(path: str | os.PathLike) -> bool:
@@ -234,8 +239,9 @@ def lazy_dataset(
     shape = dset.shape
     if shape == () or 0 in shape:
         return da.from_array(np.asarray(dset[()]), chunks=-1)
-    if chunks is None:
-        chunks = _default_chunks(shape, dset.chunks, dset.dtype.itemsize)
+    if chunks is None:  # whole HDF5 chunks (contiguous: whole rows), last axes first
+        base = dset.chunks or (1, *shape[1:])
+        chunks = grow_chunks(shape, base, dset.dtype.itemsize, DATA_CHUNK_BYTES)
     normalized = da.core.normalize_chunks(chunks, shape, dtype=dset.dtype)
     name = f"emd-{os.path.basename(path)}-{dset.name}-" + da.core.tokenize(
         path, dset.name, file_identity(path), normalized
@@ -252,22 +258,31 @@ def lazy_dataset(
     )
 
 
-def _default_chunks(
-    shape: tuple[int, ...], h5chunks: tuple[int, ...] | None, itemsize: int
+def grow_chunks(
+    shape: Sequence[int],
+    base: Sequence[int],
+    itemsize: int,
+    target: int,
+    order: Iterable[int] | None = None,
 ) -> tuple[int, ...]:
-    target = 64 * 2**20
-    if h5chunks is None:
-        # contiguous: chunk along the first axis only
-        row = int(np.prod(shape[1:], dtype=np.int64)) * itemsize or 1
-        n0 = max(1, min(shape[0], target // row))
-        return (n0, *shape[1:])
-    chunks = list(h5chunks)
-    # grow the trailing axes to full size first, then the leading ones, while under target
-    for i in range(len(shape) - 1, -1, -1):
-        cur = int(np.prod(chunks, dtype=np.int64)) * itemsize
+    """Blocks of ``shape`` made of whole ``base`` chunks, grown to about ``target`` bytes.
+
+    Axes are grown one after the other in ``order`` (default: the last axis first): each
+    to its full length, or to as many whole ``base`` chunks as fit the budget, and the
+    next only when the block is still under ``target``. So a block reads whole HDF5
+    chunks, never part of one, and the axes grown first are whole in it (those a view
+    shows, or the ones written together). Every block size is at least 1 and at most its
+    axis (a zero-length axis gets 1). The rule of the lazy readers' dask chunks and of
+    the writer's blocks.
+    """
+    shape = [int(s) for s in shape]
+    block = [max(1, min(int(b), s)) for b, s in zip(base, shape, strict=True)]
+    for i in reversed(range(len(shape))) if order is None else order:
+        cur = int(np.prod(block, dtype=np.int64)) * max(1, itemsize)
         if cur >= target:
             break
-        factor = max(1, target // cur)
-        chunks[i] = min(shape[i], chunks[i] * factor)
-        chunks[i] = max(h5chunks[i], (chunks[i] // h5chunks[i]) * h5chunks[i])
-    return tuple(chunks)
+        grown = min(shape[i], block[i] * max(1, target // cur))
+        if grown < shape[i]:
+            grown = (grown // block[i]) * block[i]
+        block[i] = max(1, grown)
+    return tuple(block)

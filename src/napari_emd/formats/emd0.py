@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 
 from ..errors import EMDError, EMDWarning
-from ..h5 import attr_str, attr_value, attrs_dict, lazy_dataset
+from ..h5 import attr_str, attr_value, attrs_dict, grow_chunks, lazy_dataset
 from ..model import (
     IMAGE,
     IMAGE_STACK,
@@ -416,16 +416,8 @@ def reversed_chunks(
     the last (on-screen) ones, so those grow to full size first, in whole HDF5 chunks,
     while the others stay as thin as the file's chunking allows. A napari slice then
     reads about one block, however the file was chunked."""
-    chunks = list(h5chunks) if h5chunks else [1] * len(shape)
-    for i, n in enumerate(shape):
-        cur = int(np.prod(chunks, dtype=np.int64)) * itemsize
-        if cur >= target:
-            break
-        grown = min(n, chunks[i] * max(1, target // max(cur, 1)))
-        if h5chunks:
-            grown = max(h5chunks[i], (grown // h5chunks[i]) * h5chunks[i])
-        chunks[i] = max(1, grown)
-    return tuple(min(c, n) if n else 1 for c, n in zip(chunks, shape))
+    base = h5chunks or (1,) * len(shape)
+    return grow_chunks(shape, base, itemsize, target, order=range(len(shape)))
 
 
 def read_array(path: str, dset: h5py.Dataset, lazy: bool, reverse: bool) -> Any:

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from ..errors import EMDError
-from ..h5 import H5_LOCK
+from ..h5 import H5_LOCK, grow_chunks
 from ..model import NAPARI_LAYER_ATTR
 from ..units import finite_float, is_undefined, unit_symbol
 from .tables import dataset_names
@@ -303,18 +303,7 @@ def write_block_shape(
     base = list(chunks) if isinstance(chunks, tuple) else [1] * len(shape)
     if not isinstance(chunks, tuple):
         base[-1] = shape[-1]
-    block = [min(b, s) for b, s in zip(base, shape, strict=True)]
-    # grow trailing axes to full size first, then leading ones, in whole chunks
-    for i in reversed(range(len(shape))):
-        cur = int(np.prod(block, dtype=np.int64)) * max(1, itemsize)
-        if cur >= WRITE_BLOCK_TARGET:
-            break
-        factor = max(1, WRITE_BLOCK_TARGET // cur)
-        grown = min(shape[i], block[i] * factor)
-        if grown < shape[i]:
-            grown = max(block[i], (grown // block[i]) * block[i])
-        block[i] = grown
-    return tuple(block)
+    return grow_chunks(shape, base, itemsize, WRITE_BLOCK_TARGET)
 
 
 def group_names(titles: list[str]) -> list[str]:

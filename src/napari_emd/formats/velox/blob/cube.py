@@ -15,21 +15,20 @@ Small blobs (the real files' are 130-900 kB) are decoded by the numpy reference 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import h5py
 import numpy as np
 
 from ....cache import ProcessCache
-from ....errors import EMDError, EMDWarning
-from ....h5 import H5_LOCK, cached_handle, check_unchanged, open_h5
+from ....errors import EMDError
+from ....h5 import DATA_CHUNK_BYTES, H5_LOCK, cached_handle, check_unchanged, open_h5
+from ....numba_kernels import BLOB_KERNELS
+from ....threads import n_threads, pool
 from ..siread import SIRead
-from ..stream.spec import accumulator, cast, dtype_limit, n_threads
+from ..stream.spec import accumulator, cast, dtype_limit, warn_overflow
 from .layout import (
     PREAMBLE,
     BlobLayout,
@@ -52,8 +51,7 @@ SMALL_VOXELS = 1 << 24
 KEEP_BYTES = 512 * 2**20
 # Bytes of indexes (positions and kept blobs) per process.
 INDEX_BUDGET = 2 * 2**30
-# Bytes per chunk of the lazy cube, roughly; bytes per block of a walk over a big blob.
-DATA_CHUNK_BYTES = 64 * 2**20
+# Bytes per block of a walk over a big blob (the lazy cube's chunks: h5.DATA_CHUNK_BYTES).
 WALK_BLOCK = 64 * 2**20
 
 
@@ -88,19 +86,6 @@ def read_layout(dset: h5py.Dataset) -> BlobLayout:
 
 # --- kernels -----------------------------------------------------------------------------
 
-_WARM = False
-
-
-def kernels() -> ModuleType:
-    """The numba kernels, loaded (and warmed up) on first use."""
-    global _WARM
-    from . import kernels as k
-
-    if not _WARM:
-        k.warm_up()
-        _WARM = True
-    return k
-
 
 def uses_kernels(lay: BlobLayout) -> bool:
     """Whether a blob is big enough for the numba kernels to pay their start-up (the
@@ -124,7 +109,7 @@ def _walk_block(buf: np.ndarray, base: int, p: int, r: int, lay: BlobLayout,
                 positions: np.ndarray, final: bool) -> tuple[int, int]:
     """Walk the records in ``buf`` (blob bytes from ``base``) from relative ``p``, record
     ``r``; return where the walk stopped. ``final``: ``buf`` reaches the blob's end."""
-    status, r, p = kernels().walk_records(buf, base, p, r, lay.n_records, 3 * lay.width,
+    status, r, p = BLOB_KERNELS.warm().walk_records(buf, base, p, r, lay.n_records, 3 * lay.width,
                                           positions)
     if status < 0:
         length = int(buf[p]) | (int(buf[p + 1]) << 8)
@@ -166,7 +151,7 @@ def decode_rows(buf: np.ndarray, base: int, lay: BlobLayout, positions: np.ndarr
             return np.ascontiguousarray(cube), False
         wide = cube.reshape(r1 - r0, nx, nch // rebin, rebin).sum(axis=3, dtype=np.int64)
         return wide.astype(acc), int(wide.max(initial=0)) > dtype_limit(acc)
-    k = kernels()
+    k = BLOB_KERNELS.warm()
     out = np.zeros((r1 - r0, nx, nch // rebin), acc)
     per = np.arange(nch, dtype=np.int64) // rebin
 
@@ -184,18 +169,8 @@ def decode_rows(buf: np.ndarray, base: int, lay: BlobLayout, positions: np.ndarr
         return out, block(r0, r1)
     step = max(1, -(-n // (4 * threads)))
     cuts = [(a, min(r1, a + step)) for a in range(r0, r1, step)]
-    with ThreadPoolExecutor(threads) as ex:
-        over = list(ex.map(lambda c: block(*c), cuts))
+    over = list(pool().map(lambda c: block(*c), cuts))  # kernel calls: they wait on nothing
     return out, any(over)
-
-
-def warn_overflow(path: str, dt: np.dtype, largest: int | None) -> None:
-    """Say that counts did not fit ``SI_dtype`` and how to avoid it."""
-    up_to = f"counts up to {largest}" if largest is not None else "counts"
-    warnings.warn(
-        f"{path}: the spectrum image holds {up_to}, more than SI_dtype={dt} can hold; "
-        "values were cast like numpy's astype (pass a larger SI_dtype, e.g. 'uint32')",
-        EMDWarning, stacklevel=4)
 
 
 def _finish(spec: SIRead, block: np.ndarray, over: bool, dt: np.dtype,
@@ -369,7 +344,7 @@ def _plane_chunk(spec: SIRead, block_id: tuple[int, ...] | None = None) -> np.nd
         if uses_kernels(lay):
             out = np.zeros((ny, nx, 1), np.int64)
             rows = np.repeat(np.arange(ny, dtype=np.int64), hi - lo)
-            status, k = kernels().add_records(buf, 0, rel.ravel(), rows,
+            status, k = BLOB_KERNELS.warm().add_records(buf, 0, rel.ravel(), rows,
                                               np.zeros(rows.size, np.int64), nx, out)
             if status < 0:
                 raise kernel_error(lay, status, int(numbers[k]))

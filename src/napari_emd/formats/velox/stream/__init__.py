@@ -21,6 +21,7 @@ import numpy as np
 
 from ....errors import EMDError
 from ....h5 import open_h5
+from ....numba_kernels import STREAM_KERNELS
 from ..siread import SEPARATOR, SIRead
 from .eager import read_eager
 from .frames import clear_indexes, count_pixels, index_lines, load_table
@@ -28,7 +29,10 @@ from .lazy import lazy_cube
 from .planes import clear_event_indexes, lazy_planes
 from .reference import decode_reference, read_spectrum_images_reference
 from .spec import SIResult
-from .warm import warm_kernels
+
+#: Load the decoder's numba kernels now (numba's start-up, once per process); reads load
+#: them by themselves when they need them.
+warm_kernels = STREAM_KERNELS.warm
 
 
 def read_spectrum_images(

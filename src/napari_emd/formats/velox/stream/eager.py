@@ -15,12 +15,13 @@ import numpy as np
 
 from .... import cancel
 from ....h5 import open_h5
+from ....numba_kernels import STREAM_KERNELS
+from ....threads import n_threads
 from ..siread import SIRead
 from .frames import StreamIndex, stream_dataset
 from .pages import fault_ahead, new_output
 from .scatter import decode_rows, line_jobs, scatter
-from .spec import accumulator, cast, dtype_limit, n_threads, warn_overflow
-from .warm import warm_kernels
+from .spec import accumulator, cast, dtype_limit, warn_overflow
 
 
 def read_eager(
@@ -35,7 +36,7 @@ def read_eager(
     of the range are not read; those between are read with their neighbours (one
     contiguous read) and skipped.
     """
-    warm_kernels()
+    STREAM_KERNELS.warm()
     preloaded = preloaded if preloaded is not None else {}
     plan = spec.frames
     dt = spec.dtype
@@ -82,11 +83,11 @@ def read_eager(
             if acc_dt == dt:
                 if over and dt.kind in "iu":
                     group_indexes = [indexes[i] for i in group]
-                    warn_overflow(spec, dt, _largest_count(spec, group_indexes))
+                    warn_overflow(spec.path, dt, _largest_count(spec, group_indexes))
             else:
                 largest = int(cube.max(initial=0))
                 if largest > dtype_limit(dt):
-                    warn_overflow(spec, dt, largest)
+                    warn_overflow(spec.path, dt, largest)
             results.append(cast(cube, dt))
     return results
 

@@ -25,8 +25,8 @@ import numpy as np
 from ....cache import ProcessCache
 from ....errors import EMDError, EMDWarning
 from ....h5 import H5_LOCK, cached_handle, check_unchanged
+from ....numba_kernels import STREAM_KERNELS
 from ..siread import SEPARATOR, SIRead
-from .warm import kernels, kernels_warm
 
 
 def stream_dataset(f: h5py.File, name: str, path: str) -> h5py.Dataset:
@@ -156,9 +156,9 @@ def _lines(buf: np.ndarray, nx: int, n_lines: int) -> tuple[np.ndarray, int, int
     """:func:`index_lines`, by the numba kernel once it is loaded (one pass, no
     temporaries the size of the buffer; eager reads always load it), else numpy (so the
     lazy display path need not wake numba up)."""
-    if kernels_warm() and buf.dtype == np.uint16:
+    if STREAM_KERNELS.is_warm() and buf.dtype == np.uint16:
         lines = np.zeros(n_lines + 1, np.int64)
-        seps, trailing = kernels().index_lines(buf, nx, lines)
+        seps, trailing = STREAM_KERNELS.module().index_lines(buf, nx, lines)
         return lines, int(seps), int(trailing)
     return index_lines(buf, nx, n_lines)
 

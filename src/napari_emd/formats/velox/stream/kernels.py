@@ -1,4 +1,4 @@
-"""Numba kernels for Velox spectrum streams (imported on first use, see :mod:`.warm`).
+"""Numba kernels for Velox spectrum streams (imported on first use: ``numba_kernels``).
 
 Each has a plain numpy counterpart that the tests compare it with: ``index_lines`` with
 :func:`.frames.index_lines`, the scatter and the event index with the reference decoder

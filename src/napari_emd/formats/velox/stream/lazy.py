@@ -13,13 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from ....h5 import DATA_CHUNK_BYTES
 from ..siread import SIRead
 from .frames import stream_index
 from .scatter import decode_rows
 from .spec import accumulator, cast, dtype_limit, warn_overflow
-
-# Bytes per chunk of the lazy cube, roughly.
-DATA_CHUNK_BYTES = 64 * 2**20
 
 
 def rows_per_chunk(spec: SIRead, nch: int, itemsize: int) -> int:
@@ -51,7 +49,7 @@ def _data_chunk(
             wide, _ = decode_rows(spec, indexes, picks, r0, r1, np.dtype("i8"))
             largest = int(wide.max(initial=0))
         if largest > dtype_limit(dt):
-            warn_overflow(spec, dt, largest)
+            warn_overflow(spec.path, dt, largest)
     return cast(blk, dt)
 
 

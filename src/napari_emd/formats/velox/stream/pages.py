@@ -27,8 +27,8 @@ from contextlib import contextmanager
 import numpy as np
 
 from ....libc import PAGE, small_pages
-from .scatter import pool
-from .warm import kernels
+from ....numba_kernels import STREAM_KERNELS
+from ....threads import pool
 
 # Outputs this big get 4 KiB pages: the scatter writes a small part of a sparse cube
 SMALL_PAGES_FROM = 64 * 2**20
@@ -61,7 +61,7 @@ def fault_ahead(out3: np.ndarray, events: int) -> Iterator[None]:
     mem = out3.reshape(-1).view(np.uint8)
     stride = max(PAGE, out3.shape[2] * out3.itemsize)
     stop = np.zeros(1, np.uint8)
-    job = pool().submit(kernels().touch_pages, mem, stride, stop)
+    job = pool().submit(STREAM_KERNELS.module().touch_pages, mem, stride, stop)
     try:
         yield
     finally:

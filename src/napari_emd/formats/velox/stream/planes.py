@@ -6,15 +6,14 @@ kept), so a plane is the bincount of one slice: the first plane pays for the ind
 later planes take a few milliseconds. Small spectrum images get a flat numpy index
 instead (no numba start-up, no sort; a plane scans every event in a few ms).
 
-Aligned reads (a :class:`.spec.FramePlan` with shifts) store each event's pixel already
-moved onto the reference frame's grid, and excluded frames are never indexed, so the view
-shows the same cube as the lazy data, at the same cost per plane.
+Aligned reads (an :class:`..siread.SIRead` whose frames have shifts) store each event's
+pixel already moved onto the reference frame's grid, and excluded frames are never
+indexed, so the view shows the same cube as the lazy data, at the same cost per plane.
 """
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +21,11 @@ import numpy as np
 
 from ....cache import ProcessCache
 from ....h5 import H5_LOCK, cached_handle, check_unchanged
+from ....numba_kernels import STREAM_KERNELS
+from ....threads import pool
 from ..siread import SEPARATOR, Frames, SIRead
 from .frames import stream_index
-from .spec import bad_channel, cast, n_threads
-from .warm import kernels, warm_kernels
+from .spec import bad_channel, cast
 
 # Below this many stream values (about 8 M events) a plane scan of the flat index takes
 # under 10 ms; above, the sorted index keeps planes at a few ms.
@@ -100,7 +100,7 @@ def _build_sorted(
     pass per stream (streams in parallel threads), no per-event temporaries. Aligned
     frames' events are keyed by the pixel they land on (those landing outside are left
     out)."""
-    k = kernels()
+    k = STREAM_KERNELS.module()
     nf = len(plan.frames)
     nkf = nf if per_frame else 1
     nkeys = spec.bincount * nkf
@@ -121,25 +121,26 @@ def _build_sorted(
             raise bad_channel(spec, spec.streams[i], buf, code, a)
         return (i, buf if keep_bufs else None, fs, fe, counts)
 
-    with ThreadPoolExecutor(min(n_threads(), len(streams))) as ex:
-        loaded = list(ex.map(count, streams))
-        starts = np.zeros(nkeys + 1, np.int64)
-        np.cumsum(np.sum([c[-1] for c in loaded], axis=0), out=starts[1:])
-        pixels = np.empty(int(starts[-1]), np.uint32)
-        cursors = []
-        run = starts[:-1].copy()
-        for c in loaded:  # each stream fills its own sub-range of every key
-            cursors.append(run.copy())
-            run += c[-1]
+    # on the shared pool, waited for from this (the caller's) thread: the tasks only
+    # read and count, none waits on another task of the pool
+    loaded = list(pool().map(count, streams))
+    starts = np.zeros(nkeys + 1, np.int64)
+    np.cumsum(np.sum([c[-1] for c in loaded], axis=0), out=starts[1:])
+    pixels = np.empty(int(starts[-1]), np.uint32)
+    cursors = []
+    run = starts[:-1].copy()
+    for c in loaded:  # each stream fills its own sub-range of every key
+        cursors.append(run.copy())
+        run += c[-1]
 
-        def fill(j: int) -> None:
-            i, buf, fs, fe, _ = loaded[j]
-            if buf is None:
-                buf, _, _ = stream_index(spec, i).span(first, last)
-            k.fill_keys(buf, fs, fe, frame_key, nkf, spec.ny, spec.nx, fdy, fdx, cursors[j],
-                        pixels)
+    def fill(j: int) -> None:
+        i, buf, fs, fe, _ = loaded[j]
+        if buf is None:
+            buf, _, _ = stream_index(spec, i).span(first, last)
+        k.fill_keys(buf, fs, fe, frame_key, nkf, spec.ny, spec.nx, fdy, fdx, cursors[j],
+                    pixels)
 
-        list(ex.map(fill, range(len(loaded))))
+    list(pool().map(fill, range(len(loaded))))
     return EventIndex(starts, pixels, nkf)
 
 
@@ -195,7 +196,7 @@ def _build(
     """The flat numpy index for small streams, the channel-sorted numba index for big."""
     if _stream_values(spec, streams) < FLAT_INDEX_VALUES:
         return FlatIndex([_flat_stream(spec, i, plan) for i in streams])
-    warm_kernels()
+    STREAM_KERNELS.warm()
     return _build_sorted(spec, streams, plan, per_frame)
 
 

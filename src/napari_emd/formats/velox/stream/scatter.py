@@ -13,18 +13,16 @@ detector's events of a pixel while that pixel's spectrum is in cache.
 from __future__ import annotations
 
 import itertools
-import os
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .... import cancel
+from ....numba_kernels import STREAM_KERNELS
+from ....threads import pool
 from ..siread import SIRead
 from .frames import StreamIndex
 from .spec import bad_channel
-from .warm import kernels
 
 Jobs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (starts, ends, rows, dx)
 
@@ -104,7 +102,7 @@ def scatter(
         for i, j in itertools.pairwise(cuts)
         if j > i
     ]
-    kern = kernels().scatter_lines
+    kern = STREAM_KERNELS.module().scatter_lines
     stop = cancel.current()  # the caller's: pool threads do not share its context
 
     def run(block: tuple[np.ndarray, ...]) -> int:
@@ -158,31 +156,4 @@ def decode_rows(
     if per_frame:
         return out.reshape(nf, nr, spec.nx, nch), over
     return out, over
-
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def pool() -> ThreadPoolExecutor:
-    """The process's scatter threads, kept alive between reads (starting threads per read
-    costs milliseconds). Its tasks never submit to it again, so callers on many threads
-    (dask) cannot deadlock it."""
-    from .spec import n_threads
-
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(n_threads(), thread_name_prefix="napari-emd")
-        return _POOL
-
-
-def _forget_pool() -> None:  # a forked child has none of the parent's threads
-    global _POOL, _POOL_LOCK
-    _POOL = None
-    _POOL_LOCK = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
 

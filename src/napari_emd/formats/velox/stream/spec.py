@@ -11,7 +11,6 @@ files). ``FrameLocationTable`` (Velox 6+) gives the stream index where each fram
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -56,10 +55,12 @@ def dtype_limit(dt: np.dtype) -> float:
     return float(np.iinfo(dt).max if dt.kind in "iu" else np.finfo(dt).max)
 
 
-def warn_overflow(spec: SIRead, dt: np.dtype, largest: int) -> None:
-    """Say that counts did not fit ``SI_dtype`` and how to avoid it."""
+def warn_overflow(path: str, dt: np.dtype, largest: int) -> None:
+    """Say that the spectrum image of file ``path`` holds counts up to ``largest``, more
+    than ``SI_dtype`` ``dt`` holds, and how to avoid it (the stream and the blob decoders
+    alike; the counts were cast like ``astype``)."""
     warnings.warn(
-        f"{spec.path}: the spectrum image holds counts up to {largest}, more than "
+        f"{path}: the spectrum image holds counts up to {largest}, more than "
         f"SI_dtype={dt} can hold; values were cast like numpy's astype "
         "(pass a larger SI_dtype, e.g. 'uint32')",
         EMDWarning,
@@ -76,8 +77,3 @@ def bad_channel(spec: SIRead, stream: str, buf: np.ndarray, code: int, offset: i
         f"spectrum stream {stream} holds channel {int(buf[pos])} at value {offset + pos}, "
         f"but the spectrum has only {spec.bincount} channels (corrupt stream?)",
     )
-
-
-def n_threads() -> int:
-    """Threads the decoder uses for one read (the kernels release the GIL)."""
-    return max(1, min(4, os.cpu_count() or 1))
