@@ -22,6 +22,21 @@ REAL = sorted(os.path.basename(p) for p in glob.glob(str(DATA_DIR / "*.emd"))
               + glob.glob(str(DATA_DIR / "*.h5")))
 
 
+@pytest.fixture(autouse=True)
+def _close_companions(make_napari_viewer):
+    """Close the reciprocal-space windows the reader opened, before napari's fixture
+    checks for leaked viewers."""
+    yield
+    for companion in list(view.COMPANIONS):
+        companion.close()
+
+
+def _all_layers(viewer, layers):
+    """The layers a file opened: in the viewer, and in its reciprocal-space window."""
+    companion = view.install(viewer).companion
+    return [*layers, *(companion.layers if companion is not None else [])]
+
+
 def _open(make_napari_viewer, qtbot, name):
     viewer = make_napari_viewer()
     with warnings.catch_warnings():
@@ -176,8 +191,8 @@ def test_element_maps_in_colours_over_the_haadf_and_the_si_hidden(make_napari_vi
 
 @pytest.mark.parametrize("name", ["FFTComplexEven.emd", "FFTComplexOdd.emd"])
 def test_half_fft_is_a_centred_log_power_image(make_napari_viewer, qtbot, name):
-    _viewer, layers = _open(make_napari_viewer, qtbot, name)
-    fft = next(ly for ly in layers if "FFT" in ly.name)
+    viewer, layers = _open(make_napari_viewer, qtbot, name)
+    fft = next(ly for ly in _all_layers(viewer, layers) if "FFT" in ly.name)
     data = np.asarray(fft.data)
     h, w = data.shape
     assert (h, w) == ((70, 70) if "Even" in name else (64, 63))
@@ -313,3 +328,35 @@ def test_calibrated_file_shows_its_scale_bar(make_napari_viewer, qtbot, name, ba
         view.scale_bar_of(viewer).visible = False
         viewer.open(str(real_file(name)), plugin=PLUGIN)
         assert not view.scale_bar_of(viewer).visible
+
+
+def test_sparse_si_opens_hidden_under_its_haadf(make_napari_viewer, qtbot):
+    """fei_emd_si.emd holds 3 X-rays in 256 pixels at the energy it opens on: shown, it
+    is a black canvas with a few yellow squares over the HAADF. It opens hidden (one
+    click away), the HAADF shows, and a notification says why; a dense SI stays shown."""
+    viewer, layers = _open(make_napari_viewer, qtbot, "fei_emd_si.emd")
+    by = {ly.name: ly for ly in layers}
+    assert by["HAADF"].visible and not by["EDS"].visible
+    plane = _shown_plane(viewer, by["EDS"])
+    assert look.sparse_plane(plane)
+    viewer, layers = _open(make_napari_viewer, qtbot, "fei_SI_EDS-HAADF-4detectors_2frames.emd")
+    si = next(ly for ly in layers if is_si_layer(ly))
+    assert si.visible and not look.sparse_plane(_shown_plane(viewer, si))
+
+
+@pytest.mark.parametrize("name", ["FFTComplexEven.emd", "FFTComplexOdd.emd"])
+def test_fft_beside_an_image_opens_in_its_own_window(make_napari_viewer, qtbot, name):
+    """HAADF + half FFT: the FFT (1/µm) in the same world made the view fit the FFT's
+    extent (the HAADF 0.6 % of the canvas) and napari dropped every unit. The HAADF now
+    has the viewer to itself, its µm scale bar and a view fitted to it; the FFT opens
+    shown in a window of its own, in 1/µm."""
+    viewer, _layers = _open(make_napari_viewer, qtbot, name)
+    assert [ly.name for ly in viewer.layers] == ["HAADF"]
+    assert _unit(viewer.layers.units[-1]) == "µm"
+    haadf = viewer.layers["HAADF"]
+    np.testing.assert_allclose(viewer.layers.extent.world, haadf.extent.world)
+    companion = view.install(viewer).companion
+    (fft,) = companion.layers
+    assert fft.visible and "FFT" in fft.name
+    assert _unit(companion.layers.units[-1]).replace(" ", "") == "1/µm"
+    assert view.scale_bar_of(companion).visible

@@ -30,6 +30,8 @@ from .layer_meta import EMDLayerInfo, layer_info
 PLACEHOLDER_LIMITS = (0.0, 1.0)
 
 _PRESENTERS: weakref.WeakKeyDictionary[Any, Presenter] = weakref.WeakKeyDictionary()
+#: The companion viewers made for reciprocal-space layers (:meth:`Presenter.open_elsewhere`).
+COMPANIONS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _model(viewer: Any) -> Any:
@@ -142,7 +144,9 @@ def energy_readout(viewer: Any) -> str:
     return " · ".join(parts)
 
 
-def _space(unit: Any) -> str:
+def layer_space(unit: Any) -> str:
+    """``"reciprocal"`` for a 1/length unit (as napari or a file spells it), else
+    ``"real"``."""
     text = str(unit)
     return "reciprocal" if ("1 /" in text or text.startswith("1/") or "/ " in text) else "real"
 
@@ -159,6 +163,7 @@ class Presenter:
         self._warned: set[frozenset[str]] = set()
         self._focused: dict[tuple[Any, str], int] = {}
         self._bar_done = False  # the scale bar was switched on for a calibrated layer
+        self.companion: Any = None  # the window of reciprocal-space layers (open_elsewhere)
         viewer.layers.events.inserted.connect(self._inserted)
         viewer.layers.events.removed.connect(self._changed)
         viewer.dims.events.current_step.connect(self._update_readout)
@@ -314,6 +319,38 @@ class Presenter:
         with contextlib.suppress(Exception):
             scale_bar_of(self.viewer).visible = True
 
+    def open_elsewhere(self, layers: list[Any], kept: list[str]) -> Any:
+        """Open reciprocal-space layer tuples in this viewer's companion window (made on
+        first use, made again when closed), with their own presenter: napari has one
+        world and one scale bar per viewer. ``kept``: the names of the layers this
+        viewer gets, for the notification. Returns the companion viewer."""
+        import napari
+        from napari.layers import Layer
+        from napari.utils.notifications import show_info
+
+        companion = self.companion
+        if companion is None or not hasattr(companion.window, "_qt_window"):
+            show = True
+            with contextlib.suppress(Exception):
+                show = bool(self.viewer.window._qt_window.isVisible())
+            companion = napari.Viewer(title="napari-emd: reciprocal space", show=show)
+            self.companion = companion
+            COMPANIONS.add(companion)
+        install(companion)
+        names = []
+        for data, kw, kind in layers:
+            kw = {k: v for k, v in kw.items() if k != "visible"}  # shown in its own window
+            companion.add_layer(Layer.create(data, kw, kind))
+            names.append(kw.get("name", kind))
+        with contextlib.suppress(Exception):
+            scale_bar_of(companion).visible = True
+        show_info(
+            f"napari-emd: {', '.join(names)} (reciprocal space) opened in a window of its "
+            f"own, 'napari-emd: reciprocal space'; {', '.join(kept) or 'the images'} (real "
+            "space) stay in this one: napari has one scale bar per viewer."
+        )
+        return companion
+
     def _focus(self, layer: Any, info: EMDLayerInfo) -> None:
         """Move the energy slider to the layer's opening energy, unless a surer one of
         the same file is already shown there (three EELS ranges share one slider)."""
@@ -350,7 +387,7 @@ class Presenter:
             units = getattr(ly, "units", None)
             if units is None or ly.ndim < 2 or str(units[-1]) == "pixel":
                 continue
-            groups.setdefault(_space(units[-1]), []).append(ly.name)
+            groups.setdefault(layer_space(units[-1]), []).append(ly.name)
         if len(groups) < 2:
             return
         key = frozenset(name for names in groups.values() for name in names)
