@@ -11,8 +11,13 @@ or a sample), :class:`Presenter`, one per viewer, sets its first view up:
   no axis for;
 - the energies of the energy sliders are shown in keV / eV in the canvas's text
   overlay, updated as the sliders move;
-- when layers in real and in reciprocal space share the viewer, napari cannot give them
-  one scale bar: a notification says so once, naming the layers.
+- an in-memory stack opens on a plane with signal (not an empty angle bin or slice),
+  with that plane's contrast; a sparse spectrum image opens hidden under its HAADF;
+- the scale bar comes on for the first calibrated layer;
+- reciprocal-space layers that would meet real-space ones go to a companion window
+  (:meth:`Presenter.open_elsewhere`, called by :mod:`.viewer_setup`); when layers in
+  real and in reciprocal space still share the viewer, napari cannot give them one
+  scale bar: a notification says so once, naming the layers.
 """
 
 from __future__ import annotations
