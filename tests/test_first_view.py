@@ -22,6 +22,21 @@ REAL = sorted(os.path.basename(p) for p in glob.glob(str(DATA_DIR / "*.emd"))
               + glob.glob(str(DATA_DIR / "*.h5")))
 
 
+@pytest.fixture(autouse=True)
+def _close_companions(make_napari_viewer):
+    """Close the reciprocal-space windows the reader opened, before napari's fixture
+    checks for leaked viewers."""
+    yield
+    for companion in list(view.COMPANIONS):
+        companion.close()
+
+
+def _all_layers(viewer, layers):
+    """The layers a file opened: in the viewer, and in its reciprocal-space window."""
+    companion = view.install(viewer).companion
+    return [*layers, *(companion.layers if companion is not None else [])]
+
+
 def _open(make_napari_viewer, qtbot, name):
     viewer = make_napari_viewer()
     with warnings.catch_warnings():
@@ -176,8 +191,8 @@ def test_element_maps_in_colours_over_the_haadf_and_the_si_hidden(make_napari_vi
 
 @pytest.mark.parametrize("name", ["FFTComplexEven.emd", "FFTComplexOdd.emd"])
 def test_half_fft_is_a_centred_log_power_image(make_napari_viewer, qtbot, name):
-    _viewer, layers = _open(make_napari_viewer, qtbot, name)
-    fft = next(ly for ly in layers if "FFT" in ly.name)
+    viewer, layers = _open(make_napari_viewer, qtbot, name)
+    fft = next(ly for ly in _all_layers(viewer, layers) if "FFT" in ly.name)
     data = np.asarray(fft.data)
     h, w = data.shape
     assert (h, w) == ((70, 70) if "Even" in name else (64, 63))
@@ -247,3 +262,101 @@ def test_independent_images_side_by_side_maps_overlaid(make_napari_viewer, qtbot
     assert not viewer.canvas.grid.enabled and sum(ly.visible for ly in layers) >= 2
     viewer, layers = _open(make_napari_viewer, qtbot, "example_signal.emd")
     assert [ly.data.shape for ly in layers] == [(3, 3, 3)]
+
+
+def _shown_plane(viewer, layer):
+    coords = np.asarray(layer.world_to_data(viewer.dims.point), dtype=float)[: layer.ndim - 2]
+    index = tuple(int(np.clip(np.rint(c), 0, n - 1)) for c, n in zip(coords, layer.data.shape))
+    return np.asarray(layer.data[index])
+
+
+@pytest.mark.parametrize(("name", "title"), [
+    ("Si100_3D.emd", "virtual_detector"),  # bin 18 of 37 is empty (22 bins are)
+    ("Si100_1x1x3-zStart5.43.emd", "virtual_detector"),  # bin 103 peaks at 1e-4
+    ("Si100_2D_3D_DPC_potential_2slices.emd", "ppotential"),  # slice 2 of 4 is empty
+    ("Si100_2D_3D_DPC_potential_2slices.emd", "virtual_detector"),
+    ("py4DSTEM_size2x3x4x5.h5", "datacube"),
+])
+def test_stacks_open_on_a_plane_with_signal_and_its_contrast(make_napari_viewer, qtbot,
+                                                              name, title):
+    """A stack opens on a plane that shows something (at least 1 % of the strongest
+    plane's range of values), with contrast limits inside that plane's range, not the
+    whole stack's (which left a plane of 1e-4 black among planes of 0.3)."""
+    viewer, layers = _open(make_napari_viewer, qtbot, name)
+    layer = next(ly for ly in layers if ly.name == title)
+    data = np.asarray(layer.data)
+    plane = _shown_plane(viewer, layer)
+    strongest = look.plane_strengths(data, data.ndim - 2).max()
+    assert np.ptp(plane) >= look.WEAK_PLANE_FRACTION * strongest > 0
+    lo, hi = layer.contrast_limits
+    assert plane.min() <= lo < hi <= plane.max()
+    # the limits leave most of the plane's pixels neither black nor white
+    assert ((plane > lo) & (plane < hi)).mean() > 0.5
+
+
+def test_plane_with_signal_rules():
+    s = np.array([0.01, 0.0, 0.0, 0.05, 0.0])
+    assert look.plane_with_signal(s, (2,)) == (3,)  # the nearest plane with signal
+    assert look.plane_with_signal(s, (0,)) is None  # 0.01 is 20 % of the strongest: stays
+    assert look.plane_with_signal(np.zeros(4), (1,)) is None  # nothing anywhere: stays
+    grid = np.zeros((3, 5))
+    grid[1, 0] = grid[0, 3] = 1.0
+    assert look.plane_with_signal(grid, (1, 3)) in ((1, 0), (0, 3))  # one slider moved
+    assert look.plane_with_signal(np.array([1.0, 0, 1.0]), (1,)) == (2,)  # tie: deeper
+
+
+@pytest.mark.parametrize("name", ["example_signal.emd", "example_axis_len_1.emd"])
+def test_unnamed_axes_get_distinct_labels(make_napari_viewer, qtbot, name):
+    """HyperSpy files with unnamed axes: the sliders are "axis 0", "axis 1"..., the
+    screen axes y and x, never three labels "axis"."""
+    viewer, _layers = _open(make_napari_viewer, qtbot, name)
+    labels = list(viewer.dims.axis_labels)
+    assert len(set(labels)) == len(labels), labels
+    assert labels[-2:] == ["y", "x"]
+    assert labels[0] == "axis 0"
+
+
+@pytest.mark.parametrize(("name", "bar"), [("fei_emd_image.emd", True),
+                                           ("Si100_3D.emd", True),
+                                           ("example_image.emd", False)])
+def test_calibrated_file_shows_its_scale_bar(make_napari_viewer, qtbot, name, bar):
+    """viewer.open (as File > Open) switches the scale bar on for a calibrated file,
+    not for one in pixels; it stays off when the user hid it after the first file."""
+    viewer, _layers = _open(make_napari_viewer, qtbot, name)
+    assert view.scale_bar_of(viewer).visible is bar
+    if bar:
+        view.scale_bar_of(viewer).visible = False
+        viewer.open(str(real_file(name)), plugin=PLUGIN)
+        assert not view.scale_bar_of(viewer).visible
+
+
+def test_sparse_si_opens_hidden_under_its_haadf(make_napari_viewer, qtbot):
+    """fei_emd_si.emd holds 3 X-rays in 256 pixels at the energy it opens on: shown, it
+    is a black canvas with a few yellow squares over the HAADF. It opens hidden (one
+    click away), the HAADF shows, and a notification says why; a dense SI stays shown."""
+    viewer, layers = _open(make_napari_viewer, qtbot, "fei_emd_si.emd")
+    by = {ly.name: ly for ly in layers}
+    assert by["HAADF"].visible and not by["EDS"].visible
+    plane = _shown_plane(viewer, by["EDS"])
+    assert look.sparse_plane(plane)
+    viewer, layers = _open(make_napari_viewer, qtbot, "fei_SI_EDS-HAADF-4detectors_2frames.emd")
+    si = next(ly for ly in layers if is_si_layer(ly))
+    assert si.visible and not look.sparse_plane(_shown_plane(viewer, si))
+
+
+@pytest.mark.parametrize("name", ["FFTComplexEven.emd", "FFTComplexOdd.emd"])
+def test_fft_beside_an_image_opens_in_its_own_window(make_napari_viewer, qtbot, name):
+    """HAADF + half FFT: the FFT (1/µm) in the same world made the view fit the FFT's
+    extent (the HAADF 0.6 % of the canvas) and napari dropped every unit. The HAADF now
+    has the viewer to itself, its µm scale bar and a view fitted to it; the FFT opens
+    shown in a window of its own, in 1/µm."""
+    viewer, _layers = _open(make_napari_viewer, qtbot, name)
+    assert [ly.name for ly in viewer.layers] == ["HAADF"]
+    assert _unit(viewer.layers.units[-1]) == "µm"
+    haadf = viewer.layers["HAADF"]
+    np.testing.assert_allclose(viewer.layers.extent.world, haadf.extent.world)
+    companion = view.install(viewer).companion
+    (fft,) = companion.layers
+    assert fft.visible and "FFT" in fft.name
+    assert _unit(companion.layers.units[-1]).replace(" ", "") == "1/µm"
+    assert view.scale_bar_of(companion).visible

@@ -283,3 +283,31 @@ def test_unit_correction_needs_evidence(tmp_path, rx, unit):
     _write_prismatic(path, 1, rx=rx)
     (ds,) = read_datasets(path)
     assert [a.units for a in ds.axes] == [unit, unit]
+
+
+def test_written_prismatic_first_output_past_zstart(tmp_path):
+    """zStart 3 Å, 1 Å slices, an output every 2 slices, 8 Å thick: prismatic saves
+    after slices 4, 6 and 8 (the first whole output interval at or past zStart), so the
+    first output is at 4 Å, not at zStart; the axis is calibrated, without a warning."""
+    path = tmp_path / "sim.emd"
+    _write_prismatic(path, 3, ns=2, s=1.0, cell_z=8.0, zs=3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EMDWarning)
+        (ds,) = read_datasets(path)
+    depth = ds.axes[0]
+    assert (depth.offset, depth.scale, depth.units) == (4.0, 2.0, "Å")
+    assert depth.vector is None
+
+
+def test_written_prismatic_zstart_and_short_last_interval(tmp_path):
+    """zStart 3.5 Å (mid-slice: rounded up to slice 4), 7 Å thick: outputs at 4, 6, 7 Å."""
+    path = tmp_path / "sim.emd"
+    _write_prismatic(path, 3, ns=2, s=1.0, cell_z=7.0, zs=3.5)
+    (ds,) = read_datasets(path)
+    np.testing.assert_allclose(ds.axes[0].vector, [4.0, 6.0, 7.0])
+
+
+def test_output_depths():
+    assert prismatic.output_depths(4, 1.3575, 16.29, 5.43) == pytest.approx([5.43, 10.86, 16.29])
+    assert prismatic.output_depths(2, 1.3575, 5.43, 0.0) == pytest.approx([2.715, 5.43])
+    assert prismatic.output_depths(3, 1.0, 7.0, 0.0) == pytest.approx([3.0, 6.0, 7.0])

@@ -119,10 +119,12 @@ def _component(x: Any, i: int) -> float | None:
 
 
 def depth_axis(params: dict[str, Any], title: str, n: int) -> Axis:
-    """The depth axis (Å) of ``n`` outputs: one every ``numSlices * sliceThickness``, the
-    last at the sample thickness. Uniform when that puts the first output at ``zStart``
-    (or one interval in when ``zStart`` is 0); when only the last interval is shorter,
-    a non-uniform vector; otherwise an index axis with a warning."""
+    """The depth axis (Å) of ``n`` outputs, where prismatic writes them: after every
+    ``numSlices``-th potential slice (slices ``sliceThickness`` thick) from the first at
+    or past ``zStart``, and after the last slice (the sample's exit surface). Uniform
+    when the outputs are evenly spaced, a non-uniform vector when only the last
+    interval differs; an index axis with a warning when ``n`` does not match what the
+    parameters give (or they are missing)."""
     name = f"{title}_depth"
     ns = _number(params.get("numSlices"))
     st = _number(params.get("sliceThickness"))
@@ -130,26 +132,41 @@ def depth_axis(params: dict[str, Any], title: str, n: int) -> Axis:
     # prismatic keeps the cell as (z, y, x) but the tiling as (x, y, z)
     cell_z = _component(params.get("cellDimension"), 0)
     z0 = _number(params.get("zStart")) or 0.0
-    if not (ns and st and tile_z and cell_z) or n < 1:
+    if not (ns and st and tile_z and cell_z) or n < 1 or ns < 1 or st <= 0:
         return Axis(name=name, size=n, navigate=True)
-    step = ns * st
     total = tile_z * cell_z
-    first = z0 if z0 > 0 else step
-    tol = 1e-4 * total
-    if abs(first + (n - 1) * step - total) <= tol:
-        return Axis(name=name, size=n, offset=first, scale=step, units="Å", navigate=True)
-    if n >= 2 and first + (n - 2) * step < total - tol < first + (n - 1) * step:
-        vec = np.array([first + i * step for i in range(n - 1)] + [total])
-        return Axis(name=name, size=n, offset=first, scale=step, units="Å", navigate=True,
-                    vector=vec)
+    depths = output_depths(round(ns), st, total, z0)
+    if len(depths) == n:
+        step = ns * st
+        gaps = np.diff(depths)
+        if n == 1 or np.allclose(gaps, gaps[0], rtol=1e-4):
+            scale = float(gaps[0]) if n > 1 else step
+            return Axis(name=name, size=n, offset=float(depths[0]), scale=scale, units="Å",
+                        navigate=True)
+        return Axis(name=name, size=n, offset=float(depths[0]), scale=step, units="Å",
+                    navigate=True, vector=np.asarray(depths, dtype=float))
     warnings.warn(
         f"{title}: {n} depth outputs do not fit the simulation parameters (thickness "
-        f"{total:g} Å, {step:g} Å between outputs, zStart {z0:g} Å); the depth axis is "
-        "an index",
+        f"{total:g} Å, {ns * st:g} Å between outputs, zStart {z0:g} Å give "
+        f"{len(depths)}); the depth axis is an index",
         EMDWarning,
         stacklevel=2,
     )
     return Axis(name=name, size=n, navigate=True)
+
+
+def output_depths(num_slices: int, thickness: float, total: float, z_start: float) -> list[float]:
+    """The depths (Å) at which prismatic saves its outputs: the potential is cut into
+    ``ceil(total / thickness)`` slices; an output follows every ``num_slices``-th slice
+    whose bottom is at or past ``z_start`` (rounded up to a whole slice), and the last
+    slice, whose bottom is the sample's exit surface."""
+    eps = 1e-6
+    planes = max(1, int(np.ceil(total / thickness - eps)))
+    first_plane = int(np.ceil(z_start / thickness - eps)) if z_start > 0 else 0
+    out = [p for p in range(num_slices, planes + 1, num_slices) if p >= first_plane]
+    if not out or out[-1] != planes:
+        out.append(planes)
+    return [min(p * thickness, total) if p == planes else p * thickness for p in out]
 
 
 def _close(a: float, b: float | None, rtol: float = 1e-3) -> bool:

@@ -330,7 +330,8 @@ def _arrange(parts: list[Part], existing: Any = ()) -> list[LayerData]:
                            [clean_scale(a) for a in p.axes[:-2]],
                            [clean_offset(a) for a in p.axes[:-2]],
                            [napari_unit(a) for a in p.axes[:-2]],
-                           [world.slot_label(k, a.name) for k, a in zip(p.keys, p.axes)])
+                           [world.slot_label(k, a.name or f"axis {i}")
+                            for i, (k, a) in enumerate(zip(p.keys, p.axes))])
            for p in parts]
     extents = world.slot_extents([*placed, *own])
     first: dict[str, tuple[str, str]] = {}
@@ -358,11 +359,11 @@ def _arrange(parts: list[Part], existing: Any = ()) -> list[LayerData]:
             translate.append(tr)
             units.append(u)
             labels.append(lab)
-        for ax, r in zip(p.axes[-2:], p.record_axes[-2:]):
+        for ax, r, role in zip(p.axes[-2:], p.record_axes[-2:], ("y", "x")):
             scale.append(clean_scale(ax))
             translate.append(clean_offset(ax))
             units.append(napari_unit(ax))
-            labels.append(ax.name or "axis")
+            labels.append(ax.name or role)  # unnamed screen axes: rows y, columns x
             rec.append(r)
         p.info.world_keys = tuple(keys)
         p.info.record_axes = tuple(rec)

@@ -211,3 +211,53 @@ def eels_focus(lo: float, hi: float, elements: list[str],
         if np.isfinite(counts).any():
             return float(energy[int(np.argmax(counts))]), LIKELY
     return (float((start + hi) / 2) if hi > start else float((lo + hi) / 2)), GUESS
+
+
+#: A plane is weak (shows next to nothing) when its range of values is below this
+#: fraction of the strongest plane's: prismatic's empty angle bins, an empty potential
+#: slice, a bin of 1e-4 among bins of 0.3.
+WEAK_PLANE_FRACTION = 0.01
+#: A spectrum-image plane is sparse below this many counts per pixel on average: a few
+#: X-rays scattered over a black canvas, which tells nothing of the scan.
+SPARSE_COUNTS_PER_PIXEL = 0.5
+
+
+def plane_strengths(data: np.ndarray, n_lead: int) -> np.ndarray:
+    """The range of values (max - min, finite values only) of every plane of ``data``
+    (``n_lead`` leading axes, then the screen axes), shaped like the leading axes."""
+    a = np.asarray(data)
+    if a.dtype.kind == "c":
+        a = np.abs(a)
+    a = a.reshape(*a.shape[:n_lead], -1).astype(np.float64, copy=False)
+    with np.errstate(invalid="ignore"):
+        hi = np.nanmax(np.where(np.isfinite(a), a, np.nan), axis=-1, initial=-np.inf)
+        lo = np.nanmin(np.where(np.isfinite(a), a, np.nan), axis=-1, initial=np.inf)
+    out = hi - lo
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+def plane_with_signal(strengths: np.ndarray, index: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The plane a stack should open on instead of ``index``, or ``None`` to stay: when
+    the plane at ``index`` is weak (:data:`WEAK_PLANE_FRACTION` of the strongest), the
+    nearest plane that is not (fewest sliders moved, then fewest steps, then deeper on a
+    tie); ``None`` too when no plane holds any signal."""
+    s = np.asarray(strengths, dtype=float)
+    top = float(s.max(initial=0.0))
+    if top <= 0 or s.ndim != len(index) or s[index] >= WEAK_PLANE_FRACTION * top:
+        return None
+    here = np.asarray(index)
+    best: tuple[tuple[int, int, int], tuple[int, ...]] | None = None
+    for cand in zip(*np.nonzero(s >= WEAK_PLANE_FRACTION * top)):
+        c = np.asarray(cand)
+        key = (int((c != here).sum()), int(np.abs(c - here).sum()), -int(c.sum()))
+        if best is None or key < best[0]:
+            best = (key, tuple(int(i) for i in cand))
+    return None if best is None else best[1]
+
+
+def sparse_plane(values: np.ndarray) -> bool:
+    """Whether a spectrum-image plane holds too few counts to show anything (fewer than
+    :data:`SPARSE_COUNTS_PER_PIXEL` on average)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return v.size > 0 and float(v.mean()) < SPARSE_COUNTS_PER_PIXEL

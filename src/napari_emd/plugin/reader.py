@@ -81,9 +81,10 @@ def read_layers(
         with cancellation(cancel):
             datasets = read_datasets(p, **options)
         opened.append(OpenedFile(p, datasets, datasets_to_layers(datasets, p, existing)))
-    if viewer is not None:
-        set_up_viewer(viewer, opened, had_layers=bool(existing))
-    return [layer for f in opened for layer in f.layers]
+    layers = [layer for f in opened for layer in f.layers]
+    if viewer is not None:  # reciprocal-space layers may go to a window of their own
+        layers = set_up_viewer(viewer, opened, had_layers=bool(existing))
+    return layers
 
 
 def datasets_to_layers(

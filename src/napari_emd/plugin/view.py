@@ -11,8 +11,13 @@ or a sample), :class:`Presenter`, one per viewer, sets its first view up:
   no axis for;
 - the energies of the energy sliders are shown in keV / eV in the canvas's text
   overlay, updated as the sliders move;
-- when layers in real and in reciprocal space share the viewer, napari cannot give them
-  one scale bar: a notification says so once, naming the layers.
+- an in-memory stack opens on a plane with signal (not an empty angle bin or slice),
+  with that plane's contrast; a sparse spectrum image opens hidden under its HAADF;
+- the scale bar comes on for the first calibrated layer;
+- reciprocal-space layers that would meet real-space ones go to a companion window
+  (:meth:`Presenter.open_elsewhere`, called by :mod:`.viewer_setup`); when layers in
+  real and in reciprocal space still share the viewer, napari cannot give them one
+  scale bar: a notification says so once, naming the layers.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from .layer_meta import EMDLayerInfo, layer_info
 PLACEHOLDER_LIMITS = (0.0, 1.0)
 
 _PRESENTERS: weakref.WeakKeyDictionary[Any, Presenter] = weakref.WeakKeyDictionary()
+#: The companion viewers made for reciprocal-space layers (:meth:`Presenter.open_elsewhere`).
+COMPANIONS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _model(viewer: Any) -> Any:
@@ -142,7 +149,9 @@ def energy_readout(viewer: Any) -> str:
     return " · ".join(parts)
 
 
-def _space(unit: Any) -> str:
+def layer_space(unit: Any) -> str:
+    """``"reciprocal"`` for a 1/length unit (as napari or a file spells it), else
+    ``"real"``."""
     text = str(unit)
     return "reciprocal" if ("1 /" in text or text.startswith("1/") or "/ " in text) else "real"
 
@@ -158,6 +167,8 @@ class Presenter:
         self.files: dict[str, EMDLayerInfo] = {}
         self._warned: set[frozenset[str]] = set()
         self._focused: dict[tuple[Any, str], int] = {}
+        self._bar_done = False  # the scale bar was switched on for a calibrated layer
+        self.companion: Any = None  # the window of reciprocal-space layers (open_elsewhere)
         viewer.layers.events.inserted.connect(self._inserted)
         viewer.layers.events.removed.connect(self._changed)
         viewer.dims.events.current_step.connect(self._update_readout)
@@ -171,6 +182,7 @@ class Presenter:
         if not info.presented:
             info.presented = True
             self.present(layer)
+            self._show_scale_bar(layer)
         self._check_units()
         self._update_readout()
 
@@ -201,12 +213,19 @@ class Presenter:
         worker thread (the peak from one chunk of the cube when the file has no summed
         spectrum), so opening never waits for decoding."""
         info = layer_info(layer)
-        if info is None or not info.is_spectrum_image:
+        if info is None:
+            return
+        if not info.is_spectrum_image:
+            self._open_on_signal(layer, info)
             return
         if info.peak_energy is not None:
             self._focus(layer, info)
             if isinstance(layer.data, np.ndarray):
-                return  # the reader set the contrast of that plane already
+                # the reader set the contrast of that plane already
+                index = self._data_index(layer)
+                if index is not None:
+                    self._hide_if_sparse(layer, info, layer.data[index])
+                return
         elif isinstance(layer.data, np.ndarray):
             return
         data, record, peak = layer.data, info.record, info.peak_energy
@@ -225,6 +244,8 @@ class Presenter:
                 info.peak_energy, info.peak_confidence = energy, look.LIKELY
                 self._focus(layer, info)
             limits = look.robust_limits(values) if values is not None else None
+            if values is not None:
+                self._hide_if_sparse(layer, info, values)
             if limits is not None and tuple(layer.contrast_limits) == PLACEHOLDER_LIMITS:
                 layer.contrast_limits_range = (min(0.0, limits[0]),
                                                max(limits[1], float(values.max(initial=1))))
@@ -238,6 +259,102 @@ class Presenter:
                                 if worker in self.workers else None)
         self.workers.append(worker)
         worker.start()
+
+    def _open_on_signal(self, layer: Any, info: EMDLayerInfo) -> None:
+        """The first view of an in-memory stack (prismatic's detector bins and depth
+        slices, a 4D-STEM cube): when the plane the sliders show is weak (an empty
+        angle bin or slice), move the layer's sliders to the nearest plane with signal;
+        then take the contrast from the plane shown, not from the whole stack (whose
+        strongest planes would leave the shown one black)."""
+        data = layer.data
+        rec = info.record
+        if (not isinstance(data, np.ndarray) or data.ndim <= 2 or rec is None
+                or rec.saved is not None or info.derived is not None
+                or getattr(layer, "rgb", False) or data.dtype.kind not in "biuf"):
+            return  # saved layers keep their state; maps and RGB are not stacks
+        index = self._data_index(layer)
+        if index is None:
+            return
+        target = look.plane_with_signal(look.plane_strengths(data, data.ndim - 2), index)
+        if target is not None:
+            offset = self.viewer.dims.ndim - layer.ndim
+            for i, (now, new) in enumerate(zip(index, target)):
+                if now != new:
+                    value = float(layer.translate[i] + layer.scale[i] * new)
+                    self.viewer.dims.set_point(i + offset, value)
+            index = self._data_index(layer) or target
+        limits = look.robust_limits(data[index])
+        if limits is None or not np.isfinite(data[index]).any():
+            return
+        finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
+        lo, hi = float(finite.min()), float(finite.max())
+        layer.contrast_limits_range = (min(lo, limits[0]), max(hi, limits[1]))
+        layer.contrast_limits = limits
+
+    def _hide_if_sparse(self, layer: Any, info: EMDLayerInfo, values: Any) -> None:
+        """Hide a spectrum image whose opening plane holds a few stray counts (a black
+        canvas with a few bright pixels) when its file shows an image of the scan (the
+        HAADF) in this viewer: that image is what tells the scan; the SI stays one click
+        away and its spectra and maps are the spectrum viewer's."""
+        if not layer.visible or not look.sparse_plane(np.asarray(values)):
+            return
+        images = [ly.name for ly in self.viewer.layers
+                  if ly is not layer and ly.visible and (o := layer_info(ly)) is not None
+                  and o.source == info.source and not o.is_spectrum_image]
+        if not images:
+            return
+        layer.visible = False
+        from napari.utils.notifications import show_info
+
+        show_info(
+            f"napari-emd: {layer.name} holds a few stray counts per plane at the energy it "
+            f"opens on, so it opens hidden under {', '.join(images)}; show it in the "
+            "layer list, or make element maps (energy-window sums) in the spectrum viewer."
+        )
+
+    def _show_scale_bar(self, layer: Any) -> None:
+        """Switch the viewer's scale bar on for the first calibrated napari-emd image
+        (its screen axes in a physical unit), once: a user who hides it keeps it hidden."""
+        if self._bar_done:
+            return
+        units = getattr(layer, "units", None)
+        if units is None or layer.ndim < 2 or any(str(u) == "pixel" for u in units[-2:]):
+            return
+        self._bar_done = True
+        with contextlib.suppress(Exception):
+            scale_bar_of(self.viewer).visible = True
+
+    def open_elsewhere(self, layers: list[Any], kept: list[str]) -> Any:
+        """Open reciprocal-space layer tuples in this viewer's companion window (made on
+        first use, made again when closed), with their own presenter: napari has one
+        world and one scale bar per viewer. ``kept``: the names of the layers this
+        viewer gets, for the notification. Returns the companion viewer."""
+        import napari
+        from napari.layers import Layer
+        from napari.utils.notifications import show_info
+
+        companion = self.companion
+        if companion is None or not hasattr(companion.window, "_qt_window"):
+            show = True
+            with contextlib.suppress(Exception):
+                show = bool(self.viewer.window._qt_window.isVisible())
+            companion = napari.Viewer(title="napari-emd: reciprocal space", show=show)
+            self.companion = companion
+            COMPANIONS.add(companion)
+        install(companion)
+        names = []
+        for data, kw, kind in layers:
+            kw = {k: v for k, v in kw.items() if k != "visible"}  # shown in its own window
+            companion.add_layer(Layer.create(data, kw, kind))
+            names.append(kw.get("name", kind))
+        with contextlib.suppress(Exception):
+            scale_bar_of(companion).visible = True
+        show_info(
+            f"napari-emd: {', '.join(names)} (reciprocal space) opened in a window of its "
+            f"own, 'napari-emd: reciprocal space'; {', '.join(kept) or 'the images'} (real "
+            "space) stay in this one: napari has one scale bar per viewer."
+        )
+        return companion
 
     def _focus(self, layer: Any, info: EMDLayerInfo) -> None:
         """Move the energy slider to the layer's opening energy, unless a surer one of
@@ -275,7 +392,7 @@ class Presenter:
             units = getattr(ly, "units", None)
             if units is None or ly.ndim < 2 or str(units[-1]) == "pixel":
                 continue
-            groups.setdefault(_space(units[-1]), []).append(ly.name)
+            groups.setdefault(layer_space(units[-1]), []).append(ly.name)
         if len(groups) < 2:
             return
         key = frozenset(name for names in groups.values() for name in names)
@@ -303,6 +420,16 @@ class Presenter:
                 overlay.visible = True
             elif overlay.text and ("energy" in overlay.text.lower()):
                 overlay.visible = False
+
+
+def scale_bar_of(viewer: Any) -> Any:
+    """The viewer's scale-bar overlay (``viewer.canvas.overlays["scale_bar"]`` since
+    napari 0.9, where ``viewer.scale_bar`` is deprecated)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    if overlays is not None and "scale_bar" in overlays:
+        return overlays["scale_bar"]
+    return viewer.scale_bar
 
 
 def install(viewer: Any) -> Presenter:

@@ -15,7 +15,11 @@ reader changes a viewer:
   the spectrum viewer dock and each table in a table dock;
 - napari's grid mode is turned on when the viewer had no layers and the first file that
   gives layers is best seen side by side (several independent images, like Velox's
-  panels; :func:`side_by_side`).
+  panels; :func:`side_by_side`);
+- reciprocal-space layers (FFTs, 1/length units) that would share the viewer with
+  real-space ones open in a window of their own instead (:func:`split_spaces`): napari
+  has one world and one scale bar per viewer, so a hidden FFT in 1/µm among images in
+  µm would still set the view's extent (the image a speck) and drop every unit.
 
 Nothing here reads data or adds layers; without a viewer none of it runs, so reading
 stays free of napari.
@@ -31,7 +35,7 @@ from typing import Any
 from ..model import Dataset
 from .layer_meta import is_si_layer
 from .layers import LayerData, file_info
-from .view import install
+from .view import install, layer_space
 
 
 @dataclass(frozen=True)
@@ -43,13 +47,22 @@ class OpenedFile:
     layers: list[LayerData]
 
 
-def set_up_viewer(viewer: Any, opened: Sequence[OpenedFile], had_layers: bool) -> None:
+def set_up_viewer(
+    viewer: Any, opened: Sequence[OpenedFile], had_layers: bool
+) -> list[LayerData]:
     """Prepare ``viewer`` for the layers of ``opened`` (the files of one read, in order)
     before napari adds them: install its presenter, dock the spectra and tables of files
-    without an image, and turn grid mode on for side-by-side images in an empty viewer
-    (``had_layers``: whether the viewer held layers before the read). See the module
-    docstring for when it runs."""
+    without an image, open reciprocal-space layers that would meet real-space ones in
+    a window of their own, and turn grid mode on for side-by-side images in an empty
+    viewer (``had_layers``: whether the viewer held layers before the read). Returns
+    the layer tuples ``viewer`` gets. See the module docstring for when it runs."""
     presenter = install(viewer)
+    here, elsewhere = split_spaces(viewer, [ly for f in opened for ly in f.layers])
+    if elsewhere:
+        presenter.open_elsewhere(elsewhere, [kw["name"] for _, kw, _ in here])
+        opened = [OpenedFile(f.path, f.datasets, [ly for ly in f.layers
+                                            if any(ly is h for h in here)])
+                  for f in opened]
     for f in opened:
         if not f.layers and f.datasets:
             # spectra and tables only: they open in the spectrum viewer and table docks
@@ -60,6 +73,34 @@ def set_up_viewer(viewer: Any, opened: Sequence[OpenedFile], had_layers: bool) -
         grid.enabled = True  # like Velox's panels: every image in view
         with contextlib.suppress(Exception):  # napari >= 0.6
             grid.spacing = 0.05
+    return here
+
+
+def _space_of_units(units: Sequence[Any]) -> str:
+    return layer_space(units[-1]) if units else "real"
+
+
+def split_spaces(
+    viewer: Any, layers: list[LayerData]
+) -> tuple[list[LayerData], list[LayerData]]:
+    """The layer tuples ``viewer`` gets and the reciprocal-space ones that open in a
+    window of their own: those that would meet real-space layers (already in the viewer
+    or of this read). Layers in pixels count as neither; a viewer without a window (a
+    bare model) keeps them all."""
+    if getattr(viewer, "window", None) is None:
+        return layers, []
+    spaces = {_space_of_units([str(u) for u in ly.units]) for ly in viewer.layers
+              if getattr(ly, "units", None) is not None and ly.ndim >= 2
+              and str(ly.units[-1]) != "pixel"}
+    def space(kw: dict[str, Any]) -> str | None:
+        units = kw.get("units") or []
+        return None if not units or units[-1] == "pixel" else _space_of_units(units)
+
+    spaces |= {sp for _, kw, _ in layers if (sp := space(kw)) is not None}
+    if not {"real", "reciprocal"} <= spaces:
+        return layers, []
+    here = [ly for ly in layers if space(ly[1]) != "reciprocal"]
+    return here, [ly for ly in layers if space(ly[1]) == "reciprocal"]
 
 
 def grid_of(viewer: Any) -> Any:
@@ -83,4 +124,4 @@ def side_by_side(layers: list[LayerData]) -> bool:
     return len(shown) >= 2
 
 
-__all__ = ["OpenedFile", "grid_of", "set_up_viewer", "side_by_side"]
+__all__ = ["OpenedFile", "grid_of", "set_up_viewer", "side_by_side", "split_spaces"]
