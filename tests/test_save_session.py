@@ -240,3 +240,40 @@ def test_reopened_session_looks_as_saved(make_napari_viewer, tmp_path, lazy_laye
     si2 = next(ly for ly in viewer2.layers if is_si_layer(ly))
     assert layer_info(si2).record_axes == (0, None, 1, 2)
     assert layer_info(si2).world_keys == ("energy:EDS", "time")
+
+
+def test_other_readers_get_the_layer_names(make_napari_viewer, tmp_path, lazy_layers):
+    """RosettaSciIO and ncempy take a title from the group's name: layers `C` (next to
+    `Ca`) and `EDS` (next to `EDS spectrum - ...`) are not renamed `C (1)`, `EDS (1)`.
+    ncempy reads one group per call: `read(path)` the first (the bottom layer),
+    `read(path, dsetNum=i)` the i-th of `fileEMD(path).list_emds`, every one."""
+    rsciio_emd = pytest.importorskip("rsciio.emd")
+    nio = pytest.importorskip("ncempy.io")
+    from ncempy.io.emd import fileEMD
+
+    viewer = make_napari_viewer()
+    viewer.open(str(real_file(VELOX_SI)), plugin=PLUGIN)
+    _annotate(viewer, viewer.layers["HAADF"])
+    names = [ly.name for ly in viewer.layers]
+    assert {"C", "Ca", "EDS"} <= set(names)
+    spectra = [sp["title"] for sp in layer_info(viewer.layers["EDS"]).spectra]
+    assert spectra and all(t.startswith("EDS") for t in spectra)
+    path = tmp_path / "session.emd"
+    viewer.layers.save(str(path), plugin=PLUGIN)
+
+    titles = [s["metadata"]["General"]["title"] for s in rsciio_emd.file_reader(str(path))]
+    assert sorted(titles) == sorted(names + spectra)
+
+    with fileEMD(str(path)) as f:
+        listed = [g.name.rsplit("/", 1)[-1] for g in f.list_emds]
+    assert listed == names + spectra  # layer order, bottom first, then the spectra
+    assert nio.read(str(path))["name"] == names[0] == "HAADF"
+    for i, name in enumerate(listed):
+        got = nio.read(str(path), dsetNum=i)
+        assert got["name"] == name
+        if name in ("HAADF", "C", "mask"):  # images: stored reversed, (x, y)
+            np.testing.assert_array_equal(got["data"].T, np.asarray(viewer.layers[name].data))
+            assert got["pixelName"] == ["x", "y"] and got["pixelUnit"] == ["[n_m]", "[n_m]"]
+        if name == "EDS":  # the spectrum image, stored (E, x, y)
+            assert got["data"].shape == tuple(reversed(si_record(viewer.layers[name]).shape))
+            assert got["pixelName"] == ["Energy", "x", "y"]
