@@ -18,10 +18,20 @@ REAL_FILES = sorted(
 ) if DATA_DIR.is_dir() else []
 
 
-def test_not_hdf5_is_not_ours(tmp_path):
+def test_not_hdf5_emd_is_refused_with_our_reason(tmp_path):
+    # napari only asks us for an .emd when we are its reader for .emd (the only one, the
+    # preferred one, or the one picked): returning None there shows napari's "refused the
+    # file" with no reason, so an .emd that is not HDF5 gets a reader that says why
     p = tmp_path / "notes.emd"
     p.write_text("this is some other program's .emd file")
-    assert napari_get_reader(str(p)) is None
+    reader = napari_get_reader(str(p))
+    assert reader is not None
+    with pytest.raises(EMDError, match=r"notes\.emd: not an HDF5 file"):
+        reader(str(p))
+    # .h5 belongs to many programs: a non-HDF5 one is left to them
+    h5 = tmp_path / "notes.h5"
+    h5.write_text("text")
+    assert napari_get_reader(str(h5)) is None
 
 
 def test_hdf5_that_is_not_emd_is_not_ours(tmp_path):

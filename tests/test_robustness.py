@@ -199,3 +199,50 @@ def test_eager_read_decodes_the_counted_stream_without_reading_it_again(
         (ref,) = napari_emd.read_datasets(path, select_type="spectrum_image", lazy=True)
         assert ref.shape == si.shape
         np.testing.assert_array_equal(si.data, ref.data.compute())
+
+
+def _velox_with_empty_image(tmp_path, shape):
+    """A real Velox file with several images, one image's Data replaced by an empty
+    array (an aborted acquisition). Returns the path and that image's group path."""
+    import shutil
+
+    path = tmp_path / "empty image.emd"
+    shutil.copy(real_file("fei_example_dpc_titles.emd"), path)
+    os.chmod(path, 0o644)
+    with h5py.File(path, "r+") as f:
+        images = f["Data/Image"]
+        assert len(images) > 1
+        key = next(iter(images))
+        dtype = images[key]["Data"].dtype
+        del images[key]["Data"]
+        images[key].create_dataset("Data", shape=shape, dtype=dtype)
+    return path, f"Data/Image/{key}"
+
+
+@pytest.mark.parametrize("shape", [(0, 512, 1), (512, 512, 0), (0, 0, 0), (0, 512)])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_empty_velox_image_warns_in_the_library(tmp_path, shape, lazy):
+    """file_reader used to return a (0, 512) image silently (and a zero-frame one failed
+    with a ValueError about its axes): it warns, naming the file and the dataset, and
+    skips it, as napari does; the other images are read."""
+    path, where = _velox_with_empty_image(tmp_path, shape)
+    full = napari_emd.file_reader(real_file("fei_example_dpc_titles.emd"), lazy=lazy)
+    with pytest.warns(EMDWarning) as record:
+        got = napari_emd.file_reader(path, lazy=lazy)
+    ours = [str(w.message) for w in record if where in str(w.message)]
+    assert len(ours) == 1, [str(w.message) for w in record]
+    assert ours[0].startswith(f"{path}: {where}: ") and "holds no data" in ours[0]
+    assert len(got) == len(full) - 1
+    assert all(0 not in s["data"].shape for s in got)
+
+
+def test_empty_velox_image_warns_once_in_napari(tmp_path):
+    """The napari reader (no viewer needed) gives the library's warning, once, and no
+    layer for the empty image."""
+    from napari_emd.plugin.reader import read_layers
+
+    path, where = _velox_with_empty_image(tmp_path, (0, 512, 1))
+    with pytest.warns(EMDWarning) as record:
+        layers = read_layers(str(path))
+    assert len([w for w in record if where in str(w.message)]) == 1
+    assert layers and all(0 not in np.shape(data) for data, _kw, _t in layers)

@@ -177,3 +177,103 @@ def test_rsciio_sees_navigation_and_signal_type(tmp_path):
     got = _si_dict(rsciio_emd.file_reader(str(path)))
     assert [a["navigate"] for a in got["axes"]] == [True, True, False]
     assert got["metadata"]["Signal"]["signal_type"].startswith("EDS")
+
+
+def _look(viewer):
+    """What a viewer shows of its layers: names, types, shapes, axis labels, units,
+    scale and translate, and its sliders' labels."""
+    layers = [(ly.name, ly._type_string, tuple(np.shape(ly.data)) if ly._type_string == "image"
+               else None, tuple(ly.axis_labels), tuple(str(u) for u in ly.units),
+               tuple(np.round(ly.scale, 9)), tuple(np.round(ly.translate, 9)))
+              for ly in viewer.layers]
+    return layers, tuple(viewer.dims.axis_labels)
+
+
+def _session_with_sliders(viewer):
+    """A frame-time stack opened before a Velox SI: the SI's layer gets a size-1 filler
+    axis for the stack's time slider, its energy a slider of its own ("EDS energy"); a
+    points layer made as napari's New Points does from the HAADF image (its units and
+    labels)."""
+    from napari_emd.plugin.view import energy_readout
+
+    viewer.open(str(real_file("fei_example_tem_stack.emd")), plugin=PLUGIN)
+    viewer.open(str(real_file(VELOX_SI)), plugin=PLUGIN)
+    haadf = viewer.layers["HAADF"]
+    viewer.add_points(np.array([[3.0, 4.0]]), name="marks", scale=haadf.scale,
+                      translate=haadf.translate, units=haadf.units,
+                      axis_labels=haadf.axis_labels)
+    si = next(ly for ly in viewer.layers if is_si_layer(ly))
+    assert si.data.shape[1] == 1 and si.axis_labels[0] == "EDS energy"
+    assert viewer.layers.extent.units is not None  # napari's "Inconsistent units" test
+    assert energy_readout(viewer).startswith("EDS energy ")
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_reopened_session_looks_as_saved(make_napari_viewer, tmp_path, lazy_layers, legacy):
+    """Axis labels, units, sliders and the energy readout come back as saved, without
+    napari's "Inconsistent units across layers" (the SI's energy used to land on the
+    time slider, labelled "Energy"). ``legacy``: a file written before the SI's
+    ``record_axes``/``world_keys`` were kept (its fillers matched from units and steps)."""
+    import json
+
+    import h5py
+
+    from napari_emd.plugin.view import energy_readout
+
+    viewer = make_napari_viewer()
+    _session_with_sliders(viewer)
+    path = tmp_path / "session.emd"
+    viewer.layers.save(str(path), plugin=PLUGIN)
+    if legacy:
+        with h5py.File(path, "r+") as f:
+            for g in f["data"].values():
+                state = json.loads(g.attrs.get("napari_layer", "{}"))
+                if state.get("spectrum_image"):
+                    assert state.pop("record_axes") and state.pop("world_keys")
+                    g.attrs["napari_layer"] = json.dumps(state)
+
+    viewer2 = make_napari_viewer()
+    viewer2.open(str(path), plugin=PLUGIN)
+    assert _look(viewer2) == _look(viewer)
+    assert viewer2.layers.extent.units is not None
+    assert energy_readout(viewer2).startswith("EDS energy ")
+    si2 = next(ly for ly in viewer2.layers if is_si_layer(ly))
+    assert layer_info(si2).record_axes == (0, None, 1, 2)
+    assert layer_info(si2).world_keys == ("energy:EDS", "time")
+
+
+def test_other_readers_get_the_layer_names(make_napari_viewer, tmp_path, lazy_layers):
+    """RosettaSciIO and ncempy take a title from the group's name: layers `C` (next to
+    `Ca`) and `EDS` (next to `EDS spectrum - ...`) are not renamed `C (1)`, `EDS (1)`.
+    ncempy reads one group per call: `read(path)` the first (the bottom layer),
+    `read(path, dsetNum=i)` the i-th of `fileEMD(path).list_emds`, every one."""
+    rsciio_emd = pytest.importorskip("rsciio.emd")
+    nio = pytest.importorskip("ncempy.io")
+    from ncempy.io.emd import fileEMD
+
+    viewer = make_napari_viewer()
+    viewer.open(str(real_file(VELOX_SI)), plugin=PLUGIN)
+    _annotate(viewer, viewer.layers["HAADF"])
+    names = [ly.name for ly in viewer.layers]
+    assert {"C", "Ca", "EDS"} <= set(names)
+    spectra = [sp["title"] for sp in layer_info(viewer.layers["EDS"]).spectra]
+    assert spectra and all(t.startswith("EDS") for t in spectra)
+    path = tmp_path / "session.emd"
+    viewer.layers.save(str(path), plugin=PLUGIN)
+
+    titles = [s["metadata"]["General"]["title"] for s in rsciio_emd.file_reader(str(path))]
+    assert sorted(titles) == sorted(names + spectra)
+
+    with fileEMD(str(path)) as f:
+        listed = [g.name.rsplit("/", 1)[-1] for g in f.list_emds]
+    assert listed == names + spectra  # layer order, bottom first, then the spectra
+    assert nio.read(str(path))["name"] == names[0] == "HAADF"
+    for i, name in enumerate(listed):
+        got = nio.read(str(path), dsetNum=i)
+        assert got["name"] == name
+        if name in ("HAADF", "C", "mask"):  # images: stored reversed, (x, y)
+            np.testing.assert_array_equal(got["data"].T, np.asarray(viewer.layers[name].data))
+            assert got["pixelName"] == ["x", "y"] and got["pixelUnit"] == ["[n_m]", "[n_m]"]
+        if name == "EDS":  # the spectrum image, stored (E, x, y)
+            assert got["data"].shape == tuple(reversed(si_record(viewer.layers[name]).shape))
+            assert got["pixelName"] == ["Energy", "x", "y"]

@@ -683,3 +683,18 @@ def test_metadata_tree_comes_back_and_json_attributes_stay_out_of_signal(tmp_pat
     signal = back["metadata"]["Signal"]
     assert "original_metadata" not in signal and "napari_layer" not in signal
     assert back["original_metadata"]["Instrument"]["Model"] == "Titan"
+
+
+def test_group_paths_keep_titles_as_group_names():
+    """RosettaSciIO and ncempy title a group by its name: a title that would be found in
+    another group's path goes one level down, its group still named by the title."""
+    from napari_emd.writer.prepare import group_paths
+
+    assert group_paths(["C", "Ca", "Cu", "O"]) == ["C (1)/C", "Ca", "Cu", "O"]
+    assert group_paths(["a/b", "a/b"]) == ["a_b (1)/a_b", "a_b (2)/a_b"]
+    for titles in (["x", "x (1)", "xy", "x"], ["d", "x data", "da", "data"],
+                   ["EDS", "EDS spectrum", "C (1)", "C", "Ca"]):
+        paths = group_paths(titles)
+        assert [p.rsplit("/", 1)[-1] for p in paths] == [t.replace("/", "_") for t in titles]
+        assert len(set(paths)) == len(paths)
+        assert not any(a != b and f"data/{a}" in f"data/{b}/data" for a in paths for b in paths)

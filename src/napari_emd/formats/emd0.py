@@ -191,23 +191,28 @@ def find_members(f: h5py.File) -> list[Member]:
 
 
 def _in_creation_order(f: h5py.File, found: list[Member]) -> list[Member]:
-    """Members of a group that tracks creation order (napari-emd's writer keeps the
-    napari layer order that way) in that order; h5py iterates such groups in creation
-    order, others by name."""
-    parents: dict[str, list[str]] = {}
-    for m in found:
-        parent = m.group.rsplit("/", 1)[0] or "/"
-        if parent not in parents:
-            try:
-                parents[parent] = list(f[parent])
-            except Exception:
-                parents[parent] = []
-    first_seen = {p: i for i, p in enumerate(parents)}
+    """Members in the order of their groups in the file: each step of a group's path by
+    its place among its parent's members, which h5py lists in creation order for a group
+    that tracks it (napari-emd's writer keeps the napari layer order that way, a group
+    it had to put one level down, ``/data/C (1)/C``, in its folder's place) and by name
+    otherwise."""
+    listings: dict[str, list[str]] = {}
 
-    def key(m: Member) -> tuple[int, int]:
-        parent, _, leaf = m.group.rpartition("/")
-        names = parents[parent or "/"]
-        return (first_seen[parent or "/"], names.index(leaf) if leaf in names else 0)
+    def listing(parent: str) -> list[str]:
+        if parent not in listings:
+            try:
+                listings[parent] = list(f[parent])
+            except Exception:
+                listings[parent] = []
+        return listings[parent]
+
+    def key(m: Member) -> tuple[int, ...]:
+        out, parent = [], "/"
+        for part in m.group.strip("/").split("/"):
+            names = listing(parent)
+            out.append(names.index(part) if part in names else len(names))
+            parent = f"{parent.rstrip('/')}/{part}"
+        return tuple(out)
 
     return sorted(found, key=key)
 

@@ -28,15 +28,18 @@ from .viewer_setup import OpenedFile, set_up_viewer
 PathLike = str | os.PathLike
 ReaderFunction = Callable[[Any], list[LayerData]]
 
-# Extensions we claim even when the file is damaged, so the user gets our error message
-# instead of "no reader found".
+# Extensions we claim even when the file is damaged or not HDF5 at all, so the user gets
+# our error message (the file and what is wrong with it) instead of napari's "refused the
+# file". .h5/.hdf5 belong to many programs: those we claim only when they are EMD.
 _OWN_EXTENSIONS = (".emd", ".de5")
 
 
 def _claims(path: str) -> bool:
     ext = os.path.splitext(path)[1].lower()
-    if ext not in READ_EXTENSIONS or not os.path.isfile(path) or not is_hdf5(path):
+    if ext not in READ_EXTENSIONS or not os.path.isfile(path):
         return False
+    if not is_hdf5(path):
+        return ext in _OWN_EXTENSIONS
     try:
         return detect_format(path) is not None
     except EMDError:
@@ -56,8 +59,29 @@ def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | N
 def reader_function(path: PathLike | Sequence[PathLike], **options: Any) -> list[LayerData]:
     """Read one or more EMD files into layer data tuples (lazily: big data stays on disk).
     A file of spectra and tables only opens them in the spectrum viewer and table docks
-    and gives napari its "nothing to add" sign."""
-    return read_layers(path, current_viewer(), **options) or [(None,)]  # type: ignore[list-item]
+    and gives napari its "nothing to add" sign.
+
+    A file that cannot be read raises :class:`EMDError`, and its message (the file and
+    what is wrong) is also shown as napari's notification first: napari wraps a reader's
+    exception in its own "Tried to read ... but it gave an error" whose first line is all
+    its toast shows, so without ours the reason would only appear when expanded."""
+    try:
+        return read_layers(path, current_viewer(), **options) or [(None,)]  # type: ignore[list-item]
+    except EMDError as err:
+        notify_error(err)
+        raise
+
+
+def notify_error(err: BaseException) -> None:
+    """Show ``err``'s message as a napari error notification. The message only, not the
+    exception: napari keeps its notifications, and an exception's traceback would keep
+    the viewer's frames alive (napari's own notification of the error that follows has
+    the traceback). Nothing happens without napari."""
+    try:
+        from napari.utils.notifications import show_error
+    except ImportError:  # the library used without napari: the exception says it all
+        return
+    show_error(str(err))
 
 
 def read_layers(

@@ -16,8 +16,11 @@ and units at napari's defaults get those of the world the other layers define
     only :meth:`.layer_meta.EMDLayerInfo.summary`: the dataset's metadata trees are the
     group's own ``metadata`` and ``original_metadata`` attributes); images add ``rgb``,
     ``multiscale``, ``colormap`` (``colormap_colors``/``_controls``/``_interpolation``
-    for a custom one), ``contrast_limits``, ``gamma`` and ``spectrum_image``; labels
-    ``labels_colormap``; annotation layers the keys :mod:`.annotations` lists.
+    for a custom one), ``contrast_limits``, ``gamma`` and ``spectrum_image`` (a spectrum
+    image also ``record_axes``: the record axis each layer axis shows, ``null`` for a
+    size-1 filler axis the file does not store, and ``world_keys``: the slider slot of
+    each leading axis); labels ``labels_colormap``; annotation layers the keys
+    :mod:`.annotations` lists.
 
 Only this module imports napari (for the progress bar and colormap names).
 """
@@ -247,6 +250,13 @@ def _spectrum_image_group(rec: Any, meta: Mapping[str, Any], name: str
     ndim = len(list(meta.get("scale") or [])) or rec.data.ndim
     state = _common_state(meta, "image", name, ndim)
     state["spectrum_image"] = True
+    # the record is stored without the layer's size-1 filler axes: which record axis
+    # each layer axis shows, and each slider's slot, put them back on reopening
+    info = layer_info(meta)
+    if info is not None and len(info.record_axes) == ndim:
+        state["record_axes"] = list(info.record_axes)
+        if len(info.world_keys) == ndim - 2:
+            state["world_keys"] = list(info.world_keys)
     _image_look(meta, state)
     md = rec.full_metadata()
     md.setdefault("General", {})["title"] = name

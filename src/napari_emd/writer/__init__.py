@@ -43,7 +43,7 @@ from .layout import (
     write_group,
     write_root,
 )
-from .prepare import Prepared, chunks_for, default_chunks, group_names, prepare
+from .prepare import Prepared, chunks_for, default_chunks, group_paths, prepare
 from .safefile import (
     HDF5WriteError,
     abandon,
@@ -129,7 +129,7 @@ def write_signals(
     if group_items is not None:
         for prep, items in zip(prepared, group_items, strict=True):
             prep.items = items
-    names = group_names([p.title for p in prepared])
+    names = group_paths([p.title for p in prepared])
     check_target(path, sum(p.nbytes + items_nbytes(p.items) for p in prepared))
 
     total = sum(p.n_blocks for p in prepared)
@@ -149,6 +149,8 @@ def write_signals(
                     extra = group_attrs[i] if group_attrs is not None else None
                     with hdf5_writes():
                         group = container.create_group(name)
+                        if "/" in name:  # a numbered folder: says whose it is
+                            group.parent.attrs["title"] = prep.title
                     write_group(path, group, prep, extra, counter)
                 with hdf5_writes():
                     f.close()  # flushes: can fail too (disk full); HDF5 trims the reserve

@@ -328,6 +328,40 @@ def group_names(titles: list[str]) -> list[str]:
 
 
 def _found_in(a: str, b: str) -> bool:
-    """RosettaSciIO's test of whether group ``a`` belongs to ``b``'s stack."""
+    """RosettaSciIO's test of whether group ``a`` belongs to ``b``'s stack (``a`` and
+    ``b`` paths under ``/data``)."""
     return f"data/{a}" in f"data/{b}/data"
+
+
+def group_paths(titles: list[str]) -> list[str]:
+    """Where each title's data group goes under ``/data``: a group named by the title
+    itself (``/`` replaced by ``_``), so that readers that take the title from the
+    group's name (RosettaSciIO, ncempy) give the real name back.
+
+    A title that :func:`group_names` has to number (``C`` next to ``Ca``; the same title
+    twice) goes one level down, into a group named with that number: ``C (1)/C``. Such
+    a path is never found in another group's path, and the numbered group keeps the
+    tidy listing of ``/data`` with no clash. (Nothing can be done for ``/`` in a title.)
+    """
+    names = group_names(titles)
+    bases = [_plain(t) for t in titles]
+    paths = [n if n == b else f"{n}/{b}" for n, b in zip(names, bases)]
+    while True:  # a title ending in "data" next to "d", "da"...: number the short one
+        clash = next((i for i, a in enumerate(paths)
+                      if any(j != i and (a == b or _found_in(a, b))
+                             for j, b in enumerate(paths))), None)
+        if clash is None:
+            return paths
+        base, n = bases[clash], 1
+        while any(j != clash and (_found_in(f"{base} ({n})/{base}", b)
+                                  or _found_in(b, f"{base} ({n})/{base}"))
+                  for j, b in enumerate(paths)):
+            n += 1
+        paths[clash] = f"{base} ({n})/{base}"
+
+
+def _plain(title: Any) -> str:
+    """A title as a group name (``/`` is a path separator; ``.`` and ``..`` are taken)."""
+    (name,) = dataset_names([title], fallback="dataset")
+    return name
 

@@ -97,7 +97,7 @@ class VeloxReader:
             except InvalidOption:
                 raise  # the caller's option, not a damaged dataset
             except (OSError, KeyError, IndexError, TypeError, ValueError) as err:
-                warn(f"{where}: cannot be read ({err}); it is skipped")
+                warn(f"{self.path}: {where}: cannot be read ({err}); it is skipped")
                 continue
             if item is not None:
                 found.append(item)
@@ -119,7 +119,11 @@ class VeloxReader:
         elif dset.ndim == 3:
             ny, nx, nf = dset.shape
         else:
-            warn(f"{where}: unexpected image shape {dset.shape}; it is skipped")
+            warn(f"{self.path}: {where}: unexpected image shape {dset.shape}; it is skipped")
+            return None
+        if 0 in (ny, nx, nf):  # an aborted acquisition: a record with nothing to show
+            warn(f"{self.path}: {where}: the image holds no data (stored shape "
+                 f"{dset.shape}); it is skipped")
             return None
         meta = self.md.image_meta(g, where)
         is_si = self._is_si_image(meta, (ny, nx, nf))
