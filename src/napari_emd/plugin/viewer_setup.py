@@ -23,12 +23,12 @@ stays free of napari.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..model import Dataset
+from .compat import grid_of
 from .layer_meta import is_si_layer
 from .layers import LayerData, file_info
 from .view import install
@@ -58,15 +58,7 @@ def set_up_viewer(viewer: Any, opened: Sequence[OpenedFile], had_layers: bool) -
     if not had_layers and first is not None and side_by_side(first):
         grid = grid_of(viewer)
         grid.enabled = True  # like Velox's panels: every image in view
-        with contextlib.suppress(Exception):  # napari >= 0.6
-            grid.spacing = 0.05
-
-
-def grid_of(viewer: Any) -> Any:
-    """The viewer's grid-mode model (``viewer.canvas.grid`` since napari 0.9, where
-    ``viewer.grid`` is deprecated)."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if hasattr(canvas, "grid") else viewer.grid
+        grid.spacing = 0.05
 
 
 def side_by_side(layers: list[LayerData]) -> bool:
@@ -83,4 +75,4 @@ def side_by_side(layers: list[LayerData]) -> bool:
     return len(shown) >= 2
 
 
-__all__ = ["OpenedFile", "grid_of", "set_up_viewer", "side_by_side"]
+__all__ = ["OpenedFile", "set_up_viewer", "side_by_side"]
