@@ -19,8 +19,9 @@ something is handled by what it actually has. What changed, and what we do about
 - **Slider names from layers** (napari 0.9): the viewer names its sliders from the layers'
   ``axis_labels``. Before, sliders are called ``0``, ``1``...; :func:`sync_axis_labels`
   names them the same way.
-- **Docked widgets** (napari 0.6.1): ``window.dock_widgets``; 0.6.0 only has the private
-  ``window._dock_widgets`` (the dock frames). :func:`dock_widgets` returns the widgets.
+- **Docked widgets** (napari 0.6.2): ``window.dock_widgets``; 0.6.0 and 0.6.1 have only
+  the private ``window._dock_widgets`` (the dock frames). :func:`dock_widgets` returns
+  the widgets either way.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ def overlay(viewer: Any, name: str) -> Any:
 
 def dock_widgets(window: Any) -> Mapping[str, Any]:
     """The widgets docked in a napari window, by dock name: ``window.dock_widgets``
-    (napari >= 0.6.1); napari 0.6.0 has only the private mapping to the dock frames
-    (``window._dock_widgets``), whose Qt widget is returned (for a magicgui widget, its
-    ``native`` Qt widget)."""
+    (napari >= 0.6.2); napari 0.6.0 and 0.6.1 have only the private mapping to the dock
+    frames (``window._dock_widgets``), whose Qt widget is returned (for a magicgui widget,
+    its ``native`` Qt widget)."""
     docks = getattr(window, "dock_widgets", None)
     if docks is not None:
         return docks
