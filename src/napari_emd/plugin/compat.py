@@ -19,6 +19,9 @@ something is handled by what it actually has. What changed, and what we do about
 - **Slider names from layers** (napari 0.9): the viewer names its sliders from the layers'
   ``axis_labels``. Before, sliders are called ``0``, ``1``...; :func:`sync_axis_labels`
   names them the same way.
+- **Default axis labels** (napari 0.7): an axis given no label is called ``-1``; 0.6
+  calls it ``axis -1``. :func:`is_default_axis_label` knows both, so neither is saved
+  or shown as a name.
 - **Docked widgets** (napari 0.6.2): ``window.dock_widgets``; 0.6.0 and 0.6.1 have only
   the private ``window._dock_widgets`` (the dock frames). :func:`dock_widgets` returns
   the widgets either way.
@@ -162,11 +165,13 @@ def label_scale_bar(viewer: Any) -> None:
         overlay(viewer, "scale_bar").unit = str(unit)
 
 
-def _is_default_label(layer: Any, axis: int, label: str) -> bool:
-    """Whether ``label`` is the name napari gives axis ``axis`` of ``layer`` when it was
-    given none (``-1`` in newer napari, ``axis -1`` in 0.6)."""
-    back = str(axis - layer.ndim)
-    return label in {f"{prefix}{back}" for prefix in _DEFAULT_LABEL_PREFIXES}
+def is_default_axis_label(label: Any, index: int, ndim: int) -> bool:
+    """Whether ``label`` names nothing: empty, ``None`` or the name napari gives axis
+    ``index`` of an ``ndim``-D layer that was given none (its negative index: ``-2`` in
+    napari >= 0.7, ``axis -2`` in 0.6), so it must not be saved or shown as a name."""
+    text = "" if label is None else str(label).strip()
+    back = str(index - ndim)
+    return text in {"", "None"} | {f"{prefix}{back}" for prefix in _DEFAULT_LABEL_PREFIXES}
 
 
 def names_sliders_from_layers(viewer: Any) -> bool:
@@ -188,7 +193,7 @@ def sync_axis_labels(viewer: Any) -> None:
         offset = ndim - layer.ndim
         for i, label in enumerate(getattr(layer, "axis_labels", ())):
             axis = offset + i
-            if named[axis] or _is_default_label(layer, i, str(label)):
+            if named[axis] or is_default_axis_label(label, i, layer.ndim):
                 continue
             labels[axis], named[axis] = str(label), True
     if tuple(labels) != tuple(viewer.dims.axis_labels):
@@ -200,6 +205,7 @@ __all__ = [
     "converts_units",
     "dock_widgets",
     "grid_of",
+    "is_default_axis_label",
     "label_scale_bar",
     "layers_renamed",
     "names_sliders_from_layers",
