@@ -14,6 +14,7 @@ import pytest
 from conftest import DATA_DIR, real_file
 from napari_emd.errors import EMDWarning
 from napari_emd.plugin import look, view
+from napari_emd.plugin.compat import dock_widgets, grid_of, overlay, world_units
 from napari_emd.plugin.layer_meta import is_si_layer, layer_info
 
 pytestmark = [pytest.mark.napari, pytest.mark.realdata]
@@ -87,7 +88,7 @@ def test_eels_and_eds_energies_get_their_own_sliders(make_napari_viewer, qtbot):
     assert viewer.dims.axis_labels[e_eds] == "EDS energy"
     assert viewer.dims.axis_labels[e_eels.pop()] == "EELS energy loss"
     assert _unit(eds.units[eds.ndim - viewer.dims.ndim + e_eds]) == "keV"
-    assert viewer.layers.units is not None  # one unit per world axis: the scale bar keeps it
+    assert None not in world_units(viewer)  # one unit per world axis: the scale bar keeps it
     # this EDS SI holds only the zero-energy noise peak and stray single counts: it opens
     # on a line of the file's elements (Co, Fe, O; none counted: the first), not on a
     # stray count at 16.6 keV
@@ -123,8 +124,8 @@ def test_prismatic_dpc_components_split_and_units_kept(make_napari_viewer, qtbot
     viewer, layers = _open(make_napari_viewer, qtbot, "Si100_2D_3D_DPC_potential_2slices.emd")
     names = {ly.name for ly in layers}
     assert {"DPC_CoM x", "DPC_CoM y"} <= names
-    assert viewer.layers.units is not None
-    assert all(_unit(u) != "pixel" for u in viewer.layers.units[-2:])
+    units = world_units(viewer)
+    assert all(u is not None and _unit(u) != "pixel" for u in units[-2:])
 
 
 def test_si_opens_on_its_strongest_peak_with_contrast_for_it(make_napari_viewer, qtbot):
@@ -140,7 +141,7 @@ def test_si_opens_on_its_strongest_peak_with_contrast_for_it(make_napari_viewer,
     _lo, hi = si.contrast_limits
     assert hi <= plane.max() and hi >= np.percentile(plane, 99)
     # the energy is readable in keV on the canvas
-    text = viewer.canvas.overlays["text"].text
+    text = overlay(viewer, "text").text
     assert "EDS energy" in text and "keV" in text and f"{kev:.3f}" in text
 
 
@@ -204,7 +205,7 @@ def test_half_fft_is_a_centred_log_power_image(make_napari_viewer, qtbot, name):
 def test_spectrum_only_file_opens_the_spectrum_viewer(make_napari_viewer, qtbot):
     viewer, layers = _open(make_napari_viewer, qtbot, "fei_emd_spectrum.emd")
     assert layers == [] and len(viewer.layers) == 0  # no placeholder layer
-    docks = viewer.window.dock_widgets
+    docks = dock_widgets(viewer.window)
     widget = next(w for n, w in docks.items() if "Spectrum viewer" in n)
     spectrum = np.load(real_file("fei_emd_spectrum.npy"))
     np.testing.assert_array_equal(widget.spectrum, spectrum)
@@ -213,7 +214,7 @@ def test_spectrum_only_file_opens_the_spectrum_viewer(make_napari_viewer, qtbot)
 def test_table_only_file_shows_its_table(make_napari_viewer, qtbot):
     viewer, _layers = _open(make_napari_viewer, qtbot, "example_object_dtype_data.emd")
     assert len(viewer.layers) == 0
-    tables = [w for n, w in viewer.window.dock_widgets.items()
+    tables = [w for n, w in dock_widgets(viewer.window).items()
               if "example_object_dtype_data" in n]
     assert tables
     table = tables[0].table
@@ -255,11 +256,11 @@ def test_independent_images_side_by_side_maps_overlaid(make_napari_viewer, qtbot
     its HAADF (maps and regions are drawn over the scan); a generic 3-D signal is not
     split."""
     viewer, layers = _open(make_napari_viewer, qtbot, "fei_example_dpc_titles.emd")
-    assert viewer.canvas.grid.enabled and len(layers) >= 9
+    assert grid_of(viewer).enabled and len(layers) >= 9
     viewer, _ = _open(make_napari_viewer, qtbot, "Test SI 16x16 215 kx.emd")
-    assert not viewer.canvas.grid.enabled
+    assert not grid_of(viewer).enabled
     viewer, layers = _open(make_napari_viewer, qtbot, "fei_SI_SuperX-HAADF_10frames_10x50.emd")
-    assert not viewer.canvas.grid.enabled and sum(ly.visible for ly in layers) >= 2
+    assert not grid_of(viewer).enabled and sum(ly.visible for ly in layers) >= 2
     viewer, layers = _open(make_napari_viewer, qtbot, "example_signal.emd")
     assert [ly.data.shape for ly in layers] == [(3, 3, 3)]
 
@@ -323,11 +324,11 @@ def test_calibrated_file_shows_its_scale_bar(make_napari_viewer, qtbot, name, ba
     """viewer.open (as File > Open) switches the scale bar on for a calibrated file,
     not for one in pixels; it stays off when the user hid it after the first file."""
     viewer, _layers = _open(make_napari_viewer, qtbot, name)
-    assert view.scale_bar_of(viewer).visible is bar
+    assert overlay(viewer, "scale_bar").visible is bar
     if bar:
-        view.scale_bar_of(viewer).visible = False
+        overlay(viewer, "scale_bar").visible = False
         viewer.open(str(real_file(name)), plugin=PLUGIN)
-        assert not view.scale_bar_of(viewer).visible
+        assert not overlay(viewer, "scale_bar").visible
 
 
 def test_sparse_si_opens_hidden_under_its_haadf(make_napari_viewer, qtbot):
@@ -359,4 +360,4 @@ def test_fft_beside_an_image_opens_in_its_own_window(make_napari_viewer, qtbot, 
     (fft,) = companion.layers
     assert fft.visible and "FFT" in fft.name
     assert _unit(companion.layers.units[-1]).replace(" ", "") == "1/µm"
-    assert view.scale_bar_of(companion).visible
+    assert overlay(companion, "scale_bar").visible

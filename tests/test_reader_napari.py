@@ -10,6 +10,7 @@ import pytest
 
 from conftest import DATA_DIR, real_file
 from napari_emd import EMDError, read_datasets
+from napari_emd.plugin.compat import overlay, world_units
 from napari_emd.plugin.layer_meta import layer_info
 from napari_emd.plugin.reader import napari_get_reader
 
@@ -111,16 +112,17 @@ def test_viewer_opens_velox_image_with_units(make_napari_viewer):
     pixel = layer.scale[0] * layer.units[0]
     assert pixel.to("nm").magnitude == pytest.approx(5.302, rel=1e-3)
     assert layer.units[0] == layer.units[1]
-    viewer.canvas.overlays["scale_bar"].visible = True
-    # the scale bar reads the layers' physical units
-    assert viewer.layers.units is not None
-    assert {str(u) for u in viewer.layers.units} == {str(layer.units[0])}
+    overlay(viewer, "scale_bar").visible = True
+    # the scale bar reads the layers' physical units (napari's world units, or the unit
+    # napari-emd gives it on napari < 0.7)
+    assert {str(u) for u in world_units(viewer)} == {str(layer.units[0])}
 
 
 @pytest.mark.napari
 def test_energy_focus_on_mixed_eds_and_eels_axes(make_napari_viewer):
-    """EDS (keV) and EELS (eV) spectrum images have sliders of their own; napari expresses
-    every energy in one unit (eV): the EDS slider must land on the EDS peak in that unit."""
+    """EDS (keV) and EELS (eV) spectrum images have sliders of their own; napari >= 0.7
+    expresses every energy in one unit (eV), older napari keeps each layer's: the EDS
+    slider must land on the EDS peak in the world unit of its axis."""
     from napari_emd.plugin import view
     from napari_emd.plugin.view import focus_energy
 
@@ -130,8 +132,9 @@ def test_energy_focus_on_mixed_eds_and_eels_axes(make_napari_viewer):
     eds.visible = True  # hidden under the file's maps; napari slices visible layers only
     peak_kev = layer_info(eds).peak_energy
     assert focus_energy(viewer, eds)
-    world = viewer.dims.point[view.energy_axis(viewer, eds)]
-    factor = (1 * eds.units[0]).to(viewer.layers.units[0]).magnitude
+    axis = view.energy_axis(viewer, eds)
+    factor = (1 * eds.units[0]).to(world_units(viewer)[axis]).magnitude
+    world = viewer.dims.point[axis]
     assert world == pytest.approx(peak_kev * factor, abs=factor * 0.01)
     # the plane shown is the EDS channel asked for: one that holds counts (this SI has
     # only stray ones, so it opened on a line of its elements, an empty plane)

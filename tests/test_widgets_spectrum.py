@@ -7,6 +7,7 @@ import pytest
 
 from conftest import real_file
 from napari_emd import xray_lines
+from napari_emd.plugin.compat import camera, grid_of
 from napari_emd.plugin.layer_meta import layer_info
 from napari_emd.plugin.widgets.spectrum import (
     CLICK,
@@ -121,7 +122,7 @@ def test_click_pins_a_pixel(make_napari_viewer, qtbot, si_file):
     w.set_mode(CLICK)
     rec = layer_info(si).record
     # the HAADF and the SI open overlaid (maps and regions are drawn over the scan)
-    assert not viewer.canvas.grid.enabled
+    assert not grid_of(viewer).enabled
     # a real mouse press on the canvas, at the centre of pixel (y=7, x=2)
     viewer.window._qt_window.show()
     qtbot.waitExposed(viewer.window._qt_window)
@@ -132,8 +133,8 @@ def test_click_pins_a_pixel(make_napari_viewer, qtbot, si_file):
 
     def canvas_pos(yx):
         wy, wx = _world(si, yx)[-2:]
-        cy, cx = viewer.scene.camera.center[-2:]
-        zoom = viewer.scene.camera.zoom
+        cy, cx = camera(viewer).center[-2:]
+        zoom = camera(viewer).zoom
         width, height = scene.size
         return (width / 2 + (wx - cx) * zoom, height / 2 + (wy - cy) * zoom)
 
@@ -442,7 +443,7 @@ def test_click_in_a_grid_cell_pins_that_pixel(make_napari_viewer, qtbot, si_file
     w.set_mode(CLICK)
     viewer.window._qt_window.show()
     qtbot.waitExposed(viewer.window._qt_window)
-    viewer.canvas.grid.enabled = True
+    grid_of(viewer).enabled = True
     canvas = viewer.window._qt_viewer.canvas
 
     def centre_of_pixel():  # (y=7, x=2) on the canvas, through the cell's camera

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from .viewer_setup import grid_of
+from .compat import grid_of, overlay
 
 
 def _needs_virtual_display() -> bool:
@@ -86,8 +86,7 @@ def view(
                 viewer.window.add_plugin_dock_widget("napari-emd-io", name)
     if grid is not None:
         grid_of(viewer).enabled = grid
-    bar = viewer.canvas.overlays["scale_bar"] if hasattr(viewer, "canvas") else viewer.scale_bar
-    bar.visible = True
+    overlay(viewer, "scale_bar").visible = True
     if screenshot:
         from qtpy.QtWidgets import QApplication
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import EMDWarning
 from ..units import unit_symbol
+from .compat import is_default_axis_label
 
 #: Names for the last world axes when no layer names them.
 FALLBACK_NAMES = {-1: "x", -2: "y"}
@@ -53,10 +54,9 @@ def per_axis(values: Any, n: int) -> list[Any]:
 
 
 def is_default_label(label: Any, index: int, ndim: int) -> bool:
-    """True for an axis label that names nothing: empty, ``None`` or napari's default
-    (the axis' negative index, ``"-2"``)."""
-    text = "" if label is None else str(label).strip()
-    return text in ("", "None", str(index - ndim))
+    """True for an axis label that names nothing: empty, ``None`` or napari's default for
+    the axis (whose spelling depends on the napari release: see :mod:`.compat`)."""
+    return is_default_axis_label(label, index, ndim)
 
 
 @dataclass

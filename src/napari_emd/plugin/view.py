@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import look, world
+from . import compat, look, world
 from .layer_meta import EMDLayerInfo, layer_info
 
 #: The contrast a lazy spectrum image opens with, until its first plane is computed.
@@ -66,13 +66,13 @@ def _convert(viewer: Any, layer: Any, axis: int | None, value: float, to_layer: 
     expresses a slider in one unit for all layers)."""
     if axis is None:
         return value
-    world_units = getattr(viewer.layers, "units", None)
+    world_unit = compat.world_units(viewer)[axis]
     layer_units = getattr(layer, "units", None)
-    if world_units is None or layer_units is None:
+    if world_unit is None or layer_units is None:
         return value
     data_axis = axis - (viewer.dims.ndim - layer.ndim)
     with contextlib.suppress(Exception):
-        a, b = layer_units[data_axis], world_units[axis]
+        a, b = layer_units[data_axis], world_unit
         return float((value * (b if to_layer else a)).to(a if to_layer else b).magnitude)
     return value
 
@@ -175,6 +175,7 @@ class Presenter:
 
     def _inserted(self, event: Any) -> None:
         layer = event.value
+        self._follow_layers()
         info = layer_info(layer)
         if info is None:
             return
@@ -203,7 +204,14 @@ class Presenter:
             window.add_dock_widget(TableView(title, values, info.source),
                                    name=f"{info.title}: {title}", area="right")
 
+    def _follow_layers(self) -> None:
+        """What newer napari does itself when layers come and go (see :mod:`.compat`):
+        name the sliders from the layers' axis labels, put their unit on the scale bar."""
+        compat.sync_axis_labels(self.viewer)
+        compat.label_scale_bar(self.viewer)
+
     def _changed(self, event: Any = None) -> None:
+        self._follow_layers()
         refresh_fillers(self.viewer)
         self._update_readout()
 
@@ -322,7 +330,7 @@ class Presenter:
             return
         self._bar_done = True
         with contextlib.suppress(Exception):
-            scale_bar_of(self.viewer).visible = True
+            compat.overlay(self.viewer, "scale_bar").visible = True
 
     def open_elsewhere(self, layers: list[Any], kept: list[str]) -> Any:
         """Open reciprocal-space layer tuples in this viewer's companion window (made on
@@ -348,7 +356,7 @@ class Presenter:
             companion.add_layer(Layer.create(data, kw, kind))
             names.append(kw.get("name", kind))
         with contextlib.suppress(Exception):
-            scale_bar_of(companion).visible = True
+            compat.overlay(companion, "scale_bar").visible = True
         show_info(
             f"napari-emd: {', '.join(names)} (reciprocal space) opened in a window of its "
             f"own, 'napari-emd: reciprocal space'; {', '.join(kept) or 'the images'} (real "
@@ -412,7 +420,7 @@ class Presenter:
     def _update_readout(self, event: Any = None) -> None:
         text = energy_readout(self.viewer)
         with contextlib.suppress(Exception):
-            overlay = self.viewer.canvas.overlays["text"]
+            overlay = compat.overlay(self.viewer, "text")
             if text:
                 overlay.text = text
                 overlay.position = "top_left"
@@ -420,16 +428,6 @@ class Presenter:
                 overlay.visible = True
             elif overlay.text and ("energy" in overlay.text.lower()):
                 overlay.visible = False
-
-
-def scale_bar_of(viewer: Any) -> Any:
-    """The viewer's scale-bar overlay (``viewer.canvas.overlays["scale_bar"]`` since
-    napari 0.9, where ``viewer.scale_bar`` is deprecated)."""
-    canvas = getattr(viewer, "canvas", None)
-    overlays = getattr(canvas, "overlays", None)
-    if overlays is not None and "scale_bar" in overlays:
-        return overlays["scale_bar"]
-    return viewer.scale_bar
 
 
 def install(viewer: Any) -> Presenter:

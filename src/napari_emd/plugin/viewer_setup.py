@@ -27,12 +27,12 @@ stays free of napari.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..model import Dataset
+from .compat import grid_of
 from .layer_meta import is_si_layer
 from .layers import LayerData, file_info
 from .view import install, layer_space
@@ -71,8 +71,7 @@ def set_up_viewer(
     if not had_layers and first is not None and side_by_side(first):
         grid = grid_of(viewer)
         grid.enabled = True  # like Velox's panels: every image in view
-        with contextlib.suppress(Exception):  # napari >= 0.6
-            grid.spacing = 0.05
+        grid.spacing = 0.05
     return here
 
 
@@ -103,13 +102,6 @@ def split_spaces(
     return here, [ly for ly in layers if space(ly[1]) == "reciprocal"]
 
 
-def grid_of(viewer: Any) -> Any:
-    """The viewer's grid-mode model (``viewer.canvas.grid`` since napari 0.9, where
-    ``viewer.grid`` is deprecated)."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if hasattr(canvas, "grid") else viewer.grid
-
-
 def side_by_side(layers: list[LayerData]) -> bool:
     """Whether a file's layers are best seen side by side (napari's grid): several
     independent images, none of them an element map drawn over the others and no
@@ -124,4 +116,4 @@ def side_by_side(layers: list[LayerData]) -> bool:
     return len(shown) >= 2
 
 
-__all__ = ["OpenedFile", "grid_of", "set_up_viewer", "side_by_side", "split_spaces"]
+__all__ = ["OpenedFile", "set_up_viewer", "side_by_side", "split_spaces"]

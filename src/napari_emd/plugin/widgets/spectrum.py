@@ -43,7 +43,7 @@ from ...spectra import (
     window_map,
     write_spectrum_csv,
 )
-from .. import view
+from .. import compat, view
 from ..layer_meta import (
     KEY,
     EMDLayerInfo,
@@ -183,7 +183,7 @@ class SpectrumViewer(PointerMixin, QWidget):
             (layers.events.inserted, self._refresh_layers),
             (layers.events.removed, self._refresh_layers),
             (layers.events.reordered, self._refresh_layers),
-            (layers.events.renamed, self._refresh_layers),
+            (compat.layers_renamed(layers), self._refresh_layers),
             (layers.selection.events.active, self._active_changed),
             (self.viewer.cursor.events.position, self._cursor_moved),
             (self.viewer.dims.events.current_step, self._slider_moved),

@@ -1,0 +1,215 @@
+"""What differs between the napari releases napari-emd supports (0.6 to the newest), in
+one place. Plugin code calls these helpers instead of version-specific napari APIs.
+
+Each helper detects the feature it needs on the objects it is given (an attribute, an
+event), never by parsing ``napari.__version__``, so a release that back-ports or renames
+something is handled by what it actually has. What changed, and what we do about it:
+
+- **Canvas and scene models** (napari 0.9): the grid and the overlays (scale bar, text)
+  moved from the viewer (``viewer.grid``, ``viewer.scale_bar``, ``viewer.text_overlay``,
+  deprecated in 0.9) to ``viewer.canvas``, the camera to ``viewer.scene``.
+  :func:`grid_of`, :func:`overlay` and :func:`camera` return whichever exists.
+- **Layer renames** (napari 0.7): ``viewer.layers.events.renamed``. Before it, a rename
+  is only each layer's own ``events.name``; :func:`layers_renamed` relays those.
+- **World units** (napari 0.7): the viewer converts every layer's scale to one unit per
+  world axis (``viewer.layers.units``) and the scale bar shows it. Before, world
+  coordinates are each layer's own numbers and the scale bar shows no unit unless told;
+  :func:`world_units` gives the unit of each world axis either way and
+  :func:`label_scale_bar` tells the scale bar the layers' length unit.
+- **Slider names from layers** (napari 0.9): the viewer names its sliders from the layers'
+  ``axis_labels``. Before, sliders are called ``0``, ``1``...; :func:`sync_axis_labels`
+  names them the same way.
+- **Default axis labels** (napari 0.7): an axis given no label is called ``-1``; 0.6
+  calls it ``axis -1``. :func:`is_default_axis_label` knows both, so neither is saved
+  or shown as a name.
+- **Docked widgets** (napari 0.6.2): ``window.dock_widgets``; 0.6.0 and 0.6.1 have only
+  the private ``window._dock_widgets`` (the dock frames). :func:`dock_widgets` returns
+  the widgets either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+#: how older napari names a layer's axes it was given no labels for (0.6: ``axis -1``)
+_DEFAULT_LABEL_PREFIXES = ("axis ", "")
+
+
+def grid_of(viewer: Any) -> Any:
+    """The viewer's grid-mode model: ``viewer.canvas.grid`` (napari >= 0.9) or
+    ``viewer.grid`` (before; deprecated in 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if hasattr(canvas, "grid") else viewer.grid
+
+
+def camera(viewer: Any) -> Any:
+    """The viewer's camera model: ``viewer.scene.camera`` (napari >= 0.9) or
+    ``viewer.camera`` (before; deprecated in 0.9)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if hasattr(scene, "camera") else viewer.camera
+
+
+def overlay(viewer: Any, name: str) -> Any:
+    """The viewer's canvas overlay ``name`` (``"scale_bar"`` or ``"text"``):
+    ``viewer.canvas.overlays[name]`` (napari >= 0.9) or the viewer's own attribute
+    (``scale_bar``, ``text_overlay``) before. Raises ``KeyError`` for an unknown name."""
+    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
+    if overlays is not None:
+        return overlays[name]
+    attribute = {"scale_bar": "scale_bar", "text": "text_overlay"}[name]
+    return getattr(viewer, attribute)
+
+
+def dock_widgets(window: Any) -> Mapping[str, Any]:
+    """The widgets docked in a napari window, by dock name: ``window.dock_widgets``
+    (napari >= 0.6.2); napari 0.6.0 and 0.6.1 have only the private mapping to the dock
+    frames (``window._dock_widgets``), whose Qt widget is returned (for a magicgui widget,
+    its ``native`` Qt widget)."""
+    docks = getattr(window, "dock_widgets", None)
+    if docks is not None:
+        return docks
+    return {name: dock.widget() for name, dock in window._dock_widgets.items()}
+
+
+class _RenameRelay:
+    """Stands in for ``LayerList.events.renamed`` (napari < 0.7): calls its slots when any
+    layer in the list, present or added later, changes its name. It connects to the
+    layers only while it has slots, so a disconnected relay keeps nothing alive."""
+
+    def __init__(self, layers: Any) -> None:
+        self._layers = layers
+        self._slots: list[Callable[..., Any]] = []
+
+    def connect(self, slot: Callable[..., Any]) -> None:
+        """Call ``slot(event)`` on every rename from now on."""
+        if not self._slots:
+            self._layers.events.inserted.connect(self._watch)
+            self._layers.events.removed.connect(self._unwatch)
+            for layer in self._layers:
+                layer.events.name.connect(self._emit)
+        self._slots.append(slot)
+
+    def disconnect(self, slot: Callable[..., Any]) -> None:
+        """Stop calling ``slot``; raises ``ValueError`` if it was not connected."""
+        self._slots.remove(slot)
+        if self._slots:
+            return
+        for emitter, handler in ((self._layers.events.inserted, self._watch),
+                                 (self._layers.events.removed, self._unwatch)):
+            emitter.disconnect(handler)
+        for layer in self._layers:
+            layer.events.name.disconnect(self._emit)
+
+    def _watch(self, event: Any) -> None:
+        event.value.events.name.connect(self._emit)
+
+    def _unwatch(self, event: Any) -> None:
+        event.value.events.name.disconnect(self._emit)
+
+    def _emit(self, event: Any = None) -> None:
+        for slot in list(self._slots):
+            slot(event)
+
+
+def layers_renamed(layers: Any) -> Any:
+    """An emitter (``connect``/``disconnect``) that fires when a layer of ``layers`` (a
+    napari ``LayerList``) is renamed: napari's own ``events.renamed`` (napari >= 0.7), else
+    a relay of every layer's ``events.name``. Keep the returned object to disconnect."""
+    renamed = getattr(layers.events, "renamed", None)
+    return renamed if renamed is not None else _RenameRelay(layers)
+
+
+def converts_units(viewer: Any) -> bool:
+    """Whether napari puts layers of different units on one world scale (napari >= 0.7:
+    ``viewer.layers.units``); before, world coordinates are each layer's own numbers."""
+    return hasattr(viewer.layers, "units")
+
+
+def world_units(viewer: Any) -> tuple[Any, ...]:
+    """The unit of each world axis of the viewer (a pint unit, or ``None`` where the
+    layers disagree and napari does not convert). napari >= 0.7 says it
+    (``viewer.layers.units``); before, an axis is in the unit every layer on it shares,
+    since napari uses each layer's numbers as they are."""
+    if converts_units(viewer):
+        units = viewer.layers.units
+        if units is not None:
+            return tuple(units)
+    ndim = viewer.dims.ndim
+    found: list[set[str]] = [set() for _ in range(ndim)]
+    first: list[Any] = [None] * ndim
+    for layer in viewer.layers:
+        units = getattr(layer, "units", None)
+        if units is None:
+            continue
+        offset = ndim - layer.ndim
+        for i, unit in enumerate(units):
+            found[offset + i].add(str(unit))
+            if first[offset + i] is None:
+                first[offset + i] = unit
+    return tuple(first[i] if len(found[i]) == 1 else None for i in range(ndim))
+
+
+def label_scale_bar(viewer: Any) -> None:
+    """Show the layers' length unit on the scale bar where napari does not (napari < 0.7,
+    whose scale bar shows a unit only when told one): the unit of the displayed x axis,
+    when every layer shares it. napari >= 0.7 does this itself: nothing changes there."""
+    if converts_units(viewer):
+        return
+    units = world_units(viewer)
+    unit = units[-1] if units else None
+    if unit is None or str(unit) == "pixel":
+        return
+    with contextlib.suppress(Exception):  # a unit the scale bar cannot show: none
+        overlay(viewer, "scale_bar").unit = str(unit)
+
+
+def is_default_axis_label(label: Any, index: int, ndim: int) -> bool:
+    """Whether ``label`` names nothing: empty, ``None`` or the name napari gives axis
+    ``index`` of an ``ndim``-D layer that was given none (its negative index: ``-2`` in
+    napari >= 0.7, ``axis -2`` in 0.6), so it must not be saved or shown as a name."""
+    text = "" if label is None else str(label).strip()
+    back = str(index - ndim)
+    return text in {"", "None"} | {f"{prefix}{back}" for prefix in _DEFAULT_LABEL_PREFIXES}
+
+
+def names_sliders_from_layers(viewer: Any) -> bool:
+    """Whether napari names the viewer's sliders from the layers' ``axis_labels`` itself
+    (napari >= 0.9, which has ``LayerList.axis_labels``)."""
+    return hasattr(type(viewer.layers), "axis_labels")
+
+
+def sync_axis_labels(viewer: Any) -> None:
+    """Name the viewer's sliders from its layers' ``axis_labels`` (right-aligned, as napari
+    aligns layers; the first layer to name an axis wins) where napari does not do it
+    (before 0.9); axes no layer names keep their label. A no-op on newer napari."""
+    if names_sliders_from_layers(viewer):
+        return
+    ndim = viewer.dims.ndim
+    labels = list(viewer.dims.axis_labels)
+    named = [False] * ndim
+    for layer in viewer.layers:
+        offset = ndim - layer.ndim
+        for i, label in enumerate(getattr(layer, "axis_labels", ())):
+            axis = offset + i
+            if named[axis] or is_default_axis_label(label, i, layer.ndim):
+                continue
+            labels[axis], named[axis] = str(label), True
+    if tuple(labels) != tuple(viewer.dims.axis_labels):
+        viewer.dims.axis_labels = tuple(labels)
+
+
+__all__ = [
+    "camera",
+    "converts_units",
+    "dock_widgets",
+    "grid_of",
+    "is_default_axis_label",
+    "label_scale_bar",
+    "layers_renamed",
+    "names_sliders_from_layers",
+    "overlay",
+    "sync_axis_labels",
+    "world_units",
+]
