@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import weakref
 from typing import Any
 
 import numpy as np
@@ -193,6 +194,8 @@ class SpectrumViewer(PointerMixin, QWidget):
             signal.connect(slot)
         self.viewer.mouse_drag_callbacks.append(self._mouse_pressed)
         self.destroyed.connect(_disconnector(self.viewer, connections, self._mouse_pressed))
+        # the files without an image come and go (view.Presenter.close_files)
+        view.install(self.viewer).listeners.append(weakref.WeakMethod(self._refresh_layers))
         self._refresh_layers()
         self._active_changed()
 
@@ -251,6 +254,11 @@ class SpectrumViewer(PointerMixin, QWidget):
 
     def _refresh_layers(self, event: Any = None) -> None:
         cur = self.si_layer
+        new = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" \
+            else None
+        if new is not None and is_si_layer(new) and (
+                cur is None or source_file(new) != source_file(cur)):
+            cur = new  # another file's spectrum image came: its spectra are wanted now
         self.layer_combo.blockSignals(True)
         self.layer_combo.clear()
         self._si_list = self.si_layers()
