@@ -88,7 +88,7 @@ def view(
     if widgets:
         from qtpy.QtWidgets import QApplication
 
-        from .widgets.docking import add_plugin_dock, widgets_for_screen
+        from .widgets.docking import add_plugin_dock, size_docks, widgets_for_screen
 
         screen = QApplication.primaryScreen()
         avail = screen.availableGeometry() if screen is not None else None
@@ -98,6 +98,8 @@ def view(
             with contextlib.suppress(Exception):
                 add_plugin_dock(viewer, name)
         # the docks took their room: fit the layers into the canvas that is left
+        QApplication.processEvents()
+        size_docks(viewer)
         QApplication.processEvents()
         viewer.reset_view()
     if grid is not None:

@@ -82,6 +82,10 @@ def set_up_viewer(
             # spectra and tables only: they open in the spectrum viewer and table docks
             presenter.show_file(file_info(f.datasets, f.path))
     presenter.update_grid(adding=here)
+    if getattr(viewer, "window", None) is not None:
+        from .widgets.docking import size_docks_soon
+
+        size_docks_soon(viewer)  # napari-emd's docks keep a sensible width
     return here
 
 

@@ -17,14 +17,16 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from qtpy.QtCore import QEvent, QObject, Qt, QTimer
+from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
 from qtpy.QtWidgets import QDockWidget, QMainWindow, QScrollArea
 
 #: A window narrower than this stacks napari-emd's docks as tabs.
 NARROW_WINDOW = 1400
 #: The width a dock gets (pixels), and at most this share of the window's width.
-DOCK_WIDTH = 420
-DOCK_SHARE = 0.3
+DOCK_WIDTH = 360
+DOCK_SHARE = 0.28
+#: The narrowest a scrolling form gets (it scrolls sideways below its own width).
+SCROLL_MIN_WIDTH = 300
 #: Screens smaller than this (available pixels) get the spectrum viewer docked alone by
 #: ``napari-emd view``; the loader stays one click away in the Plugins menu.
 SMALL_SCREEN = (1600, 900)
@@ -64,6 +66,26 @@ def size_dock(dock: Any, viewer: Any) -> None:
         main.resizeDocks([dock], [target], Qt.Orientation.Horizontal)
 
 
+def size_docks(viewer: Any) -> None:
+    """Give every napari-emd dock of the viewer its sensible width again (after the
+    window took its final size)."""
+    with contextlib.suppress(Exception):
+        for name, widget in viewer.window.dock_widgets.items():
+            if "napari-emd" not in name:
+                continue
+            w = getattr(widget, "native", widget)
+            while w is not None and not isinstance(w, QDockWidget):
+                w = w.parentWidget()
+            if w is not None:
+                size_dock(w, viewer)
+
+
+def size_docks_soon(viewer: Any) -> None:
+    """:func:`size_docks` once Qt has laid out what a read changed (the loader's facts
+    of a new file can widen its dock)."""
+    QTimer.singleShot(0, lambda: size_docks(viewer))
+
+
 def _napari_emd_dock_names(viewer: Any) -> list[str]:
     with contextlib.suppress(Exception):
         return [n for n in viewer.window.dock_widgets if "napari-emd" in n]
@@ -76,8 +98,14 @@ def add_dock(viewer: Any, widget: Any, name: str, area: str = "right") -> Any:
     window = viewer.window
     tabify = is_narrow(viewer) and bool(_napari_emd_dock_names(viewer))
     dock = window.add_dock_widget(widget, name=name, area=area, tabify=tabify)
-    size_dock(dock, viewer)
+    _size_soon(dock, viewer)
     return dock
+
+
+def _size_soon(dock: Any, viewer: Any) -> None:
+    """Size ``dock`` now and once Qt has laid the window out (it widens docks then)."""
+    size_dock(dock, viewer)
+    QTimer.singleShot(0, lambda: size_dock(dock, viewer))
 
 
 def add_plugin_dock(viewer: Any, widget_name: str) -> tuple[Any, Any]:
@@ -91,8 +119,16 @@ def add_plugin_dock(viewer: Any, widget_name: str) -> tuple[Any, Any]:
     tabify = is_narrow(viewer) and bool(_napari_emd_dock_names(viewer))
     dock, widget = window.add_plugin_dock_widget("napari-emd-io", widget_name,
                                                  tabify=tabify)
-    size_dock(dock, viewer)
+    _size_soon(dock, viewer)
     return dock, widget
+
+
+class _Scroll(QScrollArea):
+    """A scroll area that asks for :data:`DOCK_WIDTH`, whatever its form's text (a long
+    file name in the loader's facts widened the dock as a file was chosen)."""
+
+    def sizeHint(self) -> QSize:
+        return QSize(DOCK_WIDTH, 400)
 
 
 class _Scroller(QObject):
@@ -112,14 +148,18 @@ class _Scroller(QObject):
             dock = self.native.parentWidget()
             if not isinstance(dock, QDockWidget) or dock.widget() is not self.native:
                 return
-            scroll = QScrollArea()
+            scroll = _Scroll()
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QScrollArea.NoFrame)
-            scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
             scroll._magic_widget = self.magic  # napari's dock.inner_widget() finds it
             dock.setWidget(scroll)
             scroll.setWidget(self.native)
-            scroll.setMinimumWidth(self.native.minimumSizeHint().width() + 16)
+            scroll.setMinimumWidth(min(SCROLL_MIN_WIDTH,
+                                       self.native.minimumSizeHint().width() + 16))
+            # napari pinned the dock to the form's full size when docking it: that
+            # size forced a 1650 px tall window on a 768 px screen
+            dock.setMinimumSize(scroll.minimumWidth(), 120)
 
 
 def scroll_when_docked(native: Any, magic: Any = None) -> None:
@@ -129,5 +169,6 @@ def scroll_when_docked(native: Any, magic: Any = None) -> None:
 
 
 __all__ = ["DOCK_SHARE", "DOCK_WIDTH", "NARROW_WINDOW", "SMALL_SCREEN", "add_dock",
-           "add_plugin_dock", "is_narrow", "scroll_when_docked", "size_dock",
+           "add_plugin_dock", "is_narrow", "scroll_when_docked", "size_dock", "size_docks",
+           "size_docks_soon",
            "widgets_for_screen"]
