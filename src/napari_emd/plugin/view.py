@@ -425,6 +425,13 @@ class Presenter:
             companion = napari.Viewer(title="napari-emd: reciprocal space", show=show)
             self.companion = companion
             COMPANIONS.add(companion)
+            # napari's current viewer is the newest window: the next file dropped or
+            # opened must still go to this viewer, not the companion
+            with contextlib.suppress(Exception):
+                self.viewer.window.activate()
+                from qtpy.QtWidgets import QApplication
+
+                QApplication.processEvents()
         install(companion)
         names = []
         for data, kw, kind in layers:

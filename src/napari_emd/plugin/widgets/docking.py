@@ -24,7 +24,7 @@ from qtpy.QtWidgets import QDockWidget, QMainWindow, QScrollArea
 NARROW_WINDOW = 1400
 #: The width a dock gets (pixels), and at most this share of the window's width.
 DOCK_WIDTH = 360
-DOCK_SHARE = 0.28
+DOCK_SHARE = 0.25
 #: The narrowest a scrolling form gets (it scrolls sideways below its own width).
 SCROLL_MIN_WIDTH = 300
 #: Screens smaller than this (available pixels) get the spectrum viewer docked alone by
