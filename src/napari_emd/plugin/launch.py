@@ -1,5 +1,7 @@
 """Opening napari from the shell (``napari-emd view``): a viewer with a file (or the
-bundled synthetic sample), the dock widgets, and optionally a screenshot.
+bundled synthetic sample), the dock widgets (the spectrum viewer alone on a small
+screen such as a 1366 × 768 laptop, :func:`.widgets.docking.widgets_for_screen`; the
+loader is in the Plugins menu), and optionally a screenshot.
 
 It works on machines without a display too: it starts a private Xvfb server (when
 installed), renders the viewer there and saves a screenshot, printing its path. Qt's
@@ -19,6 +21,9 @@ import sys
 import time
 
 from .compat import grid_of, overlay
+from .view import install
+
+_BIG = (1920, 1080)  # a screen size when Qt knows none
 
 
 def _needs_virtual_display() -> bool:
@@ -81,10 +86,24 @@ def view(
         layers = viewer.open(path, plugin="napari-emd-io")
     del layers  # their first view (energy on the peak, contrast) is the presenter's
     if widgets:
-        for name in ("Spectrum viewer", "Spectrum-image loader"):
+        from qtpy.QtWidgets import QApplication
+
+        from .widgets.docking import add_plugin_dock, size_docks, widgets_for_screen
+
+        screen = QApplication.primaryScreen()
+        avail = screen.availableGeometry() if screen is not None else None
+        names = (widgets_for_screen(avail.width(), avail.height()) if avail is not None
+                 else widgets_for_screen(*_BIG))
+        for name in names:
             with contextlib.suppress(Exception):
-                viewer.window.add_plugin_dock_widget("napari-emd-io", name)
+                add_plugin_dock(viewer, name)
+        # the docks took their room: fit the layers into the canvas that is left
+        QApplication.processEvents()
+        size_docks(viewer)
+        QApplication.processEvents()
+        viewer.reset_view()
     if grid is not None:
+        install(viewer).grid_auto = False  # the user's choice, kept as layers change
         grid_of(viewer).enabled = grid
     overlay(viewer, "scale_bar").visible = True
     if screenshot:

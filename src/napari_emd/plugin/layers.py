@@ -273,19 +273,63 @@ def _dress(parts: list[Part]) -> list[Part]:
     maps = [p for p in parts if _is_map(p)]
     for i, p in enumerate(maps):
         p.look.update(colormap=look.MAP_COLORMAPS[i % len(look.MAP_COLORMAPS)],
-                      blending="additive", contrast_limits=look.map_limits(look.sample(p.data)))
+                      contrast_limits=look.map_limits(look.sample(p.data)))
     if maps:
         for p in parts:
-            if rank(p) == 2:
-                p.look["visible"] = False
-            elif rank(p) == 0 and p.data.ndim == 2:
-                p.look["opacity"] = look.UNDER_MAPS_OPACITY
+            role = ("image" if p.data.ndim == 2 else "", "map", "si")[rank(p)]
+            p.look.update(look.mix_view(role))
+    for p in parts:
+        if _is_auxiliary(p):
+            p.look["visible"] = False
     spaces = {_space(p) for p in parts}
     if {"real", "reciprocal"} <= spaces:  # napari cannot show both with one scale bar
         for p in parts:
             if _space(p) == "reciprocal":
                 p.look["visible"] = False
     return parts
+
+
+def _is_auxiliary(p: Part) -> bool:
+    """An image that explains a read rather than shows the specimen: the "EDS frame
+    coverage" of an aligned or frame-selected load (how many frames reached each pixel).
+    It opens hidden: shown, it covers every image of the scan."""
+    rec = p.info.record
+    md = (rec.metadata.get("Signal") or {}) if rec is not None else {}
+    return rec is not None and rec.kind == IMAGE and "Frame_alignment" in md
+
+
+def mix_view_role(layer: Any) -> str:
+    """The role of a napari layer in its scan's mix view (:func:`.look.mix_view`):
+    ``"si"`` (a whole spectrum image), ``"map"`` (an element or energy-window map),
+    ``"image"`` (a plain 2-D image of the file: the HAADF), else ``""``."""
+    info = layer_info(layer)
+    if info is None:
+        return ""
+    if info.is_spectrum_image:
+        return "si"
+    if info.derived is not None or getattr(layer, "blending", "") == "additive":
+        return "map"
+    rec = info.record
+    if (rec is None or rec.kind != IMAGE or info.part is not None
+            or display_array(rec)[0].ndim != 2 or look.element_of(info.title) is not None
+            or "Frame_alignment" in (rec.metadata.get("Signal") or {})):
+        return ""
+    return "image"
+
+
+def apply_mix_view(layers: Any, source: str) -> None:
+    """Velox's mix view over the napari layers of file ``source`` once a map is shown
+    over its scan (a map made in the spectrum viewer): the same rule the reader gives a
+    file with maps (:func:`.look.mix_view`); an image already dimmer stays so."""
+    for ly in layers:
+        info = layer_info(ly)
+        if info is None or info.source != source:
+            continue
+        for key, value in look.mix_view(mix_view_role(ly)).items():
+            if key == "opacity":
+                value = min(float(ly.opacity), value)
+            if key != "blending":  # a map's own look is set where it is made
+                setattr(ly, key, value)
 
 
 def _space(p: Part) -> str:

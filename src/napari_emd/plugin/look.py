@@ -24,6 +24,17 @@ MAP_COLORMAPS = ("red", "green", "blue", "yellow", "magenta", "cyan", "bop orang
                  "bop purple")
 #: Opacity of the plain images under element maps: the maps' colours stay readable.
 UNDER_MAPS_OPACITY = 0.5
+
+
+def mix_view(role: str) -> dict[str, Any]:
+    """What Velox's mix view does to a layer of a scan that has element maps, by its
+    role: a ``"map"`` adds its colour (additive blending), a plain ``"image"`` under the
+    maps (the HAADF) is dimmed to :data:`UNDER_MAPS_OPACITY`, the whole spectrum image
+    (``"si"``) is hidden; any other layer is left as it is. The reader (maps of the file)
+    and the spectrum viewer (maps made later) both apply this one rule."""
+    return {"map": {"blending": "additive"},
+            "image": {"opacity": UNDER_MAPS_OPACITY},
+            "si": {"visible": False}}.get(role, {}).copy()
 #: Below this energy (keV) an EDS spectrum holds the detector's zero-energy (strobe)
 #: noise peak, not X-rays.
 EDS_NOISE_KEV = 0.2

@@ -20,7 +20,7 @@ from ..cancel import cancellation
 from ..errors import EMDError
 from ..h5 import is_hdf5
 from ..model import SPECTRUM, Dataset
-from .layer_meta import spectrum_entry
+from .layer_meta import source_file, spectrum_entry
 from .layers import LayerData, new_layers
 from .saved import saved_layer, saved_layer_state
 from .viewer_setup import OpenedFile, set_up_viewer
@@ -99,12 +99,14 @@ def read_layers(
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     options.setdefault("lazy", True)
     existing = list(viewer.layers) if viewer is not None else []
+    taken = {ly.name: source_file(ly) or "" for ly in existing}
     opened: list[OpenedFile] = []
     for p in paths:
         p = os.fspath(p)
         with cancellation(cancel):
             datasets = read_datasets(p, **options)
-        opened.append(OpenedFile(p, datasets, datasets_to_layers(datasets, p, existing)))
+        made = name_by_file(datasets_to_layers(datasets, p, existing), p, taken)
+        opened.append(OpenedFile(p, datasets, made))
     layers = [layer for f in opened for layer in f.layers]
     if viewer is not None:  # reciprocal-space layers may go to a window of their own
         layers = set_up_viewer(viewer, opened, had_layers=bool(existing))
@@ -133,6 +135,24 @@ def datasets_to_layers(
         else:
             fresh.append(ds)
     return restored + new_layers(fresh, spectra, existing)
+
+
+def name_by_file(layers: list[LayerData], path: str, taken: dict[str, str]) -> list[LayerData]:
+    """``layers`` (one file's) renamed where another file's layer has the name already:
+    ``HAADF — Test SI 16x16 215 kx`` (the file's name without extension), not napari's
+    ``HAADF [1]``, which says nothing of the file. ``taken``: name -> source file of the
+    layers already there, updated with these."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    real = os.path.realpath(path)
+    out = []
+    for data, kw, kind in layers:
+        name = kw.get("name", "")
+        other = taken.get(name)
+        if other is not None and (not other or os.path.realpath(other) != real):
+            kw = {**kw, "name": f"{name} — {stem}"}
+        taken[kw.get("name", "")] = path
+        out.append((data, kw, kind))
+    return out
 
 
 def current_viewer() -> Any:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import compat, look, world
-from .layer_meta import EMDLayerInfo, layer_info
+from .layer_meta import EMDLayerInfo, is_si_layer, layer_info
 
 #: The contrast a lazy spectrum image opens with, until its first plane is computed.
 PLACEHOLDER_LIMITS = (0.0, 1.0)
@@ -169,9 +169,20 @@ class Presenter:
         self._focused: dict[tuple[Any, str], int] = {}
         self._bar_done = False  # the scale bar was switched on for a calibrated layer
         self.companion: Any = None  # the window of reciprocal-space layers (open_elsewhere)
+        # the table docks of each file in `files`, closed with it (close_files)
+        self.docks: dict[str, list[Any]] = {}
+        # called (weakly) when `files` changes: the spectrum viewer lists their spectra
+        self.listeners: list[weakref.WeakMethod[Any]] = []
+        # grid mode follows what is shown (update_grid) until set by hand or overridden
+        self.grid_auto = True
+        self._setting_grid = False
+        # the files (real paths) the view is fitted to as their layers come (fit_to)
+        self._fit_paths: set[str] = set()
         viewer.layers.events.inserted.connect(self._inserted)
         viewer.layers.events.removed.connect(self._changed)
         viewer.dims.events.current_step.connect(self._update_readout)
+        with contextlib.suppress(Exception):
+            compat.grid_of(viewer).events.enabled.connect(self._grid_toggled)
 
     def _inserted(self, event: Any) -> None:
         layer = event.value
@@ -186,23 +197,95 @@ class Presenter:
             self._show_scale_bar(layer)
         self._check_units()
         self._update_readout()
+        self._fit(layer)
+
+    def fit_to(self, paths: set[str]) -> None:
+        """Fit the view to the layers of ``paths`` (real paths) as they are added: a file
+        opened after others opens fitted to its own scan, not to the extent of every
+        file (hidden layers count in napari's extent)."""
+        self._fit_paths = set(paths)
+
+    def _fit(self, layer: Any) -> None:
+        import os
+
+        src = layer_info(layer).source if layer_info(layer) is not None else ""
+        if not self._fit_paths or not src or os.path.realpath(src) not in self._fit_paths:
+            return
+        mine = [ly for ly in self.viewer.layers if ly.visible
+                and (o := layer_info(ly)) is not None and o.source
+                and os.path.realpath(o.source) in self._fit_paths]
+        if mine:
+            with contextlib.suppress(Exception):  # napari < 0.6: no layers=
+                self.viewer.reset_view(layers=mine)
 
     def show_file(self, info: EMDLayerInfo) -> None:
         """Show a file that has no image: its spectra in the spectrum viewer (opened if
-        needed, the first spectrum plotted) and each table in a table dock."""
+        needed, the first spectrum plotted) and each table in a table dock (tabified
+        with the other docks in a narrow window)."""
         self.files[info.source] = info
+        self._tell_listeners()
         window = getattr(self.viewer, "window", None)
         if window is None:
             return
+        from .widgets.docking import add_dock, add_plugin_dock
+
         if info.spectra:
-            _, widget = window.add_plugin_dock_widget("napari-emd-io", "Spectrum viewer")
+            _, widget = add_plugin_dock(self.viewer, "Spectrum viewer")
             with contextlib.suppress(AttributeError):
                 widget.show_file_spectra(info)
         from .widgets.table import TableView
 
         for title, values in info.tables.items():
-            window.add_dock_widget(TableView(title, values, info.source),
-                                   name=f"{info.title}: {title}", area="right")
+            dock = add_dock(self.viewer, TableView(title, values, info.source),
+                            f"{info.title}: {title}")
+            self.docks.setdefault(info.source, []).append(dock)
+
+    def close_files(self, keep: Any = ()) -> None:
+        """Forget the files without an image (spectra and tables) except ``keep``: their
+        spectra leave the spectrum viewer and their table docks close. A file without
+        an image has no layer to remove, so it stays open until the next file opens."""
+        gone = [src for src in self.files if src not in keep]
+        for src in gone:
+            del self.files[src]
+            for dock in self.docks.pop(src, []):
+                with contextlib.suppress(Exception):
+                    self.viewer.window.remove_dock_widget(dock)
+        if gone:
+            self._tell_listeners()
+
+    def _tell_listeners(self) -> None:
+        for ref in list(self.listeners):
+            method = ref()
+            if method is None:
+                self.listeners.remove(ref)
+                continue
+            with contextlib.suppress(RuntimeError):  # its Qt widget was deleted
+                method()
+
+    def update_grid(self, adding: Any = ()) -> None:
+        """Grid mode on when what is shown is best seen side by side (several
+        independent images, :func:`side_by_side`), off otherwise: it follows the open
+        layers (and the layer tuples being ``adding``), not the first file opened.
+        Set by hand (the grid button) or by ``napari-emd view --grid``, it stays."""
+        if not self.grid_auto:
+            return
+        shown = [*(_as_tuple(ly) for ly in self.viewer.layers), *adding]
+        on = side_by_side(shown)
+        grid = compat.grid_of(self.viewer)
+        if bool(grid.enabled) == on:
+            return
+        self._setting_grid = True
+        try:
+            grid.enabled = on  # like Velox's panels: every image in view
+            if on:
+                with contextlib.suppress(Exception):  # napari >= 0.6
+                    grid.spacing = 0.05
+        finally:
+            self._setting_grid = False
+
+    def _grid_toggled(self, event: Any = None) -> None:
+        if not self._setting_grid:
+            self.grid_auto = False  # the user's choice stays
 
     def _follow_layers(self) -> None:
         """What newer napari does itself when layers come and go (see :mod:`.compat`):
@@ -214,6 +297,7 @@ class Presenter:
         self._follow_layers()
         refresh_fillers(self.viewer)
         self._update_readout()
+        self.update_grid()
 
     def present(self, layer: Any) -> None:
         """The first view of one spectrum-image layer: energy slider on its strongest
@@ -349,6 +433,13 @@ class Presenter:
             companion = napari.Viewer(title="napari-emd: reciprocal space", show=show)
             self.companion = companion
             COMPANIONS.add(companion)
+            # napari's current viewer is the newest window: the next file dropped or
+            # opened must still go to this viewer, not the companion
+            with contextlib.suppress(Exception):
+                self.viewer.window.activate()
+                from qtpy.QtWidgets import QApplication
+
+                QApplication.processEvents()
         install(companion)
         names = []
         for data, kw, kind in layers:
@@ -428,6 +519,32 @@ class Presenter:
                 overlay.visible = True
             elif overlay.text and ("energy" in overlay.text.lower()):
                 overlay.visible = False
+
+
+def _as_tuple(layer: Any) -> tuple[Any, dict[str, Any], str]:
+    """A napari layer as the (data, keywords, kind) :func:`side_by_side` reads."""
+    kind = type(layer).__name__.lower()
+    return (None, {"name": layer.name, "visible": bool(layer.visible),
+                   "blending": str(getattr(layer, "blending", "")),
+                   "metadata": layer.metadata}, kind)
+
+
+def side_by_side(layers: Any) -> bool:
+    """Whether layers (data tuples) are best seen side by side (napari's grid): several
+    independent images shown, none of them an element map drawn over the others and no
+    spectrum image (its maps, regions and annotations are drawn over its scan, which a
+    grid would put in cells of their own)."""
+    images = [kw for _, kw, kind in layers if kind == "image"]
+    shown = [kw for kw in images if kw.get("visible", True)]
+    # a spectrum image counts, shown or not, when its scan is shown; another file's
+    # hidden one does not
+    files = {info.source for kw in shown if (info := layer_info(kw)) is not None}
+    if any(is_si_layer(kw) and (kw.get("visible", True) or layer_info(kw).source in files)
+           for kw in images):
+        return False
+    if any(kw.get("blending") == "additive" for kw in shown):
+        return False
+    return len(shown) >= 2
 
 
 def install(viewer: Any) -> Presenter:

@@ -12,10 +12,13 @@ reader changes a viewer:
   view as napari inserts it (energy slider on the strongest peak, contrast, filler axes,
   energy readout);
 - a file with nothing to show as an image (spectra and tables only) opens its spectra in
-  the spectrum viewer dock and each table in a table dock;
-- napari's grid mode is turned on when the viewer had no layers and the first file that
-  gives layers is best seen side by side (several independent images, like Velox's
-  panels; :func:`side_by_side`);
+  the spectrum viewer dock and each table in a table dock; it stays open until the
+  next file opens (it has no layer to remove), then its docks close;
+- a file with images opens on its own: the shown layers of earlier files are hidden
+  (:func:`hide_other_files`), so two scans are never drawn over each other;
+- napari's grid mode follows what is shown (:meth:`.view.Presenter.update_grid`, here
+  and whenever layers are removed): on for several independent images (Velox's
+  panels; :func:`side_by_side`), off for a scan with maps or a spectrum image;
 - reciprocal-space layers (FFTs, 1/length units) that would share the viewer with
   real-space ones open in a window of their own instead (:func:`split_spaces`): napari
   has one world and one scale bar per viewer, so a hidden FFT in 1/µm among images in
@@ -27,15 +30,15 @@ stays free of napari.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..model import Dataset
-from .compat import grid_of
-from .layer_meta import is_si_layer
+from .layer_meta import source_file
 from .layers import LayerData, file_info
-from .view import install, layer_space
+from .view import install, layer_space, side_by_side
 
 
 @dataclass(frozen=True)
@@ -51,28 +54,51 @@ def set_up_viewer(
     viewer: Any, opened: Sequence[OpenedFile], had_layers: bool
 ) -> list[LayerData]:
     """Prepare ``viewer`` for the layers of ``opened`` (the files of one read, in order)
-    before napari adds them: install its presenter, dock the spectra and tables of files
-    without an image, open reciprocal-space layers that would meet real-space ones in
-    a window of their own, and turn grid mode on for side-by-side images in an empty
-    viewer (``had_layers``: whether the viewer held layers before the read). Returns
-    the layer tuples ``viewer`` gets. See the module docstring for when it runs."""
+    before napari adds them: install its presenter, close the earlier files without an
+    image, hide the layers of earlier files when this read brings images, dock the
+    spectra and tables of files without an image, open reciprocal-space layers that
+    would meet real-space ones in a window of their own, and set grid mode from what
+    will be shown (``had_layers``: whether the viewer held layers before the read).
+    Returns the layer tuples ``viewer`` gets. See the module docstring for when it
+    runs."""
     presenter = install(viewer)
+    paths = {os.path.realpath(f.path) for f in opened}
+    presenter.close_files(keep={f.path for f in opened})
     here, elsewhere = split_spaces(viewer, [ly for f in opened for ly in f.layers])
     if elsewhere:
         presenter.open_elsewhere(elsewhere, [kw["name"] for _, kw, _ in here])
         opened = [OpenedFile(f.path, f.datasets, [ly for ly in f.layers
                                             if any(ly is h for h in here)])
                   for f in opened]
+    if had_layers and here:
+        hide_other_files(viewer, paths)
+        presenter.fit_to(paths)  # the view fits the new scan, not every file's extent
+    else:
+        presenter.fit_to(set())
     for f in opened:
         if not f.layers and f.datasets:
             # spectra and tables only: they open in the spectrum viewer and table docks
             presenter.show_file(file_info(f.datasets, f.path))
-    first = next((f.layers for f in opened if f.layers), None)
-    if not had_layers and first is not None and side_by_side(first):
-        grid = grid_of(viewer)
-        grid.enabled = True  # like Velox's panels: every image in view
-        grid.spacing = 0.05
+    presenter.update_grid(adding=here)
+    if getattr(viewer, "window", None) is not None:
+        from .widgets.docking import size_docks_soon
+
+        size_docks_soon(viewer)  # napari-emd's docks keep a sensible width
     return here
+
+
+def hide_other_files(viewer: Any, paths: set[str]) -> list[Any]:
+    """Hide the shown layers of files other than ``paths`` (real paths): a new file
+    opens on its own, not drawn over an earlier file's scan (two scans rarely share a
+    field of view, size or energy range); the earlier layers stay one click away in the
+    layer list. Returns the layers hidden."""
+    hidden = []
+    for ly in viewer.layers:
+        src = source_file(ly)
+        if ly.visible and src and os.path.realpath(src) not in paths:
+            ly.visible = False
+            hidden.append(ly)
+    return hidden
 
 
 def _space_of_units(units: Sequence[Any]) -> str:
@@ -102,18 +128,4 @@ def split_spaces(
     return here, [ly for ly in layers if space(ly[1]) == "reciprocal"]
 
 
-def side_by_side(layers: list[LayerData]) -> bool:
-    """Whether a file's layers are best seen side by side (napari's grid): several
-    independent images, none of them an element map drawn over the others and no
-    spectrum image (its maps, regions and annotations are drawn over its scan, which a
-    grid would put in cells of their own)."""
-    images = [kw for _, kw, kind in layers if kind == "image"]
-    if any(is_si_layer(kw) for kw in images):
-        return False
-    shown = [kw for kw in images if kw.get("visible", True)]
-    if any(kw.get("blending") == "additive" for kw in shown):
-        return False
-    return len(shown) >= 2
-
-
-__all__ = ["OpenedFile", "set_up_viewer", "side_by_side", "split_spaces"]
+__all__ = ["OpenedFile", "hide_other_files", "set_up_viewer", "side_by_side", "split_spaces"]

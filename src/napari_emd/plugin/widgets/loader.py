@@ -149,6 +149,10 @@ class LoaderWidget(FunctionGui):
         # napari's events hold methods weakly: a closed loader stops following
         self.viewer.layers.selection.events.active.connect(self._active_layer_changed)
         self._drops = _FileDrops(self)
+        from .docking import scroll_when_docked
+
+        # docked, the long form scrolls: its height never sets the window's minimum
+        scroll_when_docked(self.native, self)
         self._active_layer_changed()
 
     # the function behind the form: its parameters are file_reader's ---------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import weakref
 from typing import Any
 
 import numpy as np
@@ -121,6 +122,7 @@ class SpectrumViewer(PointerMixin, QWidget):
         dark = str(getattr(self.viewer, "theme", "dark")) != "light"
         self.plot = SpectrumPlot(self._window_dragged, dark, on_click=self._plot_clicked)
         self.plot.changed.connect(self.spectrum_changed.emit)
+        self.plot.setMinimumHeight(180)  # the dock fits a laptop's screen with the loader
         layout.addWidget(self.plot, 1)
 
         row = QHBoxLayout()
@@ -136,7 +138,8 @@ class SpectrumViewer(PointerMixin, QWidget):
         self.win_hi = QDoubleSpinBox()
         for s in (self.win_lo, self.win_hi):
             s.setDecimals(3)
-            s.setMinimumWidth(70)
+            s.setMinimumWidth(56)
+            s.setMaximumWidth(80)  # its range's digits must not widen the dock
             s.setButtonSymbols(QDoubleSpinBox.NoButtons)
             s.setToolTip("Energy window to map (or drag across the plot)")
             s.setRange(-1e6, 1e6)
@@ -152,7 +155,7 @@ class SpectrumViewer(PointerMixin, QWidget):
         win.addWidget(QLabel("–"))
         win.addWidget(self.win_hi)
         win.addWidget(self.win_units)
-        win.addWidget(map_btn)
+        win.addStretch(1)
         layout.addLayout(win)
 
         el = QHBoxLayout()
@@ -166,13 +169,24 @@ class SpectrumViewer(PointerMixin, QWidget):
         el_btn.clicked.connect(self._element_clicked)
         el.addWidget(QLabel("Lines"))
         el.addWidget(self.elements_edit, 1)
-        el.addWidget(self.element_combo)
-        el.addWidget(el_btn)
         layout.addLayout(el)
+        # the map buttons on a row of their own: the dock stays narrow (a laptop's canvas)
+        maps = QHBoxLayout()
+        maps.addWidget(self.element_combo)
+        maps.addWidget(el_btn)
+        maps.addStretch(1)
+        maps.addWidget(map_btn)
+        layout.addLayout(maps)
 
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
+        for combo in (self.layer_combo, self.mode_combo, self.region_combo,
+                      self.element_combo):
+            # long layer and file names must not widen the dock (and squeeze the canvas)
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(6)
 
         self._si_list: list[Any] = []  # the SI layers listed in layer_combo, in order
         self.layer_combo.currentIndexChanged.connect(self._si_layer_changed)
@@ -193,6 +207,8 @@ class SpectrumViewer(PointerMixin, QWidget):
             signal.connect(slot)
         self.viewer.mouse_drag_callbacks.append(self._mouse_pressed)
         self.destroyed.connect(_disconnector(self.viewer, connections, self._mouse_pressed))
+        # the files without an image come and go (view.Presenter.close_files)
+        view.install(self.viewer).listeners.append(weakref.WeakMethod(self._refresh_layers))
         self._refresh_layers()
         self._active_changed()
 
@@ -251,6 +267,11 @@ class SpectrumViewer(PointerMixin, QWidget):
 
     def _refresh_layers(self, event: Any = None) -> None:
         cur = self.si_layer
+        new = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" \
+            else None
+        if new is not None and is_si_layer(new) and (
+                cur is None or source_file(new) != source_file(cur)):
+            cur = new  # another file's spectrum image came: its spectra are wanted now
         self.layer_combo.blockSignals(True)
         self.layer_combo.clear()
         self._si_list = self.si_layers()

@@ -1,6 +1,6 @@
 """Energy-window maps of the spectrum viewer: checking a window against the spectrum,
 and showing the map like Velox's mix view (its own colour, additive, placed over the
-spectrum image, which is hidden)."""
+spectrum image, which is hidden; the file's plain images dimmed, :func:`.look.mix_view`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from ...spectra import EnergyAxis
 from ..layer_meta import DERIVED, Derived, EMDLayerInfo, attach, source_file
-from ..layers import map_layer
+from ..layers import apply_mix_view, map_layer
 from ..look import MAP_COLORMAPS, map_limits
 
 
@@ -82,5 +82,7 @@ def show_map(viewer: Any, si_layer: Any, name: str, data: np.ndarray,
                    "contrast_limits": limits}
         layer = Layer.create(*map_layer(si_layer, data, name, info, look_kw, viewer.layers))
         viewer.add_layer(layer)
+    # the mix view the reader gives a file with maps: SI hidden, its HAADF dimmed
+    apply_mix_view(viewer.layers, source_file(si_layer) or "")
     si_layer.visible = False
     return layer

@@ -1,0 +1,287 @@
+"""A whole working session in one napari window, as a microscopist has it on a laptop:
+every real file opened one after another, and after each the window, the grid, the
+docks, the spectrum viewer and the picture checked."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import DATA_DIR, SI_FILES, real_file
+
+pytestmark = [pytest.mark.napari, pytest.mark.realdata]
+
+HAADF_SI = "Test SI 16x16 215 kx.emd"
+FOUR_DET = "fei_SI_EDS-HAADF-4detectors_2frames.emd"
+DPC = "Si100_2D_3D_DPC_potential_2slices.emd"
+
+
+@pytest.fixture(autouse=True)
+def _close_companions(make_napari_viewer):
+    """Close the reciprocal-space windows the reader opened (the FFT files), before
+    napari's fixture checks for leaked viewers."""
+    yield
+    from napari_emd.plugin import view
+
+    for companion in list(view.COMPANIONS):
+        companion.close()
+
+
+def _files() -> list[str]:
+    if not DATA_DIR.is_dir():
+        return []
+    return sorted(p.name for p in DATA_DIR.iterdir() if p.suffix in (".emd", ".h5"))
+
+
+def _pump(qtbot, ms: int = 150) -> None:
+    qtbot.wait(ms)
+
+
+def _window(viewer, width: int, height: int):
+    viewer.window.show()
+    viewer.window.resize(width, height)  # after show(), which restores a saved size
+    return viewer.window._qt_window  # the size of the real window is Qt's to tell
+
+
+def _canvas_size(viewer) -> tuple[int, int]:
+    native = viewer.window._qt_viewer.canvas.native
+    return native.width(), native.height()
+
+
+def _check_room(viewer, qt, width: int, height: int, what: str, share: float = 0.45) -> None:
+    """The window fits the screen and the canvas keeps half its height and ``share`` of
+    its width: napari's layer list (271 px) and the spectrum viewer (at least 333 px)
+    leave 47-48 % of a 1280 or 1366 px window, see docs/what-you-see.md."""
+    g = qt.frameGeometry()
+    assert g.height() <= height + 40 and g.width() <= width + 40, (
+        f"{what}: the window is {g.width()} x {g.height()} on a {width} x {height} screen")
+    cw, ch = _canvas_size(viewer)
+    docks = {n: getattr(w, "native", w).width() for n, w in viewer.window.dock_widgets.items()}
+    assert cw >= share * qt.width() and ch >= 0.5 * qt.height(), (
+        f"{what}: the canvas is {cw} x {ch} of a {qt.width()} x {qt.height()} window "
+        f"({docks})")
+
+
+def _spectrum_viewer(viewer):
+    for name, widget in viewer.window.dock_widgets.items():
+        if "Spectrum viewer" in name:
+            return widget
+    return None
+
+
+def _table_docks(viewer) -> list[str]:
+    return [n for n in viewer.window.dock_widgets if ": " in n and "napari-emd" not in n]
+
+
+def _check_picture(viewer, what: str) -> None:
+    shown = [ly for ly in viewer.layers if ly.visible]
+    if not shown:
+        return
+    has_signal = False
+    for ly in shown:
+        with np.errstate(all="ignore"):
+            sl = ly._slice.image.raw if hasattr(ly, "_slice") else None
+        if sl is not None and np.size(sl) and np.nanmax(sl) != np.nanmin(sl):
+            has_signal = True
+    if not has_signal:
+        return  # nothing to see in the data either (annular_detector is all zeros)
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    rgb = np.asarray(shot)[..., :3]
+    assert rgb.std() > 0, f"{what}: the canvas is uniform although the data has signal"
+
+
+@pytest.mark.slow
+def test_every_file_one_after_another(make_napari_viewer, qtbot):
+    """1280 x 800, no dock at first: each file opens into the viewer the last one left
+    (its layers removed by hand, as one does between files, except DPC then Test SI and
+    Test SI then the four-detector SI, which stay open together)."""
+    files = _files()
+    if not files:
+        pytest.skip(f"real test data folder {DATA_DIR} is absent")
+    # the pairs that stay open together come last, in this order
+    pairs = [DPC, HAADF_SI, FOUR_DET]
+    order = [f for f in files if f not in pairs] + [f for f in pairs if f in files]
+    viewer = make_napari_viewer()
+    qt = _window(viewer, 1280, 800)
+    from napari_emd.plugin.compat import grid_of as grid_model
+
+    for i, name in enumerate(order):
+        keep = name in (HAADF_SI, FOUR_DET) and i > 0 and order[i - 1] in pairs
+        if not keep:
+            viewer.layers.clear()
+        path = str(DATA_DIR / name)
+        try:
+            viewer.open(path, plugin="napari-emd-io")
+        except Exception as err:  # a file the reader refuses says so; the session goes on
+            assert "napari-emd" in str(err) or name.endswith(".npy"), (name, err)
+            continue
+        _pump(qtbot)
+        _check_room(viewer, qt, 1280, 800, name)
+        mine = [ly for ly in viewer.layers if ly.visible]
+        # grid: on only for several independent images (the DPC file), never over a scan
+        if name == DPC:
+            assert grid_model(viewer).enabled, "the DPC file's images open side by side"
+        if name in SI_FILES:
+            assert not grid_model(viewer).enabled, f"{name}: its maps go over its scan"
+        # earlier files' layers are hidden; names say which file a layer is from
+        for ly in mine:
+            src = ly.metadata.get("emd").source if ly.metadata.get("emd") else None
+            if src:
+                assert os.path.samefile(src, path), f"{ly.name} of {src} shown over {name}"
+        if keep:
+            names = [ly.name for ly in viewer.layers]
+            assert len(names) == len(set(names))
+            assert not any("[1]" in n for n in names), names
+        # docks: a spectrum viewer shows this file's spectra; tables are this file's
+        sv = _spectrum_viewer(viewer)
+        if sv is not None:
+            si = sv.si_layer
+            if si is not None:
+                assert os.path.samefile(si.metadata["emd"].source, path), (
+                    f"{name}: the spectrum viewer still shows {si.name}")
+            elif "energy (channel)" in (sv.plot.title or "") and sv.spectrum is not None:
+                pytest.fail(f"{name}: an old file's uncalibrated spectrum is plotted")
+        stem = os.path.splitext(name)[0]
+        for dock in _table_docks(viewer):
+            assert dock.startswith(stem), f"{name}: the table dock {dock!r} outlived its file"
+        _check_picture(viewer, name)
+
+
+def test_laptop_with_both_widgets_docked(make_napari_viewer, qtbot):
+    """1366 x 768 with the loader and the spectrum viewer docked: the window stays on the
+    screen (the loader scrolls), and the canvas keeps half of it."""
+    viewer = make_napari_viewer()
+    qt = _window(viewer, 1366, 768)
+    from napari_emd.plugin.widgets.docking import add_plugin_dock
+
+    add_plugin_dock(viewer, "Spectrum viewer")
+    _, loader = add_plugin_dock(viewer, "Spectrum-image loader")
+    _pump(qtbot, 300)
+    from napari_emd.plugin.widgets.docking import size_docks
+
+    size_docks(viewer)  # as napari-emd view does once the window has its size
+    _pump(qtbot, 100)
+    from qtpy.QtWidgets import QScrollArea
+
+    assert isinstance(loader.native.parentWidget().parentWidget(), QScrollArea)
+    # napari still finds the loader itself in its dock
+    _, again = viewer.window.add_plugin_dock_widget("napari-emd-io", "Spectrum-image loader")
+    assert again is loader
+    for name in (HAADF_SI, FOUR_DET, DPC):
+        path = real_file(name)
+        viewer.layers.clear()
+        viewer.open(str(path), plugin="napari-emd-io")
+        _pump(qtbot, 300)
+        _check_room(viewer, qt, 1366, 768, name)
+        _check_picture(viewer, name)
+    # the loader's Load button is on the screen (scroll to it)
+    button = loader.call_button.native
+    assert button.window() is qt
+
+
+def test_narrow_window_spectra_file_keeps_the_canvas(make_napari_viewer, qtbot):
+    """napari's default window (about 770 px wide): a spectra-only file's spectrum
+    viewer and table docks are tabified; the next file still shows."""
+    viewer = make_napari_viewer()
+    qt = _window(viewer, 770, 700)
+    path = None
+    for name in ("example_spectrum.emd", "fei_emd_spectrum.emd", "example_signal.emd"):
+        if (DATA_DIR / name).is_file():
+            path = DATA_DIR / name
+            break
+    if path is None:
+        pytest.skip("no spectra-only test file")
+    viewer.open(str(path), plugin="napari-emd-io")
+    _pump(qtbot, 300)
+    cw, _ = _canvas_size(viewer)
+    # napari's own layer list and controls take a third of such a window already, the
+    # spectrum viewer (tabified with the table) about 330 px: the canvas keeps the rest
+    assert cw >= 120, f"the canvas is {cw} px of {qt.width()}"
+    viewer.open(str(real_file(HAADF_SI)), plugin="napari-emd-io")
+    _pump(qtbot, 300)
+    cw, ch = _canvas_size(viewer)
+    assert cw >= 120 and ch > 100
+    assert _table_docks(viewer) == [], "the spectra file's tables closed with it"
+    sv = _spectrum_viewer(viewer)
+    if sv is not None:
+        assert sv.si_layer is not None and "EDS" in sv.si_layer.name
+    _check_picture(viewer, HAADF_SI)
+
+
+def test_grid_follows_what_is_open(make_napari_viewer, qtbot):
+    """DPC (grid on) then Test SI: the DPC images are hidden, the grid goes off, the
+    Test SI keeps its mix view; removing the Test SI and showing the DPC again: the
+    grid comes back when layers change."""
+    from napari_emd.plugin.compat import grid_of as grid_model
+
+    viewer = make_napari_viewer()
+    viewer.open(str(real_file(DPC)), plugin="napari-emd-io")
+    assert grid_model(viewer).enabled
+    dpc = list(viewer.layers)
+    viewer.open(str(real_file(HAADF_SI)), plugin="napari-emd-io")
+    assert not grid_model(viewer).enabled
+    assert not any(ly.visible for ly in dpc)
+    haadf = next(ly for ly in viewer.layers if ly.name.startswith("HAADF"))
+    assert haadf.opacity == pytest.approx(0.5)
+    for ly in [ly for ly in viewer.layers if ly not in dpc]:
+        viewer.layers.remove(ly)
+    for ly in dpc:
+        ly.visible = True
+    viewer.layers.remove(dpc[-1])
+    assert grid_model(viewer).enabled
+
+
+def test_second_file_named_after_its_file_and_fitted(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.open(str(real_file(HAADF_SI)), plugin="napari-emd-io")
+    first = list(viewer.layers)
+    viewer.open(str(real_file(FOUR_DET)), plugin="napari-emd-io")
+    stem = os.path.splitext(FOUR_DET)[0]
+    new = [ly for ly in viewer.layers if ly not in first]
+    assert new and all(ly.name.endswith(f" — {stem}") for ly in new
+                       if any(f.name == ly.name.split(" — ")[0] for f in first))
+    assert not any(ly.visible for ly in first)
+    # the energy slider: one per quantity, its step the finest channel of the files
+    steps = {round(float(ly.scale[-3]), 6) for ly in viewer.layers if ly.ndim >= 3
+             and ly.metadata["emd"].is_spectrum_image}
+    axis = next(i for i, lab in enumerate(viewer.dims.axis_labels) if "energy" in lab.lower())
+    assert round(float(viewer.dims.range[axis][2]), 6) == min(steps)
+    # the camera shows the new scan, not the union of both files
+    haadf = next(ly for ly in new if ly.name.startswith("HAADF"))
+    extent = haadf.extent.world[:, -2:]
+    centre = np.asarray(viewer.camera.center[-2:])
+    assert np.all(centre >= extent[0] - 1e-6) and np.all(centre <= extent[1] + 1e-6)
+
+
+def test_frame_coverage_opens_hidden(make_napari_viewer, qtbot):
+    from napari_emd.plugin.reader import read_layers
+
+    viewer = make_napari_viewer()
+    layers = read_layers(real_file(FOUR_DET), viewer, align_frames=True)
+    cov = [kw for _, kw, _ in layers if kw["name"].startswith("EDS frame coverage")]
+    assert cov and all(kw.get("visible") is False for kw in cov)
+
+
+def test_map_made_later_dims_the_haadf(make_napari_viewer, qtbot):
+    """Map element Cu on the four-detector SI: the HAADF under it is dimmed as the
+    reader dims it under a file's own maps (look.mix_view)."""
+    from napari_emd.plugin import look
+
+    viewer = make_napari_viewer()
+    viewer.open(str(real_file(FOUR_DET)), plugin="napari-emd-io")
+    haadf = next(ly for ly in viewer.layers if ly.name.startswith("HAADF"))
+    assert haadf.opacity == 1.0
+    _, sv = viewer.window.add_plugin_dock_widget("napari-emd-io", "Spectrum viewer")
+    with qtbot.waitSignal(sv.map_ready, timeout=60_000):
+        sv.map_element("Cu")
+    assert haadf.opacity == pytest.approx(look.UNDER_MAPS_OPACITY)
+    assert not sv.si_layer.visible
+
+
+def test_laptop_screen_docks_the_spectrum_viewer_alone():
+    from napari_emd.plugin.widgets.docking import widgets_for_screen
+
+    assert widgets_for_screen(1366, 728) == ("Spectrum viewer",)
+    assert "Spectrum-image loader" in widgets_for_screen(1920, 1040)
