@@ -165,16 +165,19 @@ def first_views() -> None:
         wait(300)
         layers = viewer.open(str(data / name), plugin="napari-emd-io")
         wait(2500)
-        if name == "FFTComplexEven.emd":  # the FFT (opened hidden) alone, in 1/µm
-            for layer in layers:
-                if layer.visible:
-                    viewer.layers.remove(layer)
-                else:
-                    layer.visible = True
-            wait(500)
-        viewer.reset_view()
+        shown = viewer
+        if name == "FFTComplexEven.emd":  # the FFT opens in a window of its own, in 1/µm
+            from napari_emd.plugin.view import install
+
+            shown = install(viewer).companion or viewer
+            shown.window.resize(1500, 950)
+            wait(1500)
+        del layers
+        shown.reset_view()
         wait(500)
-        save(viewer.window._qt_window, png)
+        save(shown.window._qt_window, png)
+        if shown is not viewer:
+            shown.close()
         viewer.close()
 
 
