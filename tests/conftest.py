@@ -34,3 +34,20 @@ def data_dir() -> Path:
         pytest.skip(f"real test data folder {DATA_DIR} is absent "
                     "(set NAPARI_EMD_TEST_DATA to the emd-data folder)")
     return DATA_DIR
+
+
+def write_si_with_bad_stream(path):
+    """A two-detector synthetic Velox SI (8 x 8, 2 frames, 64 channels) whose first
+    detector's stream holds a channel beyond the spectrum (9000) for every event: it
+    cannot be decoded, the second detector's can."""
+    import h5py
+
+    from napari_emd.synthetic import write_velox_si
+
+    info = write_velox_si(path, ny=8, nx=8, frames=2, detectors=2, bincount=64, seed=1)
+    with h5py.File(info.path, "r+") as f:
+        data = f[info.streams[0]]
+        values = data[()]
+        values[values != 65535] = 9000  # beyond the 64 channels
+        data[...] = values
+    return info

@@ -4,11 +4,10 @@ hold in a typed field (``Dataset.si``), never only in their title."""
 
 from __future__ import annotations
 
-import h5py
 import numpy as np
 import pytest
 
-from conftest import SI_FILES, real_file
+from conftest import SI_FILES, real_file, write_si_with_bad_stream
 from napari_emd import file_reader, read_datasets, si_facts
 from napari_emd.formats.velox.stream import clear_caches
 from napari_emd.model import SPECTRUM_IMAGE, STREAMS
@@ -117,13 +116,7 @@ def test_one_detector_with_every_other_option_equals_the_exact_counts(two, lazy,
 def test_unchosen_streams_are_never_read(tmp_path):
     """A stream that cannot be decoded (a channel beyond the spectrum) does not matter
     when its detector is not chosen, eagerly or lazily: nothing of it is read."""
-    info = write_velox_si(tmp_path / "bad.emd", ny=8, nx=8, frames=2, detectors=2,
-                          bincount=64, seed=1)
-    with h5py.File(info.path, "r+") as f:
-        data = f[info.streams[0]]
-        values = data[()]
-        values[values != 65535] = 9000  # beyond the 64 channels
-        data[...] = values
+    info = write_si_with_bad_stream(tmp_path / "bad.emd")
     with pytest.warns(UserWarning, match="cannot be decoded"):
         assert not _sis(read_datasets(info.path))
     for lazy in (False, True):

@@ -122,15 +122,18 @@ def test_no_module_over_700_lines():
     assert not big, big
 
 
-def _imported_names(path: Path):
-    """(module the name comes from, name) of every ``from X import name`` in ``path``,
-    relative imports resolved to dotted package paths."""
+def _resolved_imports(path: Path):
+    """(module, name) of every import anywhere in ``path``'s AST, relative imports
+    resolved to dotted package paths: ``import x`` gives ``(x, None)``, ``from X import
+    name`` gives ``(X, name)``."""
     import ast
 
     package = list(path.relative_to(SRC.parent).with_suffix("").parts[:-1])
-    tree = ast.parse(path.read_text("utf-8"))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, None
+        elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - node.level + 1]
                 mod = ".".join(base + ([node.module] if node.module else []))
@@ -138,6 +141,11 @@ def _imported_names(path: Path):
                 mod = node.module or ""
             for alias in node.names:
                 yield mod, alias.name
+
+
+def _imported_names(path: Path):
+    """(module the name comes from, name) of every ``from X import name`` in ``path``."""
+    return ((mod, name) for mod, name in _resolved_imports(path) if name is not None)
 
 
 def test_no_underscore_name_crosses_package_folders():
@@ -172,23 +180,13 @@ def _imported_modules(path: Path):
     functions, under ``TYPE_CHECKING``): dotted names, relative imports resolved;
     ``from package import name`` imports ``package.name`` when that is a module of ours
     (``package``, its parent, is implied), else ``package``."""
-    import ast
-
-    me = _module_name(path)
-    package = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
-    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            for alias in node.names:
-                sub = SRC.parent / (mod.replace(".", "/") + "/" + alias.name)
-                is_module = sub.with_suffix(".py").exists() or (sub / "__init__.py").exists()
-                yield f"{mod}.{alias.name}" if is_module else mod
+    for mod, name in _resolved_imports(path):
+        if name is None:
+            yield mod
+            continue
+        sub = SRC.parent / (mod.replace(".", "/") + "/" + name)
+        is_module = sub.with_suffix(".py").exists() or (sub / "__init__.py").exists()
+        yield f"{mod}.{name}" if is_module else mod
 
 
 def _import_graph() -> dict[str, set[str]]:

@@ -381,18 +381,11 @@ def test_a_load_that_makes_no_spectrum_image_says_why(make_napari_viewer, qtbot,
     load asked for the spectrum image warns with the reader's reason, and the spectrum
     image of an earlier load is removed rather than left to pass for this load's
     result."""
-    import h5py
     from napari.utils.notifications import notification_manager
 
-    from napari_emd.synthetic import write_velox_si
+    from conftest import write_si_with_bad_stream
 
-    info = write_velox_si(tmp_path / "bad.emd", ny=8, nx=8, frames=2, detectors=2,
-                          bincount=64, seed=1)
-    with h5py.File(info.path, "r+") as f:
-        data = f[info.streams[0]]
-        values = data[()]
-        values[values != 65535] = 9000  # beyond the 64 channels
-        data[...] = values
+    info = write_si_with_bad_stream(tmp_path / "bad.emd")
     viewer, w = _loader(make_napari_viewer, qtbot)
     # the good detector alone still makes a spectrum image
     _wait_loaded(qtbot, w, path=str(info.path), detectors=[info.detectors[1]], lazy=False)
