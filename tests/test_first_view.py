@@ -353,11 +353,11 @@ def test_fft_beside_an_image_opens_in_its_own_window(make_napari_viewer, qtbot, 
     shown in a window of its own, in 1/µm."""
     viewer, _layers = _open(make_napari_viewer, qtbot, name)
     assert [ly.name for ly in viewer.layers] == ["HAADF"]
-    assert _unit(viewer.layers.units[-1]) == "µm"
+    assert _unit(world_units(viewer)[-1]) == "µm"
     haadf = viewer.layers["HAADF"]
     np.testing.assert_allclose(viewer.layers.extent.world, haadf.extent.world)
     companion = view.install(viewer).companion
     (fft,) = companion.layers
     assert fft.visible and "FFT" in fft.name
-    assert _unit(companion.layers.units[-1]).replace(" ", "") == "1/µm"
+    assert _unit(world_units(companion)[-1]).replace(" ", "") == "1/µm"
     assert overlay(companion, "scale_bar").visible

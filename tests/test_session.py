@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA_DIR, SI_FILES, real_file
+from napari_emd.plugin.compat import dock_widgets
 
 pytestmark = [pytest.mark.napari, pytest.mark.realdata]
 
@@ -58,21 +59,21 @@ def _check_room(viewer, qt, width: int, height: int, what: str, share: float = 0
     assert g.height() <= height + 40 and g.width() <= width + 40, (
         f"{what}: the window is {g.width()} x {g.height()} on a {width} x {height} screen")
     cw, ch = _canvas_size(viewer)
-    docks = {n: getattr(w, "native", w).width() for n, w in viewer.window.dock_widgets.items()}
+    docks = {n: getattr(w, "native", w).width() for n, w in dock_widgets(viewer.window).items()}
     assert cw >= share * qt.width() and ch >= 0.5 * qt.height(), (
         f"{what}: the canvas is {cw} x {ch} of a {qt.width()} x {qt.height()} window "
         f"({docks})")
 
 
 def _spectrum_viewer(viewer):
-    for name, widget in viewer.window.dock_widgets.items():
+    for name, widget in dock_widgets(viewer.window).items():
         if "Spectrum viewer" in name:
             return widget
     return None
 
 
 def _table_docks(viewer) -> list[str]:
-    return [n for n in viewer.window.dock_widgets if ": " in n and "napari-emd" not in n]
+    return [n for n in dock_widgets(viewer.window) if ": " in n and "napari-emd" not in n]
 
 
 def _check_picture(viewer, what: str) -> None:

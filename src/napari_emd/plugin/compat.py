@@ -200,10 +200,33 @@ def sync_axis_labels(viewer: Any) -> None:
         viewer.dims.axis_labels = tuple(labels)
 
 
+def fit_view(viewer: Any, layers: list[Any]) -> None:
+    """Fit the view to ``layers`` only: ``viewer.reset_view(layers=...)`` (napari >= 0.6.2);
+    before, the view is reset to every layer and then centred and zoomed onto the
+    displayed extent of ``layers`` (hidden layers count in napari's own extent)."""
+    try:
+        viewer.reset_view(layers=layers)
+        return
+    except TypeError:
+        pass
+    import numpy as np
+
+    viewer.reset_view()
+    ours = np.array([np.asarray(ly.extent.world)[:, -2:] for ly in layers])
+    every = np.array([np.asarray(ly.extent.world)[:, -2:] for ly in viewer.layers])
+    lo, hi = ours[:, 0].min(axis=0), ours[:, 1].max(axis=0)
+    all_lo, all_hi = every[:, 0].min(axis=0), every[:, 1].max(axis=0)
+    size = np.maximum(hi - lo, 1e-12)
+    cam = camera(viewer)
+    cam.center = tuple(float(c) for c in (lo + hi) / 2)
+    cam.zoom = float(cam.zoom * np.min((all_hi - all_lo) / size))
+
+
 __all__ = [
     "camera",
     "converts_units",
     "dock_widgets",
+    "fit_view",
     "grid_of",
     "is_default_axis_label",
     "label_scale_bar",

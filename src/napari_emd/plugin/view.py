@@ -215,8 +215,8 @@ class Presenter:
                 and (o := layer_info(ly)) is not None and o.source
                 and os.path.realpath(o.source) in self._fit_paths]
         if mine:
-            with contextlib.suppress(Exception):  # napari < 0.6: no layers=
-                self.viewer.reset_view(layers=mine)
+            with contextlib.suppress(Exception):  # a view that cannot fit is no error
+                compat.fit_view(self.viewer, mine)
 
     def show_file(self, info: EMDLayerInfo) -> None:
         """Show a file that has no image: its spectra in the spectrum viewer (opened if
