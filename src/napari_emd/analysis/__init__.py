@@ -7,8 +7,9 @@ quantification (:func:`cliff_lorimer`), region spectra and EMSA/MSA export
 from __future__ import annotations
 
 from .lines import LineIntensity, line_energy_kev, line_intensities
+from .msa import region_spectrum, write_msa
 from .quant import ATOMIC_WEIGHTS, atomic_weight, cliff_lorimer
 from .signal import SignalView, as_signal
 
 __all__ = ["ATOMIC_WEIGHTS", "LineIntensity", "SignalView", "as_signal", "atomic_weight",
-           "cliff_lorimer", "line_energy_kev", "line_intensities"]
+           "cliff_lorimer", "line_energy_kev", "line_intensities", "region_spectrum", "write_msa"]

@@ -108,7 +108,7 @@ def _edges(sig: SignalView, i0: int, i1: int) -> Window:
 def _plan(sig: SignalView, names: Sequence[str], window_width: float,
           background: bool, background_position: float | Sequence[float],
           background_width: float,
-          background_windows: Any) -> list[dict[str, Any]]:
+          background_windows: Any, windows: Any = None) -> list[dict[str, Any]]:
     """Per line: energy, FWHM and the channel ranges of its windows."""
     kev = sig.kev
     fwhm_mn = sig.fwhm_mn_ev()
@@ -120,12 +120,20 @@ def _plan(sig: SignalView, names: Sequence[str], window_width: float,
             raise ValueError("background_windows: one (low1, high1, low2, high2) row "
                              f"per line, got shape {bw.shape} for {len(names)} lines")
         bw = bw.reshape(len(names), 4)
+    if windows is not None:
+        iw = np.asarray(windows, dtype=float)
+        if iw.shape != (len(names), 2):
+            raise ValueError("windows: one (low, high) row per line, got shape "
+                             f"{iw.shape} for {len(names)} lines")
     plans = []
     for i, name in enumerate(names):
         e_kev = line_energy_kev(name)
         e = e_kev / kev
         fwhm = eds_fwhm(e_kev, fwhm_mn) / kev
-        w = _channels(sig, e - window_width * fwhm / 2, e + window_width * fwhm / 2)
+        if windows is not None:
+            w = _channels(sig, *iw[i])
+        else:
+            w = _channels(sig, e - window_width * fwhm / 2, e + window_width * fwhm / 2)
         bg = None
         if background:
             if background_windows is not None:
@@ -227,6 +235,7 @@ def line_intensities(
     background_windows: Any = None,
     background_position: float | Sequence[float] = 2.0,
     background_width: float = 1.0,
+    windows: Any = None,
     compute: bool | None = None,
     progress: Callable[[int, int], Any] | None = None,
     cancel: Any = None,
@@ -240,7 +249,9 @@ def line_intensities(
     plain window sums (``net == gross``, ``sigma = sqrt(gross)``).
     ``background_windows``: explicit ``(low1, high1, low2, high2)`` per line in the
     signal's energy unit, overriding the placement rule (``background_position`` FWHMs
-    from the line, ``background_width`` FWHMs wide).
+    from the line, ``background_width`` FWHMs wide). ``windows``: explicit integration
+    windows ``(low, high)`` per line, overriding ``window_width``. A window covers the
+    channels whose centres lie inside it (at least one).
 
     ``compute``: for a lazy signal, ``False`` (default) returns dask arrays sharing one
     graph (compute them together, ``dask.compute(*[r.net for r in ...])``, to read the
@@ -261,7 +272,7 @@ def line_intensities(
     if window_width <= 0 or background_width <= 0:
         raise ValueError("window_width and background_width must be positive")
     plans = _plan(sig, names, window_width, background, background_position,
-                  background_width, background_windows)
+                  background_width, background_windows, windows)
     weights = _weights(sig.n_channels, plans)
     event = cancel if cancel is not None else _cancel.current()
     if sig.lazy:
