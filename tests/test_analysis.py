@@ -24,6 +24,7 @@ from napari_emd.analysis import (
     cliff_lorimer,
     line_energy_kev,
     line_intensities,
+    line_profile,
     region_spectrum,
     write_msa,
 )
@@ -411,3 +412,28 @@ def test_real_si_matches_exspy_on_the_same_windows():
         np.testing.assert_allclose(ours[line].gross, g.data, err_msg=line)
         np.testing.assert_allclose(ours[line].net, n.data, rtol=1e-9, atol=1e-9,
                                    err_msg=line)
+
+
+# --- line profiles -------------------------------------------------------------------
+
+def test_line_profile_conserves_counts_and_uses_scan_units():
+    signal, _ = _synthetic()
+    res = line_intensities(signal, ["Fe_Ka", "Cu_Ka"])
+    # a horizontal line along row 5, 3 pixels wide: rows 4-6, columns 2..11
+    prof = line_profile(res, [(5, 2), (5, 11)], width=3.0)
+    assert prof.pixels.sum() == 3 * 10
+    band = res["Fe_Ka"].net[4:7, 2:12]
+    assert prof.values["Fe_Ka"].sum() == pytest.approx(band.sum())
+    np.testing.assert_allclose(prof.values["Fe_Ka"], band.sum(0))
+    np.testing.assert_allclose(prof.sigma["Cu_Ka"] ** 2,
+                               (res["Cu_Ka"].sigma[4:7, 2:12] ** 2).sum(0))
+    assert prof.units == "px"
+    np.testing.assert_allclose(prof.distance, np.arange(10.0))
+    # from the spectrum image itself: the distance axis in nm (2 nm per pixel)
+    prof2 = line_profile(signal, [(5, 2), (5, 11)], width=3.0, lines=["Fe_Ka"])
+    assert prof2.units == "nm" and prof2.distance[-1] == pytest.approx(18.0)
+    np.testing.assert_allclose(prof2.values["Fe_Ka"], prof.values["Fe_Ka"])
+    total = line_profile(signal, [(0, 0), (NY - 1, NX - 1), (0, NX - 1)], width=2.0)
+    assert set(total.values) == {"total"} and total.values["total"].sum() > 0
+    with pytest.raises(ValueError, match="vertices"):
+        line_profile(res, [(1, 1)])

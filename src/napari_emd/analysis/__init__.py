@@ -8,8 +8,21 @@ from __future__ import annotations
 
 from .lines import LineIntensity, line_energy_kev, line_intensities
 from .msa import region_spectrum, write_msa
+from .profile import Profile, line_profile
 from .quant import ATOMIC_WEIGHTS, atomic_weight, cliff_lorimer
 from .signal import SignalView, as_signal
 
-__all__ = ["ATOMIC_WEIGHTS", "LineIntensity", "SignalView", "as_signal", "atomic_weight",
-           "cliff_lorimer", "line_energy_kev", "line_intensities", "region_spectrum", "write_msa"]
+__all__ = [
+           "ATOMIC_WEIGHTS",
+           "LineIntensity",
+           "Profile",
+           "SignalView",
+           "as_signal",
+           "atomic_weight",
+           "cliff_lorimer",
+           "line_energy_kev",
+           "line_intensities",
+           "line_profile",
+           "region_spectrum",
+           "write_msa",
+]

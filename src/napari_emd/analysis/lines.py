@@ -112,8 +112,10 @@ def _plan(sig: SignalView, names: Sequence[str], window_width: float,
     """Per line: energy, FWHM and the channel ranges of its windows."""
     kev = sig.kev
     fwhm_mn = sig.fwhm_mn_ev()
-    pos = (background_position, background_position) if np.isscalar(
-        background_position) else tuple(background_position)
+    if isinstance(background_position, (int, float)):
+        pos = (float(background_position), float(background_position))
+    else:
+        pos = (float(background_position[0]), float(background_position[1]))
     if background_windows is not None:
         bw = np.asarray(background_windows, dtype=float)
         if bw.shape != (len(names), 4) and bw.shape != (len(names), 2, 2):

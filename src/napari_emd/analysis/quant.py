@@ -107,7 +107,7 @@ def cliff_lorimer(
         sig = [np.asarray(_values(intensities[k].sigma)) for k in keys]
     else:
         sig = [_values(sigmas[k]) for k in keys]
-    sig = np.broadcast_arrays(*sig, values[0])[:-1]
+    sig = list(np.broadcast_arrays(*sig, values[0])[:-1])
     out_sigma = {}
     for i, e in enumerate(elements):
         var = np.zeros_like(total)
