@@ -108,16 +108,6 @@ class Frames:
         kept = set(self.frames)
         return tuple(f for f in range(self.first, self.last) if f not in kept)
 
-    @property
-    def every_frame(self) -> bool:
-        """Whether the read is a plain read of ``first:last`` (nothing left out or moved)."""
-        return len(self.frames) == self.last - self.first and not self.moved
-
-    @property
-    def chosen(self) -> bool:
-        """Whether frames are aligned or left out (the SI's image stacks follow them)."""
-        return self.align or bool(self.excluded)
-
     def moved_by(self, shifts: Any, source: str, estimated: Any = None) -> Frames:
         """These frames moved by ``shifts`` (``(F, 2)`` float ``(dy, dx)``, one per
         frame of ``first:last``, excluded ones too), rounded to whole pixels."""

@@ -52,7 +52,7 @@ def read_spectrum_images(
     opening reads nothing of the streams.
     """
     names = spec.group_detectors
-    if spec.identity:
+    if spec.lazy:
         with open_h5(spec.path) as f:
             for i in {i for g in spec.groups for i in g}:
                 if spec.streams[i] not in f:
