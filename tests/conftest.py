@@ -28,6 +28,13 @@ def real_file(name: str) -> Path:
     return p
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _emd_cache_dir(tmp_path_factory):
+    """Every test (and every process a test starts) keeps its disk cache in a temporary
+    folder, never in the user's real cache."""
+    os.environ["NAPARI_EMD_CACHE"] = str(tmp_path_factory.mktemp("emd-cache"))
+
+
 @pytest.fixture
 def data_dir() -> Path:
     if not DATA_DIR.is_dir():

@@ -21,11 +21,13 @@ checksums of the parts it reads (:func:`crc32`)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import struct
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -42,6 +44,8 @@ TRAILER = b"NEMDDONE"
 _HEAD = struct.Struct("<8sII")  # magic, version, header JSON length
 _ALIGN = 4096
 SUFFIX = ".nemd"
+TMP_PREFIX = ".tmp-"  # an entry being built (or left by a build that crashed)
+STALE_TMP_SECONDS = 86400  # a build's temporary file this old is removed
 DEFAULT_MAX = 20 * 2**30
 _SAMPLE = 1 << 16  # bytes hashed at each sampled offset of a source file
 _SAMPLES = 8
@@ -50,6 +54,69 @@ _SAMPLES = 8
 def crc32(data: Any) -> int:
     """CRC-32 of a bytes-like object or contiguous numpy array."""
     return zlib.crc32(memoryview(np.ascontiguousarray(data)).cast("B")) & 0xFFFFFFFF
+
+
+# Positional reads and writes: os.preadv / os.pread / os.pwrite where the OS has them
+# (Linux, macOS), else a seek and a read or write under one lock (Windows), the
+# descriptor's position being shared by the threads reading an entry.
+_SEEK_LOCK = threading.Lock()
+
+
+def _seek_read_into(fd: int, view: memoryview, offset: int) -> int:
+    """One read into ``view`` at ``offset`` by seek + readinto, under the lock."""
+    with _SEEK_LOCK:
+        os.lseek(fd, offset, os.SEEK_SET)
+        with open(fd, "rb", buffering=0, closefd=False) as raw:
+            return raw.readinto(view) or 0
+
+
+def _seek_write(fd: int, view: memoryview, offset: int) -> int:
+    """One write of ``view`` at ``offset`` by seek + write, under the lock."""
+    with _SEEK_LOCK:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.write(fd, view)
+
+
+def _read_into(fd: int, view: memoryview, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    if hasattr(os, "pread"):
+        data = os.pread(fd, len(view), offset)
+        view[:len(data)] = data
+        return len(data)
+    return _seek_read_into(fd, view, offset)  # pragma: no cover - Windows
+
+
+def _read_exactly(fd: int, view: memoryview, offset: int) -> int:
+    """Fill ``view`` from ``offset``; the bytes read (fewer only at the end of the file)."""
+    done = 0
+    while done < len(view):
+        n = _read_into(fd, view[done:], offset + done)
+        if n <= 0:
+            break
+        done += n
+    return done
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes at ``offset`` (fewer at the end of the file)."""
+    buf = bytearray(size)
+    return bytes(buf[:_read_exactly(fd, memoryview(buf), offset)])
+
+
+def _write_all(fd: int, data: Any, offset: int) -> None:
+    """Write all of ``data`` at ``offset``; OSError when the disk takes no more (full, or
+    over the process's file size limit) rather than looping on short writes."""
+    view = memoryview(data).cast("B")
+    done = 0
+    while done < view.nbytes:
+        if hasattr(os, "pwrite"):
+            n = os.pwrite(fd, view[done:], offset + done)
+        else:  # pragma: no cover - Windows
+            n = _seek_write(fd, view[done:], offset + done)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, "the disk took no more bytes")
+        done += n
 
 
 @dataclass(frozen=True)
@@ -143,14 +210,12 @@ class Entry:
         if offset < 0 or size < 0 or offset + size > self.payload_size:
             raise ValueError(f"read {offset}+{size} outside the payload "
                              f"({self.payload_size} bytes)")
+        if out is not None and not out.flags.c_contiguous:
+            raise ValueError("out must be C-contiguous")
         buf = np.empty(size, np.uint8) if out is None else out.reshape(-1).view(np.uint8)
         view = memoryview(buf)[:size]
-        done = 0
-        while done < size:
-            n = os.preadv(self.fd, [view[done:]], self.payload_offset + offset + done)
-            if n <= 0:
-                raise OSError(f"cache entry {self.path} ended early")
-            done += n
+        if _read_exactly(self.fd, view, self.payload_offset + offset) != size:
+            raise OSError(f"cache entry {self.path or '(scratch file)'} ended early")
         return buf[:size]
 
     def discard(self) -> None:
@@ -179,22 +244,20 @@ class Writer:
         view = memoryview(np.ascontiguousarray(data)).cast("B")
         if offset < 0 or offset + view.nbytes > self.payload_size:
             raise ValueError("write outside the payload")
-        done = 0
-        while done < view.nbytes:
-            done += os.pwrite(self.fd, view[done:], self.payload_offset + offset + done)
+        _write_all(self.fd, view, self.payload_offset + offset)
 
 
 def _validate(fd: int, kind: str, key: str, ident: FileIdentity) -> tuple[int, int, dict]:
     """(payload offset, payload size, meta) of the entry open as ``fd``; ValueError when
     anything in it does not check out."""
     size = os.fstat(fd).st_size
-    head = os.pread(fd, _HEAD.size, 0)
+    head = _pread(fd, _HEAD.size, 0)
     if len(head) < _HEAD.size:
         raise ValueError("short header")
     magic, version, n = _HEAD.unpack(head)
     if magic != MAGIC or version != VERSION or n > 1 << 24:
         raise ValueError("not an entry of this version")
-    text = os.pread(fd, n + 4, _HEAD.size)
+    text = _pread(fd, n + 4, _HEAD.size)
     if len(text) != n + 4 or struct.unpack("<I", text[n:])[0] != crc32(head + text[:n]):
         raise ValueError("header checksum")
     info = json.loads(text[:n])
@@ -203,10 +266,18 @@ def _validate(fd: int, kind: str, key: str, ident: FileIdentity) -> tuple[int, i
     off, psize = _payload_offset(_HEAD.size + n + 4), int(info["payload_size"])
     if size != off + psize + len(TRAILER) + 4:
         raise ValueError("truncated")
-    tail = os.pread(fd, len(TRAILER) + 4, off + psize)
+    tail = _pread(fd, len(TRAILER) + 4, off + psize)
     if tail != TRAILER + struct.pack("<I", crc32(head + text[:n])):
         raise ValueError("unfinished")
     return off, psize, info["meta"]
+
+
+def _remove_if_same(path: Path, fd: int) -> None:
+    """Unlink ``path`` if it still names the file open as ``fd``: another process may
+    have renamed a whole new entry into place since ``fd`` was opened."""
+    with contextlib.suppress(OSError):
+        if os.path.samestat(os.fstat(fd), os.stat(path)):
+            os.unlink(path)
 
 
 def lookup(kind: str, key: str, ident: FileIdentity) -> Entry | None:
@@ -223,24 +294,23 @@ def lookup(kind: str, key: str, ident: FileIdentity) -> Entry | None:
     try:
         off, psize, meta = _validate(fd, kind, key, ident)
     except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError):
+        _remove_if_same(path, fd)
         os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
         return None
     with contextlib.suppress(OSError):
         os.utime(path)  # most recently used
     return Entry(fd, path, off, psize, meta)
 
 
-def _scratch(header: bytes, payload_size: int,
+def _scratch(header: bytes, meta: dict, payload_size: int,
              fill: Callable[[Writer], None]) -> Entry | None:
-    """A private unlinked file in the system temp dir holding the payload, or None."""
+    """A private file in the system temp dir holding the payload, gone when the entry
+    closes (unlinked at once on POSIX, delete-on-close on Windows), or None."""
     try:
-        fd, name = tempfile.mkstemp(prefix="napari-emd-", suffix=SUFFIX)
+        with tempfile.TemporaryFile(prefix="napari-emd-", suffix=SUFFIX) as f:
+            fd = os.dup(f.fileno())
     except OSError:
         return None
-    with contextlib.suppress(OSError):
-        os.unlink(name)  # gone when closed
     off = _payload_offset(len(header))
     try:
         fill(Writer(fd, off, payload_size))
@@ -250,7 +320,7 @@ def _scratch(header: bytes, payload_size: int,
     except BaseException:
         os.close(fd)
         raise
-    return Entry(fd, None, off, payload_size, {})
+    return Entry(fd, None, off, payload_size, meta)
 
 
 def publish(kind: str, key: str, ident: FileIdentity, meta: dict, payload_size: int,
@@ -266,30 +336,38 @@ def publish(kind: str, key: str, ident: FileIdentity, meta: dict, payload_size: 
     off = _payload_offset(len(header))
     total = off + payload_size + len(TRAILER) + 4
     if root is None or total > max_bytes():
-        return _scratch(header, payload_size, fill)
+        return _scratch(header, meta, payload_size, fill)
+    final = root / _entry_name(kind, key, ident)
     tmp = None
     try:
         root.mkdir(parents=True, exist_ok=True)
         evict(max_bytes() - total, root)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=root)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=SUFFIX, dir=root)
         try:
-            os.pwrite(fd, header, 0)
+            _write_all(fd, header, 0)
             fill(Writer(fd, off, payload_size))
-            os.pwrite(fd, TRAILER + header[-4:], off + payload_size)
+            _write_all(fd, TRAILER + header[-4:], off + payload_size)
             os.ftruncate(fd, total)
         finally:
             os.close(fd)
-        final = root / _entry_name(kind, key, ident)
-        os.replace(tmp, final)
-        tmp = None
+        try:
+            os.replace(tmp, final)
+            tmp = None
+        except OSError:
+            # Windows refuses to replace a file open elsewhere: another process reads the
+            # entry this one built again, so keep that one (when it is whole).
+            entry = lookup(kind, key, ident)
+            if entry is not None:
+                return entry
+            raise
     except OSError:
-        return _scratch(header, payload_size, fill)
+        pass  # unwritable or full: the scratch file below, never an error
     finally:
-        if tmp is not None:
+        if tmp is not None:  # a partial or unused build: removed before the fallback
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-    entry = lookup(kind, key, ident)
-    return entry if entry is not None else _scratch(header, payload_size, fill)
+    entry = lookup(kind, key, ident) if tmp is None else None
+    return entry if entry is not None else _scratch(header, meta, payload_size, fill)
 
 
 @dataclass(frozen=True)
@@ -321,11 +399,11 @@ def evict(keep: int, root: Path | None = None) -> int:
         return 0
     now = time.time()
     found = sorted(_entries(root), key=lambda e: e[1].st_mtime)
-    total = sum(st.st_size for p, st in found if not p.name.startswith(".tmp-"))
+    total = sum(st.st_size for p, st in found if not p.name.startswith(TMP_PREFIX))
     removed = 0
     for p, st in found:
-        stale_tmp = p.name.startswith(".tmp-") and now - st.st_mtime > 86400
-        if stale_tmp or (not p.name.startswith(".tmp-") and total > keep):
+        stale_tmp = p.name.startswith(TMP_PREFIX) and now - st.st_mtime > STALE_TMP_SECONDS
+        if stale_tmp or (not p.name.startswith(TMP_PREFIX) and total > keep):
             with contextlib.suppress(OSError):
                 p.unlink()
                 removed += 1
@@ -337,19 +415,27 @@ def evict(keep: int, root: Path | None = None) -> int:
 def info() -> CacheInfo:
     """Where the cache is, how many entries and bytes it holds, and its limit."""
     root = cache_root()
-    found = [st for p, st in _entries(root) if not p.name.startswith(".tmp-")] if root \
+    found = [st for p, st in _entries(root) if not p.name.startswith(TMP_PREFIX)] if root \
         else []
     return CacheInfo(root, len(found), sum(st.st_size for st in found), max_bytes())
 
 
-def clear() -> int:
-    """Remove every entry (and leftover temporary file); returns how many went."""
+def clear_counted() -> tuple[int, int]:
+    """Remove every entry (and leftover temporary file): (how many went, bytes freed).
+    An entry another process holds open is gone from the cache at once; its bytes are
+    freed when that process closes it (on Windows it stays until then)."""
     root = cache_root()
     if root is None:
-        return 0
-    removed = 0
-    for p, _ in list(_entries(root)):
+        return 0, 0
+    removed = freed = 0
+    for p, st in list(_entries(root)):
         with contextlib.suppress(OSError):
             p.unlink()
             removed += 1
-    return removed
+            freed += st.st_size
+    return removed, freed
+
+
+def clear() -> int:
+    """Remove every entry (and leftover temporary file); returns how many went."""
+    return clear_counted()[0]
