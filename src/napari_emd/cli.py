@@ -1,5 +1,5 @@
 """The ``napari-emd`` command: ``info FILE`` lists datasets, ``view [FILE]`` opens napari,
-``--version`` prints the version.
+``cache info|clear`` shows or empties the disk cache, ``--version`` prints the version.
 
 ``view`` is :func:`napari_emd.plugin.launch.view` (imported only when asked for: this
 module, like the rest of the library, imports no napari or Qt).
@@ -8,12 +8,15 @@ module, like the rest of the library, imports no napari or Qt).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
+from . import diskcache
 from .api import read_datasets, si_facts
 from .errors import EMDError
 from .model import Dataset, SIFacts
+from .units import format_bytes
 from .version import __version__
 
 
@@ -77,12 +80,51 @@ def si_lines(facts: SIFacts) -> list[str]:
     return out
 
 
+def _cache_off_text() -> str:
+    value = os.environ.get("NAPARI_EMD_CACHE", "")
+    return (f"off (NAPARI_EMD_CACHE={value!r}): indexes are built into temporary files "
+            "that go when the file is closed")
+
+
+def cache_info_text() -> str:
+    """What ``napari-emd cache info`` prints: where the disk cache is, how many entries
+    and bytes it holds, and its limit (and which environment variable set each)."""
+    found = diskcache.info()
+    if found.root is None:
+        return f"cache    {_cache_off_text()}"
+    where = ("set by NAPARI_EMD_CACHE" if os.environ.get("NAPARI_EMD_CACHE")
+             else "the user cache folder; NAPARI_EMD_CACHE moves it")
+    exists = "" if found.root.is_dir() else ", not created yet"
+    limit = ("set by NAPARI_EMD_CACHE_SIZE" if os.environ.get("NAPARI_EMD_CACHE_SIZE")
+             else "the default; NAPARI_EMD_CACHE_SIZE changes it")
+    used = 100 * found.total_bytes / found.max_bytes if found.max_bytes else 100.0
+    share = "<1" if 0 < used < 1 else f"{used:.0f}"
+    return "\n".join([
+        f"cache    {found.root} ({where}{exists})",
+        f"entries  {found.entries}",
+        f"size     {format_bytes(found.total_bytes)} ({share}% of the limit)",
+        f"limit    {format_bytes(found.max_bytes)} ({limit}; the least recently used "
+        "entries go first)",
+    ])
+
+
+def cache_clear_text() -> str:
+    """Empty the disk cache; what ``napari-emd cache clear`` prints (how many entries
+    went, how many bytes were freed)."""
+    root = diskcache.cache_root()
+    if root is None:
+        return f"cache    {_cache_off_text()}; nothing to clear"
+    removed, freed = diskcache.clear_counted()
+    noun = "entry" if removed == 1 else "entries"
+    return f"removed {removed} {noun} ({format_bytes(freed)} freed) from {root}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-emd`` console script."""
     parser = argparse.ArgumentParser(
         prog="napari-emd",
         description="Electron Microscopy Datasets (.emd) from the shell: list what a file "
-                    "holds, or open it in napari.")
+                    "holds, open it in napari, or show and empty the disk cache.")
     parser.add_argument("--version", action="version", version=f"napari-emd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_info = sub.add_parser("info", help="list the datasets of an EMD file (no data read)")
@@ -94,10 +136,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_view.add_argument("--grid", action=argparse.BooleanOptionalAction, default=None,
                         help="show the layers side by side (--no-grid: overlaid); by "
                              "default several independent images are side by side")
+    p_cache = sub.add_parser("cache", help="the disk cache of spectrum-image indexes")
+    p_cache.add_argument("action", choices=["info", "clear"],
+                         help="info: where it is, entries, size, limit; clear: empty it")
     args = parser.parse_args(argv)
     try:
         if args.command == "info":
             print(info_table(args.file))
+            return 0
+        if args.command == "cache":
+            print(cache_info_text() if args.action == "info" else cache_clear_text())
             return 0
         from .plugin.launch import view
 
