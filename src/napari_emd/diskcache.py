@@ -16,7 +16,12 @@ whole one. When the cache cannot be written (read-only, full disk, off), the pro
 handed a private scratch file instead, or ``None``: never an error.
 
 The payload's own integrity (bytes flipped inside it) is the producer's to check, with
-checksums of the parts it reads (:func:`crc32`)."""
+checksums of the parts it reads (:func:`crc32`).
+
+Works on Linux, macOS and Windows: positional reads and writes where the system has them,
+else seek + read/write under a lock; where a rename over an entry open elsewhere is
+refused (Windows), the whole entry already in place is kept. docs/cache.md has the rules
+and the ``napari-emd cache info|clear`` commands."""
 
 from __future__ import annotations
 
