@@ -42,8 +42,8 @@ versions() {  # $1: venv dir; prints the versions the tests run against, on one 
 from importlib.metadata import PackageNotFoundError, version
 import sys
 out = [f"python {sys.version.split()[0]}"]
-for name in ("napari", "npe2", "magicgui", "numpy", "dask", "h5py", "numba", "matplotlib",
-             "PyQt6"):
+for name in ("napari", "npe2", "magicgui", "numpy", "dask", "h5py", "numba", "platformdirs",
+             "matplotlib", "PyQt6"):
     try:
         out.append(f"{name} {version(name)}")
     except PackageNotFoundError:

@@ -3,10 +3,11 @@
 # runs):
 #   newest  .venv         the newest releases of everything, with the test oracles
 #                         (RosettaSciIO, ncempy, ...) and checkers: the whole suite;
-#   oldest  .venv-oldest  napari, npe2, magicgui, numpy, dask, h5py, numba and matplotlib
-#                         pinned at the floors pyproject.toml claims (ci/oldest.txt): the
-#                         whole suite again; the tests that need an oracle skip there (the
-#                         oracles need newer libraries than our floors).
+#   oldest  .venv-oldest  napari, npe2, magicgui, numpy, dask, h5py, numba, platformdirs
+#                         and matplotlib pinned at the floors pyproject.toml claims
+#                         (ci/oldest.txt): the whole suite again; the tests that need an
+#                         oracle skip there (the oracles need newer libraries than our
+#                         floors).
 # `--newest` or `--oldest` as the first argument runs only that one. Both runs print their
 # versions and pytest's summary line, repeated at the end; the exit code is non-zero when
 # either run fails.
