@@ -64,6 +64,18 @@ def test_cache_clear_says_how_many_went_and_bytes_freed(cache, capsys):
     assert "entries  0" in capsys.readouterr().out
 
 
+def test_cache_info_says_when_the_cache_cannot_be_written(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("NAPARI_EMD_CACHE", str(blocker / "cache"))
+    assert main(["cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "writes   none: the folder cannot be written" in out and "entries  0" in out
+    assert "not created yet" not in out  # it cannot be
+    assert main(["cache", "clear"]) == 0
+    assert capsys.readouterr().out.startswith("removed 0 entries")
+
+
 @pytest.mark.parametrize("action", ["info", "clear"])
 def test_cache_off(monkeypatch, capsys, action):
     monkeypatch.setenv("NAPARI_EMD_CACHE", "off")

@@ -81,7 +81,7 @@ def test_round_trip_keeps_payload_and_meta(cache, source):
     assert np.array_equal(again.read(0, data.size), data)
     assert diskcache.lookup(KIND, "another key", diskcache.identify(source)) is None
     info = diskcache.info()
-    assert (info.root, info.entries) == (cache, 1)
+    assert (info.root, info.entries, info.writable) == (cache, 1, True)
     assert info.total_bytes == entry.path.stat().st_size == data.size + ENTRY_OVERHEAD
     with pytest.raises(ValueError, match="outside the payload"):
         entry.read(data.size - 10, 11)
@@ -274,6 +274,7 @@ def test_cache_off_works_from_scratch(monkeypatch, source, value):
     assert entry.path is None and np.array_equal(entry.read(0, data.size), data)
     assert diskcache.lookup(KIND, KEY, diskcache.identify(source)) is None
     assert diskcache.info().root is None and diskcache.info().entries == 0
+    assert not diskcache.info().writable
     assert diskcache.clear_counted() == (0, 0) and diskcache.evict(0) == 0
 
 
@@ -287,6 +288,7 @@ def test_cache_under_a_regular_file_works_from_scratch(tmp_path, monkeypatch, so
     assert entry.path is None and np.array_equal(entry.read(0, data.size), data)
     assert diskcache.lookup(KIND, KEY, diskcache.identify(source)) is None
     assert diskcache.info().entries == 0 and diskcache.clear_counted() == (0, 0)
+    assert not diskcache.info().writable
 
 
 def test_entry_name_taken_by_a_directory_works_from_scratch(cache, source):
@@ -391,6 +393,8 @@ def test_read_only_cache_reads_its_entries_and_builds_in_scratch(mount_tmpfs,
     new = _publish(source, data, key="new")
     assert new.path is None and np.array_equal(new.read(0, data.size), data)
     assert diskcache.clear_counted() == (0, 0) and diskcache.info().entries == 2
+    assert not diskcache.info().writable
+    assert not diskcache.writable(root / "not" / "made")
 
 
 def test_full_disk_falls_back_to_scratch_and_leaves_no_partial_entry(mount_tmpfs,

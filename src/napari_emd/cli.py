@@ -94,13 +94,17 @@ def cache_info_text() -> str:
         return f"cache    {_cache_off_text()}"
     where = ("set by NAPARI_EMD_CACHE" if os.environ.get("NAPARI_EMD_CACHE")
              else "the user cache folder; NAPARI_EMD_CACHE moves it")
-    exists = "" if found.root.is_dir() else ", not created yet"
+    exists = "" if found.root.is_dir() or not found.writable else ", not created yet"
+    state = [] if found.writable else [
+        "writes   none: the folder cannot be written (read-only, or not a folder), so "
+        "indexes are built into temporary files"]
     limit = ("set by NAPARI_EMD_CACHE_SIZE" if os.environ.get("NAPARI_EMD_CACHE_SIZE")
              else "the default; NAPARI_EMD_CACHE_SIZE changes it")
     used = 100 * found.total_bytes / found.max_bytes if found.max_bytes else 100.0
     share = "<1" if 0 < used < 1 else f"{used:.0f}"
     return "\n".join([
         f"cache    {found.root} ({where}{exists})",
+        *state,
         f"entries  {found.entries}",
         f"size     {format_bytes(found.total_bytes)} ({share}% of the limit)",
         f"limit    {format_bytes(found.max_bytes)} ({limit}; the least recently used "

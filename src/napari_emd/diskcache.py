@@ -383,6 +383,9 @@ class CacheInfo:
     entries: int
     total_bytes: int
     max_bytes: int
+    #: False when new entries cannot be written there (read-only, not a folder): every
+    #: index then goes to a scratch file.
+    writable: bool = True
 
 
 def _entries(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
@@ -417,12 +420,27 @@ def evict(keep: int, root: Path | None = None) -> int:
     return removed
 
 
+def writable(root: Path) -> bool:
+    """Whether entries can be created in ``root`` (or, when it does not exist yet, in the
+    folder it would be created in): False under a regular file, on a read-only file
+    system, or without write permission."""
+    p = root
+    while not p.exists():
+        if p.parent == p:
+            return False
+        p = p.parent
+    return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+
+
 def info() -> CacheInfo:
-    """Where the cache is, how many entries and bytes it holds, and its limit."""
+    """Where the cache is, how many entries and bytes it holds, its limit, and whether
+    new entries can be written there."""
     root = cache_root()
-    found = [st for p, st in _entries(root) if not p.name.startswith(TMP_PREFIX)] if root \
-        else []
-    return CacheInfo(root, len(found), sum(st.st_size for st in found), max_bytes())
+    if root is None:
+        return CacheInfo(None, 0, 0, max_bytes(), False)
+    found = [st for p, st in _entries(root) if not p.name.startswith(TMP_PREFIX)]
+    return CacheInfo(root, len(found), sum(st.st_size for st in found), max_bytes(),
+                     writable(root))
 
 
 def clear_counted() -> tuple[int, int]:
