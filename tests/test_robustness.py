@@ -246,3 +246,41 @@ def test_empty_velox_image_warns_once_in_napari(tmp_path):
         layers = read_layers(str(path))
     assert len([w for w in record if where in str(w.message)]) == 1
     assert layers and all(0 not in np.shape(data) for data, _kw, _t in layers)
+
+
+def _velox_with_empty(tmp_path, source, kind, shape):
+    """A copy of real Velox file ``source`` whose first ``Data/<kind>`` member's Data is
+    replaced by an empty array of ``shape`` (an aborted acquisition)."""
+    import shutil
+
+    path = tmp_path / f"empty {kind}.emd"
+    shutil.copy(real_file(source), path)
+    os.chmod(path, 0o644)
+    with h5py.File(path, "r+") as f:
+        group = f[f"Data/{kind}"]
+        key = next(iter(group))
+        dtype = group[key]["Data"].dtype
+        del group[key]["Data"]
+        group[key].create_dataset("Data", shape=shape, dtype=dtype)
+    return path, f"Data/{kind}/{key}"
+
+
+@pytest.mark.parametrize(("source", "kind", "shape"), [
+    ("Test SI 16x16 215 kx.emd", "Spectrum", (0, 1)),
+    ("Test SI 16x16 215 kx.emd", "Spectrum", (4096, 0)),
+    ("example_velox_EELS_EDS.emd", "EelsSpectrumImage", (0, 2048, 16)),
+    ("example_velox_EELS_EDS.emd", "EelsSpectrumImage", (16, 0, 16)),
+])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_empty_velox_spectra_warn_and_are_skipped(tmp_path, source, kind, shape, lazy):
+    """A zero-sized Velox spectrum or EELS spectrum image is skipped with a warning naming
+    the file and the dataset, like a zero-sized image; the rest of the file is read."""
+    path, where = _velox_with_empty(tmp_path, source, kind, shape)
+    full = napari_emd.file_reader(real_file(source), lazy=lazy)
+    with pytest.warns(EMDWarning) as record:
+        got = napari_emd.file_reader(path, lazy=lazy)
+    ours = [str(w.message) for w in record if where in str(w.message)]
+    assert len(ours) == 1, [str(w.message) for w in record]
+    assert ours[0].startswith(f"{path}: {where}: ") and "holds no data" in ours[0]
+    assert len(got) == len(full) - 1
+    assert all(0 not in s["data"].shape for s in got)

@@ -243,6 +243,10 @@ class VeloxReader:
             warn(f"{where}: has no Data array; it is skipped")
             return None
         dset = g["Data"]
+        if dset.size == 0:  # an aborted acquisition: nothing to show
+            warn(f"{self.path}: {where}: the spectrum holds no data (stored shape "
+                 f"{dset.shape}); it is skipped")
+            return None
         meta = metadata_column(g.get("Metadata"), 0, where)
         data = lazy_dataset(self.path, dset, chunks=dset.shape) if self.opts.lazy else dset[()]
         if data.ndim == 2:
@@ -281,6 +285,10 @@ class VeloxReader:
     def _read_eds_si(self, plan: SIPlan) -> None:
         if plan.pruned:
             self._read_pruned_si(plan)
+            return
+        if 0 in (plan.ny, plan.nx):
+            warn(f"{self.path}: the EDS spectrum image has an empty scan grid "
+                 f"({plan.ny} x {plan.nx}); it is skipped")
             return
         # every option is checked here, once (ValueError naming the file)
         spec = plan.read(self.path, self.opts, self.frames)
@@ -434,6 +442,10 @@ class VeloxReader:
             warn(f"{where}: unexpected EELS cube shape {dset.shape}; it is skipped")
             return None
         nx, ne, ny = dset.shape  # stored (x, E, y)
+        if 0 in (nx, ne, ny):
+            warn(f"{self.path}: {where}: the EELS spectrum image holds no data (stored "
+                 f"shape {dset.shape}); it is skipped")
+            return None
         if self.opts.lazy:
             import dask.array as da
 
