@@ -286,3 +286,22 @@ def test_laptop_screen_docks_the_spectrum_viewer_alone():
 
     assert widgets_for_screen(1366, 728) == ("Spectrum viewer",)
     assert "Spectrum-image loader" in widgets_for_screen(1920, 1040)
+
+
+def test_same_file_opened_again_is_told_apart_by_the_opening(make_napari_viewer):
+    """Opening one file twice used to give napari's ``HAADF [1]``: the second opening's
+    clashing names say the file and the opening (``HAADF — <file> (2)``), a third
+    ``(3)``, and a file opened in between keeps its plain ``— <file>`` tag."""
+    viewer = make_napari_viewer()
+    path = str(real_file(HAADF_SI))
+    stem = os.path.splitext(HAADF_SI)[0]
+    viewer.open(path, plugin="napari-emd-io")
+    first = [ly.name for ly in viewer.layers]
+    viewer.open(path, plugin="napari-emd-io")
+    viewer.open(str(real_file(FOUR_DET)), plugin="napari-emd-io")
+    viewer.open(path, plugin="napari-emd-io")
+    names = [ly.name for ly in viewer.layers]
+    assert not any("[" in n for n in names), names
+    assert len(set(names)) == len(names)
+    for base in first:
+        assert f"{base} — {stem} (2)" in names and f"{base} — {stem} (3)" in names

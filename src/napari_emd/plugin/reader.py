@@ -11,6 +11,7 @@ to a viewer, when given one, is :mod:`.viewer_setup`'s alone.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -140,16 +141,21 @@ def datasets_to_layers(
 def name_by_file(layers: list[LayerData], path: str, taken: dict[str, str]) -> list[LayerData]:
     """``layers`` (one file's) renamed where another file's layer has the name already:
     ``HAADF — Test SI 16x16 215 kx`` (the file's name without extension), not napari's
-    ``HAADF [1]``, which says nothing of the file. ``taken``: name -> source file of the
-    layers already there, updated with these."""
+    ``HAADF [1]``, which says nothing of the file. The same file opened again is told
+    apart by the opening: ``HAADF — Test SI 16x16 215 kx (2)``. ``taken``: name -> source
+    file of the layers already there, updated with these."""
     stem = os.path.splitext(os.path.basename(path))[0]
     real = os.path.realpath(path)
+    again = any(other and os.path.realpath(other) == real for other in taken.values())
     out = []
     for data, kw, kind in layers:
         name = kw.get("name", "")
-        other = taken.get(name)
-        if other is not None and (not other or os.path.realpath(other) != real):
-            kw = {**kw, "name": f"{name} — {stem}"}
+        if name in taken:  # the first free of: "name — stem", "name — stem (2)", ...
+            tagged = f"{name} — {stem}"
+            numbered = (f"{tagged} ({n})" for n in itertools.count(2))
+            new = next(c for c in itertools.chain([] if again else [tagged], numbered)
+                       if c not in taken)
+            kw = {**kw, "name": new}
         taken[kw.get("name", "")] = path
         out.append((data, kw, kind))
     return out
