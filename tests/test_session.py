@@ -305,3 +305,36 @@ def test_same_file_opened_again_is_told_apart_by_the_opening(make_napari_viewer)
     assert len(set(names)) == len(names)
     for base in first:
         assert f"{base} — {stem} (2)" in names and f"{base} — {stem} (3)" in names
+
+
+def test_maps_of_two_files_are_kept_apart(make_napari_viewer, qtbot):
+    """Maps were matched by name: with the first file's SI layer removed (its Cu map
+    kept), the second file's SI takes the free name ``EDS`` and mapping Cu there replaced
+    the first file's ``EDS Cu Kα``. Each file keeps its own map (the second named after
+    its file), and mapping Cu again updates that file's map only."""
+    from napari_emd.plugin.layer_meta import layer_info
+
+    viewer = make_napari_viewer()
+    _, sv = viewer.window.add_plugin_dock_widget("napari-emd-io", "Spectrum viewer")
+    viewer.open(str(real_file(HAADF_SI)), plugin="napari-emd-io")
+    si_a = sv.si_layer
+    with qtbot.waitSignal(sv.map_ready, timeout=60_000) as first:
+        sv.map_element("Cu")
+    map_a = first.args[0]
+    data_a = np.asarray(map_a.data).copy()
+    for ly in [ly for ly in viewer.layers if ly is not map_a]:
+        viewer.layers.remove(ly)
+    viewer.open(str(real_file(FOUR_DET)), plugin="napari-emd-io")
+    si_b = sv.si_layer
+    assert si_b is not si_a and si_b.name == si_a.name  # the clash of the old bug
+    with qtbot.waitSignal(sv.map_ready, timeout=60_000) as second:
+        sv.map_element("Cu")
+    map_b = second.args[0]
+    assert map_b is not map_a and map_a in viewer.layers
+    np.testing.assert_array_equal(np.asarray(map_a.data), data_a)
+    assert map_b.name.endswith(os.path.splitext(FOUR_DET)[0])
+    assert layer_info(map_b).title == map_b.name
+    n = len(viewer.layers)
+    with qtbot.waitSignal(sv.map_ready, timeout=60_000) as again:
+        sv.map_element("Cu")
+    assert len(viewer.layers) == n and again.args[0] is map_b

@@ -4,13 +4,15 @@ spectrum image, which is hidden; the file's plain images dimmed, :func:`.look.mi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+import os
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from ...spectra import EnergyAxis
-from ..layer_meta import DERIVED, Derived, EMDLayerInfo, attach, source_file
+from ..layer_meta import DERIVED, Derived, EMDLayerInfo, attach, layer_info, source_file
 from ..layers import apply_mix_view, map_layer
 from ..look import MAP_COLORMAPS, map_limits
 
@@ -62,13 +64,39 @@ def next_map_colormap(viewer: Any) -> str:
     return (free or list(MAP_COLORMAPS))[0]
 
 
+def _of_si(layer: Any, si_layer: Any) -> bool:
+    """Whether ``layer`` is a map made from ``si_layer`` (same layer, same file)."""
+    info = layer_info(layer)
+    return (info is not None and info.derived is not None
+            and info.derived.si_layer == si_layer.name
+            and (info.source or "") == (source_file(si_layer) or ""))
+
+
+def _map_slot(viewer: Any, si_layer: Any, name: str) -> tuple[str, Any]:
+    """(the name the map of ``si_layer`` called ``name`` gets, the layer of that name it
+    updates or None). A same-named layer of another file or SI is never replaced: the
+    map is named after its file instead (``Cu map — <file>``, then ``(2)``...)."""
+    stem = os.path.splitext(os.path.basename(source_file(si_layer) or ""))[0] or \
+        si_layer.name
+    tagged = f"{name} — {stem}"
+    names = itertools.chain([name, tagged], (f"{tagged} ({n})" for n in itertools.count(2)))
+    by_name = {lyr.name: lyr for lyr in viewer.layers}
+    for candidate in names:
+        held = by_name.get(candidate)
+        if held is None or _of_si(held, si_layer):
+            return candidate, held
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def show_map(viewer: Any, si_layer: Any, name: str, data: np.ndarray,
              info: EMDLayerInfo) -> Any:
     """Add (or update) the map layer ``name`` over ``si_layer`` and hide the spectrum
     image; returns the layer."""
     from napari.layers import Layer
 
-    existing = next((lyr for lyr in viewer.layers if lyr.name == name), None)
+    name, existing = _map_slot(viewer, si_layer, name)
+    if name != info.title:
+        info = replace(info, title=name)
     limits = map_limits(data) or (0.0, 1.0)
     if existing is not None and existing.ndim >= data.ndim and data.size == existing.data.size:
         existing.data = data.reshape(existing.data.shape)
