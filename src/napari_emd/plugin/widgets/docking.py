@@ -26,9 +26,9 @@ from ..compat import dock_widgets
 NARROW_WINDOW = 1400
 #: The width a dock gets (pixels), and at most this share of the window's width.
 DOCK_WIDTH = 360
-DOCK_SHARE = 0.25
+DOCK_SHARE = 0.23
 #: The narrowest a scrolling form gets (it scrolls sideways below its own width).
-SCROLL_MIN_WIDTH = 300
+SCROLL_MIN_WIDTH = 290
 #: Screens smaller than this (available pixels) get the spectrum viewer docked alone by
 #: ``napari-emd view``; the loader stays one click away in the Plugins menu.
 SMALL_SCREEN = (1600, 900)
@@ -154,7 +154,8 @@ class _Scroller(QObject):
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QScrollArea.NoFrame)
             scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-            scroll._magic_widget = self.magic  # napari's dock.inner_widget() finds it
+            # napari's dock.inner_widget() finds the widget it was given through this
+            scroll._magic_widget = self.native if self.magic is None else self.magic
             dock.setWidget(scroll)
             scroll.setWidget(self.native)
             scroll.setMinimumWidth(min(SCROLL_MIN_WIDTH,

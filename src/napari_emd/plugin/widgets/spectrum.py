@@ -53,6 +53,7 @@ from ..layer_meta import (
     si_record,
     source_file,
 )
+from .docking import scroll_when_docked
 from .runner import LatestRunner
 from .spectrum_maps import Window, show_map
 from .spectrum_plot import SpectrumPlot, line_label
@@ -108,6 +109,7 @@ class SpectrumViewer(PointerMixin, QWidget):
         self._elements_edited = False
 
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)  # every pixel of a laptop's dock counts
         form = QFormLayout()
         self.layer_combo = QComboBox()
         self.layer_combo.setToolTip("Spectrum-image layer the spectra come from")
@@ -138,8 +140,10 @@ class SpectrumViewer(PointerMixin, QWidget):
         self.win_hi = QDoubleSpinBox()
         for s in (self.win_lo, self.win_hi):
             s.setDecimals(3)
-            s.setMinimumWidth(56)
-            s.setMaximumWidth(80)  # its range's digits must not widen the dock
+            # neither its range's digits nor napari's style (min-width 70 px plus
+            # padding) may widen the dock past a laptop's share
+            s.setStyleSheet("QDoubleSpinBox { min-width: 50px; }")
+            s.setMaximumWidth(80)
             s.setButtonSymbols(QDoubleSpinBox.NoButtons)
             s.setToolTip("Energy window to map (or drag across the plot)")
             s.setRange(-1e6, 1e6)
@@ -172,6 +176,7 @@ class SpectrumViewer(PointerMixin, QWidget):
         layout.addLayout(el)
         # the map buttons on a row of their own: the dock stays narrow (a laptop's canvas)
         maps = QHBoxLayout()
+        maps.setSpacing(4)
         maps.addWidget(self.element_combo)
         maps.addWidget(el_btn)
         maps.addStretch(1)
@@ -186,7 +191,7 @@ class SpectrumViewer(PointerMixin, QWidget):
             # long layer and file names must not widen the dock (and squeeze the canvas)
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(6)
+            combo.setMinimumContentsLength(4)
 
         self._si_list: list[Any] = []  # the SI layers listed in layer_combo, in order
         self.layer_combo.currentIndexChanged.connect(self._si_layer_changed)
@@ -211,6 +216,7 @@ class SpectrumViewer(PointerMixin, QWidget):
         view.install(self.viewer).listeners.append(weakref.WeakMethod(self._refresh_layers))
         self._refresh_layers()
         self._active_changed()
+        scroll_when_docked(self)  # docked, it scrolls instead of widening the dock
 
     def show_file_spectra(self, info: EMDLayerInfo) -> None:
         """List a file's spectra (a file with no image) and plot the first."""
