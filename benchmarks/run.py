@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/run.py [--sizes small,large] [--tools ours,raw,rsciio,openreadout]
+    python benchmarks/run.py scale [--files 26M,210M,1G,2G]   (see benchmarks/scale.py)
 
 Synthetic 4-detector Velox files (``napari_emd.synthetic.write_velox_si``) are generated once
 into ``benchmarks/_cache`` (not committed): ``small`` = 256 x 256 x 10 frames, ``large`` =
@@ -296,6 +297,11 @@ def summary(got: list[dict]) -> dict:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["scale"]:  # the scale benchmark of #22 (benchmarks/scale.py)
+        import scale
+
+        scale.main(sys.argv[2:])
+        return
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="small,large")
