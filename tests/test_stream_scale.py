@@ -221,3 +221,60 @@ def test_eager_rebin_never_allocates_the_full_resolution_cube(tmp_path):
     assert si.data.shape == (64, 64, 256) and si.data.nbytes == binned
     streams = sum(info.stream_lengths) * 2
     assert peak < binned + streams + 8 * 2**20 < full // 2, (peak, full)
+
+
+def _fresh_index(info, **kw):
+    """The shared line index of ``info``'s first stream, as a new process would make it."""
+    clear_caches()
+    spec = info.file().read(ReadOptions(lazy=True, **kw))
+    return frames_mod.stream_index(spec, 0)
+
+
+def test_finished_line_index_is_kept_on_disk(tmp_path, monkeypatch):
+    """Once every frame of a stream is indexed, a reopen (a new process) takes the line
+    index from the disk cache: a pixel spectrum then reads one line per frame. A corrupt
+    entry is detected, removed and built again; with the cache off nothing is kept."""
+    monkeypatch.setenv("NAPARI_EMD_CACHE", str(tmp_path / "cache"))
+    info = write_velox_si(tmp_path / "c.emd", ny=10, nx=7, frames=3, detectors=1,
+                          counts_per_pixel=2, bincount=32, seed=9)
+    idx = _fresh_index(info)
+    with idx.lock:
+        idx._look()
+    assert not idx.have.any()
+    want = idx.ensure(0, 3).copy()
+    entries = list((tmp_path / "cache").glob("*.nemd"))
+    assert len(entries) == 1
+    again = _fresh_index(info)
+    with again.lock:
+        again._look()
+    assert again.have.all()
+    np.testing.assert_array_equal(again.lines, want)
+    # flip a byte of the payload (the lines): found out, removed, rebuilt
+    raw = bytearray(entries[0].read_bytes())
+    raw[-64] ^= 0xFF
+    entries[0].write_bytes(bytes(raw))
+    bad = _fresh_index(info)
+    with bad.lock:
+        bad._look()
+    assert not bad.have.any()
+    np.testing.assert_array_equal(bad.ensure(0, 3), want)
+    monkeypatch.setenv("NAPARI_EMD_CACHE", "off")
+    off = _fresh_index(info)
+    np.testing.assert_array_equal(off.ensure(0, 3), want)
+    clear_caches()
+
+
+def test_a_damaged_stream_is_not_kept_and_warns_every_time(small, tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_EMD_CACHE", str(tmp_path / "cache"))
+    with h5py.File(small.path) as f:
+        table = f[small.frame_tables[0]][:, 0].astype(np.int64)
+    path = _damaged_copy(small, tmp_path, [0, int(table[1]) + 3, *table[2:]])
+    for _ in range(2):
+        clear_caches()
+        (lazy,) = [d for d in napari_emd.read_datasets(path, lazy=True)
+                   if d.kind == "spectrum_image"]
+        with pytest.warns(EMDWarning, match="FrameLocationTable"):
+            record_pixel_spectrum(lazy, (3, 3))
+    # the other detector's stream is whole: only its index is kept
+    assert len(list((tmp_path / "cache").glob("*.nemd"))) == 1
+    clear_caches()

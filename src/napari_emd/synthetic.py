@@ -120,7 +120,10 @@ def _spectrum_shape(bincount: int, disp_kev: float, off_kev: float, lines: dict)
         if g.sum() > 0:
             spec = spec + 0.75 * weight * g / g.sum()
     spec = np.clip(spec, 0, None)
-    return spec / spec.sum()
+    total = spec.sum()
+    if not total > 0:  # a calibration below every line and the background: flat
+        return np.full(bincount, 1.0 / bincount)
+    return spec / total
 
 
 def _phase_maps(ny: int, nx: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

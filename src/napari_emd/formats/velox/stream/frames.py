@@ -12,7 +12,10 @@ it whole either.
 
 :class:`StreamIndex` holds one stream's line starts. The lazy chunks share one per stream
 and process (:func:`stream_index`, keyed by the file's identity); an eager read makes its
-own on the file it has open.
+own on the file it has open. The shared ones keep their finished index (8 bytes per scan
+line) in the per-user disk cache (:mod:`napari_emd.diskcache`), so a reopened file's
+pixel spectra (:mod:`.pixel`) read one scan line per frame without a pass over the
+stream; an index whose building warned (a damaged stream or frame table) is never kept.
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .... import diskcache
 from ....cache import ProcessCache
 from ....errors import EMDError, EMDWarning
 from ....h5 import H5_LOCK, cached_handle, check_unchanged
 from ....numba_kernels import STREAM_KERNELS
 from ..siread import SEPARATOR, SIRead
 
+#: The disk-cache kind of a stream's finished line index (:mod:`napari_emd.diskcache`).
+LINES_KIND = "velox-stream-lines"
 #: Stream values read at a time when a whole stream is indexed (64 MiB of uint16).
 INDEX_BLOCK = 1 << 25
 
@@ -117,9 +123,10 @@ def warn_table(spec: SIRead, stream: str, why: str) -> None:
     )
 
 
-def check_extent(spec: SIRead, stream: str, pixels: int) -> None:
+def check_extent(spec: SIRead, stream: str, pixels: int) -> bool:
     """Warn when the stream does not fill the grid (a stopped acquisition may leave the
-    last frame short, and Velox may start one more pixel: both are normal and silent)."""
+    last frame short, and Velox may start one more pixel: both are normal and silent);
+    True when it warned."""
     npix = spec.npix
     expected = spec.n_frames * npix
     if pixels <= (spec.n_frames - 1) * npix:
@@ -130,7 +137,8 @@ def check_extent(spec: SIRead, stream: str, pixels: int) -> None:
             EMDWarning,
             stacklevel=5,
         )
-    elif pixels > expected + 1:
+        return True
+    if pixels > expected + 1:
         warnings.warn(
             f"{spec.path}: stream {stream} holds {pixels} pixels, more than the "
             f"{spec.n_frames} frame(s) of {spec.ny}x{spec.nx} = {expected}; the extra "
@@ -138,6 +146,8 @@ def check_extent(spec: SIRead, stream: str, pixels: int) -> None:
             EMDWarning,
             stacklevel=5,
         )
+        return True
+    return False
 
 
 def index_lines(buf: np.ndarray, nx: int, n_lines: int) -> tuple[np.ndarray, int, int]:
@@ -224,7 +234,8 @@ class StreamIndex:
     every read, so a per-process handle cache may close and reopen files between reads.
     """
 
-    def __init__(self, spec: SIRead, i: int, opener: Callable[[], h5py.Dataset]) -> None:
+    def __init__(self, spec: SIRead, i: int, opener: Callable[[], h5py.Dataset],
+                 persist: bool = False) -> None:
         self.spec = spec
         self.stream = spec.streams[i]
         self.table_name = spec.frame_tables[i]
@@ -235,6 +246,12 @@ class StreamIndex:
         self.table: np.ndarray | None = None
         self.use_table = False
         self.n = -1  # the stream's length, once looked at
+        # keep the finished index in the per-user disk cache (lazy reads: a reopened
+        # file's pixel spectra need no pass over the stream); only an index whose
+        # building warned about nothing is kept, so a damaged file warns every time
+        self.persist = persist
+        self.clean = True
+        self.ident: diskcache.FileIdentity | None = None
 
     def _read(self, a: int, b: int) -> np.ndarray:
         with H5_LOCK:
@@ -250,13 +267,57 @@ class StreamIndex:
             n = int(ds.shape[0])
             self.table = load_table(ds.file, self.table_name)
         if self.table is None and self.table_name is not None:
+            self.clean = False
             warnings.warn(
                 f"{self.spec.path}: FrameLocationTable {self.table_name} is unreadable; "
                 "frames are found by scanning the stream", EMDWarning, stacklevel=4)
         self.use_table = table_fits(self.spec, self.table, n)
         if self.table is not None and not self.use_table:
+            self.clean = False
             warn_table(self.spec, self.stream, "it does not fit the stream length")
         self.n = n
+        if self.persist:
+            self._load_cached()
+
+    def _cache_key(self) -> str:
+        spec = self.spec
+        return f"{self.stream}|{spec.ny}x{spec.nx}x{spec.n_frames}"
+
+    def _load_cached(self) -> None:
+        """Take the whole line index from the disk cache, when a valid entry holds it
+        (call locked)."""
+        try:
+            self.ident = diskcache.identify(self.spec.path)
+        except OSError:
+            return
+        entry = diskcache.lookup(LINES_KIND, self._cache_key(), self.ident)
+        if entry is None:
+            return
+        try:
+            lines = entry.read(0, self.lines.nbytes).view(np.int64)
+            ok = entry.meta.get("crc") == diskcache.crc32(lines) and \
+                bool(np.all(np.diff(lines) >= 0)) and int(lines[-1]) <= self.n
+        except (OSError, ValueError):
+            ok = False
+        if ok:
+            self.lines[:] = lines
+            self.have[:] = True
+        else:
+            entry.discard()
+        entry.close()
+
+    def _save(self) -> None:
+        """Keep the finished line index in the disk cache (call locked; once)."""
+        if not (self.persist and self.clean and self.ident is not None
+                and self.have.all()) or diskcache.cache_root() is None:
+            return
+        self.persist = False
+        lines = self.lines.copy()
+        entry = diskcache.publish(LINES_KIND, self._cache_key(), self.ident,
+                                  {"crc": diskcache.crc32(lines)}, lines.nbytes,
+                                  lambda w: w.pwrite(0, lines))
+        if entry is not None:
+            entry.close()
 
     def _index_whole(self, read: Callable[[int, int], np.ndarray]) -> None:
         """Index the whole stream, checking the frame table against it. ``read(a, b)``
@@ -266,7 +327,7 @@ class StreamIndex:
         spec = self.spec
         lines, pixels = index_blocks(read, self.n, spec.nx, spec.n_frames * spec.ny,
                                      INDEX_BLOCK)
-        check_extent(spec, self.stream, pixels)
+        self.clean &= not check_extent(spec, self.stream, pixels)
         if self.use_table and self.table is not None:
             starts = lines[np.arange(spec.n_frames) * spec.ny]
             want = self.table[: spec.n_frames]
@@ -274,8 +335,10 @@ class StreamIndex:
                 bad = int(np.flatnonzero(starts != want)[0])
                 warn_table(spec, self.stream, f"frame {bad} starts at {int(starts[bad])}")
                 self.use_table = False
+                self.clean = False
         self.lines[:] = lines
         self.have[:] = True
+        self._save()
 
     def _frame_end(self, f: int) -> int:
         assert self.table is not None
@@ -298,17 +361,20 @@ class StreamIndex:
             if why is not None:
                 warn_table(spec, self.stream, why)
                 self.use_table = False
+                self.clean = False
                 return False
             found.append(lines + int(table[f]))
         if hi == spec.n_frames:
             tail = buf[int(table[hi - 1]) - a :]
             seps = int(np.count_nonzero(tail == SEPARATOR))
             trailing = tail.size > 0 and tail[-1] != SEPARATOR
-            check_extent(spec, self.stream, (hi - 1) * spec.npix + seps + int(trailing))
+            self.clean &= not check_extent(spec, self.stream,
+                                           (hi - 1) * spec.npix + seps + int(trailing))
         ny = spec.ny
         for f, lines in zip(range(lo, hi), found):
             self.lines[f * ny : (f + 1) * ny + 1] = lines
             self.have[f] = True
+        self._save()
         return True
 
     def span(
@@ -410,7 +476,7 @@ def stream_index(spec: SIRead, i: int) -> StreamIndex:
     key = (*spec.cache_key(), spec.streams[i], spec.ny, spec.nx, spec.n_frames)
     name, path = spec.streams[i], spec.path
     return _INDEXES.get(key, lambda: StreamIndex(
-        spec, i, lambda: stream_dataset(cached_handle(path), name, path)))
+        spec, i, lambda: stream_dataset(cached_handle(path), name, path), persist=True))
 
 
 def clear_indexes() -> None:
