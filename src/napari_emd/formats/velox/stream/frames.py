@@ -448,6 +448,7 @@ class StreamIndex:
         """Make sure frames ``f0:f1`` are indexed, reading one frame at a time; return
         the line array."""
         with self.lock:
+            self._look()  # may take the whole index from the disk cache
             missing = np.flatnonzero(~self.have[f0:f1])
         if missing.size:
             for _ in self.frames(f0 + int(missing[0]), f0 + int(missing[-1]) + 1):
