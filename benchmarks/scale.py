@@ -232,13 +232,14 @@ def _child(tool: str, what: str, path: Path, name: str, limit_gib: float,
         if "MemoryError" in text or "Cannot allocate" in text or "std::bad_alloc" in text \
                 or proc.returncode in (-9, 137):
             return {"error": f"over {limit_gib:g} GiB", "detail": err[-1][:200]}
-        return {"error": err[-1][:200]}
+        last = err[-1]
+        if "unsupported feature:" in last:  # openreadout's refusal, in its own words
+            last = "refuses: " + last.split("unsupported feature:", 1)[1].split("(")[0]
+        return {"error": last.strip()[:120]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _t(res: dict, key: str) -> str:
-    if "error" in res:
-        return "—"
     if key not in res:
         return "—"
     s = res[key]
@@ -246,7 +247,7 @@ def _t(res: dict, key: str) -> str:
 
 
 def _m(res: dict, key: str) -> str:
-    if "error" in res or key not in res:
+    if key not in res:
         return "—"
     return f"{res[key] / 2**30:.2f} GiB" if res[key] >= 2**30 else \
         f"{res[key] / 2**20:.0f} MiB"
