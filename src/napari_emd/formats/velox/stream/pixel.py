@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ....threads import pool
 from ..siread import SEPARATOR, SIRead
 from .frames import stream_index
 from .spec import bad_channel, cast, dtype_limit, warn_overflow
@@ -43,9 +44,13 @@ def pixel_spectrum(spec: SIRead, streams: tuple[int, ...], index: tuple[int, ...
     plan = spec.frames
     picks = range(len(plan.frames)) if spec.sum_frames else (lead[0],)
     counts = np.zeros(spec.bincount, np.int64)
-    for i in streams:
-        idx = stream_index(spec, i)
-        lines = idx.ensure(plan.frames[picks[0]], plan.frames[picks[-1]] + 1)
+    f0, f1 = plan.frames[picks[0]], plan.frames[picks[-1]] + 1
+    indexes = [stream_index(spec, i) for i in streams]
+    if len(indexes) > 1:  # streams not indexed yet are indexed side by side (no task waits
+        # on another: each takes only its own index's lock and the HDF5 lock)
+        list(pool().map(lambda idx: idx.ensure(f0, f1), indexes))
+    for i, idx in zip(streams, indexes):
+        lines = idx.ensure(f0, f1)
         for j in picks:
             f = plan.frames[j]
             dy, dx = plan.shift(j)
