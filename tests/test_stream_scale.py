@@ -279,3 +279,21 @@ def test_a_damaged_stream_is_not_kept_and_warns_every_time(small, tmp_path, monk
     # the other detector's stream is whole: only its index is kept
     assert len(list((tmp_path / "cache").glob("*.nemd"))) == 1
     clear_caches()
+
+
+@pytest.mark.parametrize("kw", OPTIONS, ids=[str(k) for k in OPTIONS])
+def test_eager_read_of_big_streams_in_frame_blocks_equals_the_reference(small, monkeypatch,
+                                                                        kw):
+    """A stream over ``SPAN_VALUES`` is read frame by frame and scattered in blocks of
+    whole frames: the cube is the reference decoder's, for every option."""
+    from napari_emd.formats.velox.stream import eager
+
+    monkeypatch.setattr(eager, "SPAN_VALUES", 40)  # about one scan line: a frame a block
+    spec = small.file().read(ReadOptions(**kw))
+    want = read_spectrum_images_reference(spec)
+    got = read_spectrum_images(spec)
+    for res, ref in zip(got, want, strict=True):
+        np.testing.assert_array_equal(res.data, ref.astype(spec.dtype), err_msg=str(kw))
+    monkeypatch.setattr(eager, "SPAN_VALUES", 700)  # a few frames a block
+    for res, ref in zip(read_spectrum_images(spec), want, strict=True):
+        np.testing.assert_array_equal(res.data, ref.astype(spec.dtype), err_msg=str(kw))
