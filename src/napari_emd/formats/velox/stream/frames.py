@@ -403,7 +403,12 @@ class StreamIndex:
                 if self._index_frames(buf, lo, f1):
                     a = int(self.table[f0])
                     return buf[a - a0 :], a, self.lines
-            self._index_whole(self._read)
+            if not partial:  # the whole stream is asked for: read it once, index it
+                buf = self._read(0, self.n)
+                self._index_whole(lambda a, b: buf[a:b])
+                a, b = int(self.lines[f0 * ny]), int(self.lines[f1 * ny])
+                return buf[a:b], a, self.lines
+            self._index_whole(self._read)  # in blocks, then only the frames asked for
             a, b = int(self.lines[f0 * ny]), int(self.lines[f1 * ny])
             return self._read(a, b), a, self.lines
 
