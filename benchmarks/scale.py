@@ -32,7 +32,9 @@ memory than the machine has fails cleanly and is reported as over the limit:
   step's time, and the peak RSS growth above the process's RSS after its imports once the
   step is done (so the last is the whole session's).
 
-Times are wall times of one run (the machine is shared and noisy: compare the tools in
+Each process gets an empty disk cache of its own (``$NAPARI_EMD_CACHE`` set to a fresh
+temporary folder) unless ``$NAPARI_EMD_CACHE`` is set, so every measurement is a first
+open. Times are wall times of one run (the machine is shared and noisy: compare the tools in
 the same run, as ratios).
 """
 
@@ -221,11 +223,21 @@ def _child(tool: str, what: str, path: Path, name: str, limit_gib: float,
         f"print(json.dumps(scale.run_child({tool!r}, {what!r}, {str(path)!r}, {ny}, {nx}, "
         "4096)))\n"
     )
+    env = dict(os.environ)
+    scratch = None
+    if "NAPARI_EMD_CACHE" not in env:  # every measurement starts with an empty disk cache
+        import tempfile
+
+        scratch = tempfile.TemporaryDirectory(prefix="napari-emd-bench-")
+        env["NAPARI_EMD_CACHE"] = scratch.name
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"over {timeout:.0f} s"}
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
     if proc.returncode:
         err = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
         text = proc.stderr
