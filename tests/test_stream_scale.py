@@ -173,10 +173,18 @@ def test_pixel_spectrum_equals_the_reference(small, kw):
             np.testing.assert_array_equal(got, ref[index], err_msg=f"{kw} {index}")
 
 
-def test_pixel_spectrum_outside_the_scan_is_an_index_error(small):
+def test_pixel_spectrum_indexes_like_numpy(small):
     spec = small.file().read(ReadOptions(lazy=True))
+    want = read_spectrum_images_reference(small.file().read(ReadOptions()))[0]
+    np.testing.assert_array_equal(pixel_spectrum(spec, (0, 1), (-1, -2)), want[-1, -2])
+    for bad in [(small.ny, 0), (0, -small.nx - 1), (1, 2, 3)]:
+        with pytest.raises(IndexError):
+            pixel_spectrum(spec, (0, 1), bad)
+    per = small.file().read(ReadOptions(lazy=True, sum_frames=False))
+    want = read_spectrum_images_reference(small.file().read(ReadOptions(sum_frames=False)))
+    np.testing.assert_array_equal(pixel_spectrum(per, (0, 1), (-1, 2, 3)), want[0][-1, 2, 3])
     with pytest.raises(IndexError):
-        pixel_spectrum(spec, (0,), (small.ny, 0))
+        pixel_spectrum(per, (0, 1), (small.frames, 0, 0))
 
 
 @pytest.mark.parametrize("kw", [{}, {"sum_frames": False, "rebin_energy": 2},

@@ -38,11 +38,17 @@ def pixel_spectrum(spec: SIRead, streams: tuple[int, ...], index: tuple[int, ...
     apart. Only one scan line per frame and stream is read (once the frames are
     indexed)."""
     ny, nx = spec.ny, spec.nx
-    *lead, y, x = (int(i) for i in index)
-    if not (0 <= y < ny and 0 <= x < nx):
-        raise IndexError(f"pixel {(y, x)} is outside the {ny} x {nx} scan")
     plan = spec.frames
-    picks = range(len(plan.frames)) if spec.sum_frames else (lead[0],)
+    *lead, y, x = (int(i) for i in index)
+    if len(lead) != (0 if spec.sum_frames else 1):
+        raise IndexError(f"{len(index)} indices for a spectrum image of "
+                         f"{2 + (0 if spec.sum_frames else 1)} navigation axes")
+    y, x = y + ny if y < 0 else y, x + nx if x < 0 else x  # as numpy counts from the end
+    if not (0 <= y < ny and 0 <= x < nx):
+        raise IndexError(f"pixel {tuple(index)} is outside the {ny} x {nx} scan")
+    if lead and not -len(plan.frames) <= lead[0] < len(plan.frames):
+        raise IndexError(f"frame {lead[0]} is outside the {len(plan.frames)} frames read")
+    picks = range(len(plan.frames)) if spec.sum_frames else (lead[0] % len(plan.frames),)
     counts = np.zeros(spec.bincount, np.int64)
     f0, f1 = plan.frames[picks[0]], plan.frames[picks[-1]] + 1
     indexes = [stream_index(spec, i) for i in streams]
