@@ -22,7 +22,7 @@ from napari_emd.formats.velox.stream import (
 from napari_emd.formats.velox.stream import frames as frames_mod
 from napari_emd.formats.velox.stream.frames import StreamIndex, index_blocks, index_lines
 from napari_emd.formats.velox.stream.pixel import pixel_spectrum, pixel_values
-from napari_emd.h5 import open_h5
+from napari_emd.h5 import close_cached, open_h5
 from napari_emd.numba_kernels import STREAM_KERNELS
 from napari_emd.options import ReadOptions
 from napari_emd.spectra import pixel_spectrum as record_pixel_spectrum
@@ -305,3 +305,25 @@ def test_eager_read_of_big_streams_in_frame_blocks_equals_the_reference(small, m
     monkeypatch.setattr(eager, "SPAN_VALUES", 700)  # a few frames a block
     for res, ref in zip(read_spectrum_images(spec), want, strict=True):
         np.testing.assert_array_equal(res.data, ref.astype(spec.dtype), err_msg=str(kw))
+
+
+def test_a_line_index_kept_for_an_older_file_is_never_used(tmp_path, monkeypatch):
+    """The file rewritten at the same path (same grid, other counts): the kept index is of
+    another file identity, so the new one is indexed and its pixels are right."""
+    monkeypatch.setenv("NAPARI_EMD_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "same.emd"
+    kw = dict(ny=10, nx=7, frames=3, detectors=1, bincount=64)
+    old = write_velox_si(path, counts_per_pixel=2, seed=1, **kw)
+    _fresh_index(old).ensure(0, 3)
+    assert list((tmp_path / "cache").glob("*.nemd"))
+    close_cached(str(path))
+    new = write_velox_si(path, counts_per_pixel=5, seed=2, keep_counts=True, **kw)
+    idx = _fresh_index(new)
+    with idx.lock:
+        idx._look()
+    assert not idx.have.any()  # nothing taken from the old file's entry
+    spec = new.file().read(ReadOptions(lazy=True))
+    want = new.counts.sum((0, 1))
+    for yx in [(0, 0), (4, 6), (9, 3)]:
+        np.testing.assert_array_equal(pixel_spectrum(spec, (0,), yx), want[yx])
+    clear_caches()
