@@ -277,7 +277,9 @@ def run_cases(
                 time.sleep(settle)
             cmd = [sys.executable, script, "--tool", tool, "--case", case,
                    "--file", str(path), "--frames", str(nf)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            # no per-user disk cache: every run is a first open, as before there was one
+            env = {"NAPARI_EMD_CACHE": "off", **os.environ}
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode:
                 errors[(tool, case)] = (proc.stderr.strip().splitlines()
                                         or [f"exit status {proc.returncode}"])[-1]
