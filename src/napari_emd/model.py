@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
 
@@ -138,7 +139,10 @@ class Dataset:
     ``display`` optionally holds an alternative array for viewing, with the same
     calibration as ``data`` but axes ordered for napari (see ``display_axes``), e.g. an
     energy-first view of a spectrum image backed by an event index, so the energy slider
-    never needs the dense cube.
+    never needs the dense cube. ``pixel_reader`` optionally gives ``data[index + (:,)]``
+    for one pixel's ``index`` (every axis but the last) more cheaply than slicing a lazy
+    ``data`` (whose chunks hold many pixels): a lazy Velox spectrum image reads one scan
+    line per frame for it.
 
     Typed facts beside the arrays: ``detector`` is the detector of a single spectrum,
     ``si`` what a spectrum image holds (:class:`SIContent`), ``saved`` the napari layer
@@ -157,6 +161,7 @@ class Dataset:
     original_metadata: dict[str, Any] = field(default_factory=dict)
     display: Any = None
     display_axes: list[Axis] | None = None
+    pixel_reader: Callable[[tuple[int, ...]], np.ndarray] | None = None
     detector: str | None = None
     si: SIContent | None = None
     saved: SavedLayer | None = None

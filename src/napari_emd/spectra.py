@@ -101,7 +101,10 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 def pixel_spectrum(record: Dataset, index: tuple[int, ...]) -> np.ndarray:
     """The spectrum of one pixel: ``record.data[index + (:,)]`` (``index`` is every
-    axis but energy)."""
+    axis but energy), through the record's ``pixel_reader`` when it has one (a lazy
+    cube's chunks hold many pixels; the reader reads only this one's)."""
+    if record.pixel_reader is not None:
+        return np.asarray(record.pixel_reader(tuple(int(i) for i in index)), np.float64)
     return _to_numpy(record.data[(*index, slice(None))]).astype(np.float64)
 
 
@@ -127,8 +130,15 @@ def region_sum(record: Dataset, mask: np.ndarray) -> np.ndarray:
 
 def window_map(record: Dataset, i0: int, i1: int) -> Any:
     """Counts integrated over channels ``[i0, i1)``: an array over every other axis
-    (lazy when the record is)."""
-    return record.data[..., i0:i1].sum(axis=-1, dtype=np.float64)
+    (lazy when the record is). From the record's energy-first ``display`` when it has
+    one (a lazy spectrum image's display is chunked per energy plane, so the window
+    costs its planes; its ``data`` is chunked by rows, which would decode every
+    channel of every pixel)."""
+    data, display = record.data, record.display
+    if display is not None and display.shape == (*data.shape[:-3], data.shape[-1],
+                                                 *data.shape[-3:-1]):
+        return display[..., i0:i1, :, :].sum(axis=-3, dtype=np.float64)
+    return data[..., i0:i1].sum(axis=-1, dtype=np.float64)
 
 
 def polygon_mask(vertices: np.ndarray, ny: int, nx: int) -> np.ndarray:

@@ -380,6 +380,7 @@ class VeloxReader:
                 original_metadata=om,
                 display=res.display,
                 display_axes=display_axes,
+                pixel_reader=res.pixel,
                 si=SIContent(STREAMS, res.detectors, fplan.frames, fplan.excluded,
                              fplan.align, fplan.shifts, self.opts.sum_frames),
             )

@@ -9,13 +9,17 @@ frames and their shifts, detector groups, binning, dtype, where the streams are)
 * lazy (:mod:`.lazy`): a dask cube chunked by (frames x rows), each chunk reading only its
   scan lines through a per-process line index (:mod:`.frames`);
 * energy planes (:mod:`.planes`): an energy-first dask view for napari, one chunk per
-  plane, from a per-process event index.
+  plane, from a per-process event index;
+* one pixel's spectrum (:mod:`.pixel`): one scan line per frame and stream, through the
+  same line index as the lazy chunks (what a hover asks for).
 
 :mod:`.reference` is the plain numpy decoder the tests hold the fast one to. See
 ``docs/spectrum-images.md`` for the format and the damaged-stream rules.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 
@@ -26,6 +30,7 @@ from ..siread import SEPARATOR, SIRead
 from .eager import read_eager
 from .frames import clear_indexes, count_pixels, index_lines, load_table
 from .lazy import lazy_cube
+from .pixel import pixel_spectrum
 from .planes import clear_event_indexes, lazy_planes
 from .reference import decode_reference, read_spectrum_images_reference
 from .spec import SIResult
@@ -57,7 +62,8 @@ def read_spectrum_images(
             for i in {i for g in spec.groups for i in g}:
                 if spec.streams[i] not in f:
                     raise EMDError(spec.path, f"spectrum stream {spec.streams[i]} is missing")
-        return [SIResult(det, lazy_cube(spec, group), lazy_planes(spec, group))
+        return [SIResult(det, lazy_cube(spec, group), lazy_planes(spec, group),
+                         partial(pixel_spectrum, spec, group))
                 for det, group in zip(names, spec.groups)]
     cubes = read_eager(spec, preloaded)
     return [SIResult(det, cube, np.moveaxis(cube, -1, -3)) for det, cube in zip(names, cubes)]

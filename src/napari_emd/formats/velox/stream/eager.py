@@ -2,9 +2,11 @@
 
 Each stream is read in one block (only the frames asked for, through the frame table)
 and its events are scattered straight into the output, the scan rows split between
-threads running the nogil kernel. Memory: the output plus one stream. When the frames
-asked for are a small part of the streams (a frame range), every detector's span is
-read and they are joined for one multi-detector pass instead.
+threads running the nogil kernel. Memory: the output plus one stream, or for a stream
+over :data:`SPAN_VALUES` values the output plus a block of whole frames of about that
+many (read frame by frame, joined, scattered as the whole span would be). When the
+frames asked for are a small part of the streams (a frame range), every detector's span
+is read and they are joined for one multi-detector pass instead.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from .frames import StreamIndex, stream_dataset
 from .pages import fault_ahead, new_output
 from .scatter import decode_rows, line_jobs, scatter
 from .spec import accumulator, cast, dtype_limit, warn_overflow
+
+#: Stream values (128 MiB) above which one stream's span is read and scattered in blocks
+#: of whole frames instead of whole: a 2 G-event file's streams are 1.1 GB each.
+SPAN_VALUES = 1 << 26
 
 
 def read_eager(
@@ -70,14 +76,18 @@ def read_eager(
                                              key=lambda i: spec.streams[i] not in preloaded)):
                     cancel.check()  # between streams too (a stream's read is one call)
                     idx = indexes[i]
+                    whole = preloaded.pop(idx.stream, None)
+                    if whole is None and idx.span_size(first, last) > SPAN_VALUES:
+                        with fault_ahead(out3, events) if n == 0 else nullcontext():
+                            over |= _scatter_in_blocks(spec, idx, out3)
+                        continue
                     with fault_ahead(out3, events) if n == 0 else nullcontext():
-                        buf, a, lines = idx.span(first, last,
-                                                 preloaded.pop(idx.stream, None))
+                        buf, a, lines = idx.span(first, last, whole)
                     jobs = line_jobs(lines, spec, plan.frames, plan.shifts, 0, spec.ny, a,
                                      not spec.sum_frames)
                     over |= scatter(spec, buf, jobs, out3, spec.rebin,
                                     [(0, idx.stream, a)], n_threads())
-                    del buf
+                    del buf, whole
             shape = (spec.ny, spec.nx, nch) if spec.sum_frames else (nf, spec.ny, spec.nx, nch)
             cube = out3.reshape(shape)
             if acc_dt == dt:
@@ -90,6 +100,42 @@ def read_eager(
                     warn_overflow(spec.path, dt, largest)
             results.append(cast(cube, dt))
     return results
+
+
+def _scatter_in_blocks(spec: SIRead, idx: StreamIndex, out3: np.ndarray) -> bool:
+    """Scatter the frames of ``spec`` of one stream whose span is too big to hold whole:
+    consecutive frames (read one at a time by :meth:`StreamIndex.frames`) are joined into
+    blocks of about :data:`SPAN_VALUES` values, each scattered as the whole span would be
+    (row by row across its frames). True when a count overflowed."""
+    plan = spec.frames
+    ny, per_frame = spec.ny, not spec.sum_frames
+    slot = {f: j for j, f in enumerate(plan.frames)}
+    over = False
+    held: list[tuple[int, np.ndarray, int]] = []
+
+    def flush() -> bool:
+        picks = [slot[f] for f, _, _ in held if f in slot]
+        if not picks:
+            return False
+        buf = held[0][1] if len(held) == 1 else np.concatenate([v for _, v, _ in held])
+        a = held[0][2]
+        j0, j1 = picks[0], picks[-1] + 1
+        shifts = plan.shifts[j0:j1] if plan.shifts else ()
+        jobs = line_jobs(idx.lines, spec, plan.frames[j0:j1], shifts, 0, ny, a, per_frame)
+        view = out3[j0 * ny : j1 * ny] if per_frame else out3
+        return scatter(spec, buf, jobs, view, spec.rebin, [(0, idx.stream, a)], n_threads())
+
+    size = 0
+    for f, values, a in idx.frames(plan.frames[0], plan.frames[-1] + 1):
+        cancel.check()
+        held.append((f, values, a))
+        size += values.size
+        if size >= SPAN_VALUES:
+            over |= flush()
+            held, size = [], 0
+    if held:
+        over |= flush()
+    return over
 
 
 def _scatter_joined(

@@ -4,29 +4,41 @@ The stream is cut into *scan lines* (``nx`` pixels). One linear pass over a fram
 values finds where its lines start. With a trustworthy ``FrameLocationTable`` only the
 frames asked for are read and indexed (plus the frame before, whose pixel count checks
 where the first one starts), so one frame costs one frame's worth of work; without one,
-or when the table disagrees with the stream (warned about once), the whole stream is read
-and indexed.
+or when the table disagrees with the stream (warned about once), the whole stream is
+indexed, in blocks of at most :data:`INDEX_BLOCK` values that each start at a scan line
+(the pixel count carried from block to block), so indexing never holds a whole stream.
+:meth:`StreamIndex.frames` hands a span out frame by frame, for callers that must not hold
+it whole either.
 
 :class:`StreamIndex` holds one stream's line starts. The lazy chunks share one per stream
 and process (:func:`stream_index`, keyed by the file's identity); an eager read makes its
-own on the file it has open.
+own on the file it has open. The shared ones keep their finished index (8 bytes per scan
+line) in the per-user disk cache (:mod:`napari_emd.diskcache`), so a reopened file's
+pixel spectra (:mod:`.pixel`) read one scan line per frame without a pass over the
+stream; an index whose building warned (a damaged stream or frame table) is never kept.
 """
 
 from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import h5py
 import numpy as np
 
+from .... import diskcache
 from ....cache import ProcessCache
 from ....errors import EMDError, EMDWarning
 from ....h5 import H5_LOCK, cached_handle, check_unchanged
 from ....numba_kernels import STREAM_KERNELS
 from ..siread import SEPARATOR, SIRead
+
+#: The disk-cache kind of a stream's finished line index (:mod:`napari_emd.diskcache`).
+LINES_KIND = "velox-stream-lines"
+#: Stream values read at a time when a whole stream is indexed (64 MiB of uint16).
+INDEX_BLOCK = 1 << 25
 
 
 def stream_dataset(f: h5py.File, name: str, path: str) -> h5py.Dataset:
@@ -111,9 +123,10 @@ def warn_table(spec: SIRead, stream: str, why: str) -> None:
     )
 
 
-def check_extent(spec: SIRead, stream: str, pixels: int) -> None:
+def check_extent(spec: SIRead, stream: str, pixels: int) -> bool:
     """Warn when the stream does not fill the grid (a stopped acquisition may leave the
-    last frame short, and Velox may start one more pixel: both are normal and silent)."""
+    last frame short, and Velox may start one more pixel: both are normal and silent);
+    True when it warned."""
     npix = spec.npix
     expected = spec.n_frames * npix
     if pixels <= (spec.n_frames - 1) * npix:
@@ -124,7 +137,8 @@ def check_extent(spec: SIRead, stream: str, pixels: int) -> None:
             EMDWarning,
             stacklevel=5,
         )
-    elif pixels > expected + 1:
+        return True
+    if pixels > expected + 1:
         warnings.warn(
             f"{spec.path}: stream {stream} holds {pixels} pixels, more than the "
             f"{spec.n_frames} frame(s) of {spec.ny}x{spec.nx} = {expected}; the extra "
@@ -132,6 +146,8 @@ def check_extent(spec: SIRead, stream: str, pixels: int) -> None:
             EMDWarning,
             stacklevel=5,
         )
+        return True
+    return False
 
 
 def index_lines(buf: np.ndarray, nx: int, n_lines: int) -> tuple[np.ndarray, int, int]:
@@ -163,6 +179,43 @@ def _lines(buf: np.ndarray, nx: int, n_lines: int) -> tuple[np.ndarray, int, int
     return index_lines(buf, nx, n_lines)
 
 
+def index_blocks(
+    read: Callable[[int, int], np.ndarray], n: int, nx: int, n_lines: int, block: int
+) -> tuple[np.ndarray, int]:
+    """Where each of ``n_lines`` scan lines of a stream of ``n`` values starts (``n``
+    for lines it does not reach), and how many pixels it holds (an unclosed last pixel
+    counts), reading ``read(a, b)`` in blocks of about ``block`` values.
+
+    Each block starts at a scan line, so the line index of one block is
+    :func:`index_lines` (its kernel) of that block: the pixel count is carried across
+    blocks as whole lines, and the partial line at a block's end is read again at the
+    start of the next (a line longer than a block doubles the block). The same
+    positions as one :func:`index_lines` of the whole stream."""
+    lines = np.full(n_lines + 1, n, np.int64)
+    lines[0] = 0
+    done, a, step = 0, 0, max(1, block)
+    while done < n_lines and a < n:
+        b = min(n, a + step)
+        part, seps, trailing = _lines(read(a, b), nx, n_lines - done)
+        found = min(seps // nx, n_lines - done)
+        if b == n:  # the last block: every line it reaches, and its pixels
+            lines[done + 1 : done + found + 1] = part[1 : found + 1] + a
+            return lines, done * nx + seps + (1 if trailing > 0 else 0)
+        if found == 0:  # not one whole line in the block
+            step *= 2
+            continue
+        lines[done + 1 : done + found + 1] = part[1 : found + 1] + a
+        done += found
+        a = int(lines[done])
+    # every line found before the end: the rest are pixels past the grid
+    pixels, last = done * nx, SEPARATOR
+    for s0 in range(a, n, step):
+        buf = read(s0, min(n, s0 + step))
+        pixels += int(np.count_nonzero(buf == SEPARATOR))
+        last = int(buf[-1]) if buf.size else last
+    return lines, pixels + (1 if a < n and last != SEPARATOR else 0)
+
+
 def _frame_lines(spec: SIRead, seg: np.ndarray, f: int) -> tuple[np.ndarray, str | None]:
     """Line starts of frame ``f`` whose values are ``seg`` (from the frame's start), and
     why the frame table is wrong about it (``None`` when it is right)."""
@@ -181,7 +234,8 @@ class StreamIndex:
     every read, so a per-process handle cache may close and reopen files between reads.
     """
 
-    def __init__(self, spec: SIRead, i: int, opener: Callable[[], h5py.Dataset]) -> None:
+    def __init__(self, spec: SIRead, i: int, opener: Callable[[], h5py.Dataset],
+                 persist: bool = False) -> None:
         self.spec = spec
         self.stream = spec.streams[i]
         self.table_name = spec.frame_tables[i]
@@ -192,6 +246,12 @@ class StreamIndex:
         self.table: np.ndarray | None = None
         self.use_table = False
         self.n = -1  # the stream's length, once looked at
+        # keep the finished index in the per-user disk cache (lazy reads: a reopened
+        # file's pixel spectra need no pass over the stream); only an index whose
+        # building warned about nothing is kept, so a damaged file warns every time
+        self.persist = persist
+        self.clean = True
+        self.ident: diskcache.FileIdentity | None = None
 
     def _read(self, a: int, b: int) -> np.ndarray:
         with H5_LOCK:
@@ -207,19 +267,67 @@ class StreamIndex:
             n = int(ds.shape[0])
             self.table = load_table(ds.file, self.table_name)
         if self.table is None and self.table_name is not None:
+            self.clean = False
             warnings.warn(
                 f"{self.spec.path}: FrameLocationTable {self.table_name} is unreadable; "
                 "frames are found by scanning the stream", EMDWarning, stacklevel=4)
         self.use_table = table_fits(self.spec, self.table, n)
         if self.table is not None and not self.use_table:
+            self.clean = False
             warn_table(self.spec, self.stream, "it does not fit the stream length")
         self.n = n
+        if self.persist:
+            self._load_cached()
 
-    def _index_whole(self, buf: np.ndarray) -> None:
-        """Index the whole stream held in ``buf``, checking the frame table against it."""
+    def _cache_key(self) -> str:
         spec = self.spec
-        lines, seps, trailing = _lines(buf, spec.nx, spec.n_frames * spec.ny)
-        check_extent(spec, self.stream, seps + (1 if trailing > 0 else 0))
+        return f"{self.stream}|{spec.ny}x{spec.nx}x{spec.n_frames}"
+
+    def _load_cached(self) -> None:
+        """Take the whole line index from the disk cache, when a valid entry holds it
+        (call locked)."""
+        try:
+            self.ident = diskcache.identify(self.spec.path)
+        except OSError:
+            return
+        entry = diskcache.lookup(LINES_KIND, self._cache_key(), self.ident)
+        if entry is None:
+            return
+        try:
+            lines = entry.read(0, self.lines.nbytes).view(np.int64)
+            ok = entry.meta.get("crc") == diskcache.crc32(lines) and \
+                bool(np.all(np.diff(lines) >= 0)) and int(lines[-1]) <= self.n
+        except (OSError, ValueError):
+            ok = False
+        if ok:
+            self.lines[:] = lines
+            self.have[:] = True
+        else:
+            entry.discard()
+        entry.close()
+
+    def _save(self) -> None:
+        """Keep the finished line index in the disk cache (call locked; once)."""
+        if not (self.persist and self.clean and self.ident is not None
+                and self.have.all()) or diskcache.cache_root() is None:
+            return
+        self.persist = False
+        lines = self.lines.copy()
+        entry = diskcache.publish(LINES_KIND, self._cache_key(), self.ident,
+                                  {"crc": diskcache.crc32(lines)}, lines.nbytes,
+                                  lambda w: w.pwrite(0, lines))
+        if entry is not None:
+            entry.close()
+
+    def _index_whole(self, read: Callable[[int, int], np.ndarray]) -> None:
+        """Index the whole stream, checking the frame table against it. ``read(a, b)``
+        gives values ``a:b``; they are read in blocks of at most :data:`INDEX_BLOCK`
+        values (more only for a scan line longer than that), each starting at a scan
+        line, so the stream is never held whole."""
+        spec = self.spec
+        lines, pixels = index_blocks(read, self.n, spec.nx, spec.n_frames * spec.ny,
+                                     INDEX_BLOCK)
+        self.clean &= not check_extent(spec, self.stream, pixels)
         if self.use_table and self.table is not None:
             starts = lines[np.arange(spec.n_frames) * spec.ny]
             want = self.table[: spec.n_frames]
@@ -227,8 +335,10 @@ class StreamIndex:
                 bad = int(np.flatnonzero(starts != want)[0])
                 warn_table(spec, self.stream, f"frame {bad} starts at {int(starts[bad])}")
                 self.use_table = False
+                self.clean = False
         self.lines[:] = lines
         self.have[:] = True
+        self._save()
 
     def _frame_end(self, f: int) -> int:
         assert self.table is not None
@@ -251,17 +361,20 @@ class StreamIndex:
             if why is not None:
                 warn_table(spec, self.stream, why)
                 self.use_table = False
+                self.clean = False
                 return False
             found.append(lines + int(table[f]))
         if hi == spec.n_frames:
             tail = buf[int(table[hi - 1]) - a :]
             seps = int(np.count_nonzero(tail == SEPARATOR))
             trailing = tail.size > 0 and tail[-1] != SEPARATOR
-            check_extent(spec, self.stream, (hi - 1) * spec.npix + seps + int(trailing))
+            self.clean &= not check_extent(spec, self.stream,
+                                           (hi - 1) * spec.npix + seps + int(trailing))
         ny = spec.ny
         for f, lines in zip(range(lo, hi), found):
             self.lines[f * ny : (f + 1) * ny + 1] = lines
             self.have[f] = True
+        self._save()
         return True
 
     def span(
@@ -275,7 +388,7 @@ class StreamIndex:
             self._look()
             if whole is not None and whole.size == self.n:
                 if not self.have[f0:f1].all():
-                    self._index_whole(whole)
+                    self._index_whole(lambda a, b: whole[a:b])
                 a, b = int(self.lines[f0 * ny]), int(self.lines[f1 * ny])
                 return whole[a:b], a, self.lines
             if self.have[f0:f1].all():
@@ -290,10 +403,14 @@ class StreamIndex:
                 if self._index_frames(buf, lo, f1):
                     a = int(self.table[f0])
                     return buf[a - a0 :], a, self.lines
-            buf = self._read(0, self.n)
-            self._index_whole(buf)
+            if not partial:  # the whole stream is asked for: read it once, index it
+                buf = self._read(0, self.n)
+                self._index_whole(lambda a, b: buf[a:b])
+                a, b = int(self.lines[f0 * ny]), int(self.lines[f1 * ny])
+                return buf[a:b], a, self.lines
+            self._index_whole(self._read)  # in blocks, then only the frames asked for
             a, b = int(self.lines[f0 * ny]), int(self.lines[f1 * ny])
-            return buf[a:b], a, self.lines
+            return self._read(a, b), a, self.lines
 
     def span_size(self, f0: int, f1: int) -> int:
         """Values :meth:`span` reads for frames ``f0:f1`` (an estimate: a table found wrong
@@ -307,12 +424,45 @@ class StreamIndex:
                 return self._frame_end(f1 - 1) - int(self.table[max(f0 - 1, 0)])
             return self.n
 
+    def frames(self, f0: int, f1: int) -> Iterator[tuple[int, np.ndarray, int]]:
+        """(frame, its values, the stream position of the first) for frames ``f0:f1``,
+        one frame read at a time: what :meth:`span` gives, without ever holding more
+        than a frame (and, the first time a stream without a trusted frame table is
+        indexed, one :data:`INDEX_BLOCK`). Frames are indexed on the way."""
+        ny = self.spec.ny
+        for f in range(f0, f1):
+            got = None
+            with self.lock:
+                self._look()
+                if self.have[f]:
+                    a, b = int(self.lines[f * ny]), int(self.lines[(f + 1) * ny])
+                    got = (f, self._read(a, b), a)
+                elif self.use_table and f > f0 and self.have[f - 1]:
+                    # the frame before is indexed (so checked): this one alone
+                    assert self.table is not None
+                    a = int(self.table[f])
+                    buf = self._read(a, self._frame_end(f))
+                    if self._index_frames(buf, f, f + 1):
+                        got = (f, buf, a)
+            if got is None:  # the first (checked with the frame before), or no table
+                buf, a, _ = self.span(f, f + 1)
+                got = (f, buf, a)
+            yield got
+
     def ensure(self, f0: int, f1: int) -> np.ndarray:
-        """Make sure frames ``f0:f1`` are indexed; return the line array."""
+        """Make sure frames ``f0:f1`` are indexed, reading one frame at a time; return
+        the line array."""
         with self.lock:
-            if self.have[f0:f1].all():
-                return self.lines
-        return self.span(f0, f1)[2]
+            self._look()  # may take the whole index from the disk cache
+            missing = np.flatnonzero(~self.have[f0:f1])
+        if missing.size:
+            for _ in self.frames(f0 + int(missing[0]), f0 + int(missing[-1]) + 1):
+                pass
+        return self.lines
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        """Stream values ``a:b`` (positions from :attr:`lines`)."""
+        return self._read(a, b)
 
     def read_lines(self, f: int, r0: int, r1: int) -> tuple[np.ndarray, int]:
         """(values of rows ``r0:r1`` of frame ``f``, the stream position of the first)."""
@@ -332,7 +482,7 @@ def stream_index(spec: SIRead, i: int) -> StreamIndex:
     key = (*spec.cache_key(), spec.streams[i], spec.ny, spec.nx, spec.n_frames)
     name, path = spec.streams[i], spec.path
     return _INDEXES.get(key, lambda: StreamIndex(
-        spec, i, lambda: stream_dataset(cached_handle(path), name, path)))
+        spec, i, lambda: stream_dataset(cached_handle(path), name, path), persist=True))
 
 
 def clear_indexes() -> None:

@@ -12,6 +12,7 @@ files). ``FrameLocationTable`` (Velox 6+) gives the stream index where each fram
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +28,15 @@ class SIResult:
 
     ``data`` is ``(y, x, E)`` or ``(frame, y, x, E)`` when frames are not summed (numpy, or
     dask when lazy). ``display`` optionally holds an energy-first view
-    (``(E, y, x)`` / ``(frame, E, y, x)``) for napari.
+    (``(E, y, x)`` / ``(frame, E, y, x)``) for napari. ``pixel`` (lazy reads) gives
+    ``data[index + (:,)]`` for one pixel's ``index`` (every axis but energy) without
+    computing ``data``'s chunks (:mod:`.pixel`).
     """
 
     detectors: tuple[str, ...]
     data: Any
     display: Any = None
+    pixel: Callable[[tuple[int, ...]], np.ndarray] | None = None
 
 
 # Output dtypes the kernels accumulate into directly; others (float16, ...) go through
