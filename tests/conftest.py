@@ -19,14 +19,6 @@ SI_FILES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _private_disk_cache(tmp_path_factory):
-    """Tests never write into the user's disk cache (napari_emd.diskcache): the session
-    gets one of its own, unless NAPARI_EMD_CACHE says where."""
-    if "NAPARI_EMD_CACHE" not in os.environ:
-        os.environ["NAPARI_EMD_CACHE"] = str(tmp_path_factory.mktemp("napari-emd-cache"))
-
-
 def real_file(name: str) -> Path:
     """Path of a real test file, skipping the test (with the reason) when it is absent."""
     p = DATA_DIR / name
