@@ -135,7 +135,7 @@ print(int(np.asarray(ds[0].display[:, :, :].sum().compute())))
 
 
 def test_display_pending_builds_with_progress(si):
-    ds = [d for d in api.read_datasets(si.path, lazy=True) if d.display is not None][0]
+    ds = next(d for d in api.read_datasets(si.path, lazy=True) if d.display is not None)
     build = api.display_pending(ds)
     assert build is not None and not _entries()
     seen = []
@@ -147,7 +147,7 @@ def test_display_pending_builds_with_progress(si):
 
 
 def test_cancel_leaves_no_entry(si):
-    ds = [d for d in api.read_datasets(si.path, lazy=True) if d.display is not None][0]
+    ds = next(d for d in api.read_datasets(si.path, lazy=True) if d.display is not None)
     build = api.display_pending(ds)
     stop = threading.Event()
 
@@ -215,3 +215,46 @@ def test_streaming_planes_when_no_disk_at_all(si, monkeypatch):
     monkeypatch.setattr(diskcache, "publish", lambda *a, **k: None)
     _check(si.file(), align_frames=tuple(map(tuple, DRIFT)), rebin_energy=4)
     _check(si.file(), sum_frames=False, detectors=(2,))
+
+
+@pytest.mark.napari
+def test_viewer_builds_the_index_in_a_worker_then_shows(make_napari_viewer, qtbot, si):
+    from napari_emd.plugin.layer_meta import layer_info
+
+    viewer = make_napari_viewer()
+    viewer.open(str(si.path), plugin="napari-emd-io")
+    (layer,) = [ly for ly in viewer.layers if layer_info(ly).is_spectrum_image]
+    assert layer_info(layer).indexing and not layer.visible  # hidden, not frozen
+    qtbot.waitUntil(lambda: not layer_info(layer).indexing, timeout=120_000)
+    assert layer.visible and _entries()
+    ref = read_spectrum_images_reference(si.file().read(ReadOptions()))[0]
+    c = int(viewer.dims.current_step[0])
+    layer.refresh()
+    np.testing.assert_array_equal(np.asarray(layer._slice.image.raw), ref[..., c])
+    viewer.close()
+
+
+@pytest.mark.napari
+def test_removing_the_layer_stops_indexing(make_napari_viewer, qtbot, si, monkeypatch):
+    from napari_emd.formats.velox.stream import diskindex
+    from napari_emd.plugin.layer_meta import layer_info
+    from napari_emd.plugin.view import install
+
+    started = threading.Event()
+    real = diskindex._run
+
+    def slow_run(tasks, stop, progress, done0, total):  # the build waits to be stopped
+        started.set()
+        stop.wait(60)
+        return real(tasks, stop, progress, done0, total)
+
+    monkeypatch.setattr(diskindex, "_run", slow_run)
+    viewer = make_napari_viewer()
+    viewer.open(str(si.path), plugin="napari-emd-io")
+    (layer,) = [ly for ly in viewer.layers if layer_info(ly).is_spectrum_image]
+    presenter = install(viewer)
+    qtbot.waitUntil(started.is_set, timeout=60_000)
+    viewer.layers.remove(layer)
+    qtbot.waitUntil(lambda: not presenter.workers, timeout=60_000)
+    assert not _entries()
+    viewer.close()
