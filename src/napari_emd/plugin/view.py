@@ -378,6 +378,8 @@ class Presenter:
         from ..cancel import cancellation
 
         assert info.record is not None
+        if info.peak_energy is not None:  # the slider waits on the energy it opens on
+            self._focus(layer, info)
         build = api.display_pending(info.record)
         stop = threading.Event()
         self.indexing[id(layer)] = stop
