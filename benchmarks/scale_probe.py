@@ -38,7 +38,8 @@ out = {"events_GiB_base": round(base, 3)}
 t = time.perf_counter(); disp[900].compute(); out["first plane s"] = time.perf_counter() - t
 out["first plane +GiB"] = rss() - base
 t = time.perf_counter(); disp[1200].compute(); out["next plane s"] = time.perf_counter() - t
-t = time.perf_counter(); disp[780:830].sum(0).compute(); out["map 50 ch s"] = time.perf_counter() - t
+t = time.perf_counter(); disp[780:830].sum(0).compute()
+out["map 50 ch s"] = time.perf_counter() - t
 out["all +GiB"] = rss() - base
 print(json.dumps(out))
 """
