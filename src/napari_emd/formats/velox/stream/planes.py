@@ -246,6 +246,7 @@ def plane_of(spec: SIRead, streams: tuple[int, ...], plan: Frames, lo: int, hi: 
     """Counts per output pixel (int64, flat) of channels ``lo:hi`` of ``streams``, of
     decoded frame ``frame`` of ``plan`` or of their sum: from the disk index (a corrupt
     entry is discarded and built again, once) or the in-memory one."""
+    check_unchanged(spec.path, spec.identity)  # before looking at the streams
     npix = spec.npix
     if not uses_disk_index(spec, streams, plan):
         ev = event_index(spec, streams, plan, frame is not None)
