@@ -58,3 +58,9 @@ def write_si_with_bad_stream(path):
         values[values != 65535] = 9000  # beyond the 64 channels
         data[...] = values
     return info
+
+
+@pytest.fixture(autouse=True)
+def _emd_cache_dir(tmp_path_factory, monkeypatch):
+    """Every test's disk cache (built indexes) in a temporary folder, never the user's."""
+    monkeypatch.setenv("NAPARI_EMD_CACHE", str(tmp_path_factory.mktemp("emd-cache")))

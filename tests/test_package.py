@@ -360,9 +360,9 @@ def test_numba_only_in_the_kernel_modules():
     ``numba_kernels`` (on first use): nothing imports them directly."""
     import ast
 
-    from napari_emd.numba_kernels import BLOB_KERNELS, STREAM_KERNELS
+    from napari_emd.numba_kernels import BLOB_KERNELS, INDEX_KERNELS, STREAM_KERNELS
 
-    kernel_modules = {k.name for k in (STREAM_KERNELS, BLOB_KERNELS)}
+    kernel_modules = {k.name for k in (STREAM_KERNELS, BLOB_KERNELS, INDEX_KERNELS)}
     bad = []
     for path in _modules():
         dotted = ".".join(path.relative_to(SRC.parent).with_suffix("").parts)

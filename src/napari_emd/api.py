@@ -201,3 +201,16 @@ def si_facts(filename: str | os.PathLike) -> SIFacts:
                 elements=tuple((ds.metadata.get("Sample") or {}).get("elements") or ()),
             )
     return SIFacts(path=path, format=fmt)
+
+
+def display_pending(ds: Dataset) -> Any:
+    """For a lazy spectrum image whose energy planes need an index not built yet (a big
+    event stream, no index in this process or the disk cache): a callable
+    ``build(progress=None, first=None)`` that builds it (``progress(done, total)``; stops
+    with ``Cancelled`` under :func:`napari_emd.cancel.cancellation`), meant for a worker
+    thread before the planes are shown. None when the planes are cheap already."""
+    if ds.display is None or not hasattr(ds.display, "dask"):
+        return None
+    from .formats.velox.stream.planes import pending_build
+
+    return pending_build(ds.display)

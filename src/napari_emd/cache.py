@@ -64,6 +64,16 @@ class ProcessCache(Generic[T]):
                 _, old = self._values.popitem(last=False)
                 total -= int(getattr(old, "nbytes", 0))
 
+    def pop(self, key: Hashable) -> T | None:
+        """Forget the entry of ``key`` (e.g. found corrupt); returns it, or None."""
+        with self._lock:
+            return self._values.pop(key, None)
+
+    def peek(self, key: Hashable) -> T | None:
+        """The entry of ``key`` if it is built, without building it."""
+        with self._lock:
+            return self._values.get(key)
+
     def clear(self) -> None:
         """Forget every entry (e.g. after rewriting a file in place)."""
         with self._lock:

@@ -8,7 +8,8 @@ kernels for the usual argument types; :meth:`KernelModule.warm` calls it once, s
 start-up is paid in one known place instead of inside the first call of a hot loop.
 
 The Velox decoders' kernel modules are :data:`STREAM_KERNELS` (the event-stream
-decoder) and :data:`BLOB_KERNELS` (the SpectrumImage blob).
+decoder), :data:`INDEX_KERNELS` (its disk-cached energy-plane index) and
+:data:`BLOB_KERNELS` (the SpectrumImage blob).
 """
 
 from __future__ import annotations
@@ -53,3 +54,6 @@ class KernelModule:
 STREAM_KERNELS = KernelModule("napari_emd.formats.velox.stream.kernels")
 #: The SpectrumImage blob's kernels (:mod:`napari_emd.formats.velox.blob.kernels`).
 BLOB_KERNELS = KernelModule("napari_emd.formats.velox.blob.kernels")
+#: The disk-cached energy-plane index's kernels
+#: (:mod:`napari_emd.formats.velox.stream.index_kernels`).
+INDEX_KERNELS = KernelModule("napari_emd.formats.velox.stream.index_kernels")

@@ -80,6 +80,11 @@ class EMDLayerInfo:
     world_keys: tuple[str, ...] = ()
     record_axes: tuple[int | None, ...] = ()
     presented: bool = False  # the viewer has set the first view of this layer up
+    # a lazy spectrum image whose energy-plane index is not built yet: it opens hidden
+    # (napari would build the index on its first plane, freezing the window) and shows
+    # (``shown_after_index``) once the viewer has built it in a worker (.view)
+    indexing: bool = False
+    shown_after_index: bool = True
 
     @classmethod
     def of_dataset(

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import api
 from ..errors import EMDWarning
 from ..model import IMAGE, SPECTRUM, SPECTRUM_IMAGE, TABLE, Axis, Dataset
 from . import look, world
@@ -280,6 +281,12 @@ def _dress(parts: list[Part]) -> list[Part]:
             p.look.update(look.mix_view(role))
     for p in parts:
         if _is_auxiliary(p):
+            p.look["visible"] = False
+    for p in parts:  # hidden until the viewer has built its plane index (.view)
+        if p.info.is_spectrum_image and p.info.record is not None \
+                and api.display_pending(p.info.record) is not None:
+            p.info.indexing = True
+            p.info.shown_after_index = bool(p.look.get("visible", True))
             p.look["visible"] = False
     spaces = {_space(p) for p in parts}
     if {"real", "reciprocal"} <= spaces:  # napari cannot show both with one scale bar

@@ -3,6 +3,9 @@
 When napari adds a layer napari-emd made (by drag and drop, ``viewer.open``, the loader
 or a sample), :class:`Presenter`, one per viewer, sets its first view up:
 
+- a big lazy spectrum image whose energy-plane index is not built yet opens hidden; its
+  index is built in a worker with napari progress (removing the layer stops it), and the
+  layer shows when it is ready (:meth:`Presenter.build_index`);
 - a spectrum image's energy slider goes to its strongest characteristic peak (decided
   by the reader from the file), and its contrast is set from that plane once computed
   (in a worker thread for a lazy cube, so opening never waits for decoding);
@@ -163,6 +166,8 @@ class Presenter:
     def __init__(self, viewer: Any) -> None:
         self.viewer = viewer
         self.workers: list[Any] = []
+        # the cancel events of the plane indexes being built, by layer id
+        self.indexing: dict[int, Any] = {}
         # files with nothing to show as an image: their spectra and tables, by file
         self.files: dict[str, EMDLayerInfo] = {}
         self._warned: set[frozenset[str]] = set()
@@ -294,6 +299,9 @@ class Presenter:
         compat.label_scale_bar(self.viewer)
 
     def _changed(self, event: Any = None) -> None:
+        stop = self.indexing.pop(id(getattr(event, "value", None)), None)
+        if stop is not None:  # a layer removed while its index builds: stop building
+            stop.set()
         self._follow_layers()
         refresh_fillers(self.viewer)
         self._update_readout()
@@ -309,6 +317,9 @@ class Presenter:
             return
         if not info.is_spectrum_image:
             self._open_on_signal(layer, info)
+            return
+        if info.indexing:
+            self.build_index(layer, info)
             return
         if info.peak_energy is not None:
             self._focus(layer, info)
@@ -347,6 +358,79 @@ class Presenter:
 
         worker = create_worker(work, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(done)
+        worker.finished.connect(lambda: self.workers.remove(worker)
+                                if worker in self.workers else None)
+        self.workers.append(worker)
+        worker.start()
+
+    def build_index(self, layer: Any, info: EMDLayerInfo) -> None:
+        """Build the energy-plane index of a hidden lazy spectrum image in a worker, with
+        napari progress and a note saying what happens; then show the layer and set its
+        first view up (:meth:`present`). Removing the layer meanwhile cancels the build
+        (no cache entry is left); an error is notified and the layer stays hidden."""
+        import threading
+
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+        from napari.utils.notifications import show_error, show_info
+
+        from .. import api
+        from ..cancel import cancellation
+
+        assert info.record is not None
+        if info.peak_energy is not None:  # the slider waits on the energy it opens on
+            self._focus(layer, info)
+        build = api.display_pending(info.record)
+        stop = threading.Event()
+        self.indexing[id(layer)] = stop
+        state = {"done": 0, "total": 0}
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            def report(done: int, total: int) -> None:
+                state["done"], state["total"] = done, total
+
+            try:
+                with cancellation(stop):
+                    if build is not None:
+                        build(report)
+            except BaseException as err:  # shown by the main thread
+                failed.append(err)
+
+        def work() -> Any:  # yields progress to the main thread while run() works
+            t = threading.Thread(target=run, name="napari-emd-index", daemon=True)
+            t.start()
+            while t.is_alive():
+                t.join(0.1)
+                yield state["done"], state["total"]
+
+        bar = progress(total=0, desc=f"Indexing {layer.name}")
+
+        def step(value: tuple[int, int]) -> None:
+            done, total = value
+            if total and bar.total != total:
+                bar.total = total
+            if done > bar.n:
+                bar.update(done - bar.n)
+
+        def finished() -> None:
+            bar.close()
+            self.indexing.pop(id(layer), None)
+            if stop.is_set():
+                return
+            if failed:
+                show_error(f"napari-emd: could not index {layer.name}: {failed[0]}")
+                return
+            info.indexing = False
+            layer.visible = info.shown_after_index
+            self.present(layer)
+
+        show_info(f"napari-emd: indexing the energy planes of {layer.name} (once per "
+                  "file: the index is kept in the disk cache); the layer shows when it is "
+                  "ready. Remove the layer to stop.")
+        worker = create_worker(work, _start_thread=False)
+        worker.yielded.connect(step)
+        worker.finished.connect(finished)
         worker.finished.connect(lambda: self.workers.remove(worker)
                                 if worker in self.workers else None)
         self.workers.append(worker)

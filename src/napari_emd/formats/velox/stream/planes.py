@@ -1,10 +1,12 @@
-"""The energy-first view for napari: one dask chunk per energy plane, from a per-process
-event index.
+"""The energy-first view for napari: one dask chunk per energy plane, from an event index.
 
-The index holds the pixel of every event grouped by channel (and frame when frames are
-kept), so a plane is the bincount of one slice: the first plane pays for the index,
-later planes take a few milliseconds. Small spectrum images get a flat numpy index
-instead (no numba start-up, no sort; a plane scans every event in a few ms).
+Small spectrum images get a flat numpy index in memory (no numba start-up, no sort; a
+plane scans every event in a few ms). Bigger ones get the compact disk-cached index of
+:mod:`.diskindex` (every stream and frame of the plan, 1-2 bytes per event on disk, a
+plane reads and decodes a few MB), built with memory bounded by a frame per thread and
+reused by later processes; when no disk can hold it, each plane is a streaming pass. A
+plan with too many (channel, stream, frame) segments for the disk index's tables keeps
+the per-process sorted index (``uint32`` per event, in memory).
 
 Aligned reads (an :class:`..siread.SIRead` whose frames have shifts) store each event's
 pixel already moved onto the reference frame's grid, and excluded frames are never
@@ -24,6 +26,7 @@ from ....h5 import H5_LOCK, cached_handle, check_unchanged
 from ....numba_kernels import STREAM_KERNELS
 from ....threads import pool
 from ..siread import SEPARATOR, Frames, SIRead
+from . import diskindex
 from .frames import stream_index
 from .spec import bad_channel, cast
 
@@ -200,14 +203,72 @@ def _build(
     return _build_sorted(spec, streams, plan, per_frame)
 
 
-_EVENTS: ProcessCache[EventIndex | FlatIndex] = ProcessCache(budget=EVENT_BUDGET)
+_EVENTS: ProcessCache[Any] = ProcessCache(budget=EVENT_BUDGET)
+
+
+def uses_disk_index(spec: SIRead, streams: tuple[int, ...], plan: Frames) -> bool:
+    """Whether the planes of ``streams`` come from the disk index (big streams) rather
+    than an in-memory one."""
+    return (_stream_values(spec, streams) >= FLAT_INDEX_VALUES
+            and diskindex.segment_count(spec, plan) <= diskindex.MAX_SEGMENTS)
+
+
+def _disk_key(spec: SIRead, plan: Frames) -> tuple:
+    return (*spec.cache_key(), spec.source, spec.grid, plan, "disk")
+
+
+def disk_index(
+    spec: SIRead, plan: Frames, progress: diskindex.Progress | None = None,
+    first: tuple[int, int] | None = None,
+) -> diskindex.DiskIndex | diskindex.StreamingPlanes:
+    """The disk index of every stream of ``spec`` in the frames of ``plan``, opened from
+    the disk cache or built (once per process; progress and cancel as in
+    :func:`.diskindex.build`), or streaming planes when no disk can hold it."""
+    check_unchanged(spec.path, spec.identity)
+
+    def make() -> diskindex.DiskIndex | diskindex.StreamingPlanes:
+        found = diskindex.build(spec, plan, progress, first)
+        return found if found is not None else diskindex.StreamingPlanes(spec, plan)
+
+    return _EVENTS.get(_disk_key(spec, plan), make)
+
+
+def index_ready(spec: SIRead, streams: tuple[int, ...], plan: Frames) -> bool:
+    """Whether planes of ``streams`` are cheap now: small streams, or the disk index open
+    in this process or waiting in the disk cache."""
+    if not uses_disk_index(spec, streams, plan):
+        return True
+    return _EVENTS.peek(_disk_key(spec, plan)) is not None or diskindex.cached(spec, plan)
+
+
+def plane_of(spec: SIRead, streams: tuple[int, ...], plan: Frames, lo: int, hi: int,
+             frame: int | None) -> np.ndarray:
+    """Counts per output pixel (int64, flat) of channels ``lo:hi`` of ``streams``, of
+    decoded frame ``frame`` of ``plan`` or of their sum: from the disk index (a corrupt
+    entry is discarded and built again, once) or the in-memory one."""
+    check_unchanged(spec.path, spec.identity)  # before looking at the streams
+    npix = spec.npix
+    if not uses_disk_index(spec, streams, plan):
+        ev = event_index(spec, streams, plan, frame is not None)
+        return ev.plane(lo, hi, frame, npix)
+    for attempt in (0, 1):
+        index = disk_index(spec, plan)
+        try:
+            return index.plane(lo, hi, frame, streams, npix)
+        except diskindex.CorruptIndex:
+            _EVENTS.pop(_disk_key(spec, plan))
+            if isinstance(index, diskindex.DiskIndex):
+                index.entry.discard()
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 def event_index(
     spec: SIRead, streams: tuple[int, ...], plan: Frames, per_frame: bool
 ) -> EventIndex | FlatIndex:
-    """The event index of this process (built on first use, one build per key: the
-    grid, the streams, the frames and their shifts; not the binning or dtype, which a
+    """The in-memory event index of this process (built on first use, one build per key:
+    the grid, the streams, the frames and their shifts; not the binning or dtype, which a
     plane applies)."""
     check_unchanged(spec.path, spec.identity)
     key = (*spec.cache_key(), spec.source, spec.grid, streams, plan, per_frame)
@@ -215,8 +276,32 @@ def event_index(
 
 
 def clear_event_indexes() -> None:
-    """Forget this process's event indexes."""
+    """Forget this process's event indexes (disk entries stay)."""
     _EVENTS.clear()
+
+
+#: The spectrum images behind the display arrays made here, by dask name (for
+#: :func:`pending_build`), the most recent kept.
+_DISPLAYS: ProcessCache[tuple[SIRead, tuple[int, ...]]] = ProcessCache(max_items=256)
+
+
+def pending_build(display: Any) -> Any:
+    """For an energy-first display array made by :func:`lazy_planes`: a callable
+    ``build(progress=None, first=None)`` that builds (or opens) its index, to run in a
+    worker before planes are asked for; None when planes are cheap already (small
+    streams, or an index built or cached)."""
+    found = _DISPLAYS.peek(getattr(display, "name", None))
+    if found is None:
+        return None
+    spec, streams = found
+    if index_ready(spec, streams, spec.frames):
+        return None
+
+    def build(progress: diskindex.Progress | None = None,
+              first: tuple[int, int] | None = None) -> None:
+        disk_index(spec, spec.frames, progress, first)
+
+    return build
 
 
 def _plane_chunk(
@@ -227,10 +312,9 @@ def _plane_chunk(
     """Energy plane ``block_id[-3]`` of one frame or of the sum."""
     assert block_id is not None
     per_frame = not spec.sum_frames
-    ev = event_index(spec, streams, spec.frames, per_frame)
     e, rebin = block_id[-3], spec.rebin
     frame = block_id[0] if per_frame else None
-    plane = ev.plane(e * rebin, (e + 1) * rebin, frame, spec.npix)
+    plane = plane_of(spec, streams, spec.frames, e * rebin, (e + 1) * rebin, frame)
     out = cast(plane.reshape(1, spec.ny, spec.nx), spec.dtype)
     return out[None] if per_frame else out
 
@@ -249,9 +333,10 @@ def lazy_planes(spec: SIRead, streams: tuple[int, ...]) -> Any:
     else:
         chunks = (e_chunks, (spec.ny,), (spec.nx,))
     token = da.core.tokenize(spec.cache_key()[1:], spec, streams)
+    name = f"emd-si-display-{os.path.basename(spec.path)}-{token}"
+    _DISPLAYS.get(name, lambda: (spec, streams))
     return da.map_blocks(
         _plane_chunk, spec, streams,
-        chunks=chunks, dtype=dt,
-        name=f"emd-si-display-{os.path.basename(spec.path)}-{token}",
+        chunks=chunks, dtype=dt, name=name,
         meta=np.empty((0,) * len(chunks), dt),
     )

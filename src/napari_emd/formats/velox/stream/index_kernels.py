@@ -1,0 +1,177 @@
+"""Numba kernels of the disk-cached energy-plane index (imported on first use:
+``numba_kernels.INDEX_KERNELS``).
+
+A *segment* holds the output pixels of one (channel, stream, frame)'s events in stream
+order, so increasing: it is stored as LEB128 varint deltas (the first from pixel 0), a
+byte per delta below 128, two below 16384. These kernels count the bytes a frame's
+segments take (pass 1 of the build), encode them (pass 2), and decode segments into a
+plane while checking each one's CRC-32 and bounds (reading). All release the GIL.
+
+Their numpy counterparts in the tests: the reference decoder (planes equal), and
+``zlib.crc32`` (:func:`crc32_runs`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..siread import SEPARATOR
+
+
+def _crc_table() -> np.ndarray:
+    table = np.zeros(256, np.uint32)
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (0xEDB88320 ^ (c >> 1)) if c & 1 else (c >> 1)
+        table[n] = c
+    return table
+
+
+_CRC = _crc_table()
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _landing(y, x, dy, dx, ny, nx):  # pragma: no cover - compiled
+    """The output pixel of scan pixel ``(y, x)`` moved by ``(dy, dx)``, or -1 when it
+    lands outside the grid (or lies past the frame)."""
+    if y >= ny:
+        return -1
+    oy = y - dy
+    ox = x - dx
+    if oy < 0 or oy >= ny or ox < 0 or ox >= nx:
+        return -1
+    return oy * nx + ox
+
+
+@njit(nogil=True, cache=True)
+def count_frame(buf, a, b, dy, dx, ny, nx, bincount, last, nbytes, nevents, plo, phi,
+                plane):  # pragma: no cover - compiled
+    """Pass 1 over one frame ``buf[a:b]`` of one stream (moved by ``(dy, dx)``; events
+    landing outside are left out): add the varint bytes of each channel's segment to
+    ``nbytes[c]`` and its events to ``nevents[c]`` (``last``: the previous pixel per
+    channel, zeros at the frame's start), and count the events of channels
+    ``plo:phi`` into ``plane`` (per output pixel; an empty range counts nothing).
+    Returns ``-(position + 1)`` of the first channel ``>= bincount``, else 0."""
+    y = 0
+    x = 0
+    opix = _landing(y, x, dy, dx, ny, nx)
+    for p in range(a, b):
+        v = buf[p]
+        if v == SEPARATOR:
+            x += 1
+            if x == nx:
+                x = 0
+                y += 1
+            opix = _landing(y, x, dy, dx, ny, nx)
+            continue
+        if v >= bincount:
+            return -(p + 1)
+        if opix < 0:
+            continue
+        d = opix - last[v]
+        last[v] = opix
+        n = 1
+        while d >= 128:
+            d >>= 7
+            n += 1
+        nbytes[v] += n
+        nevents[v] += 1
+        if v >= plo and v < phi:
+            plane[opix] += 1
+    return 0
+
+
+@njit(nogil=True, cache=True)
+def encode_frame(buf, a, b, dy, dx, ny, nx, last, cursor, out):  # pragma: no cover
+    """Pass 2 over the frame of :func:`count_frame`: write each event's pixel delta as a
+    varint at its channel's ``cursor`` in ``out`` (advancing it), so ``out`` holds the
+    frame's segments one after the other, channel by channel. Channels were checked by
+    pass 1."""
+    y = 0
+    x = 0
+    opix = _landing(y, x, dy, dx, ny, nx)
+    for p in range(a, b):
+        v = buf[p]
+        if v == SEPARATOR:
+            x += 1
+            if x == nx:
+                x = 0
+                y += 1
+            opix = _landing(y, x, dy, dx, ny, nx)
+            continue
+        if opix < 0:
+            continue
+        d = opix - last[v]
+        last[v] = opix
+        q = cursor[v]
+        while d >= 128:
+            out[q] = np.uint8((d & 127) | 128)
+            d >>= 7
+            q += 1
+        out[q] = np.uint8(d)
+        cursor[v] = q + 1
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _crc(data, a, b):  # pragma: no cover - compiled
+    c = np.uint32(0xFFFFFFFF)
+    for p in range(a, b):
+        c = _CRC[(c ^ data[p]) & 0xFF] ^ (c >> np.uint32(8))
+    return c ^ np.uint32(0xFFFFFFFF)
+
+
+@njit(nogil=True, cache=True)
+def crc32_runs(data, starts, ends, out):  # pragma: no cover - compiled
+    """``out[k]`` = CRC-32 (zlib's) of ``data[starts[k]:ends[k]]``."""
+    for k in range(starts.shape[0]):
+        out[k] = _crc(data, starts[k], ends[k])
+
+
+@njit(nogil=True, cache=True)
+def decode_segments(data, starts, ends, crcs, npix, out):  # pragma: no cover - compiled
+    """Add the events of segments ``data[starts[k]:ends[k]]`` to ``out`` (counts per
+    pixel), each checked first against its CRC-32 ``crcs[k]``; a varint running past its
+    segment or a pixel ``>= npix`` is corrupt too. Returns ``-(k + 1)`` of the first
+    corrupt segment (its events may be partly counted), else the events counted."""
+    total = 0
+    for k in range(starts.shape[0]):
+        a = starts[k]
+        b = ends[k]
+        if _crc(data, a, b) != crcs[k]:
+            return -(k + 1)
+        pix = 0
+        p = a
+        while p < b:
+            d = 0
+            s = 0
+            while True:
+                if p >= b or s > 56:
+                    return -(k + 1)
+                byte = data[p]
+                p += 1
+                d |= np.int64(byte & 127) << s
+                s += 7
+                if byte < 128:
+                    break
+            pix += d
+            if pix >= npix:
+                return -(k + 1)
+            out[pix] += 1
+            total += 1
+    return total
+
+
+def warm_up() -> None:
+    """Load (or compile, the first time ever) the kernels for the usual argument types."""
+    buf = np.array([1, SEPARATOR, 2], dtype=np.uint16)
+    z = np.zeros(4, np.int64)
+    count_frame(buf, 0, 3, 0, 0, 1, 2, 4, z.copy(), z.copy(), z.copy(), 0, 0,
+                np.zeros(2, np.int64))
+    out = np.zeros(8, np.uint8)
+    encode_frame(buf, 0, 3, 0, 0, 1, 2, z.copy(), z.copy(), out)
+    st, en = np.zeros(1, np.int64), np.ones(1, np.int64)
+    crcs = np.zeros(1, np.uint32)
+    crc32_runs(out, st, en, crcs)
+    decode_segments(out, st, en, crcs, 2, np.zeros(2, np.int64))
