@@ -28,13 +28,6 @@ def real_file(name: str) -> Path:
     return p
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _emd_cache_dir(tmp_path_factory):
-    """Every test (and every process a test starts) keeps its disk cache in a temporary
-    folder, never in the user's real cache."""
-    os.environ["NAPARI_EMD_CACHE"] = str(tmp_path_factory.mktemp("emd-cache"))
-
-
 @pytest.fixture
 def data_dir() -> Path:
     if not DATA_DIR.is_dir():
@@ -62,5 +55,6 @@ def write_si_with_bad_stream(path):
 
 @pytest.fixture(autouse=True)
 def _emd_cache_dir(tmp_path_factory, monkeypatch):
-    """Every test's disk cache (built indexes) in a temporary folder, never the user's."""
+    """Every test's disk cache (built indexes) in a temporary folder of its own, never the
+    user's (and processes a test starts inherit it)."""
     monkeypatch.setenv("NAPARI_EMD_CACHE", str(tmp_path_factory.mktemp("emd-cache")))
