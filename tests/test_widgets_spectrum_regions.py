@@ -49,6 +49,11 @@ def _open(make_napari_viewer, qtbot, path, **options):
     return viewer, w, si
 
 
+def _hex(rgba):
+    r, g, b = (round(float(c) * 255) for c in rgba[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
 def _settle(qtbot, w):
     qtbot.waitUntil(lambda: not (w.runner.busy or w.map_runner.busy
                                  or w.regions.runner.busy or w.regions.timer.isActive()),
@@ -80,8 +85,7 @@ def test_region_spectra_overlay_export_and_edit(make_napari_viewer, qtbot, si_fi
     curves = w.plot.curves
     assert [c[0].split(" (")[0] for c in curves] == [SCAN, "roi #1", "grains 3"]
     assert curves[1][2] == "#ff00ff"  # the shape's edge colour
-    assert curves[2][2] == "#%02x%02x%02x" % tuple(
-        round(float(c) * 255) for c in lab.get_color(3)[:3])
+    assert curves[2][2] == _hex(lab.get_color(3))
     mask = np.zeros((NY, NX), bool)
     mask[2:6, 3:9] = True
     np.testing.assert_allclose(curves[1][1], region_spectrum(rec, mask)["data"])
@@ -129,8 +133,7 @@ def test_default_grey_shapes_get_distinct_colours(make_napari_viewer, qtbot, si_
     colours = [c[2] for c in w.plot.curves[1:]]
     assert len(set(colours)) == 2
     # the outlines on the map took the same colours
-    edge = ["#%02x%02x%02x" % tuple(round(float(v) * 255) for v in c[:3])
-            for c in shapes.edge_color]
+    edge = [_hex(c) for c in shapes.edge_color]
     assert edge == colours
 
 
@@ -160,7 +163,7 @@ def test_net_count_maps_sigma_and_raw(make_napari_viewer, qtbot, si_file):
 
 
 def test_lazy_net_map_can_be_cancelled(make_napari_viewer, qtbot, si_file):
-    viewer, w, si = _open(make_napari_viewer, qtbot, si_file)
+    viewer, w, _si = _open(make_napari_viewer, qtbot, si_file)
     assert w.record.is_lazy
     n = len(viewer.layers)
     w.map_element("Fe")

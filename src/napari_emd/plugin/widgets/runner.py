@@ -21,22 +21,35 @@ from qtpy.QtCore import QObject, Signal
 from ...cancel import cancellation
 
 
-class StepProgress:
+class StepProgress(QObject):
     """A napari progress bar driven by ``bar(done, total)`` calls from a worker thread;
-    ``close()`` removes it."""
+    ``close()`` removes it. Make it on the GUI thread: the calls reach the bar through
+    queued signals, as Qt widgets must only be touched on the GUI thread."""
+
+    _step = Signal(int, int)
+    _close = Signal()
 
     def __init__(self, description: str) -> None:
+        super().__init__()
         self.description = description
         self.bar: Any = None
+        self._step.connect(self._update)
+        self._close.connect(self._closed)
 
     def __call__(self, done: int, total: int) -> None:
+        self._step.emit(int(done), int(total))
+
+    def close(self) -> None:
+        self._close.emit()
+
+    def _update(self, done: int, total: int) -> None:
         from napari.utils import progress
 
         if self.bar is None:
-            self.bar = progress(total=max(int(total), 1), desc=self.description)
-        self.bar.update(int(done) - self.bar.n)
+            self.bar = progress(total=max(total, 1), desc=self.description)
+        self.bar.update(done - self.bar.n)
 
-    def close(self) -> None:
+    def _closed(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None

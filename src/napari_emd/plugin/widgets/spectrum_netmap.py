@@ -55,9 +55,10 @@ def map_net(owner: Any, element: str, line: str, with_sigma: bool = False,
     if background_windows is not None:  # keV -> the record's energy unit
         bg = [np.asarray(background_windows, dtype=float) * (1.0 / energy.factor)]
 
+    bar = StepProgress(f"Net counts of {line_label(element, line)} in {layer.name}") \
+        if rec.is_lazy else None
+
     def compute() -> Any:
-        bar = StepProgress(f"Net counts of {line_label(element, line)} in {layer.name}") \
-            if rec.is_lazy else None
         try:
             res = line_intensities(rec, [key], compute=True, progress=bar,
                                    background_windows=bg)[key]

@@ -242,9 +242,10 @@ class RegionSpectra(QObject):
         todo = [r for r in regions if self._key(r) not in cache]
         n_pix = sum(int(r.mask.sum()) if r.mask is not None else ny * nx for r in todo)
 
+        bar = StepProgress(f"Summing {len(todo)} region spectra of {layer.name}") \
+            if rec.is_lazy and todo else None
+
         def compute() -> list[dict[str, Any]]:
-            bar = StepProgress(f"Summing {len(todo)} region spectra of {layer.name}") \
-                if rec.is_lazy and todo else None
             try:
                 for k, r in enumerate(todo):
                     check()
