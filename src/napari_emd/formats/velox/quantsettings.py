@@ -48,7 +48,7 @@ class EDSQuantSettings:
             lines.append("Lines: " + ", ".join(f"{e} {s}" for e, s in self.shells.items()))
         left_out = [e for e in self.elements if self.quantify and e not in self.quantify]
         if left_out:
-            lines.append(f"Not quantified: {', '.join(left_out)}")
+            lines.append(f"Marked not to quantify: {', '.join(left_out)}")
         if self.cross_section_model:
             lines.append(f"Ionization cross-sections: {self.cross_section_model}")
         ab = self.absorption
