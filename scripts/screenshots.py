@@ -8,7 +8,8 @@ Writes ``docs/images/loader.png``, ``docs/images/spectrum_viewer.png`` (whole wi
 ``docs/images/*_widget.png`` (the dock widgets alone); with the real files present
 (``../shared/emd-data`` or ``$NAPARI_EMD_TEST_DATA``) also the ``docs/images/view_*.png``
 of docs/what-you-see.md: real files as they first open, dropped on an empty viewer
-(``--views``: only those).
+(``--views``: only those) and ``docs/images/region_spectra*.png`` of docs/analysis.md:
+region spectra over a real Velox SI (``--regions``: only those).
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ def main() -> int:
     if "--views" in sys.argv:  # only the first views of the real files
         first_views()
         return 0
+    if "--regions" in sys.argv:
+        region_spectra()
+        return 0
     path = velox_si_path()
 
     viewer = napari.Viewer(title="napari-emd", show=True)
@@ -138,7 +142,63 @@ def main() -> int:
     save(spec, "spectrum_widget.png")
     viewer.close()
     first_views()
+    region_spectra()
     return 0
+
+
+REGIONS_FILE = "fei_SI_SuperX-HAADF_10frames_10x50.emd"
+
+
+def region_spectra() -> None:
+    """docs/analysis.md: the spectra of two drawn regions and a painted label over a real
+    Velox SI, overlaid with the whole scan, and the normalised difference view."""
+    import napari
+    import numpy as np
+    from napari.layers import Layer
+
+    from napari_emd.plugin.reader import reader_function
+    from napari_emd.plugin.widgets.spectrum_regions import DIFFERENCE, NORMALISED, REGIONS
+
+    path = Path(os.environ.get("NAPARI_EMD_TEST_DATA", "/work/shared/emd-data")) / REGIONS_FILE
+    if not path.is_file():
+        print(f"skipped region spectra: {path} not found", file=sys.stderr)
+        return
+    viewer = napari.Viewer(title="napari-emd", show=True)
+    win = viewer.window._qt_window
+    win.resize(1560, 960)
+    for data, meta, kind in reader_function(str(path)):
+        viewer.add_layer(Layer.create(data, meta, kind))
+    _, spec = viewer.window.add_plugin_dock_widget("napari-emd-io", "Spectrum viewer")
+    si = spec.si_layers()[0]
+    spec.set_si_layer(si)
+    ny, nx = spec.record.data.shape[-3:-1]
+    sc, tr = np.asarray(si.scale)[-2:], np.asarray(si.translate)[-2:]
+
+    def rect(y0, x0, y1, x1):
+        c = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], float) - 0.5
+        return c * sc + tr
+
+    viewer.add_shapes([rect(0, 0, ny // 2, nx // 4), rect(ny // 2, nx // 2, ny, 3 * nx // 4)],
+                      shape_type="rectangle", name="regions",
+                      edge_color=["#1f9bff", "#ff4f8b"], face_color="transparent",
+                      edge_width=float(sc[0]) * 0.3, units=tuple(si.units[-2:]))
+    labels = np.zeros((ny, nx), int)
+    labels[:, 3 * nx // 4 + 2:] = 2
+    viewer.add_labels(labels, name="painted", scale=sc, translate=tr, opacity=0.35)
+    si.visible = False  # the regions drawn over the HAADF image
+    spec.set_mode(REGIONS)
+    wait_until(lambda: not (spec.regions.runner.busy or spec.regions.timer.isActive()))
+    spec.scale_combo.setCurrentText(NORMALISED)  # the scan has 10x the regions' counts
+    wait(800)
+    spec.plot.canvas.draw()
+    wait(300)
+    save(win, "region_spectra.png")
+    spec.scale_combo.setCurrentText(DIFFERENCE)
+    wait(500)
+    spec.plot.canvas.draw()
+    wait(300)
+    save(spec, "region_spectra_difference_widget.png")
+    viewer.close()
 
 
 FIRST_VIEWS = {  # docs/what-you-see.md: file -> picture

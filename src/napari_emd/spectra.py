@@ -186,10 +186,12 @@ def shapes_mask(shapes: Any, si_layer: Any, ny: int, nx: int) -> np.ndarray:
     return mask
 
 
-def labels_mask(labels: Any, si_layer: Any, ny: int, nx: int, point: Any = None) -> np.ndarray:
-    """Which ``(y, x)`` pixels of a spectrum-image layer carry the Labels layer's
-    selected label (any label when the selected one is not painted). ``point`` (a world
-    position) picks the slice of a labels volume."""
+def labels_grid(labels: Any, si_layer: Any, ny: int, nx: int,
+                point: Any = None) -> np.ndarray:
+    """The label value of a Labels layer at each ``(y, x)`` pixel centre of a
+    spectrum-image layer (0 outside the labels). ``point`` (a world position) picks the
+    slice of a labels volume. Coordinates go through world space with both layers'
+    scale and translate."""
     data = np.asarray(labels.data)
     if data.ndim > 2:
         if point is not None:
@@ -209,10 +211,18 @@ def labels_mask(labels: Any, si_layer: Any, ny: int, nx: int, point: Any = None)
     okay = (ly[:, None] >= 0) & (ly[:, None] < data.shape[0])
     okay = okay & (lx[None, :] >= 0) & (lx[None, :] < data.shape[1])
     vals = data[np.clip(ly, 0, data.shape[0] - 1)][:, np.clip(lx, 0, data.shape[1] - 1)]
+    return np.where(okay, vals, 0)
+
+
+def labels_mask(labels: Any, si_layer: Any, ny: int, nx: int, point: Any = None) -> np.ndarray:
+    """Which ``(y, x)`` pixels of a spectrum-image layer carry the Labels layer's
+    selected label (any label when the selected one is not painted). ``point`` (a world
+    position) picks the slice of a labels volume."""
+    vals = labels_grid(labels, si_layer, ny, nx, point)
     sel = getattr(labels, "selected_label", None)
-    mask = (vals == sel) & okay
+    mask = vals == sel
     if not mask.any():
-        mask = (vals > 0) & okay
+        mask = vals > 0
     return mask
 
 

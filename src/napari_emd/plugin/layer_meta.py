@@ -44,12 +44,19 @@ LEGACY_KEYS = ("emd_spectra", "emd_part", "emd_derived", "emd_tables")
 @dataclass
 class Derived:
     """What a map layer was computed from: the spectrum-image layer's name, the energy
-    window (first and last channel's energy, in ``units``) and the channels ``[i0, i1)``."""
+    window (first and last channel's energy, in ``units``) and the channels ``[i0, i1)``.
+    An element map also names its X-ray ``line`` (``"Fe_Ka"``), what it shows
+    (``quantity``: ``"counts"`` in the window, ``"net counts"`` after background
+    subtraction, or ``"sigma"``, the Poisson uncertainty of the net counts) and the
+    background windows subtracted (in ``units``)."""
 
     si_layer: str
     window: tuple[float, float]
     channels: tuple[int, int]
     units: str
+    line: str | None = None
+    quantity: str = "counts"
+    background: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass
@@ -117,6 +124,9 @@ class EMDLayerInfo:
             d = self.derived
             out["derived"] = {"si_layer": d.si_layer, "window": list(d.window),
                               "channels": list(d.channels), "units": d.units}
+            if d.line is not None:
+                out["derived"].update(line=d.line, quantity=d.quantity,
+                                      background=[list(b) for b in d.background])
         return out
 
 

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from ... import xray_lines
+from ...errors import Cancelled
 from ...model import Dataset
 from ...spectra import (
     EnergyAxis,
@@ -54,14 +55,17 @@ from ..layer_meta import (
     source_file,
 )
 from .docking import scroll_when_docked
-from .runner import LatestRunner
+from .runner import LatestRunner, cancel_button
 from .spectrum_maps import Window, show_map
+from .spectrum_netmap import NET_SIGMA, RAW, kind_combo, map_net
 from .spectrum_plot import SpectrumPlot, line_label
 from .spectrum_pointer import CLICK, MOUSE, PointerMixin
+from .spectrum_regions import REGIONS, RegionSpectra
+from .spectrum_velox_settings import VeloxSettingsBox
 
 REGION = "sum over a region (Shapes/Labels)"
 MAP = "sum over the whole map"
-MODES = (MOUSE, CLICK, REGION, MAP)
+MODES = (MOUSE, CLICK, REGION, REGIONS, MAP)
 FILE_PREFIX = "file spectrum: "
 
 
@@ -119,6 +123,9 @@ class SpectrumViewer(PointerMixin, QWidget):
         self.region_combo = QComboBox()
         self.region_combo.setToolTip("Shapes or Labels layer that outlines the region")
         form.addRow("Region", self.region_combo)
+        self.regions = RegionSpectra(self)
+        self.scale_combo = self.regions.scale_combo
+        form.addRow("Show", self.scale_combo)
         layout.addLayout(form)
 
         dark = str(getattr(self.viewer, "theme", "dark")) != "light"
@@ -128,7 +135,9 @@ class SpectrumViewer(PointerMixin, QWidget):
         layout.addWidget(self.plot, 1)
 
         row = QHBoxLayout()
-        export = QPushButton("Export CSV…")
+        export = QPushButton("Export…")
+        export.setToolTip("Save the spectrum as CSV; region spectra as one CSV and an "
+                          "EMSA/MSA file per curve")
         export.clicked.connect(self._export_clicked)
         row.addWidget(self.plot.log_check)
         row.addStretch(1)
@@ -169,10 +178,13 @@ class SpectrumViewer(PointerMixin, QWidget):
         self.elements_edit.editingFinished.connect(self._elements_typed)
         self.element_combo = QComboBox()
         el_btn = QPushButton("Map element")
-        el_btn.setToolTip("Map the counts in a window around the element's main line")
+        el_btn.setToolTip("Map the element's main line: net counts (background "
+                          "subtracted) or the raw window sum")
+        self.map_kind = kind_combo()
         el_btn.clicked.connect(self._element_clicked)
         el.addWidget(QLabel("Lines"))
         el.addWidget(self.elements_edit, 1)
+        el.addWidget(self.map_kind)
         layout.addLayout(el)
         # the map buttons on a row of their own: the dock stays narrow (a laptop's canvas)
         maps = QHBoxLayout()
@@ -182,12 +194,16 @@ class SpectrumViewer(PointerMixin, QWidget):
         maps.addStretch(1)
         maps.addWidget(map_btn)
         layout.addLayout(maps)
+        self.cancel_btn = cancel_button([self.runner, self.map_runner, self.regions.runner])
+        row.insertWidget(2, self.cancel_btn)
+        self.velox_settings = VeloxSettingsBox()
+        layout.addWidget(self.velox_settings)
 
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         for combo in (self.layer_combo, self.mode_combo, self.region_combo,
-                      self.element_combo):
+                      self.element_combo, self.scale_combo, self.map_kind):
             # long layer and file names must not widen the dock (and squeeze the canvas)
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -212,6 +228,7 @@ class SpectrumViewer(PointerMixin, QWidget):
             signal.connect(slot)
         self.viewer.mouse_drag_callbacks.append(self._mouse_pressed)
         self.destroyed.connect(_disconnector(self.viewer, connections, self._mouse_pressed))
+        self.destroyed.connect(self.regions.unwatch)
         # the files without an image come and go (view.Presenter.close_files)
         view.install(self.viewer).listeners.append(weakref.WeakMethod(self._refresh_layers))
         self._refresh_layers()
@@ -316,6 +333,7 @@ class SpectrumViewer(PointerMixin, QWidget):
         if reg in regions:
             self.region_combo.setCurrentText(reg)
         self.region_combo.blockSignals(False)
+        self.regions.watch()
         self._region_changed()
         if cur != self.layer_combo.currentText() or not self.spectrum_title:
             self._si_layer_changed()
@@ -335,6 +353,8 @@ class SpectrumViewer(PointerMixin, QWidget):
         self._hover = None
         self.clicked = None
         rec = self.record
+        self.velox_settings.show_record(rec)
+        self.plot.show_background([])
         if rec is not None:
             self.energy = energy_axis(rec.axes[-1], rec.signal_type)
             self.win_units.setText(self.energy.units)
@@ -394,6 +414,7 @@ class SpectrumViewer(PointerMixin, QWidget):
 
     def _mode_changed(self, *_: Any) -> None:
         self.region_combo.setEnabled(self.mode == REGION)
+        self.scale_combo.setEnabled(self.mode == REGIONS)
         self.update_spectrum()
 
     def update_spectrum(self) -> None:
@@ -413,6 +434,8 @@ class SpectrumViewer(PointerMixin, QWidget):
             self._compute(
                 f"{layer.name}: sum over the map", lambda: self._map_sum(rec), progress=True
             )
+        elif mode == REGIONS:
+            self.regions.update()
         elif mode == CLICK:
             if self.clicked is not None:
                 self.show_pixel(self.clicked)
@@ -602,9 +625,12 @@ class SpectrumViewer(PointerMixin, QWidget):
         except ValueError as err:
             self._on_error(err)
 
-    def map_element(self, element: str) -> None:
-        """Map ``element``: a window of ± one peak width around its main line (Kα, else
-        Lα, else Mα inside the spectrum's range) as a layer named after the line."""
+    def map_element(self, element: str, kind: str | None = None) -> None:
+        """Map ``element``'s main line (Kα, else Lα, else Mα inside the spectrum's range)
+        as a layer named after the line: ``kind`` (default: the viewer's choice) is one
+        of :data:`.spectrum_netmap.MAP_KINDS`, net counts (background subtracted, see
+        :mod:`.spectrum_netmap`), net counts with a σ map, or the raw window of ± one
+        peak width around the line."""
         rec = self.record
         if rec is None or not element:
             return
@@ -623,6 +649,14 @@ class SpectrumViewer(PointerMixin, QWidget):
         el = xray_lines.normalize_element(element)
         if el not in self.elements():
             self.set_elements([*self.elements(), el])
+        kind = kind or self.map_kind.currentText()
+        if kind != RAW:
+            settings = self.velox_settings.settings
+            wins = settings.background_windows.get(el) if settings is not None else None
+            bg = [*wins[0], *wins[1]] if wins and len(wins) == 2 else None
+            map_net(self, el, line, with_sigma=kind == NET_SIGMA, background_windows=bg)
+            return
+        self.plot.show_background([])
         self.map_window(
             lo / to_kev, hi / to_kev, name=f"{self.si_layer.name} {line_label(el, line)}"
         )
@@ -632,6 +666,8 @@ class SpectrumViewer(PointerMixin, QWidget):
         if self.spectrum is None:
             self.status.setText("Nothing to export.")
             return
+        if self.mode == REGIONS:
+            return self.regions.export_dialog()
         path, _ = QFileDialog.getSaveFileName(
             self, "Export spectrum", "spectrum.csv", "CSV (*.csv)"
         )
@@ -650,6 +686,10 @@ class SpectrumViewer(PointerMixin, QWidget):
 
     def _on_error(self, err: BaseException) -> None:
         from napari.utils.notifications import show_error
+
+        if isinstance(err, Cancelled):
+            self.status.setText("Cancelled.")
+            return
 
         msg = f"napari-emd spectrum viewer: {err}"
         self.status.setText(msg)

@@ -59,6 +59,9 @@ class SpectrumPlot(QWidget):
         self.title = ""
         self.elements: list[str] = []
         self._markers: list[Any] = []
+        self._curves: list[Any] = []  # the overlaid region spectra (plot_curves)
+        self._ys: list[np.ndarray] = []
+        self._spans: list[Any] = []  # background windows of the last element map
         self._xkey: tuple[Any, ...] | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -120,6 +123,7 @@ class SpectrumPlot(QWidget):
 
     def plot(self, spec: np.ndarray | None, title: str, energy: EnergyAxis | None) -> None:
         """Show ``spec`` on ``energy`` (nothing when either is ``None``)."""
+        self._clear_curves()
         if spec is None or energy is None:
             self.line.set_data([], [])
             self.spectrum = None
@@ -131,16 +135,68 @@ class SpectrumPlot(QWidget):
             self.spectrum = spec
             self.shown_energy = energy
             self.title = title
-            self.ax.set_xlabel(f"energy ({energy.units})", fontsize=9)
-            ends = (float(x[0]), float(x[-1])) if x.size else (0.0, 0.0)
-            key = (energy.units, x.size, *ends)
-            if key != self._xkey:
-                self._xkey = key
-                self.reset_xlim()
+            self._set_energy(energy, x)
         self.autoscale_y()
         self.draw_markers()
         self.canvas.draw_idle()
         self.changed.emit()
+
+    def _set_energy(self, energy: EnergyAxis, x: np.ndarray) -> None:
+        self.ax.set_xlabel(f"energy ({energy.units})", fontsize=9)
+        ends = (float(x[0]), float(x[-1])) if x.size else (0.0, 0.0)
+        key = (energy.units, x.size, *ends)
+        if key != self._xkey:
+            self._xkey = key
+            self.reset_xlim()
+
+    def _clear_curves(self) -> None:
+        for artist in self._curves:
+            artist.remove()
+        self._curves, self._ys = [], []
+        legend = self.ax.get_legend()
+        if legend is not None:
+            legend.remove()
+        self.ax.set_ylabel("counts", fontsize=9)
+
+    def plot_curves(self, curves: list[tuple[str, np.ndarray, Any]], title: str,
+                    energy: EnergyAxis, ylabel: str = "counts") -> None:
+        """Overlay several spectra ``(label, values, colour)`` on ``energy`` with a
+        legend (the region spectra); the first curve counts as the plotted spectrum."""
+        self._clear_curves()
+        self.line.set_data([], [])
+        x = energy.values
+        for label, y, color in curves:
+            y = np.asarray(y, dtype=np.float64).ravel()
+            (line,) = self.ax.plot(x[: y.size], y, lw=1.0, color=color, label=label)
+            self._curves.append(line)
+            self._ys.append(y)
+        self.spectrum = self._ys[0] if self._ys else None
+        self.shown_energy = energy
+        self.title = title
+        if curves:
+            fg = self.ax.xaxis.label.get_color()
+            legend = self.ax.legend(loc="upper right", fontsize=7, frameon=False,
+                                    labelcolor=fg)
+            legend.set_draggable(True)
+        self.ax.set_ylabel(ylabel, fontsize=9)
+        self._set_energy(energy, x)
+        self.autoscale_y()
+        self.draw_markers()
+        self.canvas.draw_idle()
+        self.changed.emit()
+
+    @property
+    def curves(self) -> list[tuple[str, np.ndarray, Any]]:
+        """The overlaid curves as ``(label, values, colour)`` (empty for one spectrum)."""
+        return [(ln.get_label(), y, ln.get_color()) for ln, y in zip(self._curves, self._ys)]
+
+    def show_background(self, windows: list[tuple[float, float]]) -> None:
+        """Shade background windows (of a net-count map) on the plot; ``[]`` clears."""
+        for artist in self._spans:
+            artist.remove()
+        self._spans = [self.ax.axvspan(lo, hi, color="#9e9e9e", alpha=0.25, lw=0)
+                       for lo, hi in windows]
+        self.canvas.draw_idle()
 
     def set_elements(self, elements: list[str]) -> None:
         """Mark the X-ray lines of ``elements``."""
@@ -183,14 +239,19 @@ class SpectrumPlot(QWidget):
         spec = self.spectrum
         if spec is None or spec.size == 0 or self.shown_energy is None:
             return
+        ys = [y for y in self._ys if y.size == spec.size] or [spec]
         x = self.shown_energy.values[: spec.size]
         lo_x, hi_x = self.ax.get_xlim()
         inside = (x >= min(lo_x, hi_x)) & (x <= max(lo_x, hi_x))
         if self.shown_energy.units == "keV":
             inside &= x > EDS_NOISE_KEV
-        part = spec[inside] if inside.any() else spec
+        part = np.concatenate([y[inside] if inside.any() else y for y in ys])
         hi = float(np.nanmax(part)) if np.isfinite(part).any() else 1.0
-        if self.log_check.isChecked():
+        low = float(np.nanmin(part)) if np.isfinite(part).any() else 0.0
+        if low < 0 and not self.log_check.isChecked():  # a difference curve
+            pad = 0.08 * (max(hi, 0.0) - low)
+            self.ax.set_ylim(low - pad, max(hi, 0.0) + pad)
+        elif self.log_check.isChecked():
             pos = part[part > 0]
             lo = float(pos.min()) * 0.5 if pos.size else 0.5
             self.ax.set_ylim(lo, max(hi * 2, lo * 10))
