@@ -3,7 +3,7 @@
 The Velox stream scatter, the energy-plane index build, the eager page fault-ahead and
 the blob decoder all run numba kernels that release the GIL on a few threads. Starting
 threads for every read costs time and leaves idle threads behind, so they share one pool
-of :func:`n_threads` threads, started on first use and kept for the process.
+of :func:`pool_size` threads, started on first use and kept for the process.
 
 The rule that keeps it free of deadlocks: **a task on the pool never waits on another
 task of the pool** (it never submits to it, nor waits on a future or a lock that a
@@ -24,9 +24,17 @@ _POOL_LOCK = threading.Lock()
 
 
 def n_threads() -> int:
-    """Threads one read splits its work into, and the pool's size: the cores, at most 4
-    (the kernels release the GIL)."""
+    """Parts one read splits its work into (the eager scatter, the blob decoder): the
+    cores, at most 4 (the kernels release the GIL; each part holds its own buffers)."""
     return max(1, min(4, os.cpu_count() or 1))
+
+
+def pool_size() -> int:
+    """Threads of the pool: the cores, at most 16. A read that splits its work into
+    :func:`n_threads` parts uses that many of them; work made of many independent tasks
+    (the energy-plane index build: one task per stream and frame) uses every core of a
+    workstation, each thread holding one task's buffers (one frame of one stream)."""
+    return max(1, min(16, os.cpu_count() or 1))
 
 
 def pool() -> ThreadPoolExecutor:
@@ -35,7 +43,7 @@ def pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = ThreadPoolExecutor(n_threads(), thread_name_prefix="napari-emd")
+            _POOL = ThreadPoolExecutor(pool_size(), thread_name_prefix="napari-emd")
         return _POOL
 
 
