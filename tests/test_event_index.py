@@ -46,8 +46,9 @@ def si(tmp_path_factory):
 
 
 def _entries(root: str | None = None) -> list[Path]:
+    """The plane-index entries of the cache (not the stream line indexes kept beside)."""
     root = root or os.environ["NAPARI_EMD_CACHE"]
-    return sorted(p for p in Path(root).glob("*" + diskcache.SUFFIX)
+    return sorted(p for p in Path(root).glob("velox-si-planes-*" + diskcache.SUFFIX)
                   if not p.name.startswith(".tmp-"))
 
 
