@@ -54,7 +54,8 @@ def close_toasts() -> None:
 
 def save(widget, name: str) -> None:
     close_toasts()
-    wait(100)
+    widget.grab()  # a first grab lays out and paints what changed (a dock's plot)
+    wait(300)
     path = OUT / name
     widget.grab().save(str(path))
     print(f"wrote {path.relative_to(ROOT)}")

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -132,6 +133,8 @@ class SpectrumViewer(PointerMixin, QWidget):
         self.plot = SpectrumPlot(self._window_dragged, dark, on_click=self._plot_clicked)
         self.plot.changed.connect(self.spectrum_changed.emit)
         self.plot.setMinimumHeight(180)  # the dock fits a laptop's screen with the loader
+        # expanding: the plot takes the dock's height (napari then adds no stretch below)
+        self.plot.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
         layout.addWidget(self.plot, 1)
 
         row = QHBoxLayout()
