@@ -204,19 +204,7 @@ def test_eager_read_decodes_the_counted_stream_without_reading_it_again(
 def _velox_with_empty_image(tmp_path, shape):
     """A real Velox file with several images, one image's Data replaced by an empty
     array (an aborted acquisition). Returns the path and that image's group path."""
-    import shutil
-
-    path = tmp_path / "empty image.emd"
-    shutil.copy(real_file("fei_example_dpc_titles.emd"), path)
-    os.chmod(path, 0o644)
-    with h5py.File(path, "r+") as f:
-        images = f["Data/Image"]
-        assert len(images) > 1
-        key = next(iter(images))
-        dtype = images[key]["Data"].dtype
-        del images[key]["Data"]
-        images[key].create_dataset("Data", shape=shape, dtype=dtype)
-    return path, f"Data/Image/{key}"
+    return _velox_with_empty(tmp_path, "fei_example_dpc_titles.emd", "Image", shape)
 
 
 @pytest.mark.parametrize("shape", [(0, 512, 1), (512, 512, 0), (0, 0, 0), (0, 512)])
