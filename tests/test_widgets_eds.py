@@ -169,7 +169,7 @@ def test_composition_table_whole_scan_and_regions(make_napari_viewer, qtbot, si_
     text = QApplication.clipboard().text()
     assert text.splitlines()[0].startswith("region\tpixels\tFe Kα wt%")
     comp.export_csv(tmp_path / "c.csv")
-    rows = list(csv.reader(open(tmp_path / "c.csv", encoding="utf-8")))
+    rows = list(csv.reader((tmp_path / "c.csv").read_text("utf-8").splitlines()))
     assert "Fe_Ka=1.3" in rows[0][0] and rows[1][:3] == ["region", "pixels", "Fe_Ka wt%"]
     assert len(rows) == 2 + 3
 
@@ -184,7 +184,7 @@ def test_kfactors_are_saved_with_the_session(make_napari_viewer, qtbot, si_file,
     path = tmp_path / "session.emd"
     assert viewer.layers.save(str(path), plugin=PLUGIN) == [str(path)]
 
-    viewer2, dock2 = _open(make_napari_viewer, qtbot, path)
+    _, dock2 = _open(make_napari_viewer, qtbot, path)
     assert dock2.si_layer is not None
     assert dock2.lines() == ["Fe_Ka", "Cu_Ka"]
     assert dock2.composition.kfactors() == {"Fe_Ka": 1.25, "Cu_Ka": 1.75}
@@ -197,7 +197,7 @@ def test_kfactors_are_saved_with_the_session(make_napari_viewer, qtbot, si_file,
 
 def test_real_velox_si(make_napari_viewer, qtbot):
     path = real_file("Test SI 16x16 215 kx.emd")
-    viewer, dock = _open(make_napari_viewer, qtbot, path)
+    _, dock = _open(make_napari_viewer, qtbot, path)
     # the file's elements (C, Ca, Cu, O) give the lines; its own settings are shown
     assert dock.lines() == ["C_Ka", "Ca_Ka", "Cu_Ka", "O_Ka"]
     assert "BrownPowell" in dock.composition.velox_note.text()
