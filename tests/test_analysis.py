@@ -458,3 +458,63 @@ def test_dataset_records_of_a_synthetic_velox_file(tmp_path):
     assert calls and calls[-1][0] == calls[-1][1]
     # the synthetic sample is copper-rich: Cu Ka clearly above its background in total
     assert eager["Cu_Ka"].net.sum() > 5 * np.sqrt((eager["Cu_Ka"].sigma ** 2).sum())
+
+
+# --- leftovers: clipped windows, the MSA point limit, the documented entry points ---
+
+def _cut(signal, first: int) -> dict:
+    """The signal without its first ``first`` channels (the spectrum starts later)."""
+    axes = [dict(a) for a in signal["axes"]]
+    axes[-1].update(size=NE - first, offset=OFFSET + SCALE * first)
+    return {**signal, "data": signal["data"][..., first:], "axes": axes}
+
+
+def test_a_background_window_clipped_at_the_spectrum_start_warns_naming_the_line():
+    signal, _ = _synthetic()
+    (lo1, hi1), _ = line_intensities(signal, "Fe_Ka")["Fe_Ka"].background_windows
+    # the spectrum starts inside Fe Ka's lower background window
+    start = round((0.5 * (lo1 + hi1) - OFFSET) / SCALE)
+    with pytest.warns(UserWarning, match=r"Fe_Ka's lower background window .* clipped"):
+        line_intensities(_cut(signal, start), "Fe_Ka")
+    # wholly outside: an error naming the line, not a one-channel "background"
+    with pytest.raises(ValueError, match=r"Fe_Ka.s lower background window .* outside"):
+        line_intensities(_cut(signal, round((hi1 - OFFSET) / SCALE) + 2), "Fe_Ka")
+    # no background: nothing to clip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        line_intensities(_cut(signal, start), "Fe_Ka", background=False)
+
+
+def test_msa_longer_than_4096_points_is_binned_with_a_warning(tmp_path):
+    msa = pytest.importorskip("rsciio.msa", reason="RosettaSciIO reads MSA (the oracle)")
+    rng = np.random.default_rng(3)
+    for n, dropped in ((8192, 0), (8193, 1)):
+        counts = rng.poisson(20.0, n).astype(float)
+        spec = {"data": counts, "axes": [{"name": "Energy", "size": n, "scale": 0.005,
+                                          "offset": -0.1, "units": "keV"}],
+                "metadata": _metadata()}
+        path = tmp_path / f"long{n}.msa"
+        with pytest.warns(UserWarning, match=f"{n} channels.*4096.*2 channels summed"):
+            write_msa(path, spec)
+        (back,) = msa.file_reader(str(path))
+        assert back["data"].size == 4096
+        np.testing.assert_array_equal(back["data"], counts[:8192].reshape(-1, 2).sum(1))
+        ax = back["axes"][0]
+        assert ax["scale"] == pytest.approx(0.01)
+        assert ax["offset"] == pytest.approx(-0.1 + 0.0025)  # centre of the first pair
+        assert back["data"].sum() == counts.sum() - counts[8192:].sum()
+        assert dropped == n - 8192
+    # every channel on request (outside the standard)
+    write_msa(tmp_path / "all.msa", spec, max_points=None)
+    assert "#NPOINTS     : 8193" in (tmp_path / "all.msa").read_text("latin-1")
+
+
+def test_entry_points_scripts_rely_on():
+    """The issue's names, reachable as ``napari_emd.analysis.<name>`` after a plain
+    ``import napari_emd``."""
+    import napari_emd as ne
+
+    for name in ("line_intensities", "cliff_lorimer", "write_msa", "region_spectrum",
+                 "line_profile"):
+        assert callable(getattr(ne.analysis, name)), name
+        assert name in ne.analysis.__all__

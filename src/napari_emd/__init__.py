@@ -63,3 +63,14 @@ __all__ = [
     "read_datasets",
     "si_facts",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``napari_emd.analysis`` after a plain ``import napari_emd``, as scripts write
+    ``napari_emd.analysis.line_intensities(...)``: imported on first use, so importing
+    the package stays as light as before."""
+    if name == "analysis":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.analysis")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -87,13 +87,29 @@ def line_energy_kev(line: str) -> float:
     return table[name][0]
 
 
-def _channels(sig: SignalView, low: float, high: float) -> tuple[int, int]:
+def _channels(sig: SignalView, low: float, high: float, what: str = "") -> tuple[int, int]:
     """Channels ``[i0, i1)`` whose centres lie in ``[low, high]``; at least one channel,
-    clipped to the spectrum."""
+    clipped to the spectrum. With ``what`` (e.g. "Fe_Ka's lower background window") a
+    window reaching past an end of the spectrum warns, naming it, and one lying wholly
+    outside raises ``ValueError``: a clipped window is narrower than asked and off
+    centre, so its counts (and the background interpolated from them) are not what the
+    placement rule means."""
     a, b = sorted((sig.channel(low), sig.channel(high)))
     i0 = math.ceil(a - 1e-9)
     i1 = math.floor(b + 1e-9) + 1
     n = sig.n_channels
+    if what and (i0 < 0 or i1 > n):
+        span = _fmt((min(low, high), max(low, high)), sig.units)
+        first, last = sig.offset, sig.offset + sig.scale * (n - 1)
+        spectrum = _fmt((min(first, last), max(first, last)), sig.units)
+        if i1 <= 0 or i0 >= n:
+            raise ValueError(f"{what} {span} lies outside the spectrum ({spectrum}); give "
+                             "background_windows= or windows= explicitly, or "
+                             "background=False")
+        lost = max(0, -i0) + max(0, i1 - n)
+        warnings.warn(f"{what} {span} reaches past the spectrum ({spectrum}): it was "
+                      f"clipped to the spectrum, losing {lost} of its {i1 - i0} channels",
+                      UserWarning, stacklevel=4)
     i0 = min(max(i0, 0), n - 1)
     i1 = min(max(i1, i0 + 1), n)
     return i0, i1
@@ -133,9 +149,10 @@ def _plan(sig: SignalView, names: Sequence[str], window_width: float,
         e = e_kev / kev
         fwhm = eds_fwhm(e_kev, fwhm_mn) / kev
         if windows is not None:
-            w = _channels(sig, *iw[i])
+            w = _channels(sig, *iw[i], what=f"{name}'s integration window")
         else:
-            w = _channels(sig, e - window_width * fwhm / 2, e + window_width * fwhm / 2)
+            w = _channels(sig, e - window_width * fwhm / 2, e + window_width * fwhm / 2,
+                          what=f"{name}'s integration window")
         bg = None
         if background:
             if background_windows is not None:
@@ -144,7 +161,8 @@ def _plan(sig: SignalView, names: Sequence[str], window_width: float,
                 c1, c2 = e - pos[0] * fwhm, e + pos[1] * fwhm
                 lo1, hi1 = c1 - background_width * fwhm / 2, c1 + background_width * fwhm / 2
                 lo2, hi2 = c2 - background_width * fwhm / 2, c2 + background_width * fwhm / 2
-            bg = (_channels(sig, lo1, hi1), _channels(sig, lo2, hi2))
+            bg = (_channels(sig, lo1, hi1, what=f"{name}'s lower background window"),
+                  _channels(sig, lo2, hi2, what=f"{name}'s upper background window"))
         plans.append({"line": name, "energy": e, "fwhm": fwhm, "w": w, "bg": bg})
     return plans
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -98,8 +99,36 @@ def _number(v: Any) -> float | None:
     return v if np.isfinite(v) else None
 
 
+# The most points an EMSA/MSA 1.0 file holds (ISO 22029: NPOINTS <= 4096).
+MSA_MAX_POINTS = 4096
+
+
+def _fit_points(y: np.ndarray, scale: float, offset: float, max_points: int | None,
+                what: str) -> tuple[np.ndarray, float, float]:
+    """The spectrum within ``max_points``: with more channels, adjacent channels are
+    summed in groups of the smallest factor that fits (counts conserved, the energy
+    calibration of the wider channels), a trailing incomplete group dropped, and a
+    warning says so."""
+    if max_points is None or y.size <= max_points:
+        return y, scale, offset
+    if max_points < 1:
+        raise ValueError(f"max_points must be at least 1, got {max_points}")
+    f = y.size // (max_points + 1) + 1  # the smallest f with y.size // f <= max_points
+    n = y.size // f
+    dropped = y.size - n * f
+    binned = y[:n * f].reshape(n, f).sum(axis=1)
+    # the new point's x is the centre of its f channels
+    new_scale, new_offset = scale * f, offset + scale * (f - 1) / 2
+    note = f", the last {dropped} channel(s) dropped" if dropped else ""
+    warnings.warn(f"write_msa: {what} has {y.size} channels, more than the "
+                  f"{max_points} points an EMSA/MSA file holds (ISO 22029): written with "
+                  f"{f} channels summed per point ({n} points{note})", UserWarning,
+                  stacklevel=3)
+    return binned, new_scale, new_offset
+
+
 def write_msa(path: str | os.PathLike, spectrum: Any, title: str | None = None,
-              owner: str = "napari-emd") -> None:
+              owner: str = "napari-emd", max_points: int | None = MSA_MAX_POINTS) -> None:
     """Write a 1-D spectrum as an EMSA/MSA file (version 1.0), atomically.
 
     ``spectrum``: a file_reader-style spectrum dict (or ``Dataset``), one axis, e.g.
@@ -109,6 +138,13 @@ def write_msa(path: str | os.PathLike, spectrum: Any, title: str | None = None,
     REALTIME (s), FWHMMNKA (eV), the elements as the user keyword ``##ELEMENTS``; then
     the counts, five per line, and ``#ENDOFDATA``. The text goes to a temporary file
     that replaces ``path`` only when complete.
+
+    The format holds at most 4096 points (``max_points``). A longer spectrum (an 8192- or
+    16384-channel detector) is written with adjacent channels summed, by the smallest
+    factor that fits, with ``XPERCHAN`` and ``OFFSET`` of the wider channels and a
+    ``UserWarning``: counts are conserved and every reader opens the file, while a
+    truncated spectrum would lose lines. ``max_points=None`` writes every channel (a
+    file outside the standard that some programs refuse).
     """
     sig = as_signal(spectrum)
     if sig.data.ndim != 1:
@@ -116,6 +152,9 @@ def write_msa(path: str | os.PathLike, spectrum: Any, title: str | None = None,
                          f"{sig.data.ndim} axes (sum it with region_spectrum first)")
     y = sig.data.compute() if sig.lazy else sig.data
     y = np.asarray(y, dtype=np.float64)
+    y, xperchan, offset = _fit_points(y, float(sig.scale), float(sig.offset), max_points,
+                                      repr(title if title is not None else sig.title
+                                           or "spectrum"))
     meta = sig.metadata or {}
     date, time = _when(meta)
     st = str(sig.meta("Signal", "signal_type", default="") or "").upper()
@@ -126,8 +165,8 @@ def write_msa(path: str | os.PathLike, spectrum: Any, title: str | None = None,
         ("DATE", date), ("TIME", time), ("OWNER", _clean(owner)),
         ("NPOINTS", str(y.size)), ("NCOLUMNS", "1"),
         ("XUNITS", sig.units or "channel"), ("YUNITS", "counts"),
-        ("DATATYPE", "Y"), ("XPERCHAN", repr(float(sig.scale))),
-        ("OFFSET", repr(float(sig.offset))),
+        ("DATATYPE", "Y"), ("XPERCHAN", repr(xperchan)),
+        ("OFFSET", repr(offset)),
     ]
     if signaltype:
         header.append(("SIGNALTYPE", signaltype))

@@ -1,352 +1,321 @@
-"""EDS profiles and compositions: the "EDS profile and composition" dock.
+"""The composition tab of the EDS analysis dock: editable k-factors and the Cliff–Lorimer
+table (:func:`napari_emd.analysis.cliff_lorimer`) of the whole scan and of every region,
+each closed shape of each Shapes layer and each label of each Labels layer, atomic %
+(or weight %) ± 1 σ from the summed net counts of the chosen lines. Copy to the
+clipboard (tab-separated, pastes into a spreadsheet) or export CSV.
 
-* **Profile**: the net counts of the chosen elements' lines along a line or path shape
-  (the selected shape of a Shapes layer, else its last line or path), summed across a
-  width in pixels, against the distance in the scan's units
-  (:func:`napari_emd.analysis.line_profile`), one curve per element.
-* **Composition**: the Cliff–Lorimer atomic % (or weight %) with its 1σ uncertainty of
-  the whole scan and of every closed shape of the Shapes layers and every label of the
-  Labels layers, from the net intensities of each region's summed spectrum
-  (:func:`~napari_emd.analysis.region_spectrum`, :func:`~napari_emd.analysis.line_intensities`,
-  :func:`~napari_emd.analysis.cliff_lorimer`) and the k-factors typed in the table.
-  Without calibrated k-factors (all 1) the numbers are intensity ratios, and the note
-  under the table says so.
-
-The sums run in a worker thread (:class:`.runner.LatestRunner`): the window never
-freezes on a lazy spectrum image, and Cancel stops them.
-"""
+No k-factor is invented: without one from the user (or a saved session) every k is 1.0
+and the table says that the percentages are then ratios of net counts, not calibrated
+compositions. Velox files store a cross-section model, not k-factors."""
 
 from __future__ import annotations
 
-import types
+import contextlib
+import csv
+import io
+import os
+import weakref
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QApplication,
     QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
+    QFileDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
-    QLineEdit,
     QPushButton,
-    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from ... import xray_lines
-from ...analysis import cliff_lorimer, line_intensities, line_profile, region_spectrum
-from ...model import Dataset
-from ...spectra import energy_axis, labels_grid, shapes_mask
-from ..layer_meta import is_si_layer, si_record
-from .runner import LatestRunner
+from ...analysis import cliff_lorimer
+from ...spectra import shapes_mask
+from .spectrum_plot import line_label
 
+UNCALIBRATED = ("k-factors not calibrated (all 1.0): the percentages are ratios of net "
+                "counts, not compositions. Enter the k-factors of your detector.")
 CLOSED = ("rectangle", "ellipse", "polygon")
-OPEN = ("line", "path")
+ROLE = Qt.ItemDataRole.UserRole
 
 
-def element_lines(elements: list[str], rec: Dataset) -> dict[str, str]:
-    """``{element: line key}`` (``"Fe": "Fe_Ka"``): each element's mapping line inside
-    the spectrum's energy range (elements without one are left out)."""
-    energy = energy_axis(rec.axes[-1], rec.signal_type)
-    lo = max(float(energy.values.min()) * energy.factor, 0.1)
-    hi = float(energy.values.max()) * energy.factor
-    out = {}
-    for el in elements:
-        chosen = xray_lines.map_line(el, lo, hi)
-        if chosen is not None:
-            out[el] = f"{el}_{chosen[0]}"
-    return out
+def label_grid(labels: Any, si_layer: Any, ny: int, nx: int, point: Any = None
+               ) -> np.ndarray:
+    """The label value under each ``(y, x)`` pixel centre of the SI (0 outside the
+    Labels layer), through world space; ``point`` picks the slice of a labels volume."""
+    data = np.asarray(labels.data)
+    if data.ndim > 2:
+        lead = (0,) * (data.ndim - 2)
+        if point is not None:
+            idx = np.round(np.asarray(labels.world_to_data(point))[: data.ndim - 2])
+            lead = tuple(int(np.clip(i, 0, n - 1)) for i, n in zip(idx, data.shape))
+        data = data[lead]
+    i_sc, i_tr = (np.asarray(v, dtype=float)[-2:] for v in (si_layer.scale, si_layer.translate))
+    l_sc, l_tr = (np.asarray(v, dtype=float)[-2:] for v in (labels.scale, labels.translate))
+    ly = np.floor((i_tr[0] + i_sc[0] * np.arange(ny) - l_tr[0]) / l_sc[0] + 0.5).astype(int)
+    lx = np.floor((i_tr[1] + i_sc[1] * np.arange(nx) - l_tr[1]) / l_sc[1] + 0.5).astype(int)
+    ok = ((ly >= 0) & (ly < data.shape[0]))[:, None] & ((lx >= 0) & (lx < data.shape[1]))
+    vals = data[np.clip(ly, 0, data.shape[0] - 1)][:, np.clip(lx, 0, data.shape[1] - 1)]
+    return np.where(ok, vals, 0)
 
 
-def region_masks(viewer: Any, si_layer: Any, ny: int, nx: int) -> dict[str, np.ndarray]:
-    """``{region name: (ny, nx) mask}`` of every closed shape of the visible Shapes
-    layers (``"<layer> #<n>"``) and every label of the visible Labels layers
-    (``"<layer> <label>"``), placed on the spectrum image through world coordinates."""
+def region_masks(viewer: Any, si_layer: Any, ny: int, nx: int) -> list[tuple[str, Any]]:
+    """``(name, mask)`` of the whole scan (mask ``None``), each closed shape of each
+    Shapes layer and each label of each Labels layer, on the SI's ``(y, x)`` grid."""
     from napari.layers import Labels, Shapes
 
-    out: dict[str, np.ndarray] = {}
+    out: list[tuple[str, Any]] = [("whole scan", None)]
     for layer in viewer.layers:
-        if not layer.visible:
-            continue
         if isinstance(layer, Shapes):
-            for i, (data, kind) in enumerate(zip(layer.data, layer.shape_type)):
+            for i, (verts, kind) in enumerate(zip(layer.data, layer.shape_type)):
                 if kind not in CLOSED:
                     continue
-                one = types.SimpleNamespace(data=[data], shape_type=[kind],
-                                            scale=layer.scale, translate=layer.translate)
-                mask = shapes_mask(one, si_layer, ny, nx)
-                if mask.any():
-                    out[f"{layer.name} #{i + 1}"] = mask
+                one = SimpleNamespace(data=[verts], shape_type=[kind], scale=layer.scale,
+                                      translate=layer.translate)
+                out.append((f"{layer.name}: {kind} {i}", shapes_mask(one, si_layer, ny, nx)))
         elif isinstance(layer, Labels):
-            grid = labels_grid(layer, si_layer, ny, nx, None)
+            grid = label_grid(layer, si_layer, ny, nx, viewer.dims.point)
             for value in np.unique(grid):
-                if value > 0:
-                    out[f"{layer.name} {int(value)}"] = grid == value
+                if value != 0:
+                    out.append((f"{layer.name}: label {int(value)}", grid == value))
     return out
 
 
-def compositions(
-    rec: Dataset, masks: dict[str, np.ndarray | None], keys: dict[str, str],
-    kfactors: dict[str, float], weight_percent: bool = False,
-) -> dict[str, dict[str, tuple[float, float]]]:
-    """``{region: {element: (percent, sigma)}}`` for each region mask (None: the whole
-    scan): the region's summed spectrum, its net line intensities and their Poisson
-    sigmas, then Cliff–Lorimer with ``kfactors`` (first-order uncertainties). A line
-    whose net counts are negative (not detected above its background) counts as zero,
-    so no element gets a negative share."""
-    out: dict[str, dict[str, tuple[float, float]]] = {}
-    lines = list(keys.values())
-    for name, mask in masks.items():
-        spectrum = region_spectrum(rec, mask)
-        found = line_intensities(spectrum, lines, compute=True)
-        # a negative net count is a line not detected above its background: zero
-        inten = {el: max(float(np.asarray(found[k].net)), 0.0) for el, k in keys.items()}
-        sig = {el: float(np.asarray(found[k].sigma)) for el, k in keys.items()}
-        pct, err = cliff_lorimer(inten, kfactors, weight_percent=weight_percent, sigmas=sig)
-        out[name] = {el: (float(pct[el]), float(err[el])) for el in keys}
-    return out
+class CompositionPanel(QWidget):
+    """k-factor table, weight % option and the composition table."""
 
-
-def shape_path(shapes: Any, si_layer: Any) -> np.ndarray | None:
-    """The vertices (``(N, 2)``, pixel coordinates of the spectrum image) of the selected
-    line/path shape of ``shapes``, else its last line or path; None without one."""
-    kinds = list(shapes.shape_type)
-    picks = [i for i in sorted(shapes.selected_data) if kinds[i] in OPEN]
-    picks = picks or [i for i, k in enumerate(kinds) if k in OPEN]
-    if not picks:
-        return None
-    pts = np.asarray(shapes.data[picks[-1]], dtype=float)[:, -2:]
-    world = pts * np.asarray(shapes.scale)[-2:] + np.asarray(shapes.translate)[-2:]
-    px = (world - np.asarray(si_layer.translate)[-2:]) / np.asarray(si_layer.scale)[-2:]
-    return np.round(px, 4)  # napari keeps vertices in float32: 13.9999998 is pixel 14
-
-
-class ProfileComposition(QWidget):
-    """The dock: SI layer, elements, k-factors; a profile plot and a composition table."""
-
-    def __init__(self, napari_viewer: Any) -> None:
+    def __init__(self, dock: Any) -> None:
         super().__init__()
-        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
-        self.runner = LatestRunner(self._on_error)
-        self.result: dict[str, dict[str, tuple[float, float]]] = {}
-        self.profile: Any = None
+        self.dock = dock
+        self.rows: list[dict[str, Any]] = []  # the table's numbers (tests, export)
+        self._lines: list[str] = []
+        self._listened: weakref.WeakSet[Any] = weakref.WeakSet()
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        form = QFormLayout()
-        self.layer_combo = QComboBox()
-        form.addRow("SI layer", self.layer_combo)
-        self.elements_edit = QLineEdit()
-        self.elements_edit.setPlaceholderText("elements, e.g. Fe, Cu, O")
-        self.elements_edit.editingFinished.connect(self._elements_changed)
-        form.addRow("Elements", self.elements_edit)
-        self.width_box = QDoubleSpinBox()
-        self.width_box.setRange(1, 500)
-        self.width_box.setValue(3)
-        self.width_box.setSuffix(" px")
-        self.width_box.setToolTip("Width of the band summed across the line")
-        form.addRow("Profile width", self.width_box)
-        layout.addLayout(form)
-
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(3, 2.2), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(160)
-        self.canvas.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
-        layout.addWidget(self.canvas, 1)
-        buttons = QHBoxLayout()
-        prof = QPushButton("Profile along line")
-        prof.setToolTip("Net counts of each element along the selected line/path shape")
-        prof.clicked.connect(self.run_profile)
-        comp = QPushButton("Composition")
-        comp.setToolTip("Cliff–Lorimer composition of the scan and of every region")
-        comp.clicked.connect(self.run_composition)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.clicked.connect(self.runner.cancel)
-        for b in (prof, comp, self.cancel_btn):
-            buttons.addWidget(b)
-        layout.addLayout(buttons)
+        self.k_table = QTableWidget(0, 2)
+        self.k_table.setHorizontalHeaderLabels(["line", "k-factor"])
+        self.k_table.verticalHeader().setVisible(False)
+        self.k_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.k_table.setToolTip("Cliff–Lorimer k-factors, all relative to one element "
+                                "(double-click to edit)")
+        self.k_table.setMaximumHeight(130)
+        self.k_table.itemChanged.connect(self._k_edited)
+        layout.addWidget(self.k_table)
+        self.k_note = QLabel("")
+        self.k_note.setWordWrap(True)
+        layout.addWidget(self.k_note)
         self.weight_check = QCheckBox("weight % (else atomic %)")
+        self.weight_check.toggled.connect(self._weight_toggled)
         layout.addWidget(self.weight_check)
         self.table = QTableWidget(0, 0)
-        self.table.setMinimumHeight(120)
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
         layout.addWidget(self.table, 1)
-        self.note = QLabel("")
-        self.note.setWordWrap(True)
-        layout.addWidget(self.note)
-        self.kfactors: dict[str, float] = {}
-        self.table.itemChanged.connect(self._k_edited)
-        for signal in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            signal.connect(self._refresh_layers)
-        self._refresh_layers()
+        row = QHBoxLayout()
+        copy = QPushButton("Copy")
+        copy.setToolTip("Copy the table (tab-separated, for a spreadsheet)")
+        copy.clicked.connect(self.copy)
+        export = QPushButton("Export CSV…")
+        export.clicked.connect(self._export_clicked)
+        row.addStretch(1)
+        row.addWidget(copy)
+        row.addWidget(export)
+        layout.addLayout(row)
+        self.velox_note = QLabel("")
+        self.velox_note.setWordWrap(True)
+        layout.addWidget(self.velox_note)
+        dock.maps_ready.connect(self.redraw)
 
-    # ---- layers and elements ---------------------------------------------------------
-    def si_layers(self) -> list[Any]:
-        return [ly for ly in self.viewer.layers if is_si_layer(ly)]
-
-    @property
-    def si_layer(self) -> Any:
-        name = self.layer_combo.currentText()
-        return next((ly for ly in self.si_layers() if ly.name == name), None)
-
-    @property
-    def record(self) -> Dataset | None:
-        layer = self.si_layer
-        return si_record(layer) if layer is not None else None
-
-    def _refresh_layers(self, *_: Any) -> None:
-        names = [ly.name for ly in self.si_layers()]
-        current = self.layer_combo.currentText()
-        self.layer_combo.blockSignals(True)
-        self.layer_combo.clear()
-        self.layer_combo.addItems(names)
-        if current in names:
-            self.layer_combo.setCurrentText(current)
-        self.layer_combo.blockSignals(False)
-        rec = self.record
-        if rec is not None and not self.elements_edit.text():
-            els = (rec.metadata.get("Sample") or {}).get("elements") or []
-            self.set_elements(xray_lines.parse_elements(list(els)))
-
-    def elements(self) -> list[str]:
-        return xray_lines.parse_elements(self.elements_edit.text())
-
-    def set_elements(self, elements: list[str]) -> None:
-        self.elements_edit.setText(", ".join(elements))
-        self._elements_changed()
-
-    def _elements_changed(self) -> None:
-        for el in self.elements():
-            self.kfactors.setdefault(el, 1.0)
-        self._show_table()
+    # ---- k-factors ----------------------------------------------------------------------
+    def kfactors(self) -> dict[str, float]:
+        """``{line: k}`` as shown in the k-factor table."""
+        out = {}
+        for r in range(self.k_table.rowCount()):
+            line = self.k_table.item(r, 0).data(ROLE)  # Qt.UserRole
+            try:
+                out[line] = float(self.k_table.item(r, 1).text())
+            except (TypeError, ValueError, AttributeError):
+                out[line] = 1.0
+        return out
 
     def set_kfactors(self, kfactors: dict[str, float]) -> None:
-        """Use these k-factors (relative to one reference element)."""
-        self.kfactors.update({xray_lines.normalize_element(k): float(v)
-                              for k, v in kfactors.items()})
-        self._show_table()
+        """Set k-factors by line (``"Fe_Ka"``) or element (``"Fe"``); recompute."""
+        for r in range(self.k_table.rowCount()):
+            line = self.k_table.item(r, 0).data(ROLE)
+            for key in (line, line.split("_", 1)[0]):
+                if key in kfactors:
+                    self.k_table.item(r, 1).setText(f"{float(kfactors[key]):g}")
 
-    def _lines(self) -> dict[str, str]:
-        rec = self.record
-        if rec is None:
-            raise ValueError("no spectrum-image layer")
-        keys = element_lines(self.elements(), rec)
-        if not keys:
-            raise ValueError("no element with an X-ray line in the spectrum's range")
-        return keys
-
-    # ---- profile ---------------------------------------------------------------------
-    def run_profile(self) -> None:
-        from napari.layers import Shapes
-
-        rec, si = self.record, self.si_layer
-        if rec is None:
-            self.note.setText("No spectrum-image layer.")
-            return
-        path = None
-        active = self.viewer.layers.selection.active
-        candidates = [active] if isinstance(active, Shapes) else []
-        candidates += [ly for ly in self.viewer.layers if isinstance(ly, Shapes)]
-        for shapes in candidates:
-            path = shape_path(shapes, si)
-            if path is not None:
-                break
-        if path is None:
-            self.note.setText("Draw a line or path with a Shapes layer to profile along it.")
-            return
-        keys, width = self._lines(), float(self.width_box.value())
-
-        def compute() -> Any:
-            return line_profile(rec, path, width=width, lines=list(keys.values()))
-
-        self.note.setText("Profiling…")
-        self.runner.submit(compute, self._show_profile, threaded=rec.is_lazy,
-                           progress="EDS profile")
-
-    def _show_profile(self, profile: Any) -> None:
-        self.profile = profile
-        self.figure.clear()
-        ax = self.figure.add_subplot(111)
-        for name, values in profile.values.items():
-            label = name.replace("_", " ")
-            sig = profile.sigma.get(name)
-            ax.plot(profile.distance, values, label=label)
-            if sig is not None and len(sig) == len(values):
-                ax.fill_between(profile.distance, values - sig, values + sig, alpha=0.25)
-        ax.set_xlabel(f"distance ({profile.units})")
-        ax.set_ylabel("net counts")
-        ax.legend(fontsize=7)
-        self.canvas.draw_idle()
-        self.note.setText(f"Profile: {len(profile.distance)} samples, width "
-                          f"{self.width_box.value():g} px.")
-
-    # ---- composition -----------------------------------------------------------------
-    def run_composition(self) -> None:
-        rec, si = self.record, self.si_layer
-        if rec is None:
-            self.note.setText("No spectrum-image layer.")
-            return
-        keys = self._lines()
-        ny, nx = rec.data.shape[-3], rec.data.shape[-2]
-        masks: dict[str, np.ndarray | None] = {"whole scan": None}
-        masks.update(region_masks(self.viewer, si, ny, nx))
-        kf = {el: self.kfactors.get(el, 1.0) for el in keys}
-        weight = self.weight_check.isChecked()
-
-        def compute() -> Any:
-            return compositions(rec, masks, keys, kf, weight_percent=weight)
-
-        self.note.setText("Quantifying…")
-        self.runner.submit(compute, self._show_result, threaded=rec.is_lazy,
-                           progress="EDS composition")
-
-    def _show_result(self, result: dict[str, dict[str, tuple[float, float]]]) -> None:
-        self.result = result
-        self._show_table()
-        unit = "wt %" if self.weight_check.isChecked() else "at %"
-        calibrated = any(abs(k - 1.0) > 1e-12 for k in self.kfactors.values())
-        self.note.setText(
-            f"Cliff–Lorimer {unit} ± 1σ (counting statistics) of {len(result)} region(s)."
-            + ("" if calibrated else " All k-factors are 1: the numbers are intensity "
-               "ratios until calibrated k-factors are typed in the k row."))
-
-    def _show_table(self) -> None:
-        els = self.elements()
-        rows = ["k", *self.result]
-        self.table.blockSignals(True)
-        self.table.setRowCount(len(rows))
-        self.table.setColumnCount(len(els))
-        self.table.setHorizontalHeaderLabels(els)
-        self.table.setVerticalHeaderLabels(rows)
-        for j, el in enumerate(els):
-            self.table.setItem(0, j, QTableWidgetItem(f"{self.kfactors.get(el, 1.0):g}"))
-            for i, region in enumerate(self.result, start=1):
-                pct, err = self.result[region].get(el, (float("nan"), float("nan")))
-                item = QTableWidgetItem(f"{pct:.1f} ± {err:.1f}")
-                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
-                self.table.setItem(i, j, item)
-        self.table.blockSignals(False)
+    def lines_changed(self, lines: list[str], saved: dict[str, Any] | None = None) -> None:
+        """Show one k-factor row per line, keeping the values already entered."""
+        known = {**(saved or {}), **self.kfactors()}
+        self._lines = list(lines)
+        self.k_table.blockSignals(True)
+        self.k_table.setRowCount(len(lines))
+        for r, line in enumerate(lines):
+            el, name = line.split("_", 1)
+            item = QTableWidgetItem(line_label(el, name))
+            item.setData(ROLE, line)
+            item.setFlags(Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled)
+            self.k_table.setItem(r, 0, item)
+            k = known.get(line, known.get(el, 1.0))
+            self.k_table.setItem(r, 1, QTableWidgetItem(f"{float(k):g}"))
+        self.k_table.blockSignals(False)
+        self._update_note()
 
     def _k_edited(self, item: QTableWidgetItem) -> None:
-        if item.row() != 0:
+        if item.column() != 1:
             return
-        el = self.table.horizontalHeaderItem(item.column()).text()
         try:
-            value = float(item.text())
-            if value <= 0:
+            k = float(item.text())
+            if not np.isfinite(k) or k <= 0:
                 raise ValueError
         except ValueError:
-            self.note.setText(f"k-factor of {el}: a positive number, please.")
-            self._show_table()
-            return
-        self.kfactors[el] = value
+            self.dock._on_error(ValueError(f"a k-factor is a positive number, got "
+                                           f"{item.text()!r}"))
+            self.k_table.blockSignals(True)
+            item.setText("1")
+            self.k_table.blockSignals(False)
+        self._update_note()
+        self.dock.save_state()
+        self.redraw()
 
-    def _on_error(self, err: BaseException) -> None:
-        self.note.setText(f"{type(err).__name__}: {err}")
+    def _update_note(self) -> None:
+        ks = self.kfactors()
+        self.k_note.setText(UNCALIBRATED if ks and all(k == 1.0 for k in ks.values())
+                            else "")
+
+    def _weight_toggled(self, *_: Any) -> None:
+        self.dock.save_state()
+        self.redraw()
+
+    def set_note(self, text: str) -> None:
+        self.velox_note.setText(text)
+
+    # ---- settings kept with the session -------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"kfactors": self.kfactors(), "weight_percent": self.weight_check.isChecked()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        ks = state.get("kfactors") if isinstance(state.get("kfactors"), dict) else {}
+        self.k_table.setRowCount(0)
+        lines = [str(s) for s in state.get("lines") or []]
+        self.lines_changed(lines, {str(k): float(v) for k, v in ks.items()})
+        self.weight_check.blockSignals(True)
+        self.weight_check.setChecked(bool(state.get("weight_percent", False)))
+        self.weight_check.blockSignals(False)
+
+    def refresh_layers(self) -> None:
+        from napari.layers import Labels, Shapes
+
+        for layer in self.dock.viewer.layers:
+            if isinstance(layer, (Shapes, Labels)) and layer not in self._listened:
+                self._listened.add(layer)  # once per layer
+                layer.events.data.connect(self._region_edited)
+                if hasattr(layer.events, "paint"):
+                    layer.events.paint.connect(self._region_edited)
+        self.redraw()
+
+    def _region_edited(self, *_: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # this widget was deleted
+            self.redraw()
+
+    # ---- the table ----------------------------------------------------------------------
+    def compute_rows(self) -> list[dict[str, Any]]:
+        """Per region: name, pixels, ``{line: percent}`` and ``{line: sigma}``."""
+        dock = self.dock
+        maps, rec, si = dock.maps(), dock.record, dock.si_layer
+        if maps is None or rec is None:
+            return []
+        lines = [ln for ln in self._lines if ln in maps]
+        if not lines:
+            return []
+        ny, nx = rec.data.shape[-3], rec.data.shape[-2]
+        ks = self.kfactors()
+        weight = self.weight_check.isChecked()
+        rows = []
+        for name, mask in region_masks(dock.viewer, si, ny, nx):
+            m = np.ones((ny, nx), bool) if mask is None else mask
+            n = int(m.sum())
+            if n == 0:
+                continue
+            inten = {ln: maps[ln][0][m].sum() for ln in lines}
+            sig = {ln: np.sqrt((maps[ln][1][m] ** 2).sum()) for ln in lines}
+            pct, err = cliff_lorimer(inten, {ln: ks[ln] for ln in lines},
+                                     weight_percent=weight, sigmas=sig)
+            els = [ln.split("_", 1)[0] for ln in lines]
+            rows.append({"region": name, "pixels": n,
+                         "percent": {ln: float(pct[e]) for ln, e in zip(lines, els)},
+                         "sigma": {ln: float(err[e]) for ln, e in zip(lines, els)},
+                         "net": {ln: float(inten[ln]) for ln in lines}})
+        return rows
+
+    def headers(self) -> list[str]:
+        unit = "wt%" if self.weight_check.isChecked() else "at%"
+        return ["region", "pixels"] + [
+            f"{line_label(*ln.split('_', 1))} {unit}" for ln in self._lines]
+
+    def redraw(self, *_: Any) -> None:
+        """Recompute the table from the dock's net-count maps."""
+        try:
+            self.rows = self.compute_rows()
+        except ValueError as err:
+            self.rows = []
+            self.dock._on_error(err)
+        lines = [ln for ln in self._lines if self.rows and ln in self.rows[0]["percent"]]
+        self.table.clear()
+        self.table.setColumnCount(2 + len(lines))
+        self.table.setRowCount(len(self.rows))
+        self.table.setHorizontalHeaderLabels(self.headers()[:2 + len(lines)])
+        for r, row in enumerate(self.rows):
+            cells = [row["region"], str(row["pixels"])] + [
+                _pm(row["percent"][ln], row["sigma"][ln]) for ln in lines]
+            for c, text in enumerate(cells):
+                self.table.setItem(r, c, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+
+    def text_rows(self) -> list[list[str]]:
+        """The table as text: a header row, then each region with ``value ± sigma``."""
+        out = [self.headers()]
+        for row in self.rows:
+            out.append([row["region"], str(row["pixels"])] + [
+                _pm(row["percent"][ln], row["sigma"][ln]) for ln in self._lines])
+        return out
+
+    def copy(self) -> None:
+        """Put the table on the clipboard, tab-separated."""
+        buf = io.StringIO()
+        csv.writer(buf, delimiter="\t", lineterminator="\n").writerows(self.text_rows())
+        QApplication.clipboard().setText(buf.getvalue())
+
+    def _export_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export composition",
+                                              "composition.csv", "CSV (*.csv)")
+        if path:
+            self.export_csv(path)
+
+    def export_csv(self, path: str | os.PathLike) -> None:
+        """Write the table as CSV, value and sigma in columns of their own, with the
+        k-factors used in a comment line."""
+        unit = "wt%" if self.weight_check.isChecked() else "at%"
+        ks = self.kfactors()
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["# Cliff-Lorimer, k-factors: " + ", ".join(
+                f"{ln}={ks.get(ln, 1.0):g}" for ln in self._lines)])
+            w.writerow(["region", "pixels"] + [c for ln in self._lines for c in (
+                f"{ln} {unit}", f"{ln} sigma", f"{ln} net counts")])
+            for row in self.rows:
+                w.writerow([row["region"], row["pixels"]] + [
+                    f"{v:.6g}" for ln in self._lines for v in (
+                        row["percent"][ln], row["sigma"][ln], row["net"][ln])])
+
+
+def _pm(value: float, sigma: float) -> str:
+    if not np.isfinite(value):
+        return "–"
+    return f"{value:.1f} ± {sigma:.1f}"

@@ -1,0 +1,318 @@
+"""The EDS analysis dock: line profiles and Cliff–Lorimer compositions of a spectrum
+image, from the net counts of the chosen X-ray lines (:mod:`napari_emd.analysis`).
+
+The dock owns what both tabs share: the spectrum-image layer, the chosen lines, the
+net-count maps of those lines (computed once per layer and line set, in a worker thread
+for a lazy SI) and the analysis settings kept with the session. The settings (lines,
+k-factors, weight %, profile width) live in the SI layer's metadata under
+:data:`STATE_KEY`, which napari-emd's writer stores with the layer: reopening a saved
+session gives them back. The tabs are :mod:`.profile` and :mod:`.composition`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ... import xray_lines
+from ...analysis import line_intensities
+from .. import compat
+from ..layer_meta import is_si_layer, si_record
+from .runner import LatestRunner
+
+#: The key of the analysis settings in a spectrum-image layer's metadata.
+STATE_KEY = "eds_analysis"
+
+
+def parse_lines(text: str | list[str], e_min: float = 0.1, e_max: float = 20.0) -> list[str]:
+    """Line names like ``"Fe_Ka"`` from text such as ``"Fe, Cu_Ka, O Ka"``: an element
+    alone stands for its mapping line inside ``[e_min, e_max]`` keV (Kα, else Lα, else
+    Mα). ``ValueError`` names what is not an element or not one of its lines."""
+    tokens = text if isinstance(text, list) else \
+        [t for t in str(text).replace(";", ",").split(",") if t.strip()]
+    out: list[str] = []
+    for token in tokens:
+        parts = str(token).strip().replace("_", " ").split()
+        if not parts:
+            continue
+        if xray_lines.unknown_elements(parts[0]):
+            raise ValueError(f"{parts[0]!r} is not an element symbol")
+        el = xray_lines.normalize_element(parts[0])
+        if len(parts) > 1:
+            if parts[1] not in xray_lines.lines(el):
+                raise ValueError(f"{el} has no line {parts[1]!r} (it has "
+                                 f"{', '.join(xray_lines.lines(el))})")
+            name = f"{el}_{parts[1]}"
+        else:
+            chosen = xray_lines.map_line(el, e_min, e_max)
+            if chosen is None:
+                raise ValueError(f"{el} has no X-ray line inside {e_min:.2f}–{e_max:.2f} keV")
+            name = f"{el}_{chosen[0]}"
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def velox_quant_settings(rec: Any) -> str:
+    """What a Velox file says about its own quantification (cross-section model,
+    absorption correction), as one line for the user, or ``""``."""
+    om = getattr(rec, "original_metadata", None) or {}
+    groups = [(om.get("SharedProperties") or {}).get("EDSSpectrumQuantificationSettings"),
+              (om.get("Operations") or {}).get("ImageQuantificationOperation")]
+    for group in groups:
+        for v in (group or {}).values() if isinstance(group, dict) else ():
+            if not isinstance(v, dict):
+                continue
+            model = v.get("ionizationCrossSectionModel")
+            absorption = v.get("absorptionCorrection") or {}
+            on = str(absorption.get("enabled", absorption.get("useAbsorptionCorrection",
+                                                               ""))).lower() == "true"
+            bits = []
+            if model:
+                bits.append(f"cross sections {model}")
+            bits.append(f"absorption correction {'on' if on else 'off'}")
+            return ("Velox settings in the file: " + ", ".join(bits)
+                    + " (Velox quantifies with cross sections, no k-factors are stored)")
+    return ""
+
+
+class EDSAnalysis(QWidget):
+    """Dock widget: profiles along line/path shapes and the composition table of the
+    whole scan and each region, for the chosen lines of one spectrum-image layer."""
+
+    #: emitted when new net-count maps are ready (the tabs redraw)
+    maps_ready = Signal()
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
+        self.runner = LatestRunner(self._on_error)
+        self._si_list: list[Any] = []
+        self._maps: tuple[Any, tuple[str, ...], dict[str, Any]] | None = None
+        self._restoring = False
+
+        from .composition import CompositionPanel
+        from .profile import ProfilePanel
+
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.layer_combo = QComboBox()
+        self.layer_combo.setToolTip("Spectrum-image layer to analyse")
+        form.addRow("SI layer", self.layer_combo)
+        self.lines_edit = QLineEdit()
+        self.lines_edit.setPlaceholderText("lines, e.g. Fe, Cu_Ka, O")
+        self.lines_edit.setToolTip(
+            "X-ray lines to quantify: 'Fe_Ka', or an element alone for its main line. "
+            "Net counts: a window of 2 FWHM minus the background interpolated from "
+            "windows on both sides")
+        self.lines_edit.editingFinished.connect(self._lines_typed)
+        form.addRow("Lines", self.lines_edit)
+        layout.addLayout(form)
+        self.tabs = QTabWidget()
+        self.profile = ProfilePanel(self)
+        self.composition = CompositionPanel(self)
+        self.tabs.addTab(self.profile, "Profile")
+        self.tabs.addTab(self.composition, "Composition")
+        layout.addWidget(self.tabs, 1)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        self.layer_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.layer_combo.setMinimumContentsLength(6)
+        self.layer_combo.currentIndexChanged.connect(self._si_layer_changed)
+
+        layers = self.viewer.layers
+        self._connections = [
+            (layers.events.inserted, self._refresh_layers),
+            (layers.events.removed, self._refresh_layers),
+            (compat.layers_renamed(layers), self._refresh_layers),
+        ]
+        for signal, slot in self._connections:
+            signal.connect(slot)
+        self.destroyed.connect(self._disconnect)
+        self._refresh_layers()
+
+    def _disconnect(self, *_: Any) -> None:
+        for signal, slot in self._connections:
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                signal.disconnect(slot)
+
+    # ---- the spectrum-image layer -------------------------------------------------------
+    @property
+    def si_layer(self) -> Any:
+        i = self.layer_combo.currentIndex()
+        if 0 <= i < len(self._si_list) and any(
+                lyr is self._si_list[i] for lyr in self.viewer.layers):
+            return self._si_list[i]
+        return None
+
+    @property
+    def record(self) -> Any:
+        layer = self.si_layer
+        return si_record(layer) if layer is not None else None
+
+    def set_si_layer(self, layer: Any) -> None:
+        i = next((k for k, lyr in enumerate(self._si_list) if lyr is layer), -1)
+        if i >= 0:
+            self.layer_combo.setCurrentIndex(i)
+
+    def _refresh_layers(self, event: Any = None) -> None:
+        cur = self.si_layer
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        self._si_list = [lyr for lyr in self.viewer.layers if is_si_layer(lyr)]
+        self.layer_combo.addItems([lyr.name for lyr in self._si_list])
+        keep = next((k for k, lyr in enumerate(self._si_list) if lyr is cur), 0)
+        if self._si_list:
+            self.layer_combo.setCurrentIndex(keep)
+        self.layer_combo.blockSignals(False)
+        if self.si_layer is not cur:
+            self._si_layer_changed()
+        self.profile.refresh_layers()
+        self.composition.refresh_layers()
+
+    def _si_layer_changed(self, *_: Any) -> None:
+        self._maps = None
+        layer, rec = self.si_layer, self.record
+        if rec is None:
+            self.status.setText("Open a spectrum image.")
+            return
+        state = (layer.metadata or {}).get(STATE_KEY)
+        self._restoring = True
+        try:
+            if isinstance(state, dict) and state.get("lines"):
+                self.lines_edit.setText(", ".join(str(s) for s in state["lines"]))
+                self.composition.restore(state)
+                self.profile.restore(state)
+            else:
+                els = (rec.metadata.get("Sample") or {}).get("elements") or []
+                try:
+                    lines = parse_lines(list(els), *self.energy_range())
+                except ValueError:
+                    lines = []
+                self.lines_edit.setText(", ".join(lines))
+                self.composition.restore({"lines": lines})
+        finally:
+            self._restoring = False
+        self.composition.set_note(velox_quant_settings(rec))
+        self.recompute()
+
+    def energy_range(self) -> tuple[float, float]:
+        """The SI's energy range in keV (for choosing an element's line)."""
+        rec = self.record
+        ax = rec.axes[-1]
+        factor = 1e-3 if (ax.units or "") == "eV" else 1.0
+        ends = (ax.offset * factor, (ax.offset + ax.scale * (ax.size - 1)) * factor)
+        return max(min(ends), 0.1), max(ends)
+
+    # ---- lines and settings -------------------------------------------------------------
+    def lines(self) -> list[str]:
+        """The chosen lines (``"Fe_Ka"``...)."""
+        if self.record is None:
+            return []
+        return parse_lines(self.lines_edit.text(), *self.energy_range())
+
+    def set_lines(self, lines: str | list[str]) -> None:
+        """Choose the lines (text like ``"Fe, Cu_Ka"`` or a list); recompute."""
+        self.lines_edit.setText(lines if isinstance(lines, str) else ", ".join(lines))
+        self._lines_typed()
+
+    def _lines_typed(self) -> None:
+        try:
+            lines = self.lines()
+        except ValueError as err:
+            self._on_error(err)
+            return
+        self.lines_edit.setText(", ".join(lines))
+        self.composition.lines_changed(lines)
+        self.save_state()
+        self.recompute()
+
+    def save_state(self) -> None:
+        """Keep the settings in the SI layer's metadata (saved with the session)."""
+        layer = self.si_layer
+        if layer is None or self._restoring:
+            return
+        try:
+            lines = self.lines()
+        except ValueError:
+            return
+        state = {"lines": lines, **self.composition.state(), **self.profile.state()}
+        layer.metadata = {**(layer.metadata or {}), STATE_KEY: state}
+
+    # ---- net-count maps -----------------------------------------------------------------
+    def recompute(self) -> None:
+        """Compute the net-count maps of the chosen lines when they are not at hand,
+        then let both tabs redraw."""
+        rec = self.record
+        try:
+            lines = tuple(self.lines())
+        except ValueError as err:
+            self._on_error(err)
+            return
+        if rec is None or not lines:
+            self.profile.redraw()
+            self.composition.redraw()
+            return
+        if self._maps is not None and self._maps[0] is rec.data and self._maps[1] == lines:
+            self.maps_ready.emit()
+            return
+        self.status.setText(f"Computing net counts of {', '.join(lines)}…")
+
+        def compute() -> tuple[dict[str, Any], str]:
+            return _net_maps(rec, list(lines))
+
+        def done(result: tuple[dict[str, Any], str]) -> None:
+            if self.record is not rec:
+                return
+            maps, note = result
+            self._maps = (rec.data, lines, maps)
+            self.status.setText(f"Net counts of {', '.join(lines)}" + (
+                f". {note}" if note else ""))
+            self.maps_ready.emit()
+
+        self.runner.submit(compute, done, threaded=rec.is_lazy,
+                           progress=f"Net counts of {', '.join(lines)}")
+
+    def maps(self) -> dict[str, Any] | None:
+        """``{line: (net (y, x), sigma (y, x))}`` of the chosen lines, when computed."""
+        rec = self.record
+        if self._maps is None or rec is None or self._maps[0] is not rec.data:
+            return None
+        return self._maps[2]
+
+    def _on_error(self, err: BaseException) -> None:
+        from napari.utils.notifications import show_error
+
+        msg = f"napari-emd EDS analysis: {err}"
+        self.status.setText(msg)
+        show_error(msg)
+
+
+def _net_maps(rec: Any, lines: list[str]) -> tuple[dict[str, Any], str]:
+    """Net counts and sigmas of ``lines`` on the ``(y, x)`` grid (frames summed)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = line_intensities(rec, lines, compute=True)
+    out: dict[str, Any] = {}
+    ny, nx = rec.data.shape[-3], rec.data.shape[-2]
+    for line, r in res.items():
+        net = np.asarray(r.net, dtype=float).reshape(-1, ny, nx).sum(0)
+        var = (np.asarray(r.sigma, dtype=float) ** 2).reshape(-1, ny, nx).sum(0)
+        out[line] = (net, np.sqrt(var))
+    return out, "; ".join(str(w.message) for w in caught)
