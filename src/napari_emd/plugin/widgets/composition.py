@@ -243,7 +243,9 @@ class CompositionPanel(QWidget):
             n = int(m.sum())
             if n == 0:
                 continue
-            inten = {ln: maps[ln][0][m].sum() for ln in lines}
+            # a negative net sum is a line not detected above its background: zero, so
+            # no element gets a negative share
+            inten = {ln: max(float(maps[ln][0][m].sum()), 0.0) for ln in lines}
             sig = {ln: np.sqrt((maps[ln][1][m] ** 2).sum()) for ln in lines}
             pct, err = cliff_lorimer(inten, {ln: ks[ln] for ln in lines},
                                      weight_percent=weight, sigmas=sig)

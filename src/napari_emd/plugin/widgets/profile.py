@@ -134,9 +134,9 @@ class ProfilePanel(QWidget):
         self.shapes_combo.addItems(names)
         with_line = [n for n in names if any(
             t in PROFILE_TYPES for t in self._layer(n).shape_type)]
-        if cur in names:
+        if cur in with_line or (cur in names and not with_line):
             self.shapes_combo.setCurrentText(cur)
-        elif with_line:
+        elif with_line:  # a layer holding a line or path, the newest
             self.shapes_combo.setCurrentText(with_line[-1])
         self.shapes_combo.blockSignals(False)
         self._shapes_changed()
