@@ -70,7 +70,10 @@ def _rect(si, y0, x0, y1, x1):
 
 def test_region_spectra_overlay_export_and_edit(make_napari_viewer, qtbot, si_file,
                                                 tmp_path):
-    from rsciio.msa import file_reader as msa_reader
+    try:  # the read-back oracle; the oldest-versions run has no RosettaSciIO
+        from rsciio.msa import file_reader as msa_reader
+    except ImportError:
+        msa_reader = None
 
     viewer, w, si = _open(make_napari_viewer, qtbot, si_file)
     rec = w.record
@@ -106,11 +109,12 @@ def test_region_spectra_overlay_export_and_edit(make_napari_viewer, qtbot, si_fi
     table = np.loadtxt(files[0], delimiter=",", skiprows=2)
     assert table.shape == (rec.data.shape[-1], 4)
     np.testing.assert_allclose(table[:, 2], curves[1][1], rtol=1e-7)
-    back = msa_reader(str(files[2]))[0]
-    np.testing.assert_allclose(back["data"], curves[1][1], rtol=1e-9)
-    ax = back["axes"][0]
-    assert ax["scale"] == pytest.approx(rec.axes[-1].scale)
-    assert ax["offset"] == pytest.approx(rec.axes[-1].offset)
+    if msa_reader is not None:
+        back = msa_reader(str(files[2]))[0]
+        np.testing.assert_allclose(back["data"], curves[1][1], rtol=1e-9)
+        ax = back["axes"][0]
+        assert ax["scale"] == pytest.approx(rec.axes[-1].scale)
+        assert ax["offset"] == pytest.approx(rec.axes[-1].offset)
 
     # editing a shape recomputes (debounced)
     shapes.data = [_rect(si, 0, 0, 3, 3)]
