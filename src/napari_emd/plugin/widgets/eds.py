@@ -276,7 +276,10 @@ class EDSAnalysis(QWidget):
             return _net_maps(rec, list(lines))
 
         def done(result: tuple[dict[str, Any], str]) -> None:
-            if self.record is not rec:
+            try:
+                if self.record is not rec:
+                    return
+            except RuntimeError:  # the viewer (its widgets) closed while computing
                 return
             maps, note = result
             self._maps = (rec.data, lines, maps)

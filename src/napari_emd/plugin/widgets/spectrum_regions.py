@@ -258,8 +258,11 @@ class RegionSpectra(QObject):
             return [cache[self._key(r)] for r in regions]
 
         def done(spectra: list[dict[str, Any]]) -> None:
-            if w.record is not rec or not self.active:
-                return  # the SI layer or the mode changed meanwhile
+            try:
+                if w.record is not rec or not self.active:
+                    return  # the SI layer or the mode changed meanwhile
+            except RuntimeError:  # the viewer (its widgets) closed while summing
+                return
             self.spectra = spectra
             self._draw()
 
