@@ -66,11 +66,17 @@ def dock_widgets(window: Any) -> Mapping[str, Any]:
     """The widgets docked in a napari window, by dock name: ``window.dock_widgets``
     (napari >= 0.6.2); napari 0.6.0 and 0.6.1 have only the private mapping to the dock
     frames (``window._dock_widgets``), whose Qt widget is returned (for a magicgui widget,
-    its ``native`` Qt widget)."""
+    its ``native`` Qt widget; for a widget napari-emd moved into a scroll area, the
+    widget itself, as napari's ``inner_widget`` gives it)."""
     docks = getattr(window, "dock_widgets", None)
     if docks is not None:
         return docks
-    return {name: dock.widget() for name, dock in window._dock_widgets.items()}
+    out = {}
+    for name, dock in window._dock_widgets.items():
+        inner = dock.widget()
+        magic = getattr(inner, "_magic_widget", None)
+        out[name] = getattr(magic, "native", magic) if magic is not None else inner
+    return out
 
 
 class _RenameRelay:

@@ -334,9 +334,11 @@ def lazy_planes(spec: SIRead, streams: tuple[int, ...]) -> Any:
         chunks = (e_chunks, (spec.ny,), (spec.nx,))
     token = da.core.tokenize(spec.cache_key()[1:], spec, streams)
     name = f"emd-si-display-{os.path.basename(spec.path)}-{token}"
-    _DISPLAYS.get(name, lambda: (spec, streams))
-    return da.map_blocks(
+    display = da.map_blocks(
         _plane_chunk, spec, streams,
         chunks=chunks, dtype=dt, name=name,
         meta=np.empty((0,) * len(chunks), dt),
     )
+    # registered under the name dask gave it (dask < 2024 appends a token to ``name``)
+    _DISPLAYS.get(display.name, lambda: (spec, streams))
+    return display
