@@ -105,7 +105,7 @@ def test_a_window_spanning_many_blocks(si, monkeypatch):
     monkeypatch.setattr(diskindex, "BLOCK_BYTES", 64)  # many blocks, decoded in parallel
     spec = si.file()
     index = planes_module.disk_index(spec.read(ReadOptions(lazy=True)), spec.read().frames,
-                                     first=(10, 90))
+                                     first=diskindex.PlaneAsk(10, 90))
     assert index.first is not None  # counted by the build's first pass
     ref = read_spectrum_images_reference(spec.read(ReadOptions()))[0]
     for lo, hi, frame in ((0, 128, None), (10, 90, None), (10, 90, None), (5, 6, None)):

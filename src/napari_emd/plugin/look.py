@@ -272,3 +272,20 @@ def sparse_plane(values: np.ndarray) -> bool:
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     return v.size > 0 and float(v.mean()) < SPARSE_COUNTS_PER_PIXEL
+
+
+def chunk_peak(record: Any) -> float | None:
+    """The energy a spectrum image opens on, from the spectrum of its first chunk only
+    (for files without a summed spectrum; a chunk is a block of scan rows)."""
+    data = record.data
+    first = data[tuple(slice(0, c[0]) for c in data.chunks)] if hasattr(data, "chunks") \
+        else data
+    block = np.asarray(first.compute() if hasattr(first, "compute") else first)
+    spectrum = block.reshape(-1, block.shape[-1]).sum(axis=0, dtype=np.float64)
+    ax = record.axes[-1]
+    energy = ax.linear_offset + ax.linear_scale * np.arange(spectrum.size)
+    elements = list((record.metadata.get("Sample") or {}).get("elements") or [])
+    if record.signal_type.upper().startswith("EELS"):
+        return eels_focus(float(energy[0]), float(energy[-1]), elements, spectrum,
+                          energy)[0]
+    return eds_peak(energy, spectrum, elements)

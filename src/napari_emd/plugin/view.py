@@ -4,8 +4,9 @@ When napari adds a layer napari-emd made (by drag and drop, ``viewer.open``, the
 or a sample), :class:`Presenter`, one per viewer, sets its first view up:
 
 - a big lazy spectrum image whose energy-plane index is not built yet opens hidden; its
-  index is built in a worker with napari progress (removing the layer stops it), and the
-  layer shows when it is ready (:meth:`Presenter.build_index`);
+  index is built in a worker with napari progress (removing the layer stops it), a
+  preview of its first plane shows after the first pass, and the layer when the index
+  is ready (:mod:`.indexing`);
 - a spectrum image's energy slider goes to its strongest characteristic peak (decided
   by the reader from the file), and its contrast is set from that plane once computed
   (in a worker thread for a lazy cube, so opening never waits for decoding);
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from . import compat, look, world
+from . import compat, indexing, look, world
 from .layer_meta import EMDLayerInfo, is_si_layer, layer_info
 
 #: The contrast a lazy spectrum image opens with, until its first plane is computed.
@@ -95,23 +96,6 @@ def focus_energy(viewer: Any, layer: Any, energy: float | None = None) -> bool:
     return True
 
 
-def chunk_peak(record: Any) -> float | None:
-    """The energy a spectrum image opens on, from the spectrum of its first chunk only
-    (for files without a summed spectrum; a chunk is a block of scan rows)."""
-    data = record.data
-    first = data[tuple(slice(0, c[0]) for c in data.chunks)] if hasattr(data, "chunks") \
-        else data
-    block = np.asarray(first.compute() if hasattr(first, "compute") else first)
-    spectrum = block.reshape(-1, block.shape[-1]).sum(axis=0, dtype=np.float64)
-    ax = record.axes[-1]
-    energy = ax.linear_offset + ax.linear_scale * np.arange(spectrum.size)
-    elements = list((record.metadata.get("Sample") or {}).get("elements") or [])
-    if record.signal_type.upper().startswith("EELS"):
-        return look.eels_focus(float(energy[0]), float(energy[-1]), elements, spectrum,
-                               energy)[0]
-    return look.eds_peak(energy, spectrum, elements)
-
-
 def refresh_fillers(viewer: Any) -> None:
     """Widen the size-1 filler axes of napari-emd layers to their slider's full range."""
     from .layers import _existing_axes
@@ -166,7 +150,7 @@ class Presenter:
     def __init__(self, viewer: Any) -> None:
         self.viewer = viewer
         self.workers: list[Any] = []
-        # the cancel events of the plane indexes being built, by layer id
+        # the plane indexes being built (indexing.IndexBuild), by layer id
         self.indexing: dict[int, Any] = {}
         # files with nothing to show as an image: their spectra and tables, by file
         self.files: dict[str, EMDLayerInfo] = {}
@@ -176,7 +160,8 @@ class Presenter:
         self.companion: Any = None  # the window of reciprocal-space layers (open_elsewhere)
         # the table docks of each file in `files`, closed with it (close_files)
         self.docks: dict[str, list[Any]] = {}
-        # called (weakly) when `files` changes: the spectrum viewer lists their spectra
+        # called (weakly) when `files` or `indexing` change: the spectrum viewer lists
+        # the files' spectra, the loader follows the index builds of what it loaded
         self.listeners: list[weakref.WeakMethod[Any]] = []
         # grid mode follows what is shown (update_grid) until set by hand or overridden
         self.grid_auto = True
@@ -228,7 +213,7 @@ class Presenter:
         needed, the first spectrum plotted) and each table in a table dock (tabified
         with the other docks in a narrow window)."""
         self.files[info.source] = info
-        self._tell_listeners()
+        self.tell_listeners()
         window = getattr(self.viewer, "window", None)
         if window is None:
             return
@@ -256,9 +241,9 @@ class Presenter:
                 with contextlib.suppress(Exception):
                     self.viewer.window.remove_dock_widget(dock)
         if gone:
-            self._tell_listeners()
+            self.tell_listeners()
 
-    def _tell_listeners(self) -> None:
+    def tell_listeners(self) -> None:
         for ref in list(self.listeners):
             method = ref()
             if method is None:
@@ -299,9 +284,9 @@ class Presenter:
         compat.label_scale_bar(self.viewer)
 
     def _changed(self, event: Any = None) -> None:
-        stop = self.indexing.pop(id(getattr(event, "value", None)), None)
-        if stop is not None:  # a layer removed while its index builds: stop building
-            stop.set()
+        job = self.indexing.pop(id(getattr(event, "value", None)), None)
+        if job is not None:  # a layer removed while its index builds: stop building
+            job.stop.set()
         self._follow_layers()
         refresh_fillers(self.viewer)
         self._update_readout()
@@ -334,7 +319,7 @@ class Presenter:
         data, record, peak = layer.data, info.record, info.peak_energy
 
         def work() -> tuple[float | None, np.ndarray | None]:
-            energy = peak if peak is not None else chunk_peak(record)
+            energy = peak if peak is not None else look.chunk_peak(record)
             index = self._plane_index(layer, energy)
             if index is None:
                 return energy, None
@@ -364,77 +349,9 @@ class Presenter:
         worker.start()
 
     def build_index(self, layer: Any, info: EMDLayerInfo) -> None:
-        """Build the energy-plane index of a hidden lazy spectrum image in a worker, with
-        napari progress and a note saying what happens; then show the layer and set its
-        first view up (:meth:`present`). Removing the layer meanwhile cancels the build
-        (no cache entry is left); an error is notified and the layer stays hidden."""
-        import threading
-
-        from napari.qt.threading import create_worker
-        from napari.utils import progress
-        from napari.utils.notifications import show_error, show_info
-
-        from .. import api
-        from ..cancel import cancellation
-
-        assert info.record is not None
-        if info.peak_energy is not None:  # the slider waits on the energy it opens on
-            self._focus(layer, info)
-        build = api.display_pending(info.record)
-        stop = threading.Event()
-        self.indexing[id(layer)] = stop
-        state = {"done": 0, "total": 0}
-        failed: list[BaseException] = []
-
-        def run() -> None:
-            def report(done: int, total: int) -> None:
-                state["done"], state["total"] = done, total
-
-            try:
-                with cancellation(stop):
-                    if build is not None:
-                        build(report)
-            except BaseException as err:  # shown by the main thread
-                failed.append(err)
-
-        def work() -> Any:  # yields progress to the main thread while run() works
-            t = threading.Thread(target=run, name="napari-emd-index", daemon=True)
-            t.start()
-            while t.is_alive():
-                t.join(0.1)
-                yield state["done"], state["total"]
-
-        bar = progress(total=0, desc=f"Indexing {layer.name}")
-
-        def step(value: tuple[int, int]) -> None:
-            done, total = value
-            if total and bar.total != total:
-                bar.total = total
-            if done > bar.n:
-                bar.update(done - bar.n)
-
-        def finished() -> None:
-            bar.close()
-            self.indexing.pop(id(layer), None)
-            if stop.is_set():
-                return
-            if failed:
-                show_error(f"napari-emd: could not index {layer.name}: {failed[0]}")
-                return
-            info.indexing = False
-            layer.visible = info.shown_after_index
-            self.present(layer)
-
-        show_info(f"napari-emd: indexing the energy planes of {layer.name} (once per "
-                  "file: the index is kept in the disk cache); the layer shows when it is "
-                  "ready. Remove the layer to stop.")
-        worker = create_worker(work, _start_thread=False)
-        worker.yielded.connect(step)
-        worker.finished.connect(finished)
-        worker.finished.connect(lambda: self.workers.remove(worker)
-                                if worker in self.workers else None)
-        self.workers.append(worker)
-        worker.start()
+        """Build the energy-plane index of a hidden lazy spectrum image in a worker, a
+        preview of its first plane shown on the way (:mod:`.indexing`)."""
+        indexing.start(self, layer, info)
 
     def _open_on_signal(self, layer: Any, info: EMDLayerInfo) -> None:
         """The first view of an in-memory stack (prismatic's detector bins and depth

@@ -46,6 +46,7 @@ from .annotations import (
     layer_metadata_state,
     signal_metadata,
 )
+from .indexing import PREVIEW_KEY
 from .layer_meta import layer_info, si_record, source_file
 from .save_axes import WorldFrame, floats, per_axis, warn_transform
 
@@ -62,6 +63,9 @@ def write_layers(path: str, layer_data: list[FullLayerData]) -> list[str]:
     before anything is written.
     """
     path = _with_extension(path)
+    # the preview of a spectrum image being indexed is not data: the spectrum image is
+    layer_data = [ld for ld in layer_data
+                  if PREVIEW_KEY not in (ld[1].get("metadata") or {})]
     if not layer_data:
         raise EMDError(path, "no layers to save")
     for _data, meta, layer_type in layer_data:

@@ -22,6 +22,7 @@ import contextlib
 import os
 import threading
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from ...api import read_datasets, si_facts
 from ...errors import Cancelled, EMDError
 from ...model import SIFacts
 from ...units import format_bytes
+from .. import indexing
 from ..layer_meta import DERIVED, layer_info, source_file
 from ..view import install
 from .loader_options import (
@@ -113,7 +115,10 @@ class LoaderWidget(FunctionGui):
             },
         )
         self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
-        install(self.viewer)
+        self.presenter = install(self.viewer)
+        # the layers of the last load whose plane index is being built (Cancel stops it)
+        self.indexing: list[Any] = []
+        self.presenter.listeners.append(weakref.WeakMethod(self._indexing_changed))
         self._signals = _Signals()
         self.loaded, self.failed = self._signals.loaded, self._signals.failed
         self.facts: SIFacts | None = None
@@ -423,8 +428,14 @@ class LoaderWidget(FunctionGui):
         return answer == QMessageBox.Yes
 
     def cancel(self, *_: Any) -> None:
-        """Stop the running load: the decoding stops, the viewer is left as it was."""
+        """Stop the running load: the decoding stops, the viewer is left as it was. Once
+        loaded, while the energy-plane index of a big spectrum image it loaded is being
+        built, Cancel stops that build and removes that layer."""
         if self.worker is None:
+            gone = indexing.cancel(self.presenter, self.indexing)
+            self.indexing = []
+            if gone:
+                self._busy(False, f"Indexing cancelled: removed {', '.join(gone)}.")
             return
         self._job += 1  # the running job's results are now stale
         if self.cancel_event is not None:
@@ -436,8 +447,19 @@ class LoaderWidget(FunctionGui):
 
     def _busy(self, on: bool, text: str) -> None:
         self.call_button.enabled = not on
-        self.cancel_button.enabled = on
+        self.cancel_button.enabled = on or bool(self.indexing)
         self.status.value = text
+
+    def _indexing_changed(self) -> None:
+        """An index build started or ended: Cancel stays on while one of this loader's
+        layers is being indexed."""
+        still = [ly for ly in self.indexing if id(ly) in self.presenter.indexing]
+        if len(still) == len(self.indexing):
+            return
+        self.indexing = still
+        if not still and self.worker is None:
+            self.cancel_button.enabled = False
+            self.status.value = self.status.value.split(" Indexing the energy")[0]
 
     def _worker_done(self, job: int) -> None:
         if job == self._job:
@@ -470,6 +492,10 @@ class LoaderWidget(FunctionGui):
             return
         names = ", ".join(layer.name for layer in added) or "nothing"
         text = f"Loaded {names}."
+        self.indexing = [ly for ly in added if id(ly) in self.presenter.indexing]
+        if self.indexing:
+            text += (f" Indexing the energy planes of "
+                     f"{', '.join(ly.name for ly in self.indexing)}: Cancel stops it.")
         if wants_si and not made_si:
             why = "; ".join(messages) or "the reader gave no reason"
             warn = f"No spectrum image was made from {os.path.basename(path)}: {why}"

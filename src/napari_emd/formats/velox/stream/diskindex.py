@@ -20,7 +20,12 @@ window of a detector group is a few ranges. The payload::
 each holding one frame of one stream: pass 1 reads the frame and counts each segment's
 bytes (the tables follow), pass 2 reads it again, encodes it into a frame-local buffer
 (channel runs one after the other) and writes each run at its segment's offset. The
-caller gets progress and can cancel (``napari_emd.cancel``) between tasks.
+caller gets progress and can cancel (``napari_emd.cancel``) between tasks. Pass 1 also
+counts one plane the caller asks for (:class:`PlaneAsk`, the plane a viewer opens on)
+and hands it over as soon as pass 1 ends (``early``), so a viewer can show it while
+pass 2 still runs; the open index then serves that plane from memory. Tasks go frame by
+frame across the streams, so each stream's frames are read in order (a frame whose
+predecessor is indexed is read alone) while the streams keep every thread busy.
 
 **Reading** (:meth:`DiskIndex.plane`): the byte ranges of the asked segments, read in
 blocks of at most ``BLOCK_BYTES`` and decoded by one kernel each (blocks in parallel for
@@ -34,6 +39,7 @@ import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, wait
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,6 +61,43 @@ BLOCK_BYTES = 64 * 2**20
 MAX_SEGMENTS = 16 * 2**20
 
 Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PlaneAsk:
+    """One plane, asked of the build's first pass: channels ``lo:hi`` of ``streams``
+    (``None``: every stream) of frame ``frame`` of the plan (``None``: frames summed)."""
+
+    lo: int
+    hi: int
+    frame: int | None = None
+    streams: tuple[int, ...] | None = None
+
+    def wants(self, s: int, j: int) -> bool:
+        """Whether the events of stream ``s``, frame ``j`` count in the plane."""
+        return (self.frame is None or self.frame == j) and \
+            (self.streams is None or s in self.streams)
+
+    def same(self, lo: int, hi: int, frame: int | None, streams: tuple[int, ...],
+             n_streams: int) -> bool:
+        """Whether it is the plane ``plane(lo, hi, frame, streams)`` asks for."""
+        mine = self.streams if self.streams is not None else tuple(range(n_streams))
+        return (self.lo, self.hi, self.frame) == (lo, hi, frame) and \
+            tuple(sorted(mine)) == tuple(sorted(streams))
+
+
+class _Early:
+    """The plane pass 1 counted (see :class:`PlaneAsk`), served from memory."""
+
+    first: tuple[PlaneAsk, np.ndarray] | None = None
+    n_streams = 0
+
+    def early(self, lo: int, hi: int, frame: int | None,
+              streams: tuple[int, ...]) -> np.ndarray | None:
+        if self.first is not None and self.first[0].same(lo, hi, frame, streams,
+                                                          self.n_streams):
+            return self.first[1].copy()
+        return None
 
 
 class CorruptIndex(Exception):
@@ -125,13 +168,13 @@ class _Tables:
             raise CorruptIndex("offsets")
 
 
-class DiskIndex:
+class DiskIndex(_Early):
     """An open index: its tables in memory, its segments read from the cache entry (or
     a private scratch file) as planes need them."""
 
     def __init__(self, entry: diskcache.Entry, tables: _Tables, npix: int) -> None:
         self.entry, self.t, self.npix = entry, tables, npix
-        self.first: tuple[tuple[int, int], np.ndarray] | None = None  # pass 1's plane
+        self.n_streams = tables.S
 
     @property
     def nbytes(self) -> int:
@@ -206,9 +249,9 @@ class DiskIndex:
               npix: int) -> np.ndarray:
         """Counts per pixel of channels ``lo:hi`` of ``streams`` (of ``frame``, or of the
         frame sum). :class:`CorruptIndex` when a segment fails its check."""
-        if frame is None and self.first is not None and self.first[0] == (lo, hi) \
-                and streams == tuple(range(self.t.S)):
-            return self.first[1].copy()
+        found = self.early(lo, hi, frame, streams)
+        if found is not None:
+            return found
         blocks = self._blocks(self._ranges(lo, hi, frame, streams))
         if len(blocks) <= 1:
             out = np.zeros(npix, np.int64)
@@ -248,11 +291,15 @@ def _run(tasks: list[Callable[[], None]], stop: Any, progress: Progress | None,
 
 
 def build(spec: SIRead, plan: Frames, progress: Progress | None = None,
-          first: tuple[int, int] | None = None) -> DiskIndex | None:
+          first: PlaneAsk | None = None,
+          early: Callable[[np.ndarray], None] | None = None,
+          ) -> DiskIndex | StreamingPlanes:
     """Look the index of ``spec``'s streams and ``plan`` up in the disk cache, or build
-    it (with progress ``progress(done, total)`` and the caller's cancel event); None when
-    neither the cache nor a scratch file can be written. ``first``: channels ``lo:hi``
-    whose plane (every stream, frames summed) pass 1 counts on the way."""
+    it (with progress ``progress(done, total)`` and the caller's cancel event); streaming
+    planes when neither the cache nor a scratch file can be written. ``first``: a plane
+    pass 1 counts on the way (flat, per output pixel), given to ``early`` (from the
+    building thread) when pass 1 ends and kept by the index; on a cache hit ``early`` is
+    not called (every plane is cheap)."""
     INDEX_KERNELS.warm()
     ident = diskcache.identify(spec.path)
     key = index_key(spec, plan)
@@ -270,29 +317,33 @@ def build(spec: SIRead, plan: Frames, progress: Progress | None = None,
     t = _Tables(C, S, F)
     seg_bytes = np.zeros((C, S, F), np.int64)
     seg_events = np.zeros((C, S, F), np.int64)
-    lo, hi = first if first is not None else (0, 0)
     plane = np.zeros(spec.npix, np.int64) if first is not None else None
     lock = threading.Lock()
     total = 2 * S * F
+    # frame by frame across the streams: each stream's frames come in order
+    order = [(s, j) for j in range(F) for s in range(S)]
 
     def count(s: int, j: int) -> None:
         cancel.check(stop)
         buf, pos, b = _frame(spec, s, plan.frames[j])
         dy, dx = plan.shift(j)
         nb, ne = np.zeros(C, np.int64), np.zeros(C, np.int64)
-        part = np.zeros(spec.npix if plane is not None else 1, np.int64)
+        want = first is not None and first.wants(s, j)
+        lo, hi = (first.lo, first.hi) if first is not None and want else (0, 0)
+        part = np.zeros(spec.npix if want else 1, np.int64)
         code = k.count_frame(buf, 0, b, dy, dx, spec.ny, spec.nx, C, np.zeros(C, np.int64),
                              nb, ne, lo, hi, part)
         if code < 0:
             raise bad_channel(spec, spec.streams[s], buf, code, pos)
         seg_bytes[:, s, j] = nb
         seg_events[:, s, j] = ne
-        if plane is not None:
+        if plane is not None and want:
             with lock:
                 plane[:] += part
 
-    _run([lambda s=s, j=j: count(s, j) for s in range(S) for j in range(F)],
-         stop, progress, 0, total)
+    _run([lambda s=s, j=j: count(s, j) for s, j in order], stop, progress, 0, total)
+    if plane is not None and early is not None:
+        early(plane.copy())
     np.cumsum(seg_bytes.reshape(-1), out=t.offsets[1:])
     t.events[:] = seg_events.sum(2).reshape(-1)
     data_size = int(t.offsets[-1])
@@ -316,15 +367,14 @@ def build(spec: SIRead, plan: Frames, progress: Progress | None = None,
                      out[local[c] : local[c + 1]])
 
     def fill(w: diskcache.Writer) -> None:
-        _run([lambda s=s, j=j: encode(w, s, j) for s in range(S) for j in range(F)],
+        _run([lambda s=s, j=j: encode(w, s, j) for s, j in order],
              stop, progress, S * F, total)
         w.pwrite(0, t.pack())
 
     meta = {"channels": C, "streams": S, "frames": F, "events": int(t.events.sum())}
     entry = diskcache.publish(KIND, key, ident, meta, t.data_offset + data_size, fill)
-    if entry is None:
-        return None
-    index = DiskIndex(entry, t, spec.npix)
+    index = DiskIndex(entry, t, spec.npix) if entry is not None \
+        else StreamingPlanes(spec, plan)
     if plane is not None and first is not None:
         index.first = (first, plane)
     return index
@@ -339,7 +389,7 @@ def cached(spec: SIRead, plan: Frames) -> bool:
     return True
 
 
-class StreamingPlanes:
+class StreamingPlanes(_Early):
     """Planes without an index (no disk to keep one on): each plane reads every frame
     of its streams once, one frame at a time. Slow but bounded in memory."""
 
@@ -347,9 +397,13 @@ class StreamingPlanes:
 
     def __init__(self, spec: SIRead, plan: Frames) -> None:
         self.spec, self.plan = spec, plan
+        self.n_streams = len(spec.streams)
 
     def plane(self, lo: int, hi: int, frame: int | None, streams: tuple[int, ...],
               npix: int) -> np.ndarray:
+        found = self.early(lo, hi, frame, streams)
+        if found is not None:
+            return found
         spec, plan = self.spec, self.plan
         k = INDEX_KERNELS.warm()
         C = spec.bincount

@@ -397,7 +397,12 @@ class StreamIndex:
             partial = f0 > 0 or f1 < spec.n_frames
             if self.use_table and partial:
                 assert self.table is not None
-                lo = max(f0 - 1, 0)  # the frame before checks where f0 starts
+                # the frame before checks where f0 starts, unless it is indexed
+                # (checked already, ending where the table says f0 starts)
+                lo = max(f0 - 1, 0)
+                if lo < f0 and self.have[lo] and \
+                        int(self.lines[f0 * ny]) == int(self.table[f0]):
+                    lo = f0
                 a0 = int(self.table[lo])
                 buf = self._read(a0, self._frame_end(f1 - 1))
                 if self._index_frames(buf, lo, f1):

@@ -219,18 +219,15 @@ def _disk_key(spec: SIRead, plan: Frames) -> tuple:
 
 def disk_index(
     spec: SIRead, plan: Frames, progress: diskindex.Progress | None = None,
-    first: tuple[int, int] | None = None,
+    first: diskindex.PlaneAsk | None = None,
+    early: Any = None,
 ) -> diskindex.DiskIndex | diskindex.StreamingPlanes:
     """The disk index of every stream of ``spec`` in the frames of ``plan``, opened from
-    the disk cache or built (once per process; progress and cancel as in
-    :func:`.diskindex.build`), or streaming planes when no disk can hold it."""
+    the disk cache or built (once per process; progress, cancel, ``first`` and ``early``
+    as in :func:`.diskindex.build`), or streaming planes when no disk can hold it."""
     check_unchanged(spec.path, spec.identity)
-
-    def make() -> diskindex.DiskIndex | diskindex.StreamingPlanes:
-        found = diskindex.build(spec, plan, progress, first)
-        return found if found is not None else diskindex.StreamingPlanes(spec, plan)
-
-    return _EVENTS.get(_disk_key(spec, plan), make)
+    return _EVENTS.get(_disk_key(spec, plan),
+                       lambda: diskindex.build(spec, plan, progress, first, early))
 
 
 def index_ready(spec: SIRead, streams: tuple[int, ...], plan: Frames) -> bool:
@@ -287,9 +284,15 @@ _DISPLAYS: ProcessCache[tuple[SIRead, tuple[int, ...]]] = ProcessCache(max_items
 
 def pending_build(display: Any) -> Any:
     """For an energy-first display array made by :func:`lazy_planes`: a callable
-    ``build(progress=None, first=None)`` that builds (or opens) its index, to run in a
-    worker before planes are asked for; None when planes are cheap already (small
-    streams, or an index built or cached)."""
+    ``build(progress=None, plane=None, early=None)`` that builds (or opens) its index, to
+    run in a worker before planes are asked for; None when planes are cheap already
+    (small streams, or an index built or cached).
+
+    ``plane``: the index of one display chunk (``(e,)``, or ``(frame, e)`` for a
+    per-frame display), the plane the viewer opens on. The build's first pass counts it
+    and calls ``early(chunk)`` with it (the ``(y, x)`` plane in the display's dtype) as
+    soon as that pass ends, before the index is written; asked for later, it comes from
+    memory."""
     found = _DISPLAYS.peek(getattr(display, "name", None))
     if found is None:
         return None
@@ -298,8 +301,17 @@ def pending_build(display: Any) -> Any:
         return None
 
     def build(progress: diskindex.Progress | None = None,
-              first: tuple[int, int] | None = None) -> None:
-        disk_index(spec, spec.frames, progress, first)
+              plane: tuple[int, ...] | None = None, early: Any = None) -> None:
+        ask, hand = None, None
+        if plane is not None:
+            e = int(plane[-1])
+            frame = None if spec.sum_frames else int(plane[0])
+            ask = diskindex.PlaneAsk(e * spec.rebin, (e + 1) * spec.rebin, frame,
+                                     streams)
+            if early is not None:
+                def hand(counts: np.ndarray) -> None:
+                    early(cast(counts.reshape(spec.ny, spec.nx), spec.dtype))
+        disk_index(spec, spec.frames, progress, ask, hand)
 
     return build
 
