@@ -15,6 +15,7 @@ name   scan x frames               X-rays / pixel  file
 210M   512 x 512 x 20              10             480 MB
 1G     1024 x 1024 x 20            12.5           2.2 GB
 2G     1024 x 1024 x 20            25             4.4 GB
+10G    1024 x 1024 x 100           25             22 GB
 ====== =========================== ============== =========
 
 (X-rays per pixel, frame and detector.) Each tool runs in fresh subprocesses, each under
@@ -63,6 +64,7 @@ FILES = {  # name: (ny, nx, frames, X-rays per pixel, frame and detector)
     "210M": (512, 512, 20, 10.0),
     "1G": (1024, 1024, 20, 12.5),
     "2G": (1024, 1024, 20, 25.0),
+    "10G": (1024, 1024, 100, 25.0),
 }
 TOOLS = ("ours", "openreadout", "rsciio")
 # Cu K-alpha (8.048 keV) +- 150 eV, with the synthetic calibration (10 eV, -1000 eV)
@@ -285,7 +287,7 @@ def _m(res: dict, key: str) -> str:
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="run.py scale", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--files", default=",".join(FILES))
+    ap.add_argument("--files", default="26M,210M,1G,2G", help=f"of {', '.join(FILES)}")
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--limit-gib", type=float, default=20.0,
                     help="address-space limit of every measured process")

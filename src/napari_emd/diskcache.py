@@ -26,13 +26,11 @@ and the ``napari-emd cache info|clear`` commands."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
 import struct
 import tempfile
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -41,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from . import posio
 
 #: Bumped whenever the entry layout changes: entries of another version are not used.
 VERSION = 1
@@ -59,69 +59,6 @@ _SAMPLES = 8
 def crc32(data: Any) -> int:
     """CRC-32 of a bytes-like object or contiguous numpy array."""
     return zlib.crc32(memoryview(np.ascontiguousarray(data)).cast("B")) & 0xFFFFFFFF
-
-
-# Positional reads and writes: os.preadv / os.pread / os.pwrite where the OS has them
-# (Linux, macOS), else a seek and a read or write under one lock (Windows), the
-# descriptor's position being shared by the threads reading an entry.
-_SEEK_LOCK = threading.Lock()
-
-
-def _seek_read_into(fd: int, view: memoryview, offset: int) -> int:
-    """One read into ``view`` at ``offset`` by seek + readinto, under the lock."""
-    with _SEEK_LOCK:
-        os.lseek(fd, offset, os.SEEK_SET)
-        with open(fd, "rb", buffering=0, closefd=False) as raw:
-            return raw.readinto(view) or 0
-
-
-def _seek_write(fd: int, view: memoryview, offset: int) -> int:
-    """One write of ``view`` at ``offset`` by seek + write, under the lock."""
-    with _SEEK_LOCK:
-        os.lseek(fd, offset, os.SEEK_SET)
-        return os.write(fd, view)
-
-
-def _read_into(fd: int, view: memoryview, offset: int) -> int:
-    if hasattr(os, "preadv"):
-        return os.preadv(fd, [view], offset)
-    if hasattr(os, "pread"):
-        data = os.pread(fd, len(view), offset)
-        view[:len(data)] = data
-        return len(data)
-    return _seek_read_into(fd, view, offset)  # pragma: no cover - Windows
-
-
-def _read_exactly(fd: int, view: memoryview, offset: int) -> int:
-    """Fill ``view`` from ``offset``; the bytes read (fewer only at the end of the file)."""
-    done = 0
-    while done < len(view):
-        n = _read_into(fd, view[done:], offset + done)
-        if n <= 0:
-            break
-        done += n
-    return done
-
-
-def _pread(fd: int, size: int, offset: int) -> bytes:
-    """Up to ``size`` bytes at ``offset`` (fewer at the end of the file)."""
-    buf = bytearray(size)
-    return bytes(buf[:_read_exactly(fd, memoryview(buf), offset)])
-
-
-def _write_all(fd: int, data: Any, offset: int) -> None:
-    """Write all of ``data`` at ``offset``; OSError when the disk takes no more (full, or
-    over the process's file size limit) rather than looping on short writes."""
-    view = memoryview(data).cast("B")
-    done = 0
-    while done < view.nbytes:
-        if hasattr(os, "pwrite"):
-            n = os.pwrite(fd, view[done:], offset + done)
-        else:  # pragma: no cover - Windows
-            n = _seek_write(fd, view[done:], offset + done)
-        if n <= 0:
-            raise OSError(errno.ENOSPC, "the disk took no more bytes")
-        done += n
 
 
 @dataclass(frozen=True)
@@ -219,7 +156,7 @@ class Entry:
             raise ValueError("out must be C-contiguous")
         buf = np.empty(size, np.uint8) if out is None else out.reshape(-1).view(np.uint8)
         view = memoryview(buf)[:size]
-        if _read_exactly(self.fd, view, self.payload_offset + offset) != size:
+        if posio.read_exactly(self.fd, view, self.payload_offset + offset) != size:
             raise OSError(f"cache entry {self.path or '(scratch file)'} ended early")
         return buf[:size]
 
@@ -249,20 +186,20 @@ class Writer:
         view = memoryview(np.ascontiguousarray(data)).cast("B")
         if offset < 0 or offset + view.nbytes > self.payload_size:
             raise ValueError("write outside the payload")
-        _write_all(self.fd, view, self.payload_offset + offset)
+        posio.write_all(self.fd, view, self.payload_offset + offset)
 
 
 def _validate(fd: int, kind: str, key: str, ident: FileIdentity) -> tuple[int, int, dict]:
     """(payload offset, payload size, meta) of the entry open as ``fd``; ValueError when
     anything in it does not check out."""
     size = os.fstat(fd).st_size
-    head = _pread(fd, _HEAD.size, 0)
+    head = posio.pread(fd, _HEAD.size, 0)
     if len(head) < _HEAD.size:
         raise ValueError("short header")
     magic, version, n = _HEAD.unpack(head)
     if magic != MAGIC or version != VERSION or n > 1 << 24:
         raise ValueError("not an entry of this version")
-    text = _pread(fd, n + 4, _HEAD.size)
+    text = posio.pread(fd, n + 4, _HEAD.size)
     if len(text) != n + 4 or struct.unpack("<I", text[n:])[0] != crc32(head + text[:n]):
         raise ValueError("header checksum")
     info = json.loads(text[:n])
@@ -271,7 +208,7 @@ def _validate(fd: int, kind: str, key: str, ident: FileIdentity) -> tuple[int, i
     off, psize = _payload_offset(_HEAD.size + n + 4), int(info["payload_size"])
     if size != off + psize + len(TRAILER) + 4:
         raise ValueError("truncated")
-    tail = _pread(fd, len(TRAILER) + 4, off + psize)
+    tail = posio.pread(fd, len(TRAILER) + 4, off + psize)
     if tail != TRAILER + struct.pack("<I", crc32(head + text[:n])):
         raise ValueError("unfinished")
     return off, psize, info["meta"]
@@ -349,9 +286,9 @@ def publish(kind: str, key: str, ident: FileIdentity, meta: dict, payload_size: 
         evict(max_bytes() - total, root)
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=SUFFIX, dir=root)
         try:
-            _write_all(fd, header, 0)
+            posio.write_all(fd, header, 0)
             fill(Writer(fd, off, payload_size))
-            _write_all(fd, TRAILER + header[-4:], off + payload_size)
+            posio.write_all(fd, TRAILER + header[-4:], off + payload_size)
             os.ftruncate(fd, total)
         finally:
             os.close(fd)

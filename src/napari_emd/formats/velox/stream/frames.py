@@ -3,7 +3,8 @@
 The stream is cut into *scan lines* (``nx`` pixels). One linear pass over a frame's
 values finds where its lines start. With a trustworthy ``FrameLocationTable`` only the
 frames asked for are read and indexed (plus the frame before, whose pixel count checks
-where the first one starts), so one frame costs one frame's worth of work; without one,
+where the first one starts, unless it is indexed already), so one frame costs one
+frame's worth of work; without one,
 or when the table disagrees with the stream (warned about once), the whole stream is
 indexed, in blocks of at most :data:`INDEX_BLOCK` values that each start at a scan line
 (the pixel count carried from block to block), so indexing never holds a whole stream.
@@ -16,6 +17,10 @@ own on the file it has open. The shared ones keep their finished index (8 bytes 
 line) in the per-user disk cache (:mod:`napari_emd.diskcache`), so a reopened file's
 pixel spectra (:mod:`.pixel`) read one scan line per frame without a pass over the
 stream; an index whose building warned (a damaged stream or frame table) is never kept.
+
+Values are read straight from the file by offset where the stream's chunks are stored
+plainly (:mod:`napari_emd.rawchunks`: every thread reads at once), else through h5py
+under the HDF5 lock.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .... import diskcache
+from .... import diskcache, rawchunks
 from ....cache import ProcessCache
 from ....errors import EMDError, EMDWarning
 from ....h5 import H5_LOCK, cached_handle, check_unchanged
@@ -246,6 +251,8 @@ class StreamIndex:
         self.table: np.ndarray | None = None
         self.use_table = False
         self.n = -1  # the stream's length, once looked at
+        # where its chunks lie in the file (read without the HDF5 lock), once looked at
+        self.chunks: rawchunks.ChunkMap | None = None
         # keep the finished index in the per-user disk cache (lazy reads: a reopened
         # file's pixel spectra need no pass over the stream); only an index whose
         # building warned about nothing is kept, so a damaged file warns every time
@@ -254,6 +261,10 @@ class StreamIndex:
         self.ident: diskcache.FileIdentity | None = None
 
     def _read(self, a: int, b: int) -> np.ndarray:
+        m = self.chunks
+        if m is not None:  # straight from the file: threads read at once
+            got = rawchunks.read(m, a, b)
+            return got if got.dtype == np.uint16 else got.astype(np.uint16)
         with H5_LOCK:
             return read_span(self.opener(), a, b)
 
@@ -266,6 +277,7 @@ class StreamIndex:
             ds = self.opener()
             n = int(ds.shape[0])
             self.table = load_table(ds.file, self.table_name)
+            self.chunks = rawchunks.chunk_map(ds)
         if self.table is None and self.table_name is not None:
             self.clean = False
             warnings.warn(
