@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from .... import cancel, diskcache
-from ....numba_kernels import INDEX_KERNELS
+from ....numba_kernels import INDEX_KERNELS, STREAM_KERNELS
 from ....threads import pool
 from ..siread import Frames, SIRead
 from .frames import stream_index
@@ -313,6 +313,9 @@ def build(spec: SIRead, plan: Frames, progress: Progress | None = None,
         except (CorruptIndex, ValueError, OSError):
             entry.discard()
     k = INDEX_KERNELS.module()
+    # the line indexing of frames is faster with the stream kernels: loaded meanwhile
+    # (frames indexed before they are use numpy)
+    pool().submit(STREAM_KERNELS.warm)
     stop = cancel.current()  # the caller's: pool threads do not share its context
     t = _Tables(C, S, F)
     seg_bytes = np.zeros((C, S, F), np.int64)

@@ -356,10 +356,12 @@ class StreamIndex:
         assert self.table is not None
         return self.n if f == self.spec.n_frames - 1 else int(self.table[f + 1])
 
-    def _index_frames(self, buf: np.ndarray, lo: int, hi: int) -> bool:
-        """Index frames ``lo:hi`` from ``buf``, which holds the stream from the table's
-        start of frame ``lo``; False (and the table is dropped) when a frame disagrees
-        with the table."""
+    def _check_frames(self, buf: np.ndarray, lo: int,
+                      hi: int) -> tuple[list[np.ndarray], str | None, bool]:
+        """The line starts of frames ``lo:hi`` from ``buf``, which holds the stream from
+        the table's start of frame ``lo``; why the table is wrong about one (or None);
+        whether the stream runs past the scan (checked at its last frame). Needs no lock:
+        it only reads ``buf``, the table and one value of the stream."""
         spec, table = self.spec, self.table
         assert table is not None
         a = int(table[lo])
@@ -371,31 +373,47 @@ class StreamIndex:
                     int(self._read(table[f] - 1, table[f])[0]) != SEPARATOR:
                 why = f"frame {f} would start inside a pixel, at {int(table[f])}"
             if why is not None:
-                warn_table(spec, self.stream, why)
-                self.use_table = False
-                self.clean = False
-                return False
+                return [], why, False
             found.append(lines + int(table[f]))
+        past = False
         if hi == spec.n_frames:
             tail = buf[int(table[hi - 1]) - a :]
             seps = int(np.count_nonzero(tail == SEPARATOR))
             trailing = tail.size > 0 and tail[-1] != SEPARATOR
-            self.clean &= not check_extent(spec, self.stream,
-                                           (hi - 1) * spec.npix + seps + int(trailing))
-        ny = spec.ny
-        for f, lines in zip(range(lo, hi), found):
+            past = check_extent(spec, self.stream, (hi - 1) * spec.npix + seps + int(trailing))
+        return found, None, past
+
+    def _keep_frames(self, lo: int, found: list[np.ndarray], why: str | None,
+                     past: bool) -> bool:
+        """Store what :meth:`_check_frames` found (call locked); False (and the table is
+        dropped, warned about) when a frame disagrees with the table."""
+        if why is not None:
+            warn_table(self.spec, self.stream, why)
+            self.use_table = False
+            self.clean = False
+            return False
+        self.clean &= not past
+        ny = self.spec.ny
+        for f, lines in enumerate(found, lo):
             self.lines[f * ny : (f + 1) * ny + 1] = lines
             self.have[f] = True
         self._save()
         return True
+
+    def _index_frames(self, buf: np.ndarray, lo: int, hi: int) -> bool:
+        """Index frames ``lo:hi`` from ``buf`` (see :meth:`_check_frames`; call locked)."""
+        return self._keep_frames(lo, *self._check_frames(buf, lo, hi))
 
     def span(
         self, f0: int, f1: int, whole: np.ndarray | None = None
     ) -> tuple[np.ndarray, int, np.ndarray]:
         """(values of frames ``f0:f1``, the stream position of the first one, the line
         array), reading the stream once and indexing what was read. ``whole``: the whole
-        stream, already read by the caller (then nothing is read)."""
+        stream, already read by the caller (then nothing is read). Frames found through
+        the frame table are read and checked without holding the stream's lock, so
+        threads read several frames of one stream at once."""
         spec, ny = self.spec, self.spec.ny
+        job = None
         with self.lock:
             self._look()
             if whole is not None and whole.size == self.n:
@@ -405,9 +423,8 @@ class StreamIndex:
                 return whole[a:b], a, self.lines
             if self.have[f0:f1].all():
                 a, b = int(self.lines[f0 * ny]), int(self.lines[f1 * ny])
-                return self._read(a, b), a, self.lines
-            partial = f0 > 0 or f1 < spec.n_frames
-            if self.use_table and partial:
+                job = (a, b, None)
+            elif self.use_table and (f0 > 0 or f1 < spec.n_frames):
                 assert self.table is not None
                 # the frame before checks where f0 starts, unless it is indexed
                 # (checked already, ending where the table says f0 starts)
@@ -415,12 +432,24 @@ class StreamIndex:
                 if lo < f0 and self.have[lo] and \
                         int(self.lines[f0 * ny]) == int(self.table[f0]):
                     lo = f0
-                a0 = int(self.table[lo])
-                buf = self._read(a0, self._frame_end(f1 - 1))
-                if self._index_frames(buf, lo, f1):
+                job = (int(self.table[lo]), self._frame_end(f1 - 1), lo)
+        if job is not None:
+            a0, end, lo = job
+            buf = self._read(a0, end)
+            if lo is None:
+                return buf, a0, self.lines
+            checked = self._check_frames(buf, lo, f1)
+            with self.lock:
+                if self.use_table and (self.have[f0:f1].all()
+                                       or self._keep_frames(lo, *checked)):
+                    assert self.table is not None
                     a = int(self.table[f0])
                     return buf[a - a0 :], a, self.lines
-            if not partial:  # the whole stream is asked for: read it once, index it
+        with self.lock:
+            if self.have[f0:f1].all():
+                a, b = int(self.lines[f0 * ny]), int(self.lines[f1 * ny])
+                return self._read(a, b), a, self.lines
+            if not (f0 > 0 or f1 < spec.n_frames):  # the whole stream: read it once
                 buf = self._read(0, self.n)
                 self._index_whole(lambda a, b: buf[a:b])
                 a, b = int(self.lines[f0 * ny]), int(self.lines[f1 * ny])
