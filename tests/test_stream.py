@@ -536,34 +536,30 @@ def test_napari_draws_energy_planes_from_the_lazy_display(make_napari_viewer, tm
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("name", sorted(REAL_SI))
-def test_flat_and_sorted_event_indexes_agree(name):
-    from napari_emd.formats.velox.stream import planes, warm_kernels
+def test_flat_and_disk_indexes_agree(name):
+    from napari_emd.formats.velox.stream import diskindex, planes
 
     spec = real_spec(name).read(opts())
     npix = spec.ny * spec.nx
     streams = tuple(range(len(spec.streams)))
-    for first, last, per_frame in ((0, spec.n_frames, False), (0, spec.n_frames, True),
-                                   (spec.n_frames - 1, spec.n_frames, True)):
+    for first, last in ((0, spec.n_frames), (spec.n_frames - 1, spec.n_frames)):
         plan = Frames.every(first, last)
         flat = planes.FlatIndex([planes._flat_stream(spec, i, plan) for i in streams])
-        warm_kernels()
-        srt = planes._build_sorted(spec, streams, plan, per_frame)
-        assert sum(c.size for c, _, _ in flat.parts) == srt.pixels.size
-        frames = range(last - first) if per_frame else [None]
-        for f in frames:
+        disk = diskindex.build(spec, plan)
+        for f in [None, *range(last - first)]:
             for lo, hi in ((0, 1), (150, 151), (200, 210), (900, 964), (0, spec.bincount)):
                 np.testing.assert_array_equal(flat.plane(lo, hi, f, npix),
-                                              srt.plane(lo, hi, f, npix))
+                                              disk.plane(lo, hi, f, streams, npix))
 
 
-def test_display_with_flat_and_sorted_index(tmp_path, monkeypatch):
+def test_display_with_flat_and_disk_index(tmp_path, monkeypatch):
     from napari_emd.formats.velox.stream import planes
     from napari_emd.synthetic import write_velox_si
 
     info = write_velox_si(tmp_path / "w.emd", ny=13, nx=9, frames=3, detectors=3,
                           keep_counts=True, seed=12)
     want = np.moveaxis(info.counts.sum(0), -1, 1)  # (frame, E, y, x)
-    for flat_below in (10**12, 0):  # flat index, then the sorted numba index
+    for flat_below in (10**12, 0):  # flat index, then the disk index
         clear_caches()
         monkeypatch.setattr(planes, "FLAT_INDEX_VALUES", flat_below)
         (r,) = read_spectrum_images(info.file().read(opts(lazy=True, sum_frames=False,

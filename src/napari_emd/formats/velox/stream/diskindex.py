@@ -8,7 +8,12 @@ pixels (after the frame's shift; events landing outside are left out) of the eve
 one (channel ``c``, stream ``s``, frame ``j``), in stream order, as LEB128 varint deltas
 (:mod:`.index_kernels`). Segments are stored ``c``-major, then ``s``, then ``j``: one
 channel of all streams and frames is one contiguous byte range, so an energy plane or
-window of a detector group is a few ranges. The payload::
+window of a detector group is a few ranges. A plan with more (channel, stream, frame)
+triples than :data:`MAX_SEGMENTS` (thousands of frames) groups its frames: a segment
+then holds a run of ``group`` frames (:func:`group_size`), each frame's pixels offset by
+``npix`` times its place in the run, so the tables stay bounded; the frame sum reads the
+same way, and one frame's plane is then a streaming pass over that frame alone. The
+payload::
 
     offsets   int64[nseg + 1]   where each segment starts in the data (and its end)
     events    int64[C * S]      events per (channel, stream): the streams' spectra
@@ -53,11 +58,11 @@ from .spec import bad_channel
 
 KIND = "velox-si-planes"
 #: Bumped when the payload layout changes (entries of another layout are not used).
-LAYOUT = 1
+LAYOUT = 2
 #: Bytes of segments read and decoded at once.
 BLOCK_BYTES = 64 * 2**20
-#: Above this many segments (channels x streams x frames) the offset tables alone would
-#: take hundreds of MB: such plans use the in-memory index instead.
+#: Above this many (channel, stream, frame) triples the offset tables alone would take
+#: hundreds of MB: such plans group their frames (:func:`group_size`).
 MAX_SEGMENTS = 16 * 2**20
 
 Progress = Callable[[int, int], None]
@@ -104,14 +109,24 @@ class CorruptIndex(Exception):
     """A segment or table of a cached index failed its check."""
 
 
-def segment_count(spec: SIRead, plan: Frames) -> int:
-    return spec.bincount * len(spec.streams) * len(plan.frames)
+def group_size(spec: SIRead, plan: Frames) -> int:
+    """Frames per segment: 1, unless the plan has more (channel, stream, frame) triples
+    than :data:`MAX_SEGMENTS`."""
+    triples = spec.bincount * len(spec.streams) * len(plan.frames)
+    return max(1, -(-triples // MAX_SEGMENTS))
+
+
+def _groups(spec: SIRead, plan: Frames) -> list[range]:
+    """The frames (indexes into ``plan.frames``) of each segment's group."""
+    g, n = group_size(spec, plan), len(plan.frames)
+    return [range(i, min(i + g, n)) for i in range(0, n, g)]
 
 
 def index_key(spec: SIRead, plan: Frames) -> str:
     """What the disk entry is keyed by, besides the file's identity."""
     g = spec.grid
     return json.dumps({"layout": LAYOUT, "grid": [g.ny, g.nx, g.n_frames, g.bincount],
+                       "group": group_size(spec, plan),
                        "streams": list(spec.streams), "frames": list(plan.frames),
                        "shifts": [list(plan.shift(j)) for j in range(len(plan.frames))]},
                       sort_keys=True)
@@ -172,9 +187,13 @@ class DiskIndex(_Early):
     """An open index: its tables in memory, its segments read from the cache entry (or
     a private scratch file) as planes need them."""
 
-    def __init__(self, entry: diskcache.Entry, tables: _Tables, npix: int) -> None:
-        self.entry, self.t, self.npix = entry, tables, npix
+    def __init__(self, entry: diskcache.Entry, tables: _Tables, spec: SIRead,
+                 plan: Frames) -> None:
+        self.entry, self.t, self.npix = entry, tables, spec.npix
         self.n_streams = tables.S
+        self.group = group_size(spec, plan)
+        # one frame of a grouped index: a pass over that frame
+        self.one_frame = StreamingPlanes(spec, plan) if self.group > 1 else None
 
     @property
     def nbytes(self) -> int:
@@ -241,7 +260,7 @@ class DiskIndex(_Early):
             pos += size
         code = INDEX_KERNELS.module().decode_segments(
             buf, np.concatenate(starts), np.concatenate(ends), np.concatenate(crcs),
-            self.npix, out)
+            self.npix, self.npix * self.group, out)
         if code < 0:
             raise CorruptIndex("segment")
 
@@ -252,6 +271,8 @@ class DiskIndex(_Early):
         found = self.early(lo, hi, frame, streams)
         if found is not None:
             return found
+        if frame is not None and self.one_frame is not None:
+            return self.one_frame.plane(lo, hi, frame, streams, npix)
         blocks = self._blocks(self._ranges(lo, hi, frame, streams))
         if len(blocks) <= 1:
             out = np.zeros(npix, np.int64)
@@ -303,13 +324,14 @@ def build(spec: SIRead, plan: Frames, progress: Progress | None = None,
     INDEX_KERNELS.warm()
     ident = diskcache.identify(spec.path)
     key = index_key(spec, plan)
-    C, S, F = spec.bincount, len(spec.streams), len(plan.frames)
+    groups = _groups(spec, plan)
+    C, S, F = spec.bincount, len(spec.streams), len(groups)
     entry = diskcache.lookup(KIND, key, ident)
     if entry is not None:
         t = _Tables(C, S, F)
         try:
             t.unpack(entry.read(0, t.table_bytes))
-            return DiskIndex(entry, t, spec.npix)
+            return DiskIndex(entry, t, spec, plan)
         except (CorruptIndex, ValueError, OSError):
             entry.discard()
     k = INDEX_KERNELS.module()
@@ -326,23 +348,24 @@ def build(spec: SIRead, plan: Frames, progress: Progress | None = None,
     # frame by frame across the streams: each stream's frames come in order
     order = [(s, j) for j in range(F) for s in range(S)]
 
-    def count(s: int, j: int) -> None:
-        cancel.check(stop)
-        buf, pos, b = _frame(spec, s, plan.frames[j])
-        dy, dx = plan.shift(j)
-        nb, ne = np.zeros(C, np.int64), np.zeros(C, np.int64)
-        want = first is not None and first.wants(s, j)
-        lo, hi = (first.lo, first.hi) if first is not None and want else (0, 0)
-        part = np.zeros(spec.npix if want else 1, np.int64)
-        code = k.count_frame(buf, 0, b, dy, dx, spec.ny, spec.nx, C, np.zeros(C, np.int64),
-                             nb, ne, lo, hi, part)
-        if code < 0:
-            raise bad_channel(spec, spec.streams[s], buf, code, pos)
-        seg_bytes[:, s, j] = nb
-        seg_events[:, s, j] = ne
-        if plane is not None and want:
-            with lock:
-                plane[:] += part
+    def count(s: int, g: int) -> None:
+        nb, ne, last = (np.zeros(C, np.int64) for _ in range(3))
+        for place, j in enumerate(groups[g]):
+            cancel.check(stop)
+            buf, pos, b = _frame(spec, s, plan.frames[j])
+            dy, dx = plan.shift(j)
+            want = first is not None and first.wants(s, j)
+            lo, hi = (first.lo, first.hi) if first is not None and want else (0, 0)
+            part = np.zeros(spec.npix if want else 1, np.int64)
+            code = k.count_frame(buf, 0, b, dy, dx, spec.ny, spec.nx, C, last, nb, ne, lo,
+                                 hi, part, place * spec.npix)
+            if code < 0:
+                raise bad_channel(spec, spec.streams[s], buf, code, pos)
+            if plane is not None and want:
+                with lock:
+                    plane[:] += part
+        seg_bytes[:, s, g] = nb
+        seg_events[:, s, g] = ne
 
     _run([lambda s=s, j=j: count(s, j) for s, j in order], stop, progress, 0, total)
     if plane is not None and early is not None:
@@ -351,19 +374,21 @@ def build(spec: SIRead, plan: Frames, progress: Progress | None = None,
     t.events[:] = seg_events.sum(2).reshape(-1)
     data_size = int(t.offsets[-1])
 
-    def encode(w: diskcache.Writer, s: int, j: int) -> None:
-        cancel.check(stop)
-        buf, _, b = _frame(spec, s, plan.frames[j])
-        dy, dx = plan.shift(j)
-        sizes = seg_bytes[:, s, j]
+    def encode(w: diskcache.Writer, s: int, g: int) -> None:
+        sizes = seg_bytes[:, s, g]
         local = np.zeros(C + 1, np.int64)
         np.cumsum(sizes, out=local[1:])
         out = np.empty(int(local[-1]), np.uint8)
-        k.encode_frame(buf, 0, b, dy, dx, spec.ny, spec.nx, np.zeros(C, np.int64),
-                       local[:-1].copy(), out)
+        cursor, last = local[:-1].copy(), np.zeros(C, np.int64)
+        for place, j in enumerate(groups[g]):
+            cancel.check(stop)
+            buf, _, b = _frame(spec, s, plan.frames[j])
+            dy, dx = plan.shift(j)
+            k.encode_frame(buf, 0, b, dy, dx, spec.ny, spec.nx, last, cursor, out,
+                           place * spec.npix)
         crcs = np.zeros(C, np.uint32)
         k.crc32_runs(out, local[:-1], local[1:], crcs)
-        segs = (np.arange(C) * S + s) * F + j
+        segs = (np.arange(C) * S + s) * F + g
         t.crcs[segs] = crcs
         for c in np.flatnonzero(sizes):
             w.pwrite(t.data_offset + int(t.offsets[segs[c]]),
@@ -376,7 +401,7 @@ def build(spec: SIRead, plan: Frames, progress: Progress | None = None,
 
     meta = {"channels": C, "streams": S, "frames": F, "events": int(t.events.sum())}
     entry = diskcache.publish(KIND, key, ident, meta, t.data_offset + data_size, fill)
-    index = DiskIndex(entry, t, spec.npix) if entry is not None \
+    index = DiskIndex(entry, t, spec, plan) if entry is not None \
         else StreamingPlanes(spec, plan)
     if plane is not None and first is not None:
         index.first = (first, plane)
@@ -420,7 +445,7 @@ class StreamingPlanes(_Early):
             part = np.zeros(npix, np.int64)
             z = np.zeros(C, np.int64)
             code = k.count_frame(buf, 0, b, dy, dx, spec.ny, spec.nx, C, z, z.copy(),
-                                 z.copy(), lo, hi, part)
+                                 z.copy(), lo, hi, part, 0)
             if code < 0:
                 raise bad_channel(spec, spec.streams[s], buf, code, pos)
             return part

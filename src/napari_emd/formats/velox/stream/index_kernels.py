@@ -1,9 +1,11 @@
 """Numba kernels of the disk-cached energy-plane index (imported on first use:
 ``numba_kernels.INDEX_KERNELS``).
 
-A *segment* holds the output pixels of one (channel, stream, frame)'s events in stream
-order, so increasing: it is stored as LEB128 varint deltas (the first from pixel 0), a
-byte per delta below 128, two below 16384. These kernels count the bytes a frame's
+A *segment* holds the output pixels of one (channel, stream, frame group)'s events in
+stream order: each event's *position* is its output pixel plus ``k * npix`` for the
+``k``-th frame of its group (``base``), so positions increase through the group and are
+stored as LEB128 varint deltas (the first from 0), a byte per delta below 128, two below
+16384. A plane counts position modulo ``npix``. These kernels count the bytes a frame's
 segments take (pass 1 of the build), encode them (pass 2), and decode segments into a
 plane while checking each one's CRC-32 and bounds (reading). All release the GIL.
 
@@ -47,13 +49,14 @@ def _landing(y, x, dy, dx, ny, nx):  # pragma: no cover - compiled
 
 @njit(nogil=True, cache=True)
 def count_frame(buf, a, b, dy, dx, ny, nx, bincount, last, nbytes, nevents, plo, phi,
-                plane):  # pragma: no cover - compiled
+                plane, base):  # pragma: no cover - compiled
     """Pass 1 over one frame ``buf[a:b]`` of one stream (moved by ``(dy, dx)``; events
     landing outside are left out): add the varint bytes of each channel's segment to
-    ``nbytes[c]`` and its events to ``nevents[c]`` (``last``: the previous pixel per
-    channel, zeros at the frame's start), and count the events of channels
-    ``plo:phi`` into ``plane`` (per output pixel; an empty range counts nothing).
-    Returns ``-(position + 1)`` of the first channel ``>= bincount``, else 0."""
+    ``nbytes[c]`` and its events to ``nevents[c]`` (``last``: the previous position per
+    channel, zeros at the group's start; ``base``: what the frame adds to its pixels),
+    and count the events of channels ``plo:phi`` into ``plane`` (per output pixel; an
+    empty range counts nothing). Returns ``-(position + 1)`` of the first channel
+    ``>= bincount``, else 0."""
     y = 0
     x = 0
     opix = _landing(y, x, dy, dx, ny, nx)
@@ -70,8 +73,8 @@ def count_frame(buf, a, b, dy, dx, ny, nx, bincount, last, nbytes, nevents, plo,
             return -(p + 1)
         if opix < 0:
             continue
-        d = opix - last[v]
-        last[v] = opix
+        d = opix + base - last[v]
+        last[v] = opix + base
         n = 1
         while d >= 128:
             d >>= 7
@@ -84,7 +87,7 @@ def count_frame(buf, a, b, dy, dx, ny, nx, bincount, last, nbytes, nevents, plo,
 
 
 @njit(nogil=True, cache=True)
-def encode_frame(buf, a, b, dy, dx, ny, nx, last, cursor, out):  # pragma: no cover
+def encode_frame(buf, a, b, dy, dx, ny, nx, last, cursor, out, base):  # pragma: no cover
     """Pass 2 over the frame of :func:`count_frame`: write each event's pixel delta as a
     varint at its channel's ``cursor`` in ``out`` (advancing it), so ``out`` holds the
     frame's segments one after the other, channel by channel. Channels were checked by
@@ -103,8 +106,8 @@ def encode_frame(buf, a, b, dy, dx, ny, nx, last, cursor, out):  # pragma: no co
             continue
         if opix < 0:
             continue
-        d = opix - last[v]
-        last[v] = opix
+        d = opix + base - last[v]
+        last[v] = opix + base
         q = cursor[v]
         while d >= 128:
             out[q] = np.uint8((d & 127) | 128)
@@ -130,11 +133,12 @@ def crc32_runs(data, starts, ends, out):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def decode_segments(data, starts, ends, crcs, npix, out):  # pragma: no cover - compiled
+def decode_segments(data, starts, ends, crcs, npix, limit, out):  # pragma: no cover
     """Add the events of segments ``data[starts[k]:ends[k]]`` to ``out`` (counts per
-    pixel), each checked first against its CRC-32 ``crcs[k]``; a varint running past its
-    segment or a pixel ``>= npix`` is corrupt too. Returns ``-(k + 1)`` of the first
-    corrupt segment (its events may be partly counted), else the events counted."""
+    pixel: position modulo ``npix``), each checked first against its CRC-32 ``crcs[k]``;
+    a varint running past its segment or a position ``>= limit`` (``npix`` times the
+    frames of a group) is corrupt too. Returns ``-(k + 1)`` of the first corrupt segment
+    (its events may be partly counted), else the events counted."""
     total = 0
     for k in range(starts.shape[0]):
         a = starts[k]
@@ -156,9 +160,12 @@ def decode_segments(data, starts, ends, crcs, npix, out):  # pragma: no cover - 
                 if byte < 128:
                     break
             pix += d
-            if pix >= npix:
+            if pix >= limit:
                 return -(k + 1)
-            out[pix] += 1
+            if limit > npix:
+                out[pix % npix] += 1
+            else:
+                out[pix] += 1
             total += 1
     return total
 
@@ -168,10 +175,10 @@ def warm_up() -> None:
     buf = np.array([1, SEPARATOR, 2], dtype=np.uint16)
     z = np.zeros(4, np.int64)
     count_frame(buf, 0, 3, 0, 0, 1, 2, 4, z.copy(), z.copy(), z.copy(), 0, 0,
-                np.zeros(2, np.int64))
+                np.zeros(2, np.int64), 0)
     out = np.zeros(8, np.uint8)
-    encode_frame(buf, 0, 3, 0, 0, 1, 2, z.copy(), z.copy(), out)
+    encode_frame(buf, 0, 3, 0, 0, 1, 2, z.copy(), z.copy(), out, 0)
     st, en = np.zeros(1, np.int64), np.ones(1, np.int64)
     crcs = np.zeros(1, np.uint32)
     crc32_runs(out, st, en, crcs)
-    decode_segments(out, st, en, crcs, 2, np.zeros(2, np.int64))
+    decode_segments(out, st, en, crcs, 2, 2, np.zeros(2, np.int64))

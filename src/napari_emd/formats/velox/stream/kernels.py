@@ -1,7 +1,7 @@
 """Numba kernels for Velox spectrum streams (imported on first use: ``numba_kernels``).
 
 Each has a plain numpy counterpart that the tests compare it with: ``index_lines`` with
-:func:`.frames.index_lines`, the scatter and the event index with the reference decoder
+:func:`.frames.index_lines`, the scatter with the reference decoder
 (:mod:`.reference`). Kept in their own module so that importing the package does not
 import numba, and so
 numba can cache the compiled machine code next to this file (``cache=True``): a fresh
@@ -120,84 +120,6 @@ def scatter_lines(buf, lstart, lend, lout, lshift, nx, rebin, bincount, out):  #
     return over
 
 
-@njit(nogil=True, cache=True, inline="always")
-def _landing(y, x, dy, dx, ny, nx):  # pragma: no cover - compiled
-    """The output pixel of scan pixel ``(y, x)`` of a frame moved by ``(dy, dx)``, or -1
-    when it lands outside the grid (or lies past the frame)."""
-    if y >= ny:
-        return -1
-    oy = y - dy
-    ox = x - dx
-    if oy < 0 or oy >= ny or ox < 0 or ox >= nx:
-        return -1
-    return oy * nx + ox
-
-
-@njit(nogil=True, cache=True)
-def count_keys(buf, fstart, fend, frame_key, nkf, bincount, ny, nx, fdy, fdx,
-               counts):  # pragma: no cover - compiled
-    """First pass of the per-channel event index: count events per key.
-
-    Frame ``k`` spans ``buf[fstart[k]:fend[k]]`` and is moved by ``(fdy[k], fdx[k])``
-    (events landing outside the grid are left out); an event of channel ``c`` in frame
-    ``k`` has key ``c * nkf + frame_key[k]``. Returns ``-(position + 1)`` of the first
-    channel ``>= bincount``, else the number of events counted.
-    """
-    total = 0
-    for k in range(fstart.shape[0]):
-        fk = frame_key[k]
-        dy = fdy[k]
-        dx = fdx[k]
-        y = 0
-        x = 0
-        opix = _landing(y, x, dy, dx, ny, nx)
-        for p in range(fstart[k], fend[k]):
-            v = buf[p]
-            if v == SEPARATOR:
-                x += 1
-                if x == nx:
-                    x = 0
-                    y += 1
-                opix = _landing(y, x, dy, dx, ny, nx)
-                continue
-            if v >= bincount:
-                return -(p + 1)
-            if opix < 0:
-                continue
-            counts[v * nkf + fk] += 1
-            total += 1
-    return total
-
-
-@njit(nogil=True, cache=True)
-def fill_keys(buf, fstart, fend, frame_key, nkf, ny, nx, fdy, fdx, cursor,
-              pixels):  # pragma: no cover - compiled
-    """Second pass: write each event's output pixel at its key's ``cursor`` (advancing
-    it), so ``pixels`` ends up grouped by key (channel-major), in stream order within a
-    key. Frames are moved as in :func:`count_keys`."""
-    for k in range(fstart.shape[0]):
-        fk = frame_key[k]
-        dy = fdy[k]
-        dx = fdx[k]
-        y = 0
-        x = 0
-        opix = _landing(y, x, dy, dx, ny, nx)
-        for p in range(fstart[k], fend[k]):
-            v = buf[p]
-            if v == SEPARATOR:
-                x += 1
-                if x == nx:
-                    x = 0
-                    y += 1
-                opix = _landing(y, x, dy, dx, ny, nx)
-                continue
-            if opix < 0:
-                continue
-            key = v * nkf + fk
-            pixels[cursor[key]] = opix
-            cursor[key] += 1
-
-
 @njit(nogil=True, cache=True)
 def touch_pages(mem, stride, stop):  # pragma: no cover - compiled
     """Write a zero every ``stride`` bytes of ``mem`` (uint8), from the start, until the
@@ -219,12 +141,6 @@ def warm_up() -> None:
     buf = np.array([1, SEPARATOR, 2], dtype=np.uint16)
     lines = np.zeros(2, np.int64)
     index_lines(buf, 1, lines)
-    one = np.zeros(1, np.int64)
-    counts = np.zeros(4, np.int64)
-    fs, fe = np.array([0]), np.array([3])
-    count_keys(buf, fs, fe, one, 1, 4, 1, 2, one, one, counts)
-    fill_keys(buf, fs, fe, one, 1, 1, 2, one, one, np.zeros(4, np.int64),
-              np.zeros(2, np.uint32))
     touch_pages(np.zeros(2, np.uint8), 1, np.zeros(1, np.uint8))
     st, en, ou = np.array([0]), np.array([3]), np.array([0])
     for dt in (np.uint16, np.uint32, np.float32):

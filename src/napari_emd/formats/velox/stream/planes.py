@@ -4,9 +4,8 @@ Small spectrum images get a flat numpy index in memory (no numba start-up, no so
 plane scans every event in a few ms). Bigger ones get the compact disk-cached index of
 :mod:`.diskindex` (every stream and frame of the plan, 1-2 bytes per event on disk, a
 plane reads and decodes a few MB), built with memory bounded by a frame per thread and
-reused by later processes; when no disk can hold it, each plane is a streaming pass. A
-plan with too many (channel, stream, frame) segments for the disk index's tables keeps
-the per-process sorted index (``uint32`` per event, in memory).
+reused by later processes; when no disk can hold it, each plane is a streaming pass.
+Nothing in memory grows with the number of events beyond the flat index of a small SI.
 
 Aligned reads (an :class:`..siread.SIRead` whose frames have shifts) store each event's
 pixel already moved onto the reference frame's grid, and excluded frames are never
@@ -23,44 +22,16 @@ import numpy as np
 
 from ....cache import ProcessCache
 from ....h5 import H5_LOCK, cached_handle, check_unchanged
-from ....numba_kernels import STREAM_KERNELS
-from ....threads import pool
 from ..siread import SEPARATOR, Frames, SIRead
 from . import diskindex
 from .frames import stream_index
 from .spec import bad_channel, cast
 
 # Below this many stream values (about 8 M events) a plane scan of the flat index takes
-# under 10 ms; above, the sorted index keeps planes at a few ms.
+# under 10 ms; above, the disk index keeps planes at a few ms.
 FLAT_INDEX_VALUES = 12_000_000
-# Bytes of event indexes kept per process.
+# Bytes of event indexes (flat, and the disk indexes' tables) kept per process.
 EVENT_BUDGET = 2 * 2**30
-
-
-@dataclass
-class EventIndex:
-    """Pixel index (within its frame) of every event, grouped by key = channel * nkf +
-    frame (``nkf`` = 1 when frames are summed): a plane is a bincount of one slice."""
-
-    starts: np.ndarray  # (bincount * nkf + 1,) int64
-    pixels: np.ndarray  # (events,) uint32
-    nkf: int
-
-    @property
-    def nbytes(self) -> int:
-        return self.starts.nbytes + self.pixels.nbytes
-
-    def plane(self, lo: int, hi: int, frame: int | None, npix: int) -> np.ndarray:
-        """Counts per pixel of channels ``lo:hi`` (of ``frame``, or of the frame sum)."""
-        if self.nkf == 1:  # the channels of a rebinned plane are one slice
-            a, b = self.starts[lo], self.starts[hi]
-            return np.bincount(self.pixels[a:b], minlength=npix)
-        out = np.zeros(npix, np.int64)
-        for c in range(lo, hi):
-            key = c * self.nkf + (frame or 0)
-            out += np.bincount(self.pixels[self.starts[key] : self.starts[key + 1]],
-                               minlength=npix)
-        return out
 
 
 @dataclass
@@ -94,57 +65,6 @@ def _stream_values(spec: SIRead, streams: tuple[int, ...]) -> int:
     with H5_LOCK:
         f = cached_handle(spec.path)
         return sum(int(f[spec.streams[i]].shape[0]) for i in streams)
-
-
-def _build_sorted(
-    spec: SIRead, streams: tuple[int, ...], plan: Frames, per_frame: bool
-) -> EventIndex:
-    """Counting sort of every event by key with the numba kernels: a count pass and a fill
-    pass per stream (streams in parallel threads), no per-event temporaries. Aligned
-    frames' events are keyed by the pixel they land on (those landing outside are left
-    out)."""
-    k = STREAM_KERNELS.module()
-    nf = len(plan.frames)
-    nkf = nf if per_frame else 1
-    nkeys = spec.bincount * nkf
-    frame_key = np.arange(nf, dtype=np.int64) if per_frame else np.zeros(nf, np.int64)
-    frames = np.asarray(plan.frames, np.int64)
-    shifts = np.array([plan.shift(j) for j in range(nf)], np.int64).reshape(nf, 2)
-    fdy, fdx = np.ascontiguousarray(shifts[:, 0]), np.ascontiguousarray(shifts[:, 1])
-    first, last = plan.frames[0], plan.frames[-1] + 1
-    keep_bufs = _stream_values(spec, streams) * 2 <= 256 * 2**20
-
-    def count(i: int) -> tuple:
-        buf, a, lines = stream_index(spec, i).span(first, last)
-        fs, fe = lines[frames * spec.ny] - a, lines[(frames + 1) * spec.ny] - a
-        counts = np.zeros(nkeys, np.int64)
-        code = k.count_keys(buf, fs, fe, frame_key, nkf, spec.bincount, spec.ny, spec.nx,
-                            fdy, fdx, counts)
-        if code < 0:
-            raise bad_channel(spec, spec.streams[i], buf, code, a)
-        return (i, buf if keep_bufs else None, fs, fe, counts)
-
-    # on the shared pool, waited for from this (the caller's) thread: the tasks only
-    # read and count, none waits on another task of the pool
-    loaded = list(pool().map(count, streams))
-    starts = np.zeros(nkeys + 1, np.int64)
-    np.cumsum(np.sum([c[-1] for c in loaded], axis=0), out=starts[1:])
-    pixels = np.empty(int(starts[-1]), np.uint32)
-    cursors = []
-    run = starts[:-1].copy()
-    for c in loaded:  # each stream fills its own sub-range of every key
-        cursors.append(run.copy())
-        run += c[-1]
-
-    def fill(j: int) -> None:
-        i, buf, fs, fe, _ = loaded[j]
-        if buf is None:
-            buf, _, _ = stream_index(spec, i).span(first, last)
-        k.fill_keys(buf, fs, fe, frame_key, nkf, spec.ny, spec.nx, fdy, fdx, cursors[j],
-                    pixels)
-
-    list(pool().map(fill, range(len(loaded))))
-    return EventIndex(starts, pixels, nkf)
 
 
 def _flat_stream(
@@ -193,14 +113,9 @@ def _flat_stream(
     return ch_out[:o], pix_out[:o], bounds
 
 
-def _build(
-    spec: SIRead, streams: tuple[int, ...], plan: Frames, per_frame: bool
-) -> EventIndex | FlatIndex:
-    """The flat numpy index for small streams, the channel-sorted numba index for big."""
-    if _stream_values(spec, streams) < FLAT_INDEX_VALUES:
-        return FlatIndex([_flat_stream(spec, i, plan) for i in streams])
-    STREAM_KERNELS.warm()
-    return _build_sorted(spec, streams, plan, per_frame)
+def _build(spec: SIRead, streams: tuple[int, ...], plan: Frames) -> FlatIndex:
+    """The flat numpy index of small streams (big ones take the disk index)."""
+    return FlatIndex([_flat_stream(spec, i, plan) for i in streams])
 
 
 _EVENTS: ProcessCache[Any] = ProcessCache(budget=EVENT_BUDGET)
@@ -209,8 +124,7 @@ _EVENTS: ProcessCache[Any] = ProcessCache(budget=EVENT_BUDGET)
 def uses_disk_index(spec: SIRead, streams: tuple[int, ...], plan: Frames) -> bool:
     """Whether the planes of ``streams`` come from the disk index (big streams) rather
     than an in-memory one."""
-    return (_stream_values(spec, streams) >= FLAT_INDEX_VALUES
-            and diskindex.segment_count(spec, plan) <= diskindex.MAX_SEGMENTS)
+    return _stream_values(spec, streams) >= FLAT_INDEX_VALUES
 
 
 def _disk_key(spec: SIRead, plan: Frames) -> tuple:
@@ -246,7 +160,7 @@ def plane_of(spec: SIRead, streams: tuple[int, ...], plan: Frames, lo: int, hi: 
     check_unchanged(spec.path, spec.identity)  # before looking at the streams
     npix = spec.npix
     if not uses_disk_index(spec, streams, plan):
-        ev = event_index(spec, streams, plan, frame is not None)
+        ev = event_index(spec, streams, plan)
         return ev.plane(lo, hi, frame, npix)
     for attempt in (0, 1):
         index = disk_index(spec, plan)
@@ -261,15 +175,13 @@ def plane_of(spec: SIRead, streams: tuple[int, ...], plan: Frames, lo: int, hi: 
     raise AssertionError("unreachable")
 
 
-def event_index(
-    spec: SIRead, streams: tuple[int, ...], plan: Frames, per_frame: bool
-) -> EventIndex | FlatIndex:
+def event_index(spec: SIRead, streams: tuple[int, ...], plan: Frames) -> FlatIndex:
     """The in-memory event index of this process (built on first use, one build per key:
     the grid, the streams, the frames and their shifts; not the binning or dtype, which a
     plane applies)."""
     check_unchanged(spec.path, spec.identity)
-    key = (*spec.cache_key(), spec.source, spec.grid, streams, plan, per_frame)
-    return _EVENTS.get(key, lambda: _build(spec, streams, plan, per_frame))
+    key = (*spec.cache_key(), spec.source, spec.grid, streams, plan)
+    return _EVENTS.get(key, lambda: _build(spec, streams, plan))
 
 
 def clear_event_indexes() -> None:
