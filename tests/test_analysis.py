@@ -518,3 +518,32 @@ def test_entry_points_scripts_rely_on():
                  "line_profile"):
         assert callable(getattr(ne.analysis, name)), name
         assert name in ne.analysis.__all__
+
+
+def test_line_profile_distance_with_non_square_pixels(tmp_path):
+    """Pixels 0.75 nm tall and 1 nm wide (the project's synthetic Velox writer): a
+    diagonal line over 16 rows and 9 columns is 12 nm by 9 nm, 15 nm long, not the
+    18.4 nm the x pixel size alone would give."""
+    from napari_emd.synthetic import write_velox_si
+
+    path = tmp_path / "tall.emd"
+    write_velox_si(path, ny=20, nx=12, frames=1, detectors=1, counts_per_pixel=50.0,
+                   pixel_size_m=1e-9, pixel_height_m=0.75e-9)
+    si = next(d for d in napari_emd.file_reader(str(path)) if d["data"].ndim == 3)
+    y_ax, x_ax = si["axes"][0], si["axes"][1]
+    assert (y_ax["scale"], y_ax["units"]) != (x_ax["scale"], x_ax["units"])
+    pts = [(1.0, 1.0), (17.0, 10.0)]
+    prof = line_profile(si, pts, width=1.0, lines=["Fe_Ka"])
+    assert prof.units == "nm"
+    assert prof.distance[-1] == pytest.approx(15.0)
+    np.testing.assert_allclose(np.diff(prof.distance), 1.0)  # one x pixel width a step
+    # the same with the maps and the (y, x) pixel sizes given
+    res = line_intensities(si, ["Fe_Ka"])
+    prof2 = line_profile(res, pts, width=1.0, scale=(0.75, 1.0), units="nm")
+    np.testing.assert_allclose(prof2.distance, prof.distance)
+    np.testing.assert_allclose(prof2.values["Fe_Ka"], prof.values["Fe_Ka"])
+    # square pixels of the x size (what the distance used to assume) give the longer one
+    square = line_profile(res, pts, width=1.0, scale=1.0)
+    assert square.distance[-1] == pytest.approx(np.floor(np.hypot(16, 9)))
+    with pytest.raises(ValueError, match="scale"):
+        line_profile(res, pts, scale=(0.0, 1.0))

@@ -207,3 +207,25 @@ def test_real_velox_si(make_napari_viewer, qtbot):
     assert rows and rows[0]["region"] == "whole scan" and rows[0]["pixels"] == 256
     assert sum(rows[0]["percent"].values()) == pytest.approx(100.0)
     assert all(s > 0 for s in rows[0]["sigma"].values())
+
+
+def test_profile_distance_with_non_square_pixels(make_napari_viewer, qtbot, tmp_path):
+    """Pixels 0.75 nm tall, 1 nm wide: a line over 16 rows and 9 columns is 15 nm long
+    (12 nm by 9 nm) on the profile's distance axis and in its caption."""
+    path = tmp_path / "tall.emd"
+    write_velox_si(path, ny=20, nx=12, frames=1, detectors=1, counts_per_pixel=50.0,
+                   pixel_size_m=1e-9, pixel_height_m=0.75e-9)
+    viewer, dock = _open(make_napari_viewer, qtbot, path)
+    si = dock.si_layer
+    dock.set_lines("Fe, Cu")
+    _settle(qtbot, dock)
+    sc = np.asarray(si.scale)[-2:]
+    tr = np.asarray(si.translate)[-2:]
+    assert sc[0] != pytest.approx(sc[1])
+    viewer.add_shapes([np.array([[1.0, 1.0], [17.0, 10.0]]) * sc + tr], shape_type="line",
+                      name="diagonal")
+    dock.profile.refresh_layers()
+    prof = dock.profile.result
+    assert prof is not None and prof.units == "nm"
+    assert prof.distance[-1] == pytest.approx(15.0)
+    assert "15 nm long" in dock.profile.info.text()

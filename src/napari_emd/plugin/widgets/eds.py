@@ -11,13 +11,11 @@ session gives them back. The tabs are :mod:`.profile` and :mod:`.composition`.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
-    QComboBox,
     QFormLayout,
     QLabel,
     QLineEdit,
@@ -28,9 +26,8 @@ from qtpy.QtWidgets import (
 
 from ... import xray_lines
 from ...analysis import line_intensities
-from .. import compat
-from ..layer_meta import is_si_layer, si_record
 from .runner import LatestRunner
+from .si_chooser import SIChooser, SIOwner
 
 #: The key of the analysis settings in a spectrum-image layer's metadata.
 STATE_KEY = "eds_analysis"
@@ -88,7 +85,7 @@ def velox_quant_settings(rec: Any) -> str:
     return ""
 
 
-class EDSAnalysis(QWidget):
+class EDSAnalysis(SIOwner, QWidget):
     """Dock widget: profiles along line/path shapes and the composition table of the
     whole scan and each region, for the chosen lines of one spectrum-image layer."""
 
@@ -99,7 +96,6 @@ class EDSAnalysis(QWidget):
         super().__init__()
         self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self.runner = LatestRunner(self._on_error)
-        self._si_list: list[Any] = []
         self._maps: tuple[Any, tuple[str, ...], dict[str, Any]] | None = None
         self._restoring = False
 
@@ -108,8 +104,7 @@ class EDSAnalysis(QWidget):
 
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        self.layer_combo = QComboBox()
-        self.layer_combo.setToolTip("Spectrum-image layer to analyse")
+        self.layer_combo = SIChooser(self.viewer, "Spectrum-image layer to analyse", 6)
         form.addRow("SI layer", self.layer_combo)
         self.lines_edit = QLineEdit()
         self.lines_edit.setPlaceholderText("lines, e.g. Fe, Cu_Ka, O")
@@ -129,56 +124,14 @@ class EDSAnalysis(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
-        self.layer_combo.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.layer_combo.setMinimumContentsLength(6)
         self.layer_combo.currentIndexChanged.connect(self._si_layer_changed)
-
-        layers = self.viewer.layers
-        self._connections = [
-            (layers.events.inserted, self._refresh_layers),
-            (layers.events.removed, self._refresh_layers),
-            (compat.layers_renamed(layers), self._refresh_layers),
-        ]
-        for signal, slot in self._connections:
-            signal.connect(slot)
-        self.destroyed.connect(self._disconnect)
+        self.layer_combo.layers_changed.connect(self._refresh_layers)
         self._refresh_layers()
 
-    def _disconnect(self, *_: Any) -> None:
-        for signal, slot in self._connections:
-            with contextlib.suppress(TypeError, ValueError, RuntimeError):
-                signal.disconnect(slot)
-
     # ---- the spectrum-image layer -------------------------------------------------------
-    @property
-    def si_layer(self) -> Any:
-        i = self.layer_combo.currentIndex()
-        if 0 <= i < len(self._si_list) and any(
-                lyr is self._si_list[i] for lyr in self.viewer.layers):
-            return self._si_list[i]
-        return None
-
-    @property
-    def record(self) -> Any:
-        layer = self.si_layer
-        return si_record(layer) if layer is not None else None
-
-    def set_si_layer(self, layer: Any) -> None:
-        i = next((k for k, lyr in enumerate(self._si_list) if lyr is layer), -1)
-        if i >= 0:
-            self.layer_combo.setCurrentIndex(i)
-
     def _refresh_layers(self, event: Any = None) -> None:
         cur = self.si_layer
-        self.layer_combo.blockSignals(True)
-        self.layer_combo.clear()
-        self._si_list = [lyr for lyr in self.viewer.layers if is_si_layer(lyr)]
-        self.layer_combo.addItems([lyr.name for lyr in self._si_list])
-        keep = next((k for k, lyr in enumerate(self._si_list) if lyr is cur), 0)
-        if self._si_list:
-            self.layer_combo.setCurrentIndex(keep)
-        self.layer_combo.blockSignals(False)
+        self.layer_combo.refresh(cur)
         if self.si_layer is not cur:
             self._si_layer_changed()
         self.profile.refresh_layers()
