@@ -547,3 +547,55 @@ def test_line_profile_distance_with_non_square_pixels(tmp_path):
     assert square.distance[-1] == pytest.approx(np.floor(np.hypot(16, 9)))
     with pytest.raises(ValueError, match="scale"):
         line_profile(res, pts, scale=(0.0, 1.0))
+
+
+# --- Velox quantification settings: stored background windows -------------------------
+
+FE_WINDOWS = [(5.55, 5.85), (7.25, 7.55)]  # keV, unlike the placement rule's
+
+
+def test_stored_background_windows_layout_and_use(tmp_path):
+    """The synthetic writer stores background windows the way the real Velox 13 file
+    lays out its (empty) ones: the EDS settings refer to a BackgroundCorrection and a
+    BackgroundWindows JSON object. The pair that brackets a line is used for its net
+    counts; a NaN row keeps the placement rule for its line."""
+    from napari_emd.formats.velox.quantsettings import eds_quant_settings
+    from napari_emd.synthetic import write_velox_si
+
+    real = real_file("example_velox_EELS_EDS.emd")
+    path = tmp_path / "bg.emd"
+    write_velox_si(path, ny=8, nx=10, frames=1, detectors=1, counts_per_pixel=200.0,
+                   background_windows={"Fe": FE_WINDOWS})
+
+    def shared(p):
+        rec = next(d for d in napari_emd.read_datasets(str(p)) if "EDS" in d.signal_type)
+        return rec, rec.original_metadata["SharedProperties"]
+
+    real_rec, real_sp = shared(real)
+    rec, syn_sp = shared(path)
+    for sp in (real_sp, syn_sp):
+        node = next(iter(sp["EDSSpectrumQuantificationSettings"].values()))
+        for key, kind in (("backgroundWindows", "BackgroundWindows"),
+                          ("backgroundCorrection", "BackgroundCorrection")):
+            assert node[key].startswith(f"/SharedProperties/{kind}/")
+            assert isinstance(sp[kind][node[key].rsplit("/", 1)[1]], dict)
+        assert isinstance(next(iter(sp["BackgroundCorrection"].values()))[
+            "useManualBackgroundWindows"], bool)
+    # the real file's windows object is empty: nothing to use there
+    assert eds_quant_settings(real_rec.original_metadata).background_windows == {}
+    settings = eds_quant_settings(rec.original_metadata)
+    assert settings.manual_background_windows
+    assert settings.background_windows == {"Fe": tuple(FE_WINDOWS)}
+    assert settings.line_background("Fe_Ka") == (5.55, 5.85, 7.25, 7.55)
+    assert settings.line_background("Fe_La") is None  # no stored window below it
+    assert settings.line_background("Cu_Ka") is None
+    assert "Background windows Fe: 5.550–5.850; 7.250–7.550 keV" in settings.summary()
+    # per line: the file's windows for Fe, the rule (NaN row) for Cu
+    got = line_intensities(rec, ["Fe_Ka", "Cu_Ka"],
+                           background_windows=[settings.line_background("Fe_Ka"),
+                                               [np.nan] * 4])
+    rule = line_intensities(rec, ["Fe_Ka", "Cu_Ka"])
+    assert got["Fe_Ka"].background_windows[0][0] == pytest.approx(5.55, abs=0.01)
+    assert got["Fe_Ka"].background_windows != rule["Fe_Ka"].background_windows
+    assert got["Cu_Ka"].background_windows == rule["Cu_Ka"].background_windows
+    np.testing.assert_array_equal(got["Cu_Ka"].net, rule["Cu_Ka"].net)

@@ -229,3 +229,45 @@ def test_profile_distance_with_non_square_pixels(make_napari_viewer, qtbot, tmp_
     assert prof is not None and prof.units == "nm"
     assert prof.distance[-1] == pytest.approx(15.0)
     assert "15 nm long" in dock.profile.info.text()
+
+
+def test_background_windows_from_the_file(make_napari_viewer, qtbot, tmp_path):
+    """A Velox file storing background windows for Fe: the dock's net counts (profile
+    and composition) use them for Fe Kα by default and say so; the rule places Cu's;
+    unticking "Background windows from the file" goes back to the rule for both."""
+    from napari_emd.formats.velox.quantsettings import eds_quant_settings
+
+    path = tmp_path / "bg.emd"
+    windows = [(5.55, 5.85), (7.25, 7.55)]
+    write_velox_si(path, ny=NY, nx=NX, frames=1, detectors=1, counts_per_pixel=300.0,
+                   seed=4, background_windows={"Fe": windows})
+    _viewer, dock = _open(make_napari_viewer, qtbot, path)
+    dock.set_lines("Fe, Cu")
+    _settle(qtbot, dock)
+    assert dock.file_bg.isVisibleTo(dock) and dock.file_bg.isChecked()
+    assert "5.550–5.850, 7.250–7.550 keV" in dock.file_bg.toolTip()
+    assert "background windows from the file for Fe_Ka" in dock.status.text()
+    si = _si(path)
+    settings = eds_quant_settings(si["original_metadata"])
+    want = line_intensities(si, ["Fe_Ka", "Cu_Ka"],
+                            background_windows=[settings.line_background("Fe_Ka"),
+                                                [np.nan] * 4])
+    rule = line_intensities(si, ["Fe_Ka", "Cu_Ka"])
+    maps = dock.maps()
+    np.testing.assert_allclose(maps["Fe_Ka"][0], want["Fe_Ka"].net)
+    np.testing.assert_allclose(maps["Cu_Ka"][0], rule["Cu_Ka"].net)
+    assert not np.allclose(maps["Fe_Ka"][0], rule["Fe_Ka"].net)
+    whole = dock.composition.rows[0]
+    assert whole["region"] == "whole scan"
+    dock.file_bg.setChecked(False)
+    _settle(qtbot, dock)
+    np.testing.assert_allclose(dock.maps()["Fe_Ka"][0], rule["Fe_Ka"].net)
+    assert "from the file" not in dock.status.text()
+    assert dock.si_layer.metadata[STATE_KEY]["file_background"] is False
+
+
+def test_no_file_windows_no_check_box(make_napari_viewer, qtbot, si_file):
+    _viewer, dock = _open(make_napari_viewer, qtbot, si_file)
+    dock.set_lines("Fe, Cu")
+    _settle(qtbot, dock)
+    assert not dock.file_bg.isVisibleTo(dock)

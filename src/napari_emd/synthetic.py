@@ -224,6 +224,7 @@ def write_velox_si(
     block_pixels: int = 1 << 16,
     drift: Any = None,
     pixel_height_m: float | None = None,
+    background_windows: dict[str, list[tuple[float, float]]] | None = None,
 ) -> SyntheticSI:
     """Write a synthetic Velox EDS spectrum image to ``path`` and describe it.
 
@@ -240,6 +241,9 @@ def write_velox_si(
 
     ``pixel_height_m``: the pixels' height when it differs from their width
     ``pixel_size_m`` (non-square pixels; default: square).
+
+    ``background_windows``: ``{element: [(low, high), ...]}`` in keV, stored as Velox's
+    EDS quantification settings with manual background windows (``None``: no settings).
     """
     if ny < 1 or nx < 1 or frames < 1 or not 1 <= detectors <= 8:
         raise ValueError("ny, nx and frames must be >= 1 and detectors 1..8")
@@ -344,6 +348,8 @@ def write_velox_si(
                              chunks=(bincount, 1))
             _metadata_columns(g, [_with_binary(base_meta, name, None, pixel, ny, nx)])
         _operations(f, rng, image_id, stream_ids)
+        if background_windows is not None:
+            _quant_settings(f, rng, background_windows)
     return SyntheticSI(
         path=path, ny=ny, nx=nx, frames=frames, bincount=bincount, detectors=det_names,
         streams=[f"/Data/SpectrumStream/{s}/Data" for s in stream_ids],
@@ -353,6 +359,34 @@ def write_velox_si(
         offset_ev=offset_ev, pixel_size_m=pixel_size_m,
         haadf=f"/Data/Image/{image_id}/Data", counts=counts, drift=shifts,
     )
+
+
+def _quant_settings(f: h5py.File, rng: np.random.Generator,
+                    windows: dict[str, list[tuple[float, float]]]) -> None:
+    """``SharedProperties`` as a Velox 13 file lays them out: the EDS quantification
+    settings (elements Fe, Cu, O and those of ``windows``, by atomic number) referring to
+    a ``BackgroundCorrection`` (manual windows on) and a ``BackgroundWindows`` object,
+    here ``{"<Z>": [[low, high], ...]}`` in keV (the real files seen store it empty)."""
+    from .xray_lines import atomic_number
+
+    shared = f.create_group("SharedProperties")
+    q_id, c_id, w_id = (_uid(rng) for _ in range(3))
+    zs = sorted({atomic_number(e) for e in ("Fe", "Cu", "O", *windows)})
+    _vlen(shared.create_group("BackgroundCorrection"), c_id,
+          {"type": "None", "useManualBackgroundWindows": True})
+    _vlen(shared.create_group("BackgroundWindows"), w_id,
+          {str(atomic_number(e)): [[float(lo), float(hi)] for lo, hi in wins]
+           for e, wins in windows.items()})
+    _vlen(shared.create_group("EDSSpectrumQuantificationSettings"), q_id, {
+        "absorptionCorrection": {"density": 1, "enabled": False, "sampleThickness": 5e-08,
+                                 "useDensity": False},
+        "backgroundCorrection": f"/SharedProperties/BackgroundCorrection/{c_id}",
+        "backgroundWindows": f"/SharedProperties/BackgroundWindows/{w_id}",
+        "elementSelection": zs,
+        "elementProperties": [{"atomicShellFamily": "K", "element": z, "quantify": True}
+                              for z in zs],
+        "ionizationCrossSectionModel": "BrownPowell",
+    })
 
 
 def _check_drift(drift: Any, frames: int) -> np.ndarray | None:

@@ -584,10 +584,8 @@ class SpectrumViewer(SIOwner, PointerMixin, QWidget):
             self.set_elements([*self.elements(), el])
         kind = kind or self.map_kind.currentText()
         if kind != RAW:
-            settings = self.velox_settings.settings
-            wins = settings.background_windows.get(el) if settings is not None else None
-            bg = [*wins[0], *wins[1]] if wins and len(wins) == 2 else None
-            map_net(self, el, line, with_sigma=kind == NET_SIGMA, background_windows=bg)
+            map_net(self, el, line, with_sigma=kind == NET_SIGMA,
+                    background_windows=self.velox_settings.windows_for(f"{el}_{line}"))
             return
         self.plot.show_background([])
         self.map_window(
