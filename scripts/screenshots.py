@@ -9,7 +9,9 @@ Writes ``docs/images/loader.png``, ``docs/images/spectrum_viewer.png`` (whole wi
 (``../shared/emd-data`` or ``$NAPARI_EMD_TEST_DATA``) also the ``docs/images/view_*.png``
 of docs/what-you-see.md: real files as they first open, dropped on an empty viewer
 (``--views``: only those) and ``docs/images/region_spectra*.png`` of docs/analysis.md:
-region spectra over a real Velox SI (``--regions``: only those).
+region spectra over a real Velox SI (``--regions``: only those), and
+``docs/images/eds_*.png`` of docs/widgets.md: the EDS analysis dock on the real Test SI
+file and on a synthetic file storing background windows (``--eds``: only those).
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ def main() -> int:
     if "--regions" in sys.argv:
         region_spectra()
         return 0
+    if "--eds" in sys.argv:
+        eds_views()
+        return 0
     path = velox_si_path()
 
     viewer = napari.Viewer(title="napari-emd", show=True)
@@ -144,6 +149,7 @@ def main() -> int:
     viewer.close()
     first_views()
     region_spectra()
+    eds_views()
     return 0
 
 
@@ -200,6 +206,74 @@ def region_spectra() -> None:
     wait(300)
     save(spec, "region_spectra_difference_widget.png")
     viewer.close()
+
+
+EDS_FILE = "Test SI 16x16 215 kx.emd"
+
+
+def eds_views() -> None:
+    """docs/widgets.md: the EDS analysis dock's profile along a diagonal line and its
+    composition table (the scan and a rectangle) on the real Test SI file; then the dock
+    alone on a synthetic SI whose file stores background windows for Fe."""
+    import tempfile
+
+    import napari
+    import numpy as np
+    from napari.layers import Layer
+
+    from napari_emd.plugin.reader import reader_function
+    from napari_emd.synthetic import write_velox_si
+
+    def dock_on(path: Path) -> tuple:
+        viewer = napari.Viewer(title="napari-emd", show=True)
+        viewer.window._qt_window.resize(1560, 960)
+        for data, meta, kind in reader_function(str(path)):
+            viewer.add_layer(Layer.create(data, meta, kind))
+        from qtpy.QtCore import Qt
+
+        holder, dock = viewer.window.add_plugin_dock_widget(
+            "napari-emd-io", "EDS analysis (profiles, composition)")
+        viewer.window._qt_window.resizeDocks([holder], [430], Qt.Orientation.Horizontal)
+        wait_until(lambda: not dock.runner.busy)
+        return viewer, dock
+
+    path = Path(os.environ.get("NAPARI_EMD_TEST_DATA", "/work/shared/emd-data")) / EDS_FILE
+    if path.is_file():
+        viewer, dock = dock_on(path)
+        si = dock.si_layer
+        si.visible = False
+        ny, nx = dock.record.data.shape[-3:-1]
+        sc, tr = np.asarray(si.scale)[-2:], np.asarray(si.translate)[-2:]
+        box = np.array([[0, 0], [0, nx // 2], [ny - 1, nx // 2], [ny - 1, 0]], float)
+        viewer.add_shapes([box * sc + tr], shape_type="rectangle", name="left",
+                          edge_color="yellow", face_color="transparent",
+                          edge_width=float(sc[0]) * 0.3, units=tuple(si.units[-2:]))
+        viewer.add_shapes([np.array([[2.0, 1.0], [13.0, 14.0]]) * sc + tr],
+                          shape_type="line", name="cut", edge_color="cyan",
+                          edge_width=float(sc[0]) * 0.1, units=tuple(si.units[-2:]))
+        dock.profile.refresh_layers()
+        wait_until(lambda: not dock.runner.busy)
+        wait(800)
+        dock.profile.canvas.draw()
+        wait(300)
+        save(viewer.window._qt_window, "eds_profile.png")
+        dock.tabs.setCurrentWidget(dock.composition)
+        wait(500)
+        save(viewer.window._qt_window, "eds_composition.png")
+        viewer.close()
+    else:
+        print(f"skipped the EDS dock on {path}: not found", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        syn = Path(tmp) / "windows.emd"
+        write_velox_si(syn, ny=48, nx=64, frames=1, detectors=2, counts_per_pixel=300.0,
+                       seed=11, background_windows={"Fe": [(5.55, 5.85), (7.25, 7.55)]})
+        viewer, dock = dock_on(syn)
+        dock.set_lines("Fe, Cu, O")
+        dock.tabs.setCurrentWidget(dock.composition)
+        wait_until(lambda: not dock.runner.busy)
+        wait(800)
+        save(dock, "eds_file_windows_widget.png")
+        viewer.close()
 
 
 FIRST_VIEWS = {  # docs/what-you-see.md: file -> picture

@@ -518,3 +518,84 @@ def test_entry_points_scripts_rely_on():
                  "line_profile"):
         assert callable(getattr(ne.analysis, name)), name
         assert name in ne.analysis.__all__
+
+
+def test_line_profile_distance_with_non_square_pixels(tmp_path):
+    """Pixels 0.75 nm tall and 1 nm wide (the project's synthetic Velox writer): a
+    diagonal line over 16 rows and 9 columns is 12 nm by 9 nm, 15 nm long, not the
+    18.4 nm the x pixel size alone would give."""
+    from napari_emd.synthetic import write_velox_si
+
+    path = tmp_path / "tall.emd"
+    write_velox_si(path, ny=20, nx=12, frames=1, detectors=1, counts_per_pixel=50.0,
+                   pixel_size_m=1e-9, pixel_height_m=0.75e-9)
+    si = next(d for d in napari_emd.file_reader(str(path)) if d["data"].ndim == 3)
+    y_ax, x_ax = si["axes"][0], si["axes"][1]
+    assert (y_ax["scale"], y_ax["units"]) != (x_ax["scale"], x_ax["units"])
+    pts = [(1.0, 1.0), (17.0, 10.0)]
+    prof = line_profile(si, pts, width=1.0, lines=["Fe_Ka"])
+    assert prof.units == "nm"
+    assert prof.distance[-1] == pytest.approx(15.0)
+    np.testing.assert_allclose(np.diff(prof.distance), 1.0)  # one x pixel width a step
+    # the same with the maps and the (y, x) pixel sizes given
+    res = line_intensities(si, ["Fe_Ka"])
+    prof2 = line_profile(res, pts, width=1.0, scale=(0.75, 1.0), units="nm")
+    np.testing.assert_allclose(prof2.distance, prof.distance)
+    np.testing.assert_allclose(prof2.values["Fe_Ka"], prof.values["Fe_Ka"])
+    # square pixels of the x size (what the distance used to assume) give the longer one
+    square = line_profile(res, pts, width=1.0, scale=1.0)
+    assert square.distance[-1] == pytest.approx(np.floor(np.hypot(16, 9)))
+    with pytest.raises(ValueError, match="scale"):
+        line_profile(res, pts, scale=(0.0, 1.0))
+
+
+# --- Velox quantification settings: stored background windows -------------------------
+
+FE_WINDOWS = [(5.55, 5.85), (7.25, 7.55)]  # keV, unlike the placement rule's
+
+
+def test_stored_background_windows_layout_and_use(tmp_path):
+    """The synthetic writer stores background windows the way the real Velox 13 file
+    lays out its (empty) ones: the EDS settings refer to a BackgroundCorrection and a
+    BackgroundWindows JSON object. The pair that brackets a line is used for its net
+    counts; a NaN row keeps the placement rule for its line."""
+    from napari_emd.formats.velox.quantsettings import eds_quant_settings
+    from napari_emd.synthetic import write_velox_si
+
+    real = real_file("example_velox_EELS_EDS.emd")
+    path = tmp_path / "bg.emd"
+    write_velox_si(path, ny=8, nx=10, frames=1, detectors=1, counts_per_pixel=200.0,
+                   background_windows={"Fe": FE_WINDOWS})
+
+    def shared(p):
+        rec = next(d for d in napari_emd.read_datasets(str(p)) if "EDS" in d.signal_type)
+        return rec, rec.original_metadata["SharedProperties"]
+
+    real_rec, real_sp = shared(real)
+    rec, syn_sp = shared(path)
+    for sp in (real_sp, syn_sp):
+        node = next(iter(sp["EDSSpectrumQuantificationSettings"].values()))
+        for key, kind in (("backgroundWindows", "BackgroundWindows"),
+                          ("backgroundCorrection", "BackgroundCorrection")):
+            assert node[key].startswith(f"/SharedProperties/{kind}/")
+            assert isinstance(sp[kind][node[key].rsplit("/", 1)[1]], dict)
+        assert isinstance(next(iter(sp["BackgroundCorrection"].values()))[
+            "useManualBackgroundWindows"], bool)
+    # the real file's windows object is empty: nothing to use there
+    assert eds_quant_settings(real_rec.original_metadata).background_windows == {}
+    settings = eds_quant_settings(rec.original_metadata)
+    assert settings.manual_background_windows
+    assert settings.background_windows == {"Fe": tuple(FE_WINDOWS)}
+    assert settings.line_background("Fe_Ka") == (5.55, 5.85, 7.25, 7.55)
+    assert settings.line_background("Fe_La") is None  # no stored window below it
+    assert settings.line_background("Cu_Ka") is None
+    assert "Background windows Fe: 5.550–5.850; 7.250–7.550 keV" in settings.summary()
+    # per line: the file's windows for Fe, the rule (NaN row) for Cu
+    got = line_intensities(rec, ["Fe_Ka", "Cu_Ka"],
+                           background_windows=[settings.line_background("Fe_Ka"),
+                                               [np.nan] * 4])
+    rule = line_intensities(rec, ["Fe_Ka", "Cu_Ka"])
+    assert got["Fe_Ka"].background_windows[0][0] == pytest.approx(5.55, abs=0.01)
+    assert got["Fe_Ka"].background_windows != rule["Fe_Ka"].background_windows
+    assert got["Cu_Ka"].background_windows == rule["Cu_Ka"].background_windows
+    np.testing.assert_array_equal(got["Cu_Ka"].net, rule["Cu_Ka"].net)

@@ -207,3 +207,67 @@ def test_real_velox_si(make_napari_viewer, qtbot):
     assert rows and rows[0]["region"] == "whole scan" and rows[0]["pixels"] == 256
     assert sum(rows[0]["percent"].values()) == pytest.approx(100.0)
     assert all(s > 0 for s in rows[0]["sigma"].values())
+
+
+def test_profile_distance_with_non_square_pixels(make_napari_viewer, qtbot, tmp_path):
+    """Pixels 0.75 nm tall, 1 nm wide: a line over 16 rows and 9 columns is 15 nm long
+    (12 nm by 9 nm) on the profile's distance axis and in its caption."""
+    path = tmp_path / "tall.emd"
+    write_velox_si(path, ny=20, nx=12, frames=1, detectors=1, counts_per_pixel=50.0,
+                   pixel_size_m=1e-9, pixel_height_m=0.75e-9)
+    viewer, dock = _open(make_napari_viewer, qtbot, path)
+    si = dock.si_layer
+    dock.set_lines("Fe, Cu")
+    _settle(qtbot, dock)
+    sc = np.asarray(si.scale)[-2:]
+    tr = np.asarray(si.translate)[-2:]
+    assert sc[0] != pytest.approx(sc[1])
+    viewer.add_shapes([np.array([[1.0, 1.0], [17.0, 10.0]]) * sc + tr], shape_type="line",
+                      name="diagonal")
+    dock.profile.refresh_layers()
+    prof = dock.profile.result
+    assert prof is not None and prof.units == "nm"
+    assert prof.distance[-1] == pytest.approx(15.0)
+    assert "15 nm long" in dock.profile.info.text()
+
+
+def test_background_windows_from_the_file(make_napari_viewer, qtbot, tmp_path):
+    """A Velox file storing background windows for Fe: the dock's net counts (profile
+    and composition) use them for Fe Kα by default and say so; the rule places Cu's;
+    unticking "Background windows from the file" goes back to the rule for both."""
+    from napari_emd.formats.velox.quantsettings import eds_quant_settings
+
+    path = tmp_path / "bg.emd"
+    windows = [(5.55, 5.85), (7.25, 7.55)]
+    write_velox_si(path, ny=NY, nx=NX, frames=1, detectors=1, counts_per_pixel=300.0,
+                   seed=4, background_windows={"Fe": windows})
+    _viewer, dock = _open(make_napari_viewer, qtbot, path)
+    dock.set_lines("Fe, Cu")
+    _settle(qtbot, dock)
+    assert dock.file_bg.isVisibleTo(dock) and dock.file_bg.isChecked()
+    assert "5.550–5.850, 7.250–7.550 keV" in dock.file_bg.toolTip()
+    assert "background windows from the file for Fe_Ka" in dock.status.text()
+    si = _si(path)
+    settings = eds_quant_settings(si["original_metadata"])
+    want = line_intensities(si, ["Fe_Ka", "Cu_Ka"],
+                            background_windows=[settings.line_background("Fe_Ka"),
+                                                [np.nan] * 4])
+    rule = line_intensities(si, ["Fe_Ka", "Cu_Ka"])
+    maps = dock.maps()
+    np.testing.assert_allclose(maps["Fe_Ka"][0], want["Fe_Ka"].net)
+    np.testing.assert_allclose(maps["Cu_Ka"][0], rule["Cu_Ka"].net)
+    assert not np.allclose(maps["Fe_Ka"][0], rule["Fe_Ka"].net)
+    whole = dock.composition.rows[0]
+    assert whole["region"] == "whole scan"
+    dock.file_bg.setChecked(False)
+    _settle(qtbot, dock)
+    np.testing.assert_allclose(dock.maps()["Fe_Ka"][0], rule["Fe_Ka"].net)
+    assert "from the file" not in dock.status.text()
+    assert dock.si_layer.metadata[STATE_KEY]["file_background"] is False
+
+
+def test_no_file_windows_no_check_box(make_napari_viewer, qtbot, si_file):
+    _viewer, dock = _open(make_napari_viewer, qtbot, si_file)
+    dock.set_lines("Fe, Cu")
+    _settle(qtbot, dock)
+    assert not dock.file_bg.isVisibleTo(dock)

@@ -166,17 +166,38 @@ def test_net_count_maps_sigma_and_raw(make_napari_viewer, qtbot, si_file):
     assert raw.data.sum() > np.asarray(want.net).sum()  # background included
 
 
-def test_lazy_net_map_can_be_cancelled(make_napari_viewer, qtbot, si_file):
-    viewer, w, _si = _open(make_napari_viewer, qtbot, si_file)
-    assert w.record.is_lazy
+def test_lazy_net_map_shows_progress_and_really_cancels(make_napari_viewer, qtbot,
+                                                         tmp_path):
+    """A lazy SI of 32 row blocks (2048 x 128 pixels, 4096 channels): "Map element"
+    shows a napari progress bar counting the blocks; Cancel while it runs stops the
+    worker between blocks, before the last, and adds no map layer."""
+    from napari.utils import progress
+
+    path = tmp_path / "long.emd"
+    write_velox_si(path, ny=2048, nx=128, frames=1, detectors=1, counts_per_pixel=1.0,
+                   seed=3)
+    viewer, w, _si = _open(make_napari_viewer, qtbot, path)
+    assert w.record.is_lazy and len(w.record.data.chunks[0]) == 32
+    _settle(qtbot, w)
     n = len(viewer.layers)
     w.map_element("Fe")
-    w.cancel_btn.click() if w.cancel_btn.isEnabled() else w.map_runner.cancel()
+
+    def bar():
+        return next((p for p in list(progress._all_instances)
+                     if str(p.desc).startswith("Net counts of Fe Kα")), None)
+
+    # the bar appears with the first block done, while the worker still runs
+    qtbot.waitUntil(lambda: bar() is not None, timeout=60_000)
+    shown = bar()
+    assert shown.total == 32 and 1 <= shown.n < 32
+    assert w.map_runner.threaded_busy and w.cancel_btn.isEnabled()
+    w.cancel_btn.click()
     _settle(qtbot, w)
-    # either cancelled (no new layer, status says so) or it finished first
-    assert len(viewer.layers) in (n, n + 1)
-    if len(viewer.layers) == n:
-        assert "Cancelled" in w.status.text()
+    assert len(viewer.layers) == n  # no map layer
+    assert "Cancelled" in w.status.text()
+    assert shown.n < 32  # stopped between blocks, before the last
+    assert bar() is None  # the bar is gone
+    assert not w.map_runner.busy and not w.cancel_btn.isEnabled()
 
 
 def test_si_layer_change_and_pruned_file(make_napari_viewer, qtbot, tmp_path):
@@ -235,3 +256,30 @@ def test_velox_quantification_settings(name, elements, make_napari_viewer, qtbot
 def test_no_settings_in_a_synthetic_file(make_napari_viewer, qtbot, si_file):
     _viewer, w, _si = _open(make_napari_viewer, qtbot, si_file)
     assert w.velox_settings.isHidden() and w.velox_settings.settings is None
+
+
+def test_map_element_uses_the_files_background_windows(make_napari_viewer, qtbot,
+                                                       tmp_path):
+    """A file storing background windows for Fe: "Map element" subtracts the background
+    of those windows by default (status and plot say so), the placement rule once the
+    check box is off."""
+    path = tmp_path / "bg.emd"
+    write_velox_si(path, ny=NY, nx=NX, frames=1, detectors=1, counts_per_pixel=200.0,
+                   seed=6, background_windows={"Fe": [(5.55, 5.85), (7.25, 7.55)]})
+    _viewer, w, _si = _open(make_napari_viewer, qtbot, path)
+    box = w.velox_settings
+    assert not box.isHidden() and box.use_windows.isVisibleTo(w) and box.use_windows.isChecked()
+    with qtbot.waitSignal(w.map_ready, timeout=60_000) as blocker:
+        w.map_element("Fe")
+    backs = layer_info(blocker.args[0]).derived.background
+    assert backs[0][0] == pytest.approx(5.55, abs=0.01)
+    assert backs[1][1] == pytest.approx(7.55, abs=0.01)
+    assert "background windows from the file" in w.status.text()
+    want = line_intensities(w.record, ["Fe_Ka"],
+                            background_windows=[(5.55, 5.85, 7.25, 7.55)])["Fe_Ka"]
+    np.testing.assert_allclose(blocker.args[0].data, want.net)
+    box.use_windows.setChecked(False)
+    with qtbot.waitSignal(w.map_ready, timeout=60_000) as blocker:
+        w.map_element("Fe")
+    assert layer_info(blocker.args[0]).derived.background[0][0] > 5.9
+    assert "from the file" not in w.status.text()

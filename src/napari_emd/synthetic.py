@@ -223,6 +223,8 @@ def write_velox_si(
     keep_counts: bool = False,
     block_pixels: int = 1 << 16,
     drift: Any = None,
+    pixel_height_m: float | None = None,
+    background_windows: dict[str, list[tuple[float, float]]] | None = None,
 ) -> SyntheticSI:
     """Write a synthetic Velox EDS spectrum image to ``path`` and describe it.
 
@@ -236,6 +238,12 @@ def write_velox_si(
     x + dx)`` in frame ``f``), in the events and the HAADF alike. The specimen is made
     larger than the scan, so drifted frames see more specimen at their edges, not a
     wrapped copy. ``None`` (default) writes exactly the file it always did.
+
+    ``pixel_height_m``: the pixels' height when it differs from their width
+    ``pixel_size_m`` (non-square pixels; default: square).
+
+    ``background_windows``: ``{element: [(low, high), ...]}`` in keV, stored as Velox's
+    EDS quantification settings with manual background windows (``None``: no settings).
     """
     if ny < 1 or nx < 1 or frames < 1 or not 1 <= detectors <= 8:
         raise ValueError("ny, nx and frames must be >= 1 and detectors 1..8")
@@ -267,7 +275,8 @@ def write_velox_si(
     counts = np.zeros((detectors, frames, ny, nx, bincount), np.int64) if keep_counts else None
 
     frame_time = 1.0e-5 * npix
-    base_meta = _base_metadata(ny, nx, frame_time, pixel_size_m, det_names, dispersion_ev,
+    pixel = (pixel_size_m if pixel_height_m is None else float(pixel_height_m), pixel_size_m)
+    base_meta = _base_metadata(ny, nx, frame_time, pixel, det_names, dispersion_ev,
                                offset_ev, seed)
 
     with h5py.File(path, "w") as f:
@@ -281,12 +290,12 @@ def write_velox_si(
         haadf = haadf + rng.normal(0, 150, (ny, nx, frames))
         img.create_dataset("Data", data=np.clip(haadf, 0, 65535).astype(np.uint16),
                            chunks=(ny, nx, 1))
-        _metadata_columns(img, [_with_binary(base_meta, "HAADF", 4, pixel_size_m, ny, nx,
+        _metadata_columns(img, [_with_binary(base_meta, "HAADF", 4, pixel, ny, nx,
                                              frame=k, frame_time=frame_time)
                                 for k in range(frames)])
         # spectrum image settings + metadata (the SI's scan)
         si = data.create_group("SpectrumImage").create_group(si_id)
-        _metadata_columns(si, [_with_binary(base_meta, det_names[0], None, pixel_size_m, ny,
+        _metadata_columns(si, [_with_binary(base_meta, det_names[0], None, pixel, ny,
                                             nx)])
         _vlen(si, "SpectrumImageSettings", {"endFramePosition": str(frames)})
         # the streams
@@ -328,7 +337,7 @@ def write_velox_si(
                 "Size": str(npix), "RasterScanDefinition": {"Width": str(nx),
                                                             "Height": str(ny)},
             })
-            _metadata_columns(g, [_with_binary(base_meta, name, None, pixel_size_m, ny, nx,
+            _metadata_columns(g, [_with_binary(base_meta, name, None, pixel, ny, nx,
                                                frame=k, frame_time=frame_time)
                                   for k in range(frames)])
         # summed spectra per detector
@@ -337,8 +346,10 @@ def write_velox_si(
             g = spg.create_group(spectrum_ids[d])
             g.create_dataset("Data", data=spectra[d].astype(np.uint32)[:, None],
                              chunks=(bincount, 1))
-            _metadata_columns(g, [_with_binary(base_meta, name, None, pixel_size_m, ny, nx)])
+            _metadata_columns(g, [_with_binary(base_meta, name, None, pixel, ny, nx)])
         _operations(f, rng, image_id, stream_ids)
+        if background_windows is not None:
+            _quant_settings(f, rng, background_windows)
     return SyntheticSI(
         path=path, ny=ny, nx=nx, frames=frames, bincount=bincount, detectors=det_names,
         streams=[f"/Data/SpectrumStream/{s}/Data" for s in stream_ids],
@@ -348,6 +359,34 @@ def write_velox_si(
         offset_ev=offset_ev, pixel_size_m=pixel_size_m,
         haadf=f"/Data/Image/{image_id}/Data", counts=counts, drift=shifts,
     )
+
+
+def _quant_settings(f: h5py.File, rng: np.random.Generator,
+                    windows: dict[str, list[tuple[float, float]]]) -> None:
+    """``SharedProperties`` as a Velox 13 file lays them out: the EDS quantification
+    settings (elements Fe, Cu, O and those of ``windows``, by atomic number) referring to
+    a ``BackgroundCorrection`` (manual windows on) and a ``BackgroundWindows`` object,
+    here ``{"<Z>": [[low, high], ...]}`` in keV (the real files seen store it empty)."""
+    from .xray_lines import atomic_number
+
+    shared = f.create_group("SharedProperties")
+    q_id, c_id, w_id = (_uid(rng) for _ in range(3))
+    zs = sorted({atomic_number(e) for e in ("Fe", "Cu", "O", *windows)})
+    _vlen(shared.create_group("BackgroundCorrection"), c_id,
+          {"type": "None", "useManualBackgroundWindows": True})
+    _vlen(shared.create_group("BackgroundWindows"), w_id,
+          {str(atomic_number(e)): [[float(lo), float(hi)] for lo, hi in wins]
+           for e, wins in windows.items()})
+    _vlen(shared.create_group("EDSSpectrumQuantificationSettings"), q_id, {
+        "absorptionCorrection": {"density": 1, "enabled": False, "sampleThickness": 5e-08,
+                                 "useDensity": False},
+        "backgroundCorrection": f"/SharedProperties/BackgroundCorrection/{c_id}",
+        "backgroundWindows": f"/SharedProperties/BackgroundWindows/{w_id}",
+        "elementSelection": zs,
+        "elementProperties": [{"atomicShellFamily": "K", "element": z, "quantify": True}
+                              for z in zs],
+        "ionizationCrossSectionModel": "BrownPowell",
+    })
 
 
 def _check_drift(drift: Any, frames: int) -> np.ndarray | None:
@@ -361,7 +400,8 @@ def _check_drift(drift: Any, frames: int) -> np.ndarray | None:
     return arr.astype(np.int64)
 
 
-def _base_metadata(ny: int, nx: int, frame_time: float, pixel: float, dets: list[str],
+def _base_metadata(ny: int, nx: int, frame_time: float, pixel: tuple[float, float],
+                   dets: list[str],
                    dispersion_ev: float, offset_ev: float, seed: int) -> dict[str, Any]:
     detectors: dict[str, Any] = {
         "Detector-0": {"DetectorName": "BF", "DetectorType": "ScanningDetector",
@@ -394,7 +434,8 @@ def _base_metadata(ny: int, nx: int, frame_time: float, pixel: float, dets: list
         "Acquisition": {"AcquisitionStartDatetime": {"DateTime": str(1521151935 + seed)},
                         "BeamType": "", "SourceType": "XFEG"},
         "Optics": {"AccelerationVoltage": "200000", "SpotIndex": "3",
-                   "FullScanFieldOfView": {"x": repr(pixel * nx), "y": repr(pixel * ny)},
+                   "FullScanFieldOfView": {"x": repr(pixel[1] * nx),
+                                           "y": repr(pixel[0] * ny)},
                    "ProbeMode": "1", "OperatingMode": "2", "CameraLength": "0.098",
                    "BeamConvergence": "0.0105"},
         "EnergyFilter": {"EntranceApertureType": ""},
@@ -415,7 +456,8 @@ def _base_metadata(ny: int, nx: int, frame_time: float, pixel: float, dets: list
     }
 
 
-def _with_binary(base: dict[str, Any], detector: str, index: int | None, pixel: float,
+def _with_binary(base: dict[str, Any], detector: str, index: int | None,
+                 pixel: tuple[float, float],
                  ny: int, nx: int, frame: int = 0, frame_time: float = 0.0) -> dict[str, Any]:
     meta = json.loads(json.dumps(base))
     br: dict[str, Any] = {"AcquisitionUnit": "", "CompositionType": ""}
@@ -423,9 +465,9 @@ def _with_binary(base: dict[str, Any], detector: str, index: int | None, pixel: 
         br["DetectorIndex"] = str(index)
     br.update({
         "Detector": detector,
-        "PixelSize": {"width": repr(pixel), "height": repr(pixel)},
+        "PixelSize": {"width": repr(pixel[1]), "height": repr(pixel[0])},
         "PixelUnitX": "m", "PixelUnitY": "m",
-        "Offset": {"x": repr(-pixel * nx / 2), "y": repr(-pixel * ny / 2)},
+        "Offset": {"x": repr(-pixel[1] * nx / 2), "y": repr(-pixel[0] * ny / 2)},
         "Encoding": "",
     })
     meta["BinaryResult"] = br

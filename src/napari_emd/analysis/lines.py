@@ -155,7 +155,7 @@ def _plan(sig: SignalView, names: Sequence[str], window_width: float,
                           what=f"{name}'s integration window")
         bg = None
         if background:
-            if background_windows is not None:
+            if background_windows is not None and np.all(np.isfinite(bw[i])):
                 lo1, hi1, lo2, hi2 = bw[i]
             else:
                 c1, c2 = e - pos[0] * fwhm, e + pos[1] * fwhm
@@ -269,7 +269,8 @@ def line_intensities(
     plain window sums (``net == gross``, ``sigma = sqrt(gross)``).
     ``background_windows``: explicit ``(low1, high1, low2, high2)`` per line in the
     signal's energy unit, overriding the placement rule (``background_position`` FWHMs
-    from the line, ``background_width`` FWHMs wide). ``windows``: explicit integration
+    from the line, ``background_width`` FWHMs wide); a row of NaN keeps the rule for
+    its line. ``windows``: explicit integration
     windows ``(low, high)`` per line, overriding ``window_width``. A window covers the
     channels whose centres lie inside it (at least one).
 

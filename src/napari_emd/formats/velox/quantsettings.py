@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ... import xray_lines
 from .calibration import elements_from_selection
 from .jsontree import get
 
@@ -29,7 +30,8 @@ class EDSQuantSettings:
     (``"K"``, ``"L"``...) Velox quantifies per selected element, when stated.
     ``quantify``: the selected elements Velox quantifies (others are only identified).
     ``background_windows``: manual windows ``(low, high)`` in keV per element, when the
-    file stores usable ones (Velox files seen so far store none)."""
+    file stores usable ones (the Velox files seen so far store an empty
+    ``BackgroundWindows`` object); :meth:`line_background` gives a line's pair."""
 
     elements: tuple[str, ...]
     shells: dict[str, str] = field(default_factory=dict)
@@ -40,6 +42,25 @@ class EDSQuantSettings:
     manual_background_windows: bool = False
     background_windows: dict[str, tuple[tuple[float, float], ...]] = field(
         default_factory=dict)
+
+    def line_background(self, line: str) -> tuple[float, float, float, float] | None:
+        """The file's background windows of ``line`` (``"Fe_Ka"``) as ``(low1, high1,
+        low2, high2)`` keV: of its element's stored windows, the nearest wholly below the
+        line's energy and the nearest wholly above it; ``None`` without such a pair."""
+        el, _, name = line.partition("_")
+        wins = self.background_windows.get(el)
+        if not wins or xray_lines.unknown_elements([el]):
+            return None
+        energy = xray_lines.lines(el).get(name, (None, 0.0))[0]
+        if energy is None:
+            return None
+        below = [w for w in wins if w[1] <= energy]
+        above = [w for w in wins if w[0] >= energy]
+        if not below or not above:
+            return None
+        lo = max(below, key=lambda w: w[1])
+        hi = min(above, key=lambda w: w[0])
+        return lo[0], lo[1], hi[0], hi[1]
 
     def summary(self) -> str:
         """The settings as a few lines of text, for a tooltip or a text box."""

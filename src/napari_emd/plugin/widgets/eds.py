@@ -11,13 +11,12 @@ session gives them back. The tabs are :mod:`.profile` and :mod:`.composition`.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
-    QComboBox,
+    QCheckBox,
     QFormLayout,
     QLabel,
     QLineEdit,
@@ -28,9 +27,9 @@ from qtpy.QtWidgets import (
 
 from ... import xray_lines
 from ...analysis import line_intensities
-from .. import compat
-from ..layer_meta import is_si_layer, si_record
+from ...formats.velox.quantsettings import eds_quant_settings
 from .runner import LatestRunner
+from .si_chooser import SIChooser, SIOwner
 
 #: The key of the analysis settings in a spectrum-image layer's metadata.
 STATE_KEY = "eds_analysis"
@@ -88,7 +87,7 @@ def velox_quant_settings(rec: Any) -> str:
     return ""
 
 
-class EDSAnalysis(QWidget):
+class EDSAnalysis(SIOwner, QWidget):
     """Dock widget: profiles along line/path shapes and the composition table of the
     whole scan and each region, for the chosen lines of one spectrum-image layer."""
 
@@ -99,8 +98,7 @@ class EDSAnalysis(QWidget):
         super().__init__()
         self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self.runner = LatestRunner(self._on_error)
-        self._si_list: list[Any] = []
-        self._maps: tuple[Any, tuple[str, ...], dict[str, Any]] | None = None
+        self._maps: tuple[Any, Any, dict[str, Any]] | None = None
         self._restoring = False
 
         from .composition import CompositionPanel
@@ -108,8 +106,7 @@ class EDSAnalysis(QWidget):
 
         layout = QVBoxLayout(self)
         form = QFormLayout()
-        self.layer_combo = QComboBox()
-        self.layer_combo.setToolTip("Spectrum-image layer to analyse")
+        self.layer_combo = SIChooser(self.viewer, "Spectrum-image layer to analyse", 6)
         form.addRow("SI layer", self.layer_combo)
         self.lines_edit = QLineEdit()
         self.lines_edit.setPlaceholderText("lines, e.g. Fe, Cu_Ka, O")
@@ -120,6 +117,11 @@ class EDSAnalysis(QWidget):
         self.lines_edit.editingFinished.connect(self._lines_typed)
         form.addRow("Lines", self.lines_edit)
         layout.addLayout(form)
+        self.file_bg = QCheckBox("Background windows from the file")
+        self.file_bg.setChecked(True)
+        self.file_bg.setVisible(False)  # shown when the file stores windows of a line
+        self.file_bg.toggled.connect(self._file_bg_toggled)
+        layout.addWidget(self.file_bg)
         self.tabs = QTabWidget()
         self.profile = ProfilePanel(self)
         self.composition = CompositionPanel(self)
@@ -129,56 +131,14 @@ class EDSAnalysis(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
-        self.layer_combo.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.layer_combo.setMinimumContentsLength(6)
         self.layer_combo.currentIndexChanged.connect(self._si_layer_changed)
-
-        layers = self.viewer.layers
-        self._connections = [
-            (layers.events.inserted, self._refresh_layers),
-            (layers.events.removed, self._refresh_layers),
-            (compat.layers_renamed(layers), self._refresh_layers),
-        ]
-        for signal, slot in self._connections:
-            signal.connect(slot)
-        self.destroyed.connect(self._disconnect)
+        self.layer_combo.layers_changed.connect(self._refresh_layers)
         self._refresh_layers()
 
-    def _disconnect(self, *_: Any) -> None:
-        for signal, slot in self._connections:
-            with contextlib.suppress(TypeError, ValueError, RuntimeError):
-                signal.disconnect(slot)
-
     # ---- the spectrum-image layer -------------------------------------------------------
-    @property
-    def si_layer(self) -> Any:
-        i = self.layer_combo.currentIndex()
-        if 0 <= i < len(self._si_list) and any(
-                lyr is self._si_list[i] for lyr in self.viewer.layers):
-            return self._si_list[i]
-        return None
-
-    @property
-    def record(self) -> Any:
-        layer = self.si_layer
-        return si_record(layer) if layer is not None else None
-
-    def set_si_layer(self, layer: Any) -> None:
-        i = next((k for k, lyr in enumerate(self._si_list) if lyr is layer), -1)
-        if i >= 0:
-            self.layer_combo.setCurrentIndex(i)
-
     def _refresh_layers(self, event: Any = None) -> None:
         cur = self.si_layer
-        self.layer_combo.blockSignals(True)
-        self.layer_combo.clear()
-        self._si_list = [lyr for lyr in self.viewer.layers if is_si_layer(lyr)]
-        self.layer_combo.addItems([lyr.name for lyr in self._si_list])
-        keep = next((k for k, lyr in enumerate(self._si_list) if lyr is cur), 0)
-        if self._si_list:
-            self.layer_combo.setCurrentIndex(keep)
-        self.layer_combo.blockSignals(False)
+        self.layer_combo.refresh(cur)
         if self.si_layer is not cur:
             self._si_layer_changed()
         self.profile.refresh_layers()
@@ -193,6 +153,10 @@ class EDSAnalysis(QWidget):
         state = (layer.metadata or {}).get(STATE_KEY)
         self._restoring = True
         try:
+            self.file_bg.blockSignals(True)
+            self.file_bg.setChecked(not isinstance(state, dict)
+                                    or bool(state.get("file_background", True)))
+            self.file_bg.blockSignals(False)
             if isinstance(state, dict) and state.get("lines"):
                 self.lines_edit.setText(", ".join(str(s) for s in state["lines"]))
                 self.composition.restore(state)
@@ -250,8 +214,24 @@ class EDSAnalysis(QWidget):
             lines = self.lines()
         except ValueError:
             return
-        state = {"lines": lines, **self.composition.state(), **self.profile.state()}
+        state = {"lines": lines, "file_background": self.file_bg.isChecked(),
+                 **self.composition.state(), **self.profile.state()}
         layer.metadata = {**(layer.metadata or {}), STATE_KEY: state}
+
+    def file_windows(self, lines: list[str]) -> dict[str, tuple[float, ...]]:
+        """``{line: (low1, high1, low2, high2)}`` keV: the background windows the SI's
+        Velox file stores for each of ``lines`` that has a pair (see
+        :meth:`~napari_emd.formats.velox.quantsettings.EDSQuantSettings.line_background`)."""
+        rec = self.record
+        settings = eds_quant_settings(getattr(rec, "original_metadata", None))
+        if settings is None:
+            return {}
+        found = {ln: settings.line_background(ln) for ln in lines}
+        return {ln: w for ln, w in found.items() if w is not None}
+
+    def _file_bg_toggled(self, *_: Any) -> None:
+        self.save_state()
+        self.recompute()
 
     # ---- net-count maps -----------------------------------------------------------------
     def recompute(self) -> None:
@@ -263,17 +243,26 @@ class EDSAnalysis(QWidget):
         except ValueError as err:
             self._on_error(err)
             return
+        stored = self.file_windows(list(lines)) if rec is not None else {}
+        self.file_bg.setVisible(bool(stored))
+        self.file_bg.setToolTip("Net counts with the background windows the Velox file "
+                                "stores (else placed 2 FWHM either side of the line): " +
+                                "; ".join(f"{ln} {w[0]:.3f}–{w[1]:.3f}, {w[2]:.3f}–"
+                                          f"{w[3]:.3f} keV" for ln, w in stored.items()))
+        if not self.file_bg.isChecked():
+            stored = {}
         if rec is None or not lines:
             self.profile.redraw()
             self.composition.redraw()
             return
-        if self._maps is not None and self._maps[0] is rec.data and self._maps[1] == lines:
+        key = (lines, tuple(stored.items()))
+        if self._maps is not None and self._maps[0] is rec.data and self._maps[1] == key:
             self.maps_ready.emit()
             return
         self.status.setText(f"Computing net counts of {', '.join(lines)}…")
 
         def compute() -> tuple[dict[str, Any], str]:
-            return _net_maps(rec, list(lines))
+            return _net_maps(rec, list(lines), stored)
 
         def done(result: tuple[dict[str, Any], str]) -> None:
             try:
@@ -282,8 +271,10 @@ class EDSAnalysis(QWidget):
             except RuntimeError:  # the viewer (its widgets) closed while computing
                 return
             maps, note = result
-            self._maps = (rec.data, lines, maps)
-            self.status.setText(f"Net counts of {', '.join(lines)}" + (
+            self._maps = (rec.data, key, maps)
+            from_file = (f"; background windows from the file for {', '.join(stored)}"
+                         if stored else "")
+            self.status.setText(f"Net counts of {', '.join(lines)}{from_file}" + (
                 f". {note}" if note else ""))
             self.maps_ready.emit()
 
@@ -305,13 +296,20 @@ class EDSAnalysis(QWidget):
         show_error(msg)
 
 
-def _net_maps(rec: Any, lines: list[str]) -> tuple[dict[str, Any], str]:
-    """Net counts and sigmas of ``lines`` on the ``(y, x)`` grid (frames summed)."""
+def _net_maps(rec: Any, lines: list[str], file_windows: dict[str, tuple[float, ...]]
+              ) -> tuple[dict[str, Any], str]:
+    """Net counts and sigmas of ``lines`` on the ``(y, x)`` grid (frames summed), with
+    the background windows ``file_windows`` (keV) for the lines it names."""
     import warnings
 
+    bg = None
+    if file_windows:  # keV -> the record's energy unit; NaN: the placement rule
+        per_kev = 1e3 if (rec.axes[-1].units or "") == "eV" else 1.0
+        bg = [np.asarray(file_windows.get(ln, (np.nan,) * 4), dtype=float) * per_kev
+              for ln in lines]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = line_intensities(rec, lines, compute=True)
+        res = line_intensities(rec, lines, compute=True, background_windows=bg)
     out: dict[str, Any] = {}
     ny, nx = rec.data.shape[-3], rec.data.shape[-2]
     for line, r in res.items():

@@ -5,7 +5,6 @@ distance in the scan's units. It follows the shape as it is edited."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
 from typing import Any
@@ -26,7 +25,9 @@ from qtpy.QtWidgets import (
 )
 
 from ...analysis import Profile, line_profile
+from ...units import convert_length
 from ..look import MAP_COLORMAPS
+from .si_chooser import FollowedLayer, layer_names, relist
 from .spectrum_plot import line_label
 
 PROFILE_TYPES = ("line", "path")
@@ -72,7 +73,8 @@ class ProfilePanel(QWidget):
         super().__init__()
         self.dock = dock
         self.result: Profile | None = None
-        self._shapes: Any = None
+        self._followed = FollowedLayer({"data": self.redraw,
+                                        "highlight": self._selection_changed})
         layout = QVBoxLayout(self)
         form = QFormLayout()
         self.shapes_combo = QComboBox()
@@ -106,7 +108,7 @@ class ProfilePanel(QWidget):
         row.addWidget(export)
         layout.addLayout(row)
         dock.maps_ready.connect(self.redraw)
-        self.destroyed.connect(self._disconnect_shapes)
+        self.destroyed.connect(self._followed.drop)
 
     # ---- settings kept with the session --------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -128,43 +130,25 @@ class ProfilePanel(QWidget):
         from napari.layers import Shapes
 
         cur = self.shapes_combo.currentText()
-        names = [lyr.name for lyr in self.dock.viewer.layers if isinstance(lyr, Shapes)]
-        self.shapes_combo.blockSignals(True)
-        self.shapes_combo.clear()
-        self.shapes_combo.addItems(names)
+        names = layer_names(self.dock.viewer, Shapes)
         with_line = [n for n in names if any(
             t in PROFILE_TYPES for t in self._layer(n).shape_type)]
-        if cur in with_line or (cur in names and not with_line):
-            self.shapes_combo.setCurrentText(cur)
-        elif with_line:  # a layer holding a line or path, the newest
-            self.shapes_combo.setCurrentText(with_line[-1])
-        self.shapes_combo.blockSignals(False)
+        keep = cur in with_line or (cur in names and not with_line)
+        # else a layer holding a line or path, the newest
+        relist(self.shapes_combo, names, cur if keep else (with_line or [None])[-1])
         self._shapes_changed()
 
     def _layer(self, name: str) -> Any:
         return next((lyr for lyr in self.dock.viewer.layers if lyr.name == name), None)
 
-    def _shapes_changed(self, *_: Any) -> None:
-        layer = self._layer(self.shapes_combo.currentText())
-        if layer is self._shapes:
-            return
-        self._disconnect_shapes()
-        self._shapes = layer
-        if layer is not None:
-            layer.events.data.connect(self.redraw)
-            if hasattr(layer.events, "highlight"):
-                layer.events.highlight.connect(self._selection_changed)
-        self.redraw()
+    @property
+    def _shapes(self) -> Any:
+        """The Shapes layer followed."""
+        return self._followed.layer
 
-    def _disconnect_shapes(self, *_: Any) -> None:
-        if self._shapes is None:
-            return
-        for ev, slot in ((self._shapes.events.data, self.redraw),
-                         (getattr(self._shapes.events, "highlight", None),
-                          self._selection_changed)):
-            with contextlib.suppress(TypeError, ValueError, RuntimeError):
-                ev.disconnect(slot)
-        self._shapes = None
+    def _shapes_changed(self, *_: Any) -> None:
+        if self._followed.follow(self._layer(self.shapes_combo.currentText())):
+            self.redraw()
 
     def _selection_changed(self, *_: Any) -> None:
         if self._shapes is not None and self._shapes.selected_data:
@@ -200,12 +184,14 @@ class ProfilePanel(QWidget):
             return
         index, verts = shape
         pts = si_pixel_points(self._shapes, si, verts)
-        x_axis = rec.axes[-2]
+        y_axis, x_axis = rec.axes[-3], rec.axes[-2]
         lines = [ln for ln in maps if ln in dock.lines()]
         try:
+            sy = float(y_axis.scale) if (y_axis.units or "") == (x_axis.units or "") else \
+                convert_length(float(y_axis.scale), y_axis.units or "", x_axis.units or "")
             prof = line_profile({ln: _Map(*maps[ln]) for ln in lines}, pts,
                                 width=float(self.width_spin.value()),
-                                scale=float(x_axis.scale), units=x_axis.units or "px")
+                                scale=(sy, float(x_axis.scale)), units=x_axis.units or "px")
         except ValueError as err:
             self.info.setText(str(err))
             self.canvas.draw_idle()

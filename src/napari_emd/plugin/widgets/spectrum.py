@@ -46,17 +46,11 @@ from ...spectra import (
     window_map,
     write_spectrum_csv,
 )
-from .. import compat, view
-from ..layer_meta import (
-    KEY,
-    EMDLayerInfo,
-    file_spectra,
-    is_si_layer,
-    si_record,
-    source_file,
-)
+from .. import view
+from ..layer_meta import KEY, EMDLayerInfo, file_spectra, is_si_layer, source_file
 from .docking import scroll_when_docked
 from .runner import LatestRunner, cancel_button
+from .si_chooser import FollowedLayer, SIChooser, SIOwner, layer_names, relist
 from .spectrum_maps import Window, show_map
 from .spectrum_netmap import NET_SIGMA, RAW, kind_combo, map_net
 from .spectrum_plot import SpectrumPlot, line_label
@@ -70,15 +64,15 @@ MODES = (MOUSE, CLICK, REGION, REGIONS, MAP)
 FILE_PREFIX = "file spectrum: "
 
 
-def _is_region_layer(layer: Any) -> bool:
+def _region_types() -> tuple[type, ...]:
     from napari.layers import Labels, Shapes
 
-    return isinstance(layer, (Shapes, Labels))
+    return Shapes, Labels
 
 
 def _disconnector(viewer: Any, connections: list[tuple[Any, Any]], drag: Any) -> Any:
     """A slot for ``destroyed`` that unhooks a widget from the viewer, so a closed dock
-    widget no longer reacts to the mouse or the layer list."""
+    widget no longer reacts to the mouse or the selection."""
 
     def disconnect(*_: Any) -> None:
         for signal, slot in connections:
@@ -90,7 +84,7 @@ def _disconnector(viewer: Any, connections: list[tuple[Any, Any]], drag: Any) ->
     return disconnect
 
 
-class SpectrumViewer(PointerMixin, QWidget):
+class SpectrumViewer(SIOwner, PointerMixin, QWidget):
     """Dock widget: spectra of the selected spectrum-image layer, energy-window and
     element maps, X-ray line markers, CSV export."""
 
@@ -110,14 +104,14 @@ class SpectrumViewer(PointerMixin, QWidget):
         self.clicked: tuple[int, ...] | None = None
         self._hover: tuple[int, ...] | None = None
         self._sum_cache: dict[str, tuple[Any, np.ndarray]] = {}
-        self._region_layer: Any = None
+        self._region = FollowedLayer(dict.fromkeys(("data", "paint", "selected_label"),
+                                                   self._region_edited))
         self._elements_edited = False
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)  # every pixel of a laptop's dock counts
         form = QFormLayout()
-        self.layer_combo = QComboBox()
-        self.layer_combo.setToolTip("Spectrum-image layer the spectra come from")
+        self.layer_combo = SIChooser(self.viewer, "Spectrum-image layer the spectra come from")
         form.addRow("SI layer", self.layer_combo)
         self.mode_combo = QComboBox()
         form.addRow("Spectrum", self.mode_combo)
@@ -205,24 +199,19 @@ class SpectrumViewer(PointerMixin, QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
-        for combo in (self.layer_combo, self.mode_combo, self.region_combo,
+        for combo in (self.mode_combo, self.region_combo,
                       self.element_combo, self.scale_combo, self.map_kind):
             # long layer and file names must not widen the dock (and squeeze the canvas)
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(4)
 
-        self._si_list: list[Any] = []  # the SI layers listed in layer_combo, in order
         self.layer_combo.currentIndexChanged.connect(self._si_layer_changed)
+        self.layer_combo.layers_changed.connect(self._refresh_layers)
         self.mode_combo.currentIndexChanged.connect(self._mode_changed)
         self.region_combo.currentIndexChanged.connect(self._region_changed)
-        layers = self.viewer.layers
         connections = [
-            (layers.events.inserted, self._refresh_layers),
-            (layers.events.removed, self._refresh_layers),
-            (layers.events.reordered, self._refresh_layers),
-            (compat.layers_renamed(layers), self._refresh_layers),
-            (layers.selection.events.active, self._active_changed),
+            (self.viewer.layers.selection.events.active, self._active_changed),
             (self.viewer.cursor.events.position, self._cursor_moved),
             (self.viewer.dims.events.current_step, self._slider_moved),
             (self.viewer.dims.events.current_step, self._update_marker),
@@ -232,6 +221,7 @@ class SpectrumViewer(PointerMixin, QWidget):
         self.viewer.mouse_drag_callbacks.append(self._mouse_pressed)
         self.destroyed.connect(_disconnector(self.viewer, connections, self._mouse_pressed))
         self.destroyed.connect(self.regions.unwatch)
+        self.destroyed.connect(self._region.drop)
         # the files without an image come and go (view.Presenter.close_files)
         view.install(self.viewer).listeners.append(weakref.WeakMethod(self._refresh_layers))
         self._refresh_layers()
@@ -267,30 +257,6 @@ class SpectrumViewer(PointerMixin, QWidget):
             self.status.setText(title)
 
     # ---- layers ------------------------------------------------------------------------
-    def si_layers(self) -> list[Any]:
-        return [lyr for lyr in self.viewer.layers if is_si_layer(lyr)]
-
-    @property
-    def si_layer(self) -> Any:
-        # by object, not by name: a renamed layer stays the chosen one
-        i = self.layer_combo.currentIndex()
-        if 0 <= i < len(self._si_list):
-            layer = self._si_list[i]
-            if any(lyr is layer for lyr in self.viewer.layers):
-                return layer
-        return None
-
-    @property
-    def record(self) -> Dataset | None:
-        layer = self.si_layer
-        return si_record(layer) if layer is not None else None
-
-    def set_si_layer(self, layer: Any) -> None:
-        """Show spectra of ``layer`` (a napari-emd spectrum-image layer)."""
-        i = next((k for k, lyr in enumerate(self._si_list) if lyr is layer), -1)
-        if i >= 0:
-            self.layer_combo.setCurrentIndex(i)
-
     def _refresh_layers(self, event: Any = None) -> None:
         cur = self.si_layer
         new = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" \
@@ -298,16 +264,9 @@ class SpectrumViewer(PointerMixin, QWidget):
         if new is not None and is_si_layer(new) and (
                 cur is None or source_file(new) != source_file(cur)):
             cur = new  # another file's spectrum image came: its spectra are wanted now
-        self.layer_combo.blockSignals(True)
-        self.layer_combo.clear()
-        self._si_list = self.si_layers()
-        names = [lyr.name for lyr in self._si_list]
-        self.layer_combo.addItems(names)
-        keep = next((k for k, lyr in enumerate(self._si_list) if lyr is cur), -1)
-        if keep >= 0:
-            self.layer_combo.setCurrentIndex(keep)
-        self.layer_combo.blockSignals(False)
-        if cur is not None and keep < 0:
+        kept = self.layer_combo.refresh(cur)
+        names = self.layer_combo.listed
+        if cur is not None and not kept:
             self._si_layer_changed()  # the shown SI layer is gone
 
         mode = self.mode_combo.currentText()
@@ -326,16 +285,8 @@ class SpectrumViewer(PointerMixin, QWidget):
             self.mode_combo.setCurrentText(next(iter(self._spectra)))
         self.mode_combo.blockSignals(False)
 
-        reg = self.region_combo.currentText()
-        self.region_combo.blockSignals(True)
-        self.region_combo.clear()
-        regions = [
-            lyr.name for lyr in self.viewer.layers if _is_region_layer(lyr)
-        ]
-        self.region_combo.addItems(regions)
-        if reg in regions:
-            self.region_combo.setCurrentText(reg)
-        self.region_combo.blockSignals(False)
+        relist(self.region_combo, layer_names(self.viewer, *_region_types()),
+               self.region_combo.currentText())
         self.regions.watch()
         self._region_changed()
         if cur != self.layer_combo.currentText() or not self.spectrum_title:
@@ -347,7 +298,7 @@ class SpectrumViewer(PointerMixin, QWidget):
             return
         if is_si_layer(layer) and layer.name != self.layer_combo.currentText():
             self.set_si_layer(layer)
-        elif _is_region_layer(layer):
+        elif isinstance(layer, _region_types()):
             i = self.region_combo.findText(layer.name)
             if i >= 0:
                 self.region_combo.setCurrentIndex(i)
@@ -375,29 +326,8 @@ class SpectrumViewer(PointerMixin, QWidget):
     def _region_changed(self, *_: Any) -> None:
         name = self.region_combo.currentText()
         layer = next((lyr for lyr in self.viewer.layers if lyr.name == name), None)
-        if layer is self._region_layer:
-            return
-        self._disconnect_region()
-        self._region_layer = layer
-        if layer is not None:
-            layer.events.data.connect(self._region_edited)
-            if hasattr(layer.events, "paint"):
-                layer.events.paint.connect(self._region_edited)
-            if hasattr(layer.events, "selected_label"):
-                layer.events.selected_label.connect(self._region_edited)
-        if self.mode == REGION:
+        if self._region.follow(layer) and self.mode == REGION:
             self.update_spectrum()
-
-    def _disconnect_region(self) -> None:
-        old = self._region_layer
-        if old is None:
-            return
-        for name in ("data", "paint", "selected_label"):
-            ev = getattr(old.events, name, None)
-            if ev is not None:
-                with contextlib.suppress(TypeError, ValueError, RuntimeError):
-                    ev.disconnect(self._region_edited)
-        self._region_layer = None
 
     def _region_edited(self, event: Any = None) -> None:
         if self.mode == REGION:
@@ -451,7 +381,7 @@ class SpectrumViewer(PointerMixin, QWidget):
                 return
             n = int(mask.sum())
             self._compute(
-                f"{layer.name}: sum over {n} pixel(s) of {self._region_layer.name}",
+                f"{layer.name}: sum over {n} pixel(s) of {self._region.layer.name}",
                 lambda: region_sum(rec, mask),
                 progress=n > 4096,
             )
@@ -488,7 +418,7 @@ class SpectrumViewer(PointerMixin, QWidget):
 
     def region_mask(self) -> np.ndarray | None:
         """The ``(y, x)`` mask of the chosen Shapes/Labels layer on the SI grid."""
-        layer, rec, region = self.si_layer, self.record, self._region_layer
+        layer, rec, region = self.si_layer, self.record, self._region.layer
         if rec is None or region is None:
             return None
         ny, nx = rec.data.shape[-3], rec.data.shape[-2]
@@ -654,10 +584,8 @@ class SpectrumViewer(PointerMixin, QWidget):
             self.set_elements([*self.elements(), el])
         kind = kind or self.map_kind.currentText()
         if kind != RAW:
-            settings = self.velox_settings.settings
-            wins = settings.background_windows.get(el) if settings is not None else None
-            bg = [*wins[0], *wins[1]] if wins and len(wins) == 2 else None
-            map_net(self, el, line, with_sigma=kind == NET_SIGMA, background_windows=bg)
+            map_net(self, el, line, with_sigma=kind == NET_SIGMA,
+                    background_windows=self.velox_settings.windows_for(f"{el}_{line}"))
             return
         self.plot.show_background([])
         self.map_window(

@@ -46,7 +46,7 @@ def map_net(owner: Any, element: str, line: str, with_sigma: bool = False,
     """Map the net counts of ``element``'s ``line`` (``"Ka"``) of the owner's SI layer
     (a :class:`~.spectrum.SpectrumViewer`) as the layer ``"<SI> <El Kα>"``.
     ``background_windows``: ``(low1, high1, low2, high2)`` in keV instead of the
-    placement rule."""
+    placement rule (the file's windows; the status line says so)."""
     layer, rec = owner.si_layer, owner.record
     energy = energy_axis(rec.axes[-1], rec.signal_type)
     key = f"{element}_{line}"
@@ -89,9 +89,10 @@ def map_net(owner: Any, element: str, line: str, with_sigma: bool = False,
         owner.plot.show_window(win.lo, win.hi, energy.units)
         owner.plot.show_background(list(backs))
         text = "; ".join(f"{lo:.3f}–{hi:.3f}" for lo, hi in backs)
+        source = "background windows from the file" if bg is not None else "background"
         owner.status.setText(
             f"Map {name}: net counts in {win.e0:.3f}–{win.e1:.3f} {energy.units}, "
-            f"background from {text} {energy.units} (grey on the plot)")
+            f"{source}: {text} {energy.units} (grey on the plot)")
         owner.map_ready.emit(shown)
 
     owner.status.setText(f"Mapping the net counts of {line_label(element, line)}…")

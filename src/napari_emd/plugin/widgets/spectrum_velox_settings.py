@@ -4,7 +4,9 @@ A Velox file keeps the settings its user quantified with
 (:func:`napari_emd.formats.velox.quantsettings.eds_quant_settings`): the element
 selection pre-fills the viewer's elements (through the reader's ``Sample.elements``), and
 this box shows the rest (lines, cross-section model, absorption and background
-correction) behind a fold-out arrow, with the same text as its tooltip.
+correction) behind a fold-out arrow, with the same text as its tooltip. When the file
+stores background windows, a check box (on by default) has "Map element" use them for
+the lines they bracket.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QLabel, QToolButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from ...formats.velox.quantsettings import EDSQuantSettings, eds_quant_settings
 
@@ -38,7 +40,14 @@ class VeloxSettingsBox(QWidget):
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.text.setVisible(False)
+        self.use_windows = QCheckBox("Background windows from the file")
+        self.use_windows.setChecked(True)
+        self.use_windows.setToolTip("Net-count element maps subtract the background of "
+                                    "the windows the file stores for the line (else two "
+                                    "windows placed 2 FWHM either side of it)")
+        self.use_windows.setVisible(False)
         layout.addWidget(self.toggle)
+        layout.addWidget(self.use_windows)
         layout.addWidget(self.text)
         self.setVisible(False)
 
@@ -54,3 +63,11 @@ class VeloxSettingsBox(QWidget):
         self.text.setText(text)
         self.toggle.setToolTip(text)
         self.setVisible(self.settings is not None)
+        self.use_windows.setVisible(bool(self.settings and self.settings.background_windows))
+
+    def windows_for(self, line: str) -> tuple[float, float, float, float] | None:
+        """The file's background windows of ``line`` (``"Fe_Ka"``) in keV, when it
+        stores a pair for it and the check box is on."""
+        if self.settings is None or not self.use_windows.isChecked():
+            return None
+        return self.settings.line_background(line)
