@@ -31,8 +31,12 @@ DRIFT = np.array([[0, 0], [1, 2], [3, -1], [4, 3]])
 
 @pytest.fixture(autouse=True)
 def _disk_path(monkeypatch):
-    """Every spectrum image takes the disk index, however small."""
+    """Every spectrum image takes the disk index, however small, and its streams are
+    read straight from the file (as big ones are)."""
+    from napari_emd.formats.velox.stream import frames
+
     monkeypatch.setattr(planes_module, "FLAT_INDEX_VALUES", 0)
+    monkeypatch.setattr(frames, "RAW_READS_FROM", 0)
     clear_caches()
     yield
     clear_caches()

@@ -127,17 +127,26 @@ def test_truncated_file_is_an_error_naming_it(tmp_path):
 
 
 @needs_iter
-def test_velox_streams_are_read_by_offset(tmp_path):
-    from napari_emd.formats.velox.stream.frames import stream_index
+def test_velox_streams_are_read_by_offset(tmp_path, monkeypatch):
+    """Big reads of a Velox stream go straight to the file (the chunks listed at the first
+    one); small ones (a scan line for a hovered pixel) do not list them."""
+    from napari_emd.formats.velox.stream import clear_caches, frames
     from napari_emd.options import ReadOptions
     from napari_emd.synthetic import write_velox_si
 
     info = write_velox_si(tmp_path / "s.emd", ny=8, nx=6, frames=2, detectors=2,
                           bincount=64, seed=2)
     spec = info.file().read(ReadOptions(lazy=True))
-    index = stream_index(spec, 0)
-    buf, _, _ = index.span(0, 2)
-    assert index.chunks is not None  # not through h5py and its lock
     with h5py.File(info.path, "r") as f:
         stream = f[spec.streams[0]][...].reshape(-1)
+    clear_caches()
+    index = frames.stream_index(spec, 0)
+    buf, _, _ = index.span(0, 2)
+    assert index.chunks is None and index.mapped is False  # small: through h5py
+    np.testing.assert_array_equal(buf, stream[: buf.size])
+    clear_caches()
+    monkeypatch.setattr(frames, "RAW_READS_FROM", 0)
+    index = frames.stream_index(spec, 0)
+    buf, _, _ = index.span(0, 2)
+    assert index.chunks is not None  # not through h5py and its lock
     np.testing.assert_array_equal(buf, stream[: buf.size])

@@ -42,6 +42,8 @@ from ..siread import SEPARATOR, SIRead
 
 #: The disk-cache kind of a stream's finished line index (:mod:`napari_emd.diskcache`).
 LINES_KIND = "velox-stream-lines"
+#: Reads of at least this many values go straight to the file (:mod:`napari_emd.rawchunks`).
+RAW_READS_FROM = 1 << 20
 #: Stream values read at a time when a whole stream is indexed (64 MiB of uint16).
 INDEX_BLOCK = 1 << 25
 
@@ -251,8 +253,10 @@ class StreamIndex:
         self.table: np.ndarray | None = None
         self.use_table = False
         self.n = -1  # the stream's length, once looked at
-        # where its chunks lie in the file (read without the HDF5 lock), once looked at
+        # where its chunks lie in the file (read without the HDF5 lock), listed at the
+        # first big read (small ones, a scan line, go through h5py meanwhile)
         self.chunks: rawchunks.ChunkMap | None = None
+        self.mapped = False
         # keep the finished index in the per-user disk cache (lazy reads: a reopened
         # file's pixel spectra need no pass over the stream); only an index whose
         # building warned about nothing is kept, so a damaged file warns every time
@@ -262,6 +266,12 @@ class StreamIndex:
 
     def _read(self, a: int, b: int) -> np.ndarray:
         m = self.chunks
+        if m is None and b - a >= RAW_READS_FROM and not self.mapped:
+            with H5_LOCK:  # listing the chunks costs about 2 us each: big reads only
+                if not self.mapped:
+                    self.chunks = m = rawchunks.chunk_map(self.opener())
+                    self.mapped = True
+                m = self.chunks
         if m is not None:  # straight from the file: threads read at once
             got = rawchunks.read(m, a, b)
             return got if got.dtype == np.uint16 else got.astype(np.uint16)
@@ -277,7 +287,6 @@ class StreamIndex:
             ds = self.opener()
             n = int(ds.shape[0])
             self.table = load_table(ds.file, self.table_name)
-            self.chunks = rawchunks.chunk_map(ds)
         if self.table is None and self.table_name is not None:
             self.clean = False
             warnings.warn(
