@@ -271,3 +271,30 @@ def test_no_file_windows_no_check_box(make_napari_viewer, qtbot, si_file):
     dock.set_lines("Fe, Cu")
     _settle(qtbot, dock)
     assert not dock.file_bg.isVisibleTo(dock)
+
+
+def test_lazy_net_maps_show_progress_and_cancel(make_napari_viewer, qtbot, tmp_path):
+    """A lazy SI of 32 row blocks: the dock's net maps show a napari progress bar counting
+    the blocks, and its Cancel stops the worker between blocks (no maps, "Cancelled.")."""
+    from napari.utils import progress
+
+    path = tmp_path / "long.emd"
+    write_velox_si(path, ny=2048, nx=128, frames=1, detectors=1, counts_per_pixel=1.0,
+                   seed=3)
+    _viewer, dock = _open(make_napari_viewer, qtbot, path)
+    assert dock.record.is_lazy
+
+    def bar():
+        return next((p for p in list(progress._all_instances)
+                     if str(p.desc).startswith("Net counts of Fe_Ka, Cu_Ka")), None)
+
+    dock.set_lines("Fe, Cu")
+    qtbot.waitUntil(lambda: bar() is not None, timeout=60_000)
+    shown = bar()
+    assert shown.total == 32 and 1 <= shown.n < 32
+    assert dock.runner.threaded_busy and dock.cancel_btn.isEnabled()
+    dock.cancel_btn.click()
+    _settle(qtbot, dock)
+    assert dock.maps() is None and dock.status.text() == "Cancelled."
+    assert shown.n < 32 and bar() is None
+    assert not dock.cancel_btn.isEnabled()

@@ -18,6 +18,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QTabWidget,
@@ -27,8 +28,9 @@ from qtpy.QtWidgets import (
 
 from ... import xray_lines
 from ...analysis import line_intensities
+from ...errors import Cancelled
 from ...formats.velox.quantsettings import eds_quant_settings
-from .runner import LatestRunner
+from .runner import LatestRunner, StepProgress, cancel_button
 from .si_chooser import SIChooser, SIOwner
 
 #: The key of the analysis settings in a spectrum-image layer's metadata.
@@ -130,7 +132,11 @@ class EDSAnalysis(SIOwner, QWidget):
         layout.addWidget(self.tabs, 1)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        layout.addWidget(self.status)
+        row = QHBoxLayout()
+        row.addWidget(self.status, 1)
+        self.cancel_btn = cancel_button([self.runner])  # stops a lazy SI's net maps
+        row.addWidget(self.cancel_btn)
+        layout.addLayout(row)
         self.layer_combo.currentIndexChanged.connect(self._si_layer_changed)
         self.layer_combo.layers_changed.connect(self._refresh_layers)
         self._refresh_layers()
@@ -261,8 +267,15 @@ class EDSAnalysis(SIOwner, QWidget):
             return
         self.status.setText(f"Computing net counts of {', '.join(lines)}…")
 
+        bar = StepProgress(f"Net counts of {', '.join(lines)} in {self.si_layer.name}") \
+            if rec.is_lazy and self.si_layer is not None else None
+
         def compute() -> tuple[dict[str, Any], str]:
-            return _net_maps(rec, list(lines), stored)
+            try:
+                return _net_maps(rec, list(lines), stored, bar)
+            finally:
+                if bar is not None:
+                    bar.close()
 
         def done(result: tuple[dict[str, Any], str]) -> None:
             try:
@@ -278,26 +291,36 @@ class EDSAnalysis(SIOwner, QWidget):
                 f". {note}" if note else ""))
             self.maps_ready.emit()
 
-        self.runner.submit(compute, done, threaded=rec.is_lazy,
-                           progress=f"Net counts of {', '.join(lines)}")
+        self.runner.submit(compute, done, threaded=rec.is_lazy)
 
     def maps(self) -> dict[str, Any] | None:
-        """``{line: (net (y, x), sigma (y, x))}`` of the chosen lines, when computed."""
+        """``{line: (net (y, x), sigma (y, x))}`` of the chosen lines, when computed (not
+        those of lines chosen before, e.g. when the new ones' maps were cancelled)."""
         rec = self.record
         if self._maps is None or rec is None or self._maps[0] is not rec.data:
+            return None
+        try:
+            if self._maps[1][0] != tuple(self.lines()):
+                return None
+        except ValueError:
             return None
         return self._maps[2]
 
     def _on_error(self, err: BaseException) -> None:
         from napari.utils.notifications import show_error
 
+        if isinstance(err, Cancelled):  # the tabs drop what they showed of older lines
+            self.status.setText("Cancelled.")
+            self.profile.redraw()
+            self.composition.redraw()
+            return
         msg = f"napari-emd EDS analysis: {err}"
         self.status.setText(msg)
         show_error(msg)
 
 
-def _net_maps(rec: Any, lines: list[str], file_windows: dict[str, tuple[float, ...]]
-              ) -> tuple[dict[str, Any], str]:
+def _net_maps(rec: Any, lines: list[str], file_windows: dict[str, tuple[float, ...]],
+              progress: Any = None) -> tuple[dict[str, Any], str]:
     """Net counts and sigmas of ``lines`` on the ``(y, x)`` grid (frames summed), with
     the background windows ``file_windows`` (keV) for the lines it names."""
     import warnings
@@ -309,7 +332,8 @@ def _net_maps(rec: Any, lines: list[str], file_windows: dict[str, tuple[float, .
               for ln in lines]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = line_intensities(rec, lines, compute=True, background_windows=bg)
+        res = line_intensities(rec, lines, compute=True, background_windows=bg,
+                               progress=progress)
     out: dict[str, Any] = {}
     ny, nx = rec.data.shape[-3], rec.data.shape[-2]
     for line, r in res.items():
