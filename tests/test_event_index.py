@@ -241,32 +241,6 @@ def test_viewer_builds_the_index_in_a_worker_then_shows(make_napari_viewer, qtbo
     viewer.close()
 
 
-@pytest.mark.napari
-def test_removing_the_layer_stops_indexing(make_napari_viewer, qtbot, si, monkeypatch):
-    from napari_emd.formats.velox.stream import diskindex
-    from napari_emd.plugin.layer_meta import layer_info
-    from napari_emd.plugin.view import install
-
-    started = threading.Event()
-    real = diskindex._run
-
-    def slow_run(tasks, stop, progress, done0, total):  # the build waits to be stopped
-        started.set()
-        stop.wait(60)
-        return real(tasks, stop, progress, done0, total)
-
-    monkeypatch.setattr(diskindex, "_run", slow_run)
-    viewer = make_napari_viewer()
-    viewer.open(str(si.path), plugin="napari-emd-io")
-    (layer,) = [ly for ly in viewer.layers if layer_info(ly).is_spectrum_image]
-    presenter = install(viewer)
-    qtbot.waitUntil(started.is_set, timeout=60_000)
-    viewer.layers.remove(layer)
-    qtbot.waitUntil(lambda: not presenter.workers, timeout=60_000)
-    assert not _entries()
-    viewer.close()
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
 def test_memory_stays_a_frame_not_the_events(tmp_path):
     """The build holds a frame per worker, not the events: 26 M events add about 22 MiB

@@ -30,6 +30,33 @@ def _disk_path(monkeypatch):
     clear_caches()
 
 
+@pytest.fixture
+def hold(monkeypatch):
+    """Holds the index build's passes (from pass ``from_pass``: 0 the first, 1 the
+    second) until ``release`` is set or the build is cancelled; ``started`` is set when
+    a held pass begins."""
+
+    class Hold:
+        started = threading.Event()
+        release = threading.Event()
+        from_pass = 1
+
+    h = Hold()
+    real = diskindex._run
+
+    def held(tasks, stop, progress, done0, total):
+        if (1 if done0 else 0) >= h.from_pass:
+            h.started.set()
+            while not h.release.wait(0.05):
+                if stop is not None and stop.is_set():
+                    break
+        return real(tasks, stop, progress, done0, total)
+
+    monkeypatch.setattr(diskindex, "_run", held)
+    yield h
+    h.release.set()
+
+
 @pytest.fixture(scope="module")
 def si(tmp_path_factory):
     path = tmp_path_factory.mktemp("preview") / "si.emd"
@@ -86,7 +113,7 @@ def test_early_plane_equals_the_reference(si, monkeypatch, kw, plane, disk):
 
 
 @pytest.mark.napari
-def test_viewer_shows_a_preview_while_indexing(make_napari_viewer, qtbot, si, monkeypatch):
+def test_viewer_shows_a_preview_while_indexing(make_napari_viewer, qtbot, si, hold):
     """Looked at: the preview of the opening plane sits where the spectrum image will
     (same scale and offset), coloured like it, named as a preview, the spectrum image
     hidden and the selection untouched; when the index is ready the preview goes and
@@ -94,18 +121,7 @@ def test_viewer_shows_a_preview_while_indexing(make_napari_viewer, qtbot, si, mo
     from napari_emd.plugin.indexing import is_preview
     from napari_emd.plugin.layer_meta import layer_info
 
-    gate = threading.Event()
-    real = diskindex._run
-
-    def gated(tasks, stop, progress, done0, total):  # pass 2 waits for the test
-        if done0:
-            while not gate.wait(0.05):
-                if stop is not None and stop.is_set():
-                    break
-        return real(tasks, stop, progress, done0, total)
-
-    monkeypatch.setattr(diskindex, "_run", gated)
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer()  # pass 2 waits for the test (hold)
     viewer.open(str(si.path), plugin="napari-emd-io")
     (layer,) = [ly for ly in viewer.layers if layer_info(ly).is_spectrum_image]
     selected = set(viewer.layers.selection)
@@ -124,7 +140,7 @@ def test_viewer_shows_a_preview_while_indexing(make_napari_viewer, qtbot, si, mo
     ref = read_spectrum_images_reference(si.file().read(ReadOptions()))[0]
     e = int(viewer.dims.current_step[0])
     np.testing.assert_array_equal(preview.data, ref[..., e])
-    gate.set()
+    hold.release.set()
     qtbot.waitUntil(lambda: not layer_info(layer).indexing, timeout=120_000)
     assert layer.visible and not any(is_preview(ly) for ly in viewer.layers)
     layer.refresh()
@@ -133,22 +149,11 @@ def test_viewer_shows_a_preview_while_indexing(make_napari_viewer, qtbot, si, mo
 
 
 @pytest.mark.napari
-def test_saving_while_indexing_leaves_the_preview_out(make_napari_viewer, qtbot, si,
-                                                      monkeypatch, tmp_path):
+def test_saving_while_indexing_leaves_the_preview_out(make_napari_viewer, qtbot, si, hold,
+                                                      tmp_path):
     from napari_emd.plugin.indexing import is_preview
     from napari_emd.plugin.writer import write_layers
 
-    gate = threading.Event()
-    real = diskindex._run
-
-    def gated(tasks, stop, progress, done0, total):
-        if done0:
-            while not gate.wait(0.05):
-                if stop is not None and stop.is_set():
-                    break
-        return real(tasks, stop, progress, done0, total)
-
-    monkeypatch.setattr(diskindex, "_run", gated)
     viewer = make_napari_viewer()
     viewer.open(str(si.path), plugin="napari-emd-io")
     qtbot.waitUntil(lambda: any(is_preview(ly) for ly in viewer.layers), timeout=120_000)
@@ -159,25 +164,16 @@ def test_saving_while_indexing_leaves_the_preview_out(make_napari_viewer, qtbot,
                  [ly.as_layer_data_tuple() for ly in [*haadf, preview]])
     write_layers(str(without), [ly.as_layer_data_tuple() for ly in haadf])
     assert len(api.file_reader(str(with_preview))) == len(api.file_reader(str(without)))
-    gate.set()
+    hold.release.set()
     viewer.close()
 
 
 @pytest.mark.napari
-def test_loader_cancel_stops_indexing(make_napari_viewer, qtbot, si, monkeypatch):
+def test_loader_cancel_stops_indexing(make_napari_viewer, qtbot, si, hold):
     from napari_emd.plugin.layer_meta import is_si_layer
     from napari_emd.plugin.widgets.loader import LoaderWidget
 
-    started = threading.Event()
-    real = diskindex._run
-
-    def slow(tasks, stop, progress, done0, total):  # the build waits to be stopped
-        started.set()
-        while stop is not None and not stop.wait(0.05):
-            pass
-        return real(tasks, stop, progress, done0, total)
-
-    monkeypatch.setattr(diskindex, "_run", slow)
+    hold.from_pass = 0  # the build waits to be stopped
     viewer = make_napari_viewer()
     w = LoaderWidget(viewer)
     qtbot.addWidget(w.native)
@@ -186,13 +182,31 @@ def test_loader_cancel_stops_indexing(make_napari_viewer, qtbot, si, monkeypatch
     with qtbot.waitSignal(w.loaded, timeout=60_000):
         w(lazy=True, select_type="spectrum images")
     assert w.indexing and w.cancel_button.enabled and "Cancel stops it" in w.status.value
-    qtbot.waitUntil(started.is_set, timeout=60_000)
+    qtbot.waitUntil(hold.started.is_set, timeout=60_000)
     name = w.indexing[0].name
     w.cancel()
     assert "Indexing cancelled" in w.status.value and name in w.status.value
     assert not any(is_si_layer(ly) for ly in viewer.layers)
     assert not w.cancel_button.enabled and w.call_button.enabled
     presenter = w.presenter
+    qtbot.waitUntil(lambda: not presenter.workers, timeout=60_000)
+    assert not any(p.name.startswith("velox-si-planes")
+                   for p in diskcache.cache_root().iterdir())
+    viewer.close()
+
+
+@pytest.mark.napari
+def test_removing_the_layer_stops_indexing(make_napari_viewer, qtbot, si, hold):
+    from napari_emd.plugin.layer_meta import layer_info
+    from napari_emd.plugin.view import install
+
+    hold.from_pass = 0  # the build waits to be stopped
+    viewer = make_napari_viewer()
+    viewer.open(str(si.path), plugin="napari-emd-io")
+    (layer,) = [ly for ly in viewer.layers if layer_info(ly).is_spectrum_image]
+    presenter = install(viewer)
+    qtbot.waitUntil(hold.started.is_set, timeout=60_000)
+    viewer.layers.remove(layer)
     qtbot.waitUntil(lambda: not presenter.workers, timeout=60_000)
     assert not any(p.name.startswith("velox-si-planes")
                    for p in diskcache.cache_root().iterdir())
