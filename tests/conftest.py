@@ -58,3 +58,21 @@ def _emd_cache_dir(tmp_path_factory, monkeypatch):
     """Every test's disk cache (built indexes) in a temporary folder of its own, never the
     user's (and processes a test starts inherit it)."""
     monkeypatch.setenv("NAPARI_EMD_CACHE", str(tmp_path_factory.mktemp("emd-cache")))
+
+
+def progress_bar(prefix: str):
+    """The open napari progress bar whose description starts with ``prefix``, if any."""
+    from napari.utils import progress
+
+    return next((p for p in list(progress._all_instances)
+                 if str(p.desc).startswith(prefix)), None)
+
+
+def long_lazy_si(path):
+    """A lazy-read synthetic SI of 32 row blocks (2048 x 128 pixels, 4096 channels, one
+    X-ray per pixel): long enough that a cancel lands while its maps are computed."""
+    from napari_emd.synthetic import write_velox_si
+
+    write_velox_si(path, ny=2048, nx=128, frames=1, detectors=1, counts_per_pixel=1.0,
+                   seed=3)
+    return path

@@ -12,7 +12,7 @@ import csv
 import numpy as np
 import pytest
 
-from conftest import real_file
+from conftest import long_lazy_si, progress_bar, real_file
 from napari_emd import file_reader
 from napari_emd.analysis import cliff_lorimer, line_intensities, line_profile
 from napari_emd.plugin.widgets.composition import UNCALIBRATED
@@ -276,17 +276,12 @@ def test_no_file_windows_no_check_box(make_napari_viewer, qtbot, si_file):
 def test_lazy_net_maps_show_progress_and_cancel(make_napari_viewer, qtbot, tmp_path):
     """A lazy SI of 32 row blocks: the dock's net maps show a napari progress bar counting
     the blocks, and its Cancel stops the worker between blocks (no maps, "Cancelled.")."""
-    from napari.utils import progress
-
-    path = tmp_path / "long.emd"
-    write_velox_si(path, ny=2048, nx=128, frames=1, detectors=1, counts_per_pixel=1.0,
-                   seed=3)
+    path = long_lazy_si(tmp_path / "long.emd")
     _viewer, dock = _open(make_napari_viewer, qtbot, path)
     assert dock.record.is_lazy
 
     def bar():
-        return next((p for p in list(progress._all_instances)
-                     if str(p.desc).startswith("Net counts of Fe_Ka, Cu_Ka")), None)
+        return progress_bar("Net counts of Fe_Ka, Cu_Ka")
 
     dock.set_lines("Fe, Cu")
     qtbot.waitUntil(lambda: bar() is not None, timeout=60_000)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import real_file
+from conftest import long_lazy_si, progress_bar, real_file
 from napari_emd.analysis import line_intensities, region_spectrum
 from napari_emd.formats.velox.quantsettings import eds_quant_settings
 from napari_emd.plugin.layer_meta import layer_info
@@ -171,11 +171,7 @@ def test_lazy_net_map_shows_progress_and_really_cancels(make_napari_viewer, qtbo
     """A lazy SI of 32 row blocks (2048 x 128 pixels, 4096 channels): "Map element"
     shows a napari progress bar counting the blocks; Cancel while it runs stops the
     worker between blocks, before the last, and adds no map layer."""
-    from napari.utils import progress
-
-    path = tmp_path / "long.emd"
-    write_velox_si(path, ny=2048, nx=128, frames=1, detectors=1, counts_per_pixel=1.0,
-                   seed=3)
+    path = long_lazy_si(tmp_path / "long.emd")
     viewer, w, _si = _open(make_napari_viewer, qtbot, path)
     assert w.record.is_lazy and len(w.record.data.chunks[0]) == 32
     _settle(qtbot, w)
@@ -183,8 +179,7 @@ def test_lazy_net_map_shows_progress_and_really_cancels(make_napari_viewer, qtbo
     w.map_element("Fe")
 
     def bar():
-        return next((p for p in list(progress._all_instances)
-                     if str(p.desc).startswith("Net counts of Fe Kα")), None)
+        return progress_bar("Net counts of Fe Kα")
 
     # the bar appears with the first block done, while the worker still runs
     qtbot.waitUntil(lambda: bar() is not None, timeout=60_000)
