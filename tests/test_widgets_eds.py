@@ -266,6 +266,23 @@ def test_background_windows_from_the_file(make_napari_viewer, qtbot, tmp_path):
     assert dock.si_layer.metadata[STATE_KEY]["file_background"] is False
 
 
+def test_windows_velox_did_not_use_are_off_by_default(make_napari_viewer, qtbot, tmp_path):
+    """Windows stored with Velox's "use manual background windows" off: offered, but
+    unticked (Velox's own quantification did not use them), and the tooltip says so."""
+    path = tmp_path / "off.emd"
+    write_velox_si(path, ny=NY, nx=NX, frames=1, detectors=1, counts_per_pixel=300.0,
+                   seed=4, background_windows={"Fe": [(5.55, 5.85), (7.25, 7.55)]},
+                   manual_background=False)
+    _viewer, dock = _open(make_napari_viewer, qtbot, path)
+    dock.set_lines("Fe, Cu")
+    _settle(qtbot, dock)
+    assert dock.file_bg.isVisibleTo(dock) and not dock.file_bg.isChecked()
+    assert "did not use them" in dock.file_bg.toolTip()
+    rule = line_intensities(_si(path), ["Fe_Ka"])
+    np.testing.assert_allclose(dock.maps()["Fe_Ka"][0], rule["Fe_Ka"].net)
+    assert "from the file" not in dock.status.text()
+
+
 def test_no_file_windows_no_check_box(make_napari_viewer, qtbot, si_file):
     _viewer, dock = _open(make_napari_viewer, qtbot, si_file)
     dock.set_lines("Fe, Cu")

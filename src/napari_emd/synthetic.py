@@ -225,6 +225,7 @@ def write_velox_si(
     drift: Any = None,
     pixel_height_m: float | None = None,
     background_windows: dict[str, list[tuple[float, float]]] | None = None,
+    manual_background: bool = True,
 ) -> SyntheticSI:
     """Write a synthetic Velox EDS spectrum image to ``path`` and describe it.
 
@@ -243,7 +244,9 @@ def write_velox_si(
     ``pixel_size_m`` (non-square pixels; default: square).
 
     ``background_windows``: ``{element: [(low, high), ...]}`` in keV, stored as Velox's
-    EDS quantification settings with manual background windows (``None``: no settings).
+    EDS quantification settings with manual background windows (``None``: no settings);
+    ``manual_background=False`` stores them with Velox's "use manual background windows"
+    off (windows kept in the file but not used by Velox's quantification).
     """
     if ny < 1 or nx < 1 or frames < 1 or not 1 <= detectors <= 8:
         raise ValueError("ny, nx and frames must be >= 1 and detectors 1..8")
@@ -349,7 +352,7 @@ def write_velox_si(
             _metadata_columns(g, [_with_binary(base_meta, name, None, pixel, ny, nx)])
         _operations(f, rng, image_id, stream_ids)
         if background_windows is not None:
-            _quant_settings(f, rng, background_windows)
+            _quant_settings(f, rng, background_windows, manual_background)
     return SyntheticSI(
         path=path, ny=ny, nx=nx, frames=frames, bincount=bincount, detectors=det_names,
         streams=[f"/Data/SpectrumStream/{s}/Data" for s in stream_ids],
@@ -362,10 +365,11 @@ def write_velox_si(
 
 
 def _quant_settings(f: h5py.File, rng: np.random.Generator,
-                    windows: dict[str, list[tuple[float, float]]]) -> None:
+                    windows: dict[str, list[tuple[float, float]]],
+                    manual: bool = True) -> None:
     """``SharedProperties`` as a Velox 13 file lays them out: the EDS quantification
     settings (elements Fe, Cu, O and those of ``windows``, by atomic number) referring to
-    a ``BackgroundCorrection`` (manual windows on) and a ``BackgroundWindows`` object,
+    a ``BackgroundCorrection`` (manual windows on or off) and a ``BackgroundWindows`` object,
     here ``{"<Z>": [[low, high], ...]}`` in keV (the real files seen store it empty)."""
     from .xray_lines import atomic_number
 
@@ -373,7 +377,7 @@ def _quant_settings(f: h5py.File, rng: np.random.Generator,
     q_id, c_id, w_id = (_uid(rng) for _ in range(3))
     zs = sorted({atomic_number(e) for e in ("Fe", "Cu", "O", *windows)})
     _vlen(shared.create_group("BackgroundCorrection"), c_id,
-          {"type": "None", "useManualBackgroundWindows": True})
+          {"type": "None", "useManualBackgroundWindows": bool(manual)})
     _vlen(shared.create_group("BackgroundWindows"), w_id,
           {str(atomic_number(e)): [[float(lo), float(hi)] for lo, hi in wins]
            for e, wins in windows.items()})

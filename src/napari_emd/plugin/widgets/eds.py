@@ -159,9 +159,12 @@ class EDSAnalysis(SIOwner, QWidget):
         state = (layer.metadata or {}).get(STATE_KEY)
         self._restoring = True
         try:
+            # by default as Velox did: its windows when its quantification used them
+            settings = eds_quant_settings(getattr(rec, "original_metadata", None))
+            used = settings is None or settings.manual_background_windows
             self.file_bg.blockSignals(True)
-            self.file_bg.setChecked(not isinstance(state, dict)
-                                    or bool(state.get("file_background", True)))
+            self.file_bg.setChecked(bool(state.get("file_background", used))
+                                    if isinstance(state, dict) else used)
             self.file_bg.blockSignals(False)
             if isinstance(state, dict) and state.get("lines"):
                 self.lines_edit.setText(", ".join(str(s) for s in state["lines"]))
@@ -251,8 +254,13 @@ class EDSAnalysis(SIOwner, QWidget):
             return
         stored = self.file_windows(list(lines)) if rec is not None else {}
         self.file_bg.setVisible(bool(stored))
-        self.file_bg.setToolTip("Net counts with the background windows the Velox file "
-                                "stores (else placed 2 FWHM either side of the line): " +
+        settings = eds_quant_settings(getattr(rec, "original_metadata", None))
+        velox = ("Velox's quantification used them" if settings is None
+                 or settings.manual_background_windows else
+                 "Velox's quantification did not use them (manual windows off)")
+        self.file_bg.setToolTip(f"Net counts with the background windows the Velox file "
+                                f"stores ({velox}; else placed 2 FWHM either side of the "
+                                "line): " +
                                 "; ".join(f"{ln} {w[0]:.3f}–{w[1]:.3f}, {w[2]:.3f}–"
                                           f"{w[3]:.3f} keV" for ln, w in stored.items()))
         if not self.file_bg.isChecked():

@@ -64,6 +64,9 @@ class VeloxSettingsBox(QWidget):
         self.toggle.setToolTip(text)
         self.setVisible(self.settings is not None)
         self.use_windows.setVisible(bool(self.settings and self.settings.background_windows))
+        # on by default where Velox's own quantification used them
+        self.use_windows.setChecked(bool(self.settings is None
+                                         or self.settings.manual_background_windows))
 
     def windows_for(self, line: str) -> tuple[float, float, float, float] | None:
         """The file's background windows of ``line`` (``"Fe_Ka"``) in keV, when it
