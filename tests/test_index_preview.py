@@ -32,9 +32,9 @@ def _disk_path(monkeypatch):
 
 @pytest.fixture
 def hold(monkeypatch):
-    """Holds the index build's passes (from pass ``from_pass``: 0 the first, 1 the
-    second) until ``release`` is set or the build is cancelled; ``started`` is set when
-    a held pass begins."""
+    """Holds the index build's passes (``from_pass`` 0: every pass; 1: pass 2, which
+    writes the index) until ``release`` is set or the build is cancelled; ``started``
+    is set when a held pass begins."""
 
     class Hold:
         started = threading.Event()
@@ -45,7 +45,8 @@ def hold(monkeypatch):
     real = diskindex._run
 
     def held(tasks, stop, progress, done0, total):
-        if (1 if done0 else 0) >= h.from_pass:
+        # the light pass and pass 1 come before the middle of the progress, pass 2 after
+        if h.from_pass == 0 or 2 * done0 >= total:
             h.started.set()
             while not h.release.wait(0.05):
                 if stop is not None and stop.is_set():
@@ -101,7 +102,7 @@ def test_early_plane_equals_the_reference(si, monkeypatch, kw, plane, disk):
     monkeypatch.setattr(diskindex, "_run", run)
     build(None, plane, lambda p: got.append((p, len(passes))))
     (early, after), = got
-    assert after == 1  # before pass 2 (none with no disk: publish never runs it)
+    assert after == 1  # from the light pass, before pass 1
     ref = read_spectrum_images_reference(si.file().read(ReadOptions(**kw)))[0]
     want = np.moveaxis(ref, -1, -3).astype(early.dtype)[plane]  # the display's chunk
     assert early.shape == want.shape
@@ -211,3 +212,40 @@ def test_removing_the_layer_stops_indexing(make_napari_viewer, qtbot, si, hold):
     assert not any(p.name.startswith("velox-si-planes")
                    for p in diskcache.cache_root().iterdir())
     viewer.close()
+
+
+@pytest.mark.parametrize("table", ["missing", "wrong"])
+def test_light_pass_gives_way_to_pass_one(si, tmp_path, monkeypatch, table):
+    """Without a trusted frame table (none, or one putting frame 1 three values late)
+    the light pass gives up and pass 1 hands the plane over: still the reference's."""
+    import shutil
+    import warnings
+
+    import h5py
+
+    path = tmp_path / "t.emd"
+    shutil.copy(si.path, path)
+    with h5py.File(path, "r+") as f:
+        name = si.frame_tables[0]
+        starts = f[name][:, 0].astype(np.int64)
+        del f[name]
+        if table == "wrong":
+            starts[1] += 3
+            f.create_dataset(name, data=starts.astype(np.uint64)[:, None])
+    passes: list[int] = []
+    real = diskindex._run
+
+    def run(tasks, stop, progress, done0, total):
+        passes.append(done0)
+        return real(tasks, stop, progress, done0, total)
+
+    monkeypatch.setattr(diskindex, "_run", run)
+    got: list = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the table is warned about (tested elsewhere)
+        ds = next(d for d in api.read_datasets(path, lazy=True) if d.display is not None)
+        api.display_pending(ds)(None, (40,), lambda p: got.append((p, len(passes))))
+    (early, after), = got
+    assert after == 2  # the light pass gave way: from pass 1
+    ref = read_spectrum_images_reference(si.file().read(ReadOptions()))[0]
+    np.testing.assert_array_equal(early, ref[..., 40].astype(early.dtype))

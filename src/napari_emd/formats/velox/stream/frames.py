@@ -467,6 +467,17 @@ class StreamIndex:
             a, b = int(self.lines[f0 * ny]), int(self.lines[f1 * ny])
             return self._read(a, b), a, self.lines
 
+    def table_frame(self, f: int) -> tuple[np.ndarray, int] | None:
+        """The values of frame ``f`` where the frame table puts it, and their stream
+        position, read without checking or indexing them (the caller checks what it
+        needs); None without a trusted table."""
+        with self.lock:
+            self._look()
+            if not self.use_table or self.table is None:
+                return None
+            a, b = int(self.table[f]), self._frame_end(f)
+        return self._read(a, b), a
+
     def span_size(self, f0: int, f1: int) -> int:
         """Values :meth:`span` reads for frames ``f0:f1`` (an estimate: a table found wrong
         later makes it read the whole stream)."""

@@ -87,6 +87,30 @@ def count_frame(buf, a, b, dy, dx, ny, nx, bincount, last, nbytes, nevents, plo,
 
 
 @njit(nogil=True, cache=True)
+def count_plane(buf, a, b, dy, dx, ny, nx, plo, phi, plane):  # pragma: no cover
+    """Count the events of channels ``plo:phi`` of one frame ``buf[a:b]`` (moved by
+    ``(dy, dx)``) into ``plane``, and nothing else: the light pass that shows a first
+    plane before the index is built. Returns the separators seen (the caller checks
+    them against the frame's pixels)."""
+    y = 0
+    x = 0
+    seps = 0
+    opix = _landing(y, x, dy, dx, ny, nx)
+    for p in range(a, b):
+        v = buf[p]
+        if v == SEPARATOR:
+            seps += 1
+            x += 1
+            if x == nx:
+                x = 0
+                y += 1
+            opix = _landing(y, x, dy, dx, ny, nx)
+        elif v >= plo and v < phi and opix >= 0:
+            plane[opix] += 1
+    return seps
+
+
+@njit(nogil=True, cache=True)
 def encode_frame(buf, a, b, dy, dx, ny, nx, last, cursor, out, base):  # pragma: no cover
     """Pass 2 over the frame of :func:`count_frame`: write each event's pixel delta as a
     varint at its channel's ``cursor`` in ``out`` (advancing it), so ``out`` holds the
@@ -176,6 +200,7 @@ def warm_up() -> None:
     z = np.zeros(4, np.int64)
     count_frame(buf, 0, 3, 0, 0, 1, 2, 4, z.copy(), z.copy(), z.copy(), 0, 0,
                 np.zeros(2, np.int64), 0)
+    count_plane(buf, 0, 3, 0, 0, 1, 2, 0, 4, np.zeros(2, np.int64))
     out = np.zeros(8, np.uint8)
     encode_frame(buf, 0, 3, 0, 0, 1, 2, z.copy(), z.copy(), out, 0)
     st, en = np.zeros(1, np.int64), np.ones(1, np.int64)
