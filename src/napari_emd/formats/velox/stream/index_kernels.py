@@ -96,6 +96,8 @@ def count_plane(buf, a, b, dy, dx, ny, nx, plo, phi, plane):  # pragma: no cover
     x = 0
     seps = 0
     opix = _landing(y, x, dy, dx, ny, nx)
+    lo = np.uint16(plo)
+    width = np.uint16(phi - plo)  # plo <= v < phi as one unsigned compare
     for p in range(a, b):
         v = buf[p]
         if v == SEPARATOR:
@@ -105,7 +107,8 @@ def count_plane(buf, a, b, dy, dx, ny, nx, plo, phi, plane):  # pragma: no cover
                 x = 0
                 y += 1
             opix = _landing(y, x, dy, dx, ny, nx)
-        elif v >= plo and v < phi and opix >= 0:
+            continue
+        if np.uint16(v - lo) < width and opix >= 0:
             plane[opix] += 1
     return seps
 
