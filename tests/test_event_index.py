@@ -90,19 +90,6 @@ def test_every_option_equals_the_reference(si, kw):
     assert _entries()  # the disk index was used
 
 
-def test_kernels_crc_is_zlibs():
-    import zlib
-
-    from napari_emd.numba_kernels import INDEX_KERNELS
-
-    k = INDEX_KERNELS.warm()
-    data = np.random.default_rng(1).integers(0, 256, 1000, dtype=np.uint8)
-    st, en = np.array([0, 10, 500, 7]), np.array([10, 500, 1000, 7])
-    out = np.zeros(4, np.uint32)
-    k.crc32_runs(data, st, en, out)
-    assert list(out) == [zlib.crc32(data[a:b].tobytes()) for a, b in zip(st, en)]
-
-
 def test_a_window_spanning_many_blocks(si, monkeypatch):
     from napari_emd.formats.velox.stream import diskindex
 
