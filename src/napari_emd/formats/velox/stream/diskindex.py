@@ -26,9 +26,10 @@ each holding one frame of one stream: pass 1 reads the frame and counts each seg
 bytes (the tables follow), pass 2 reads it again, encodes it into a frame-local buffer
 (channel runs one after the other) and writes each run at its segment's offset. The
 caller gets progress and can cancel (``napari_emd.cancel``) between tasks. Pass 1 also
-counts one plane the caller asks for (:class:`PlaneAsk`, the plane a viewer opens on)
-and hands it over as soon as pass 1 ends (``early``), so a viewer can show it while
-pass 2 still runs; the open index then serves that plane from memory. Tasks go frame by
+counts one plane the caller asks for (:class:`PlaneAsk`, the plane a viewer opens on),
+which the open index then serves from memory; before pass 1, a light pass
+(:func:`_light_plane`: each frame where the frame table puts it, only that plane
+counted) hands it over (``early``), so a viewer can show it while the index is built. Tasks go frame by
 frame across the streams, so each stream's frames are read in order (a frame whose
 predecessor is indexed is read alone) while the streams keep every thread busy.
 
