@@ -498,3 +498,20 @@ def test_a_held_entry_reads_on_while_another_process_replaces_and_evicts(cache, 
     assert held.meta == {"v": 1}
     assert np.array_equal(held.read(0, size), _payload(size, 1))
     assert diskcache.lookup(KIND, KEY, diskcache.identify(source)) is None
+
+
+def test_an_entry_closes_its_descriptor_once(source):
+    """close() then garbage collection must not close the descriptor number again: by
+    then another thread may have opened a file under it (seen as EBADF in a parallel
+    index build)."""
+    import gc
+
+    entry = _publish(source, _payload(1000))
+    entry.close()
+    other = os.open(source, os.O_RDONLY)  # the number is free: likely reused here
+    try:
+        del entry
+        gc.collect()
+        os.fstat(other)  # still open
+    finally:
+        os.close(other)

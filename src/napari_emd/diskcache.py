@@ -167,8 +167,12 @@ class Entry:
                 os.unlink(self.path)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        """Close the descriptor, once: a second close (e.g. ``__del__`` after ``close``)
+        would close whatever file another thread has opened under the same number."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def __del__(self) -> None:
         self.close()

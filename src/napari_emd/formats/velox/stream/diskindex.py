@@ -29,9 +29,10 @@ caller gets progress and can cancel (``napari_emd.cancel``) between tasks. Pass 
 counts one plane the caller asks for (:class:`PlaneAsk`, the plane a viewer opens on),
 which the open index then serves from memory; before pass 1, a light pass
 (:func:`_light_plane`: each frame where the frame table puts it, only that plane
-counted) hands it over (``early``), so a viewer can show it while the index is built. Tasks go frame by
-frame across the streams, so each stream's frames are read in order (a frame whose
-predecessor is indexed is read alone) while the streams keep every thread busy.
+counted) hands it over (``early``), so a viewer can show it while the index is built.
+Tasks go frame by frame across the streams, so each stream's frames are read in order
+(a frame whose predecessor is indexed is read alone) while the streams keep every
+thread busy.
 
 **Reading** (:meth:`DiskIndex.plane`): the byte ranges of the asked segments, read in
 blocks of at most ``BLOCK_BYTES`` and decoded by one kernel each (blocks in parallel for
