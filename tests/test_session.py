@@ -182,33 +182,35 @@ def test_laptop_with_both_widgets_docked(make_napari_viewer, qtbot):
     assert button.window() is qt
 
 
-def test_narrow_window_spectra_file_keeps_the_canvas(make_napari_viewer, qtbot):
-    """napari's default window (about 770 px wide): a spectra-only file's spectrum
-    viewer and table docks are tabified; the next file still shows."""
+@pytest.mark.parametrize("size", [None, (770, 700)], ids=["napari-default", "770x700"])
+def test_narrow_window_spectra_file_keeps_the_canvas(make_napari_viewer, qtbot, size):
+    """napari's default window (its own size hint, 1089 x 630 here; about 770 px wide
+    elsewhere): a spectra-only file's spectrum viewer and its table go below the canvas,
+    tabified, the spectrum viewer laid out sideways with its whole plot in view; the
+    canvas keeps half the window, and the next file shows its signal."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QDockWidget
+
     viewer = make_napari_viewer()
-    qt = _window(viewer, 770, 700)
-    path = None
-    for name in ("example_spectrum.emd", "fei_emd_spectrum.emd", "example_signal.emd"):
-        if (DATA_DIR / name).is_file():
-            path = DATA_DIR / name
-            break
-    if path is None:
-        pytest.skip("no spectra-only test file")
-    viewer.open(str(path), plugin="napari-emd-io")
-    _pump(qtbot, 300)
-    cw, _ = _canvas_size(viewer)
-    # napari's own layer list and controls take a third of such a window already, the
-    # spectrum viewer (tabified with the table) about 330 px: the canvas keeps the rest
-    assert cw >= 120, f"the canvas is {cw} px of {qt.width()}"
-    viewer.open(str(real_file(HAADF_SI)), plugin="napari-emd-io")
-    _pump(qtbot, 300)
-    cw, ch = _canvas_size(viewer)
-    assert cw >= 120 and ch > 100
-    assert _table_docks(viewer) == [], "the spectra file's tables closed with it"
+    viewer.window.show()
+    if size is not None:
+        viewer.window.resize(*size)
+    qt = viewer.window._qt_window
+    for name in ("fei_emd_spectrum.emd", "example_object_dtype_data.emd", HAADF_SI):
+        viewer.open(str(real_file(name)), plugin="napari-emd-io")
+        _pump(qtbot, 400)
+        _check_room(viewer, qt, 1600, 1000, name)
+        below = [d.windowTitle() for d in qt.findChildren(QDockWidget) if d.isVisible()
+                 and qt.dockWidgetArea(d) == Qt.DockWidgetArea.BottomDockWidgetArea]
+        assert any("Spectrum viewer" in t for t in below), (name, below)
     sv = _spectrum_viewer(viewer)
-    if sv is not None:
-        assert sv.si_layer is not None and "EDS" in sv.si_layer.name
+    scroll = sv.parentWidget().parentWidget()
+    assert not scroll.verticalScrollBar().isVisible(), "the whole plot is in view"
+    assert sv.plot.x() > sv.layer_combo.x(), "sideways: the plot right of the controls"
+    assert _table_docks(viewer) == [], "the table file's tables closed with it"
+    assert sv.si_layer is not None and "EDS" in sv.si_layer.name
     _check_picture(viewer, HAADF_SI)
+    viewer.screenshot(canvas_only=False, flash=False)
 
 
 def test_grid_follows_what_is_open(make_napari_viewer, qtbot):
