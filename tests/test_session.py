@@ -340,3 +340,41 @@ def test_maps_of_two_files_are_kept_apart(make_napari_viewer, qtbot):
     with qtbot.waitSignal(sv.map_ready, timeout=60_000) as again:
         sv.map_element("Cu")
     assert len(viewer.layers) == n and again.args[0] is map_b
+
+
+def test_slider_of_a_hidden_file_says_whose_it_is(make_napari_viewer, qtbot):
+    """An SI, then an image file: the SI's layers are hidden, but napari's energy slider
+    (napari's sliders follow every layer) stays; its label says it belongs to the
+    hidden SI's file, and loses that note when the SI is shown again."""
+    viewer = make_napari_viewer()
+    _window(viewer, 1280, 800)
+    viewer.open(str(real_file("fei_emd_si.emd")), plugin="napari-emd-io")
+    viewer.open(str(real_file("fei_emd_image.emd")), plugin="napari-emd-io")
+    _pump(qtbot, 300)
+    labels = list(viewer.dims.axis_labels)
+    assert viewer.dims.ndim == 3 and viewer.dims.nsteps[0] > 1, labels
+    assert labels[0] == "EDS energy (hidden: fei_emd_si)", labels
+    assert "hidden" not in "".join(labels[1:]), labels
+    qt_dims = viewer.window._qt_viewer.dims
+    shown = [w.axis_label.text() for w in qt_dims.slider_widgets if w.isVisible()]
+    assert shown == ["EDS energy (hidden: fei_emd_si)"], shown
+    # the view fits the new image (2.7 µm), not the hidden 85 nm scan: napari's own
+    # reset_view(layers=) fails on a 2-D layer in a 3-D world
+    image = viewer.layers[-1]
+    lo, hi = np.asarray(image.extent.world)[:, -2:]
+    world, own = (getattr(e.extent, "units", None) for e in (viewer.layers, image))
+    if world and own:  # napari (0.7 on) puts µm and nm layers on one unit, here nm
+        lo, hi = (v * (1 * own[-1]).to(world[-1]).magnitude for v in (lo, hi))
+    cw, ch = _canvas_size(viewer)
+    zoom = viewer.camera.zoom
+    assert 0.8 * min(cw, ch) <= zoom * max(hi - lo) <= 1.05 * max(cw, ch), (zoom, lo, hi)
+    from napari_emd.plugin.compat import overlay
+
+    text = overlay(viewer, "text")
+    assert not (text.visible and "energy" in text.text), "no readout of a hidden file"
+    si = next(ly for ly in viewer.layers if ly.name.startswith("EDS"))
+    si.visible = True
+    assert viewer.dims.axis_labels[0] == "EDS energy", viewer.dims.axis_labels
+    assert text.visible and "EDS energy" in text.text
+    si.visible = False
+    assert "hidden: fei_emd_si" in viewer.dims.axis_labels[0]

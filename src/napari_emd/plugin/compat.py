@@ -208,24 +208,48 @@ def sync_axis_labels(viewer: Any) -> None:
 
 def fit_view(viewer: Any, layers: list[Any]) -> None:
     """Fit the view to ``layers`` only: ``viewer.reset_view(layers=...)`` (napari >= 0.6.2);
-    before, the view is reset to every layer and then centred and zoomed onto the
-    displayed extent of ``layers`` (hidden layers count in napari's own extent)."""
+    before, and where napari fails on it (up to 0.9.2 at least, ``layers`` with fewer
+    dimensions than the viewer raise IndexError: an image opened after a spectrum image
+    stayed zoomed on the earlier scan), the view is reset to every layer and then
+    centred and zoomed onto the displayed extent of ``layers`` (hidden layers count in
+    napari's own extent)."""
     try:
         viewer.reset_view(layers=layers)
         return
-    except TypeError:
+    except (TypeError, IndexError):
         pass
     import numpy as np
 
     viewer.reset_view()
-    ours = np.array([np.asarray(ly.extent.world)[:, -2:] for ly in layers])
-    every = np.array([np.asarray(ly.extent.world)[:, -2:] for ly in viewer.layers])
-    lo, hi = ours[:, 0].min(axis=0), ours[:, 1].max(axis=0)
-    all_lo, all_hi = every[:, 0].min(axis=0), every[:, 1].max(axis=0)
+    lo, hi, all_lo, all_hi = _extents_2d(viewer, layers)
     size = np.maximum(hi - lo, 1e-12)
     cam = camera(viewer)
     cam.center = tuple(float(c) for c in (lo + hi) / 2)
     cam.zoom = float(cam.zoom * np.min((all_hi - all_lo) / size))
+
+
+def _extents_2d(viewer: Any, layers: list[Any]) -> tuple[Any, Any, Any, Any]:
+    """The on-screen (last two) world extents of ``layers`` and of every layer, in the
+    camera's units: napari converts layers in nm and µm to one unit (0.7 on), while a
+    layer's own extent keeps its unit."""
+    import numpy as np
+
+    full = viewer.layers.extent
+    try:
+        sub = viewer.layers.get_extent(layers)
+    except AttributeError:  # napari without LayerList.get_extent
+        sub = None
+    if sub is None:
+        ours = np.array([np.asarray(ly.extent.world)[:, -2:] for ly in layers])
+        lo, hi = ours[:, 0].min(axis=0), ours[:, 1].max(axis=0)
+    else:
+        lo, hi = np.asarray(sub.world)[:, -2:]
+        to, frm = getattr(full, "units", None), getattr(sub, "units", None)
+        if to and frm:
+            factor = float((1 * frm[-1]).to(to[-1]).magnitude)
+            lo, hi = lo * factor, hi * factor
+    all_lo, all_hi = np.asarray(full.world)[:, -2:]
+    return lo, hi, all_lo, all_hi
 
 
 __all__ = [
