@@ -306,16 +306,20 @@ class Presenter:
         self._label_hidden_sliders()
 
     def _label_hidden_sliders(self, event: Any = None) -> None:
-        """Sliders only hidden layers use say which file they belong to
-        (:func:`.world.hidden_slider_labels`)."""
-        uses = []
+        """Sliders only the layers of hidden files use (files none of whose layers is
+        shown) say which file they belong to (:func:`.world.hidden_slider_labels`)."""
+        uses, shown = [], set()
         for ly in self.viewer.layers:
             info = layer_info(ly)
             n_lead = len(info.record_axes) if info is not None else 0
             real = [info.record_axes[i] is not None if i < n_lead else True
                     for i in range(ly.ndim)] if info is not None else [True] * ly.ndim
             name = os.path.splitext(os.path.basename(info.source))[0] if info else ly.name
-            uses.append((bool(ly.visible), name, real))
+            uses.append((name, real))
+            if ly.visible:
+                shown.add(name)
+        # a file's own hidden SI (under its maps) is no hidden file: shown by file
+        uses = [(name in shown, name, real) for name, real in uses]
         dims = self.viewer.dims
         labels = world.hidden_slider_labels([str(x) for x in dims.axis_labels], uses)
         if tuple(labels) != tuple(dims.axis_labels):
