@@ -379,3 +379,22 @@ def test_slider_of_a_hidden_file_says_whose_it_is(make_napari_viewer, qtbot):
     assert text.visible and "EDS energy" in text.text
     si.visible = False
     assert "hidden: fei_emd_si" in viewer.dims.axis_labels[0]
+
+
+def test_clearing_layers_of_different_dimensionality(make_napari_viewer, qtbot):
+    """A 3-D and 4-D simulation beside a 5-D spectrum image, then every layer removed
+    (as between files): no error in Qt's loop (napari 0.7 repainted the canvas with the
+    removed layer's visual still in it and raised IndexError; compat.guard_world_units)."""
+    viewer = make_napari_viewer()
+    _window(viewer, 1280, 800)
+    for name in (DPC, HAADF_SI):
+        viewer.open(str(real_file(name)), plugin="napari-emd-io")
+        _pump(qtbot)
+    assert {ly.ndim for ly in viewer.layers} >= {2, 3, 4, 5}
+    with qtbot.capture_exceptions() as caught:
+        viewer.layers.clear()
+        _pump(qtbot)
+        viewer.open(str(real_file("fei_emd_image.emd")), plugin="napari-emd-io")
+        _pump(qtbot)
+    assert not caught, [str(e[1]) for e in caught]
+    _check_picture(viewer, "fei_emd_image.emd")

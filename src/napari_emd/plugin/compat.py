@@ -22,6 +22,14 @@ something is handled by what it actually has. What changed, and what we do about
 - **Default axis labels** (napari 0.7): an axis given no label is called ``-1``; 0.6
   calls it ``axis -1``. :func:`is_default_axis_label` knows both, so neither is saved
   or shown as a name.
+- **Removing layers of different dimensionality** (napari 0.7.x): removing a layer
+  changes the number of sliders, and napari's slider panel then repaints the canvas at
+  once, before the canvas has dropped the removed layer's visual; the world units of
+  the layers left are given to that visual, whose axes they do not cover: IndexError
+  in ``_update_world_units`` on every such removal (clearing a viewer holding a
+  spectrum image and a 3-D simulation, closing it). :func:`guard_world_units` leaves
+  the visuals of removed layers out of that update (napari deletes them right after).
+  Harmless where napari orders this itself (0.8 on).
 - **Docked widgets** (napari 0.6.2): ``window.dock_widgets``; 0.6.0 and 0.6.1 have only
   the private ``window._dock_widgets`` (the dock frames). :func:`dock_widgets` returns
   the widgets either way.
@@ -206,6 +214,32 @@ def sync_axis_labels(viewer: Any) -> None:
         viewer.dims.axis_labels = tuple(labels)
 
 
+def guard_world_units(viewer: Any) -> None:
+    """Let ``viewer``'s canvas update its world units without the visuals of layers
+    already removed from ``viewer.layers`` (see the module docstring: napari 0.7 raised
+    IndexError there). A no-op without a Qt canvas or on a canvas without world units
+    (napari 0.6), and done once per canvas."""
+    canvas = getattr(getattr(getattr(viewer, "window", None), "_qt_viewer", None),
+                     "canvas", None)
+    update = getattr(canvas, "_update_world_units", None)
+    visuals = getattr(canvas, "layer_to_visual", None)
+    if update is None or not isinstance(visuals, dict) or getattr(update, "_emd", False):
+        return
+
+    def guarded() -> None:
+        layers = list(viewer.layers)
+        gone = {k: v for k, v in visuals.items() if not any(k is ly for ly in layers)}
+        for k in gone:
+            del visuals[k]
+        try:
+            update()
+        finally:
+            visuals.update(gone)  # napari's own removal of them follows
+
+    guarded._emd = True  # type: ignore[attr-defined]
+    canvas._update_world_units = guarded
+
+
 def fit_view(viewer: Any, layers: list[Any]) -> None:
     """Fit the view to ``layers`` only: ``viewer.reset_view(layers=...)`` (napari >= 0.6.2);
     before, and where napari fails on it (up to 0.9.2 at least, ``layers`` with fewer
@@ -258,6 +292,7 @@ __all__ = [
     "dock_widgets",
     "fit_view",
     "grid_of",
+    "guard_world_units",
     "is_default_axis_label",
     "label_scale_bar",
     "layers_renamed",

@@ -192,6 +192,7 @@ class Presenter:
         viewer.dims.events.current_step.connect(self._update_readout)
         with contextlib.suppress(Exception):
             compat.grid_of(viewer).events.enabled.connect(self._grid_toggled)
+        compat.guard_world_units(viewer)  # napari 0.7: removing layers raised
 
     def _inserted(self, event: Any) -> None:
         layer = event.value
