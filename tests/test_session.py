@@ -14,6 +14,12 @@ from napari_emd.plugin.compat import dock_widgets
 
 pytestmark = [pytest.mark.napari, pytest.mark.realdata]
 
+
+def _napari_version() -> str:
+    from importlib.metadata import version
+
+    return version("napari")
+
 HAADF_SI = "Test SI 16x16 215 kx.emd"
 FOUR_DET = "fei_SI_EDS-HAADF-4detectors_2frames.emd"
 DPC = "Si100_2D_3D_DPC_potential_2slices.emd"
@@ -28,6 +34,20 @@ def _close_companions(make_napari_viewer):
 
     for companion in list(view.COMPANIONS):
         companion.close()
+
+
+# napari 0.6.6 (vispy 0.15.2, Xvfb/Mesa): once a reciprocal-space window closed, frames
+# the main window draws afterwards (here while napari's fixture closes it) log "OpenGL
+# got errors (Check before draw): GL_INVALID_VALUE" at whichever visual comes first (the
+# scale bar's Text, an Image): the closed canvas took GL objects of the shared GL
+# context with it. In a session the next frames draw right again (text and images,
+# looked at); napari 0.7.1, 0.8 and 0.9.2 do not do it. pytest-qt turns those logged
+# errors into a teardown error, and without its capture the error in Qt's paint aborts
+# Python, so the test is skipped on that release only.
+_GL_AFTER_COMPANION = pytest.mark.skipif(
+    _napari_version() == "0.6.6",
+    reason="napari 0.6.6 + vispy 0.15.2 log GL_INVALID_VALUE on frames drawn after a "
+           "reciprocal-space window closed (see the comment above)")
 
 
 def _files() -> list[str]:
@@ -94,6 +114,7 @@ def _check_picture(viewer, what: str) -> None:
 
 
 @pytest.mark.slow
+@_GL_AFTER_COMPANION
 def test_every_file_one_after_another(make_napari_viewer, qtbot):
     """1280 x 800, no dock at first: each file opens into the viewer the last one left
     (its layers removed by hand, as one does between files, except DPC then Test SI and
