@@ -9,9 +9,10 @@ Writes ``docs/images/loader.png``, ``docs/images/spectrum_viewer.png`` (whole wi
 (``../shared/emd-data`` or ``$NAPARI_EMD_TEST_DATA``) also the ``docs/images/view_*.png``
 of docs/what-you-see.md: real files as they first open, dropped on an empty viewer
 (``--views``: only those) and ``docs/images/region_spectra*.png`` of docs/analysis.md:
-region spectra over a real Velox SI (``--regions``: only those), and
+region spectra over a real Velox SI (``--regions``: only those),
 ``docs/images/eds_*.png`` of docs/widgets.md: the EDS analysis dock on the real Test SI
-file and on a synthetic file storing background windows (``--eds``: only those).
+file and on a synthetic file storing background windows (``--eds``: only those), and the
+``docs/images/session_*.png`` of files opened one after another (``--session``).
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ def main() -> int:
     if "--eds" in sys.argv:
         eds_views()
         return 0
+    if "--session" in sys.argv:
+        session()
+        return 0
     path = velox_si_path()
 
     viewer = napari.Viewer(title="napari-emd", show=True)
@@ -150,7 +154,39 @@ def main() -> int:
     first_views()
     region_spectra()
     eds_views()
+    session()
     return 0
+
+
+def session() -> None:
+    """docs/what-you-see.md's session pictures: napari's default window (its own size)
+    with a spectra file then the Test SI (the spectrum viewer below the canvas), and a
+    1280 x 800 window with an SI then an image file (the SI's slider says whose it is)."""
+    import napari
+
+    from napari_emd.plugin.widgets.docking import size_docks
+
+    data = Path(os.environ.get("NAPARI_EMD_TEST_DATA", ROOT.parent / "shared" / "emd-data"))
+    if not data.is_dir():
+        print(f"no real files in {data}: session pictures skipped")
+        return
+    viewer = napari.Viewer(title="napari-emd", show=True)  # napari's default size
+    wait(300)
+    for name in ("fei_emd_spectrum.emd", "Test SI 16x16 215 kx.emd"):
+        viewer.open(str(data / name), plugin="napari-emd-io")
+        wait(800)
+    size_docks(viewer)
+    wait(500)
+    save(viewer.window._qt_window, "session_default_window.png")
+    viewer.close()
+    viewer = napari.Viewer(title="napari-emd", show=True)
+    viewer.window._qt_window.resize(1280, 800)
+    wait(300)
+    for name in ("fei_emd_si.emd", "fei_emd_image.emd"):
+        viewer.open(str(data / name), plugin="napari-emd-io")
+        wait(800)
+    save(viewer.window._qt_window, "session_hidden_slider.png")
+    viewer.close()
 
 
 REGIONS_FILE = "fei_SI_SuperX-HAADF_10frames_10x50.emd"

@@ -181,12 +181,15 @@ def test_rsciio_sees_navigation_and_signal_type(tmp_path):
 
 def _look(viewer):
     """What a viewer shows of its layers: names, types, shapes, axis labels, units,
-    scale and translate, and its sliders' labels."""
+    scale and translate, and its sliders' labels (without the "(hidden: <file>)" note
+    of a slider only a hidden earlier file uses: saved, the files are one)."""
+    from napari_emd.plugin.world import HIDDEN_MARK
+
     layers = [(ly.name, ly._type_string, tuple(np.shape(ly.data)) if ly._type_string == "image"
                else None, tuple(ly.axis_labels), tuple(str(u) for u in ly.units),
                tuple(np.round(ly.scale, 9)), tuple(np.round(ly.translate, 9)))
               for ly in viewer.layers]
-    return layers, tuple(viewer.dims.axis_labels)
+    return layers, tuple(str(lab).split(HIDDEN_MARK)[0] for lab in viewer.dims.axis_labels)
 
 
 def _session_with_sliders(viewer):

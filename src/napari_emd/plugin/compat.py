@@ -22,6 +22,14 @@ something is handled by what it actually has. What changed, and what we do about
 - **Default axis labels** (napari 0.7): an axis given no label is called ``-1``; 0.6
   calls it ``axis -1``. :func:`is_default_axis_label` knows both, so neither is saved
   or shown as a name.
+- **Removing layers of different dimensionality** (napari 0.7.x): removing a layer
+  changes the number of sliders, and napari's slider panel then repaints the canvas at
+  once, before the canvas has dropped the removed layer's visual; the world units of
+  the layers left are given to that visual, whose axes they do not cover: IndexError
+  in ``_update_world_units`` on every such removal (clearing a viewer holding a
+  spectrum image and a 3-D simulation, closing it). :func:`guard_world_units` leaves
+  the visuals of removed layers out of that update (napari deletes them right after).
+  Harmless where napari orders this itself (0.8 on).
 - **Docked widgets** (napari 0.6.2): ``window.dock_widgets``; 0.6.0 and 0.6.1 have only
   the private ``window._dock_widgets`` (the dock frames). :func:`dock_widgets` returns
   the widgets either way.
@@ -206,26 +214,76 @@ def sync_axis_labels(viewer: Any) -> None:
         viewer.dims.axis_labels = tuple(labels)
 
 
+def guard_world_units(viewer: Any) -> None:
+    """Let ``viewer``'s canvas update its world units without the visuals of layers
+    already removed from ``viewer.layers`` (see the module docstring: napari 0.7 raised
+    IndexError there). A no-op without a Qt canvas or on a canvas without world units
+    (napari 0.6), and done once per canvas."""
+    canvas = getattr(getattr(getattr(viewer, "window", None), "_qt_viewer", None),
+                     "canvas", None)
+    update = getattr(canvas, "_update_world_units", None)
+    visuals = getattr(canvas, "layer_to_visual", None)
+    if update is None or not isinstance(visuals, dict) or getattr(update, "_emd", False):
+        return
+
+    def guarded() -> None:
+        layers = list(viewer.layers)
+        gone = {k: v for k, v in visuals.items() if not any(k is ly for ly in layers)}
+        for k in gone:
+            del visuals[k]
+        try:
+            update()
+        finally:
+            visuals.update(gone)  # napari's own removal of them follows
+
+    guarded._emd = True  # type: ignore[attr-defined]
+    canvas._update_world_units = guarded
+
+
 def fit_view(viewer: Any, layers: list[Any]) -> None:
     """Fit the view to ``layers`` only: ``viewer.reset_view(layers=...)`` (napari >= 0.6.2);
-    before, the view is reset to every layer and then centred and zoomed onto the
-    displayed extent of ``layers`` (hidden layers count in napari's own extent)."""
+    before, and where napari fails on it (up to 0.9.2 at least, ``layers`` with fewer
+    dimensions than the viewer raise IndexError: an image opened after a spectrum image
+    stayed zoomed on the earlier scan), the view is reset to every layer and then
+    centred and zoomed onto the displayed extent of ``layers`` (hidden layers count in
+    napari's own extent)."""
     try:
         viewer.reset_view(layers=layers)
         return
-    except TypeError:
+    except (TypeError, IndexError):
         pass
     import numpy as np
 
     viewer.reset_view()
-    ours = np.array([np.asarray(ly.extent.world)[:, -2:] for ly in layers])
-    every = np.array([np.asarray(ly.extent.world)[:, -2:] for ly in viewer.layers])
-    lo, hi = ours[:, 0].min(axis=0), ours[:, 1].max(axis=0)
-    all_lo, all_hi = every[:, 0].min(axis=0), every[:, 1].max(axis=0)
+    lo, hi, all_lo, all_hi = _extents_2d(viewer, layers)
     size = np.maximum(hi - lo, 1e-12)
     cam = camera(viewer)
     cam.center = tuple(float(c) for c in (lo + hi) / 2)
     cam.zoom = float(cam.zoom * np.min((all_hi - all_lo) / size))
+
+
+def _extents_2d(viewer: Any, layers: list[Any]) -> tuple[Any, Any, Any, Any]:
+    """The on-screen (last two) world extents of ``layers`` and of every layer, in the
+    camera's units: napari converts layers in nm and µm to one unit (0.7 on), while a
+    layer's own extent keeps its unit."""
+    import numpy as np
+
+    full = viewer.layers.extent
+    try:
+        sub = viewer.layers.get_extent(layers)
+    except AttributeError:  # napari without LayerList.get_extent
+        sub = None
+    if sub is None:
+        ours = np.array([np.asarray(ly.extent.world)[:, -2:] for ly in layers])
+        lo, hi = ours[:, 0].min(axis=0), ours[:, 1].max(axis=0)
+    else:
+        lo, hi = np.asarray(sub.world)[:, -2:]
+        to, frm = getattr(full, "units", None), getattr(sub, "units", None)
+        if to and frm:
+            factor = float((1 * frm[-1]).to(to[-1]).magnitude)
+            lo, hi = lo * factor, hi * factor
+    all_lo, all_hi = np.asarray(full.world)[:, -2:]
+    return lo, hi, all_lo, all_hi
 
 
 __all__ = [
@@ -234,6 +292,7 @@ __all__ = [
     "dock_widgets",
     "fit_view",
     "grid_of",
+    "guard_world_units",
     "is_default_axis_label",
     "label_scale_bar",
     "layers_renamed",

@@ -63,9 +63,10 @@ def reader_function(path: PathLike | Sequence[PathLike], **options: Any) -> list
     and gives napari its "nothing to add" sign.
 
     A file that cannot be read raises :class:`EMDError`, and its message (the file and
-    what is wrong) is also shown as napari's notification first: napari wraps a reader's
-    exception in its own "Tried to read ... but it gave an error" whose first line is all
-    its toast shows, so without ours the reason would only appear when expanded."""
+    what is wrong) is also shown as napari's notification, the last one: napari wraps a
+    reader's exception in its own "Tried to read ... but it gave an error", whose first
+    line is all its toast shows and whose toast replaced ours, so the reason only
+    appeared when expanded (see :func:`notify_error`)."""
     try:
         return read_layers(path, current_viewer(), **options) or [(None,)]  # type: ignore[list-item]
     except EMDError as err:
@@ -77,12 +78,25 @@ def notify_error(err: BaseException) -> None:
     """Show ``err``'s message as a napari error notification. The message only, not the
     exception: napari keeps its notifications, and an exception's traceback would keep
     the viewer's frames alive (napari's own notification of the error that follows has
-    the traceback). Nothing happens without napari."""
+    the traceback). With Qt running it is shown once control is back in Qt's loop, that
+    is after napari's generic notification of the same error (raised in the same call):
+    napari's toast shows the newest notification, so ours is the one seen, napari's
+    stays in the notification list. Nothing happens without napari."""
     try:
         from napari.utils.notifications import show_error
     except ImportError:  # the library used without napari: the exception says it all
         return
-    show_error(str(err))
+    message = str(err)
+    try:
+        from qtpy.QtCore import QTimer
+        from qtpy.QtWidgets import QApplication
+    except Exception:  # napari without Qt (headless): at once
+        show_error(message)
+        return
+    if QApplication.instance() is None:
+        show_error(message)
+    else:
+        QTimer.singleShot(0, lambda: show_error(message))
 
 
 def read_layers(

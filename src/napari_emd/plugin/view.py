@@ -27,6 +27,7 @@ or a sample), :class:`Presenter`, one per viewer, sets its first view up:
 from __future__ import annotations
 
 import contextlib
+import os
 import weakref
 from typing import Any
 
@@ -119,11 +120,14 @@ def refresh_fillers(viewer: Any) -> None:
 
 
 def energy_readout(viewer: Any) -> str:
-    """The energy of every energy slider, e.g. ``"EDS energy 8.05 keV"``."""
+    """The energy of every energy slider of a shown file, e.g. ``"EDS energy 8.05
+    keV"`` (the slider of an earlier file, all hidden, moves nothing in view)."""
     parts, seen = [], set()
+    shown = {layer_info(ly).source for ly in viewer.layers
+             if ly.visible and layer_info(ly) is not None}
     for ly in viewer.layers:
         axis = energy_axis(viewer, ly)
-        if axis is None or axis in seen:
+        if axis is None or axis in seen or layer_info(ly).source not in shown:
             continue
         seen.add(axis)
         info = layer_info(ly)
@@ -173,9 +177,12 @@ class Presenter:
         viewer.dims.events.current_step.connect(self._update_readout)
         with contextlib.suppress(Exception):
             compat.grid_of(viewer).events.enabled.connect(self._grid_toggled)
+        compat.guard_world_units(viewer)  # napari 0.7: removing layers raised
 
     def _inserted(self, event: Any) -> None:
         layer = event.value
+        layer.events.visible.connect(self._label_hidden_sliders)
+        layer.events.visible.connect(self._update_readout)
         self._follow_layers()
         info = layer_info(layer)
         if info is None:
@@ -282,6 +289,27 @@ class Presenter:
         name the sliders from the layers' axis labels, put their unit on the scale bar."""
         compat.sync_axis_labels(self.viewer)
         compat.label_scale_bar(self.viewer)
+        self._label_hidden_sliders()
+
+    def _label_hidden_sliders(self, event: Any = None) -> None:
+        """Sliders only the layers of hidden files use (files none of whose layers is
+        shown) say which file they belong to (:func:`.world.hidden_slider_labels`)."""
+        uses, shown = [], set()
+        for ly in self.viewer.layers:
+            info = layer_info(ly)
+            n_lead = len(info.record_axes) if info is not None else 0
+            real = [info.record_axes[i] is not None if i < n_lead else True
+                    for i in range(ly.ndim)] if info is not None else [True] * ly.ndim
+            name = os.path.splitext(os.path.basename(info.source))[0] if info else ly.name
+            uses.append((name, real))
+            if ly.visible:
+                shown.add(name)
+        # a file's own hidden SI (under its maps) is no hidden file: shown by file
+        uses = [(name in shown, name, real) for name, real in uses]
+        dims = self.viewer.dims
+        labels = world.hidden_slider_labels([str(x) for x in dims.axis_labels], uses)
+        if tuple(labels) != tuple(dims.axis_labels):
+            dims.axis_labels = tuple(labels)
 
     def _changed(self, event: Any = None) -> None:
         job = self.indexing.pop(id(getattr(event, "value", None)), None)

@@ -78,6 +78,37 @@ class LayerAxes:
     labels: list[str]
 
 
+HIDDEN_MARK = " (hidden: "
+
+
+def hidden_slider_labels(
+    labels: Sequence[str], uses: Sequence[tuple[bool, str, Sequence[bool]]]
+) -> list[str]:
+    """The slider labels of a viewer whose layers are ``uses``: for each layer whether it
+    is shown, its file's name and, right-aligned on the world axes, which of its axes
+    are real (not size-1 fillers). A slider only hidden layers have a real axis on moves
+    nothing shown (napari's sliders follow every layer, hidden or not): its label says
+    which files it belongs to, e.g. ``"EDS energy (hidden: fei_emd_si)"``; the other
+    labels lose that note."""
+    ndim = len(labels)
+    out = [lab.split(HIDDEN_MARK, 1)[0] for lab in labels]
+    for axis in range(ndim):
+        shown, files = False, []
+        for visible, name, real in uses:
+            i = axis - (ndim - len(real))
+            if i < 0 or not real[i]:
+                continue
+            if visible:
+                shown = True
+                break
+            if name not in files:
+                files.append(name)
+        if not shown and files:
+            more = f" +{len(files) - 2}" if len(files) > 2 else ""
+            out[axis] += f"{HIDDEN_MARK}{', '.join(files[:2])}{more})"
+    return out
+
+
 def slot_order(
     existing: Sequence[Sequence[str | None]], new: Sequence[Sequence[str]]
 ) -> list[str]:

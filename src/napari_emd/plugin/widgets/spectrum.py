@@ -226,7 +226,7 @@ class SpectrumViewer(SIOwner, PointerMixin, QWidget):
         view.install(self.viewer).listeners.append(weakref.WeakMethod(self._refresh_layers))
         self._refresh_layers()
         self._active_changed()
-        scroll_when_docked(self)  # docked, it scrolls instead of widening the dock
+        scroll_when_docked(self, wide=self.plot)  # it scrolls; sideways below the canvas
 
     def show_file_spectra(self, info: EMDLayerInfo) -> None:
         """List a file's spectra (a file with no image) and plot the first."""
