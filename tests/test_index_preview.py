@@ -58,6 +58,20 @@ def hold(monkeypatch):
     h.release.set()
 
 
+@pytest.fixture
+def passes(monkeypatch):
+    """The passes the index build runs, as they start (each its first progress count)."""
+    seen: list[int] = []
+    real = diskindex._run
+
+    def run(tasks, stop, progress, done0, total):
+        seen.append(done0)
+        return real(tasks, stop, progress, done0, total)
+
+    monkeypatch.setattr(diskindex, "_run", run)
+    return seen
+
+
 @pytest.fixture(scope="module")
 def si(tmp_path_factory):
     path = tmp_path_factory.mktemp("preview") / "si.emd"
@@ -81,7 +95,7 @@ CASES = [
 
 @pytest.mark.parametrize(("kw", "plane"), CASES, ids=[str(c[0]) for c in CASES])
 @pytest.mark.parametrize("disk", ["cache", "none"])
-def test_early_plane_equals_the_reference(si, monkeypatch, kw, plane, disk):
+def test_early_plane_equals_the_reference(si, monkeypatch, passes, kw, plane, disk):
     """The plane handed over after pass 1 is the display's chunk (same values, dtype,
     shape), handed over once, before pass 2 starts; asked for after the build, it is
     the same plane (from memory), and the other planes are right too. With no disk at
@@ -92,14 +106,6 @@ def test_early_plane_equals_the_reference(si, monkeypatch, kw, plane, disk):
     build = api.display_pending(ds)
     assert build is not None
     got: list[np.ndarray] = []
-    passes: list[int] = []
-    real = diskindex._run
-
-    def run(tasks, stop, progress, done0, total):
-        passes.append(done0)
-        return real(tasks, stop, progress, done0, total)
-
-    monkeypatch.setattr(diskindex, "_run", run)
     build(None, plane, lambda p: got.append((p, len(passes))))
     (early, after), = got
     assert after == 1  # from the light pass, before pass 1
@@ -215,7 +221,7 @@ def test_removing_the_layer_stops_indexing(make_napari_viewer, qtbot, si, hold):
 
 
 @pytest.mark.parametrize("table", ["missing", "wrong"])
-def test_light_pass_gives_way_to_pass_one(si, tmp_path, monkeypatch, table):
+def test_light_pass_gives_way_to_pass_one(si, tmp_path, passes, table):
     """Without a trusted frame table (none, or one putting frame 1 three values late)
     the light pass gives up and pass 1 hands the plane over: still the reference's."""
     import shutil
@@ -232,14 +238,6 @@ def test_light_pass_gives_way_to_pass_one(si, tmp_path, monkeypatch, table):
         if table == "wrong":
             starts[1] += 3
             f.create_dataset(name, data=starts.astype(np.uint64)[:, None])
-    passes: list[int] = []
-    real = diskindex._run
-
-    def run(tasks, stop, progress, done0, total):
-        passes.append(done0)
-        return real(tasks, stop, progress, done0, total)
-
-    monkeypatch.setattr(diskindex, "_run", run)
     got: list = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the table is warned about (tested elsewhere)
