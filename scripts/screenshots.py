@@ -12,7 +12,9 @@ of docs/what-you-see.md: real files as they first open, dropped on an empty view
 region spectra over a real Velox SI (``--regions``: only those),
 ``docs/images/eds_*.png`` of docs/widgets.md: the EDS analysis dock on the real Test SI
 file and on a synthetic file storing background windows (``--eds``: only those), and the
-``docs/images/session_*.png`` of files opened one after another (``--session``).
+``docs/images/session_*.png`` of files opened one after another (``--session``), and
+``docs/images/index_preview.png``: a big SI's first plane while its index is built
+(``--preview``).
 """
 
 from __future__ import annotations
@@ -91,6 +93,9 @@ def main() -> int:
     if "--session" in sys.argv:
         session()
         return 0
+    if "--preview" in sys.argv:
+        index_preview()
+        return 0
     path = velox_si_path()
 
     viewer = napari.Viewer(title="napari-emd", show=True)
@@ -155,6 +160,7 @@ def main() -> int:
     region_spectra()
     eds_views()
     session()
+    index_preview()
     return 0
 
 
@@ -187,6 +193,35 @@ def session() -> None:
         wait(800)
     save(viewer.window._qt_window, "session_hidden_slider.png")
     viewer.close()
+
+
+def index_preview() -> None:
+    """docs/spectrum-images.md's picture of a big SI's first plane, shown as a preview
+    while its index is built: a synthetic 512 x 512 x 20-frame, 4-detector file (about
+    210 M X-rays, written to a temporary folder), opened with an empty disk cache, the
+    window grabbed as soon as the preview layer is there."""
+    import tempfile
+
+    import napari
+
+    from napari_emd.plugin.indexing import is_preview
+    from napari_emd.synthetic import write_velox_si
+
+    with tempfile.TemporaryDirectory(prefix="napari-emd-shot-") as tmp:
+        os.environ["NAPARI_EMD_CACHE"] = str(Path(tmp) / "cache")
+        path = Path(tmp) / "big_si.emd"
+        write_velox_si(path, ny=512, nx=512, frames=20, detectors=4,
+                       counts_per_pixel=10.0, seed=1)
+        viewer = napari.Viewer(title="napari-emd", show=True)
+        viewer.window._qt_window.resize(1280, 800)
+        wait(300)
+        viewer.open(str(path), plugin="napari-emd-io")
+        wait_until(lambda: any(is_preview(ly) for ly in viewer.layers), 300)
+        viewer.window._qt_window.grab()
+        wait(100)
+        viewer.window._qt_window.grab().save(str(OUT / "index_preview.png"))
+        print(f"wrote {(OUT / 'index_preview.png').relative_to(ROOT)}")
+        viewer.close()
 
 
 REGIONS_FILE = "fei_SI_SuperX-HAADF_10frames_10x50.emd"
