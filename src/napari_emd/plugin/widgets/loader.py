@@ -116,8 +116,10 @@ class LoaderWidget(FunctionGui):
         )
         self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
         self.presenter = install(self.viewer)
-        # the layers of the last load whose plane index is being built (Cancel stops it)
+        # the layers of the last load whose plane index is being built (Cancel stops it),
+        # and what the status says of it until it ends
         self.indexing: list[Any] = []
+        self._indexing_note = ""
         self.presenter.listeners.append(weakref.WeakMethod(self._indexing_changed))
         self._signals = _Signals()
         self.loaded, self.failed = self._signals.loaded, self._signals.failed
@@ -459,7 +461,9 @@ class LoaderWidget(FunctionGui):
         self.indexing = still
         if not still and self.worker is None:
             self.cancel_button.enabled = False
-            self.status.value = self.status.value.split(" Indexing the energy")[0]
+            # the rest of the status (warnings) stays
+            self.status.value = self.status.value.replace(self._indexing_note, "")
+            self._indexing_note = ""
 
     def _worker_done(self, job: int) -> None:
         if job == self._job:
@@ -493,9 +497,10 @@ class LoaderWidget(FunctionGui):
         names = ", ".join(layer.name for layer in added) or "nothing"
         text = f"Loaded {names}."
         self.indexing = [ly for ly in added if id(ly) in self.presenter.indexing]
-        if self.indexing:
-            text += (f" Indexing the energy planes of "
-                     f"{', '.join(ly.name for ly in self.indexing)}: Cancel stops it.")
+        self._indexing_note = (f" Indexing the energy planes of "
+                               f"{', '.join(ly.name for ly in self.indexing)}: Cancel "
+                               "stops it." if self.indexing else "")
+        text += self._indexing_note
         if wants_si and not made_si:
             why = "; ".join(messages) or "the reader gave no reason"
             warn = f"No spectrum image was made from {os.path.basename(path)}: {why}"
