@@ -326,8 +326,7 @@ def _light_plane(spec: SIRead, plan: Frames, first: PlaneAsk, stop: Any,
     or a frame does not hold the scan's pixels (no wrong picture from a wrong table)."""
     k = INDEX_KERNELS.module()
     npix, ny, nx = spec.npix, spec.ny, spec.nx
-    jobs = [(s, j) for j in range(len(plan.frames)) for s in range(len(spec.streams))
-            if first.wants(s, j)]
+    jobs = light_jobs(spec, plan, first)
     acc = np.zeros(npix, np.int64)
     ok = [True]
     lock = threading.Lock()
@@ -354,12 +353,12 @@ def _light_plane(spec: SIRead, plan: Frames, first: PlaneAsk, stop: Any,
     return acc if ok[0] else None
 
 
-def light_jobs(spec: SIRead, plan: Frames, first: PlaneAsk | None) -> int:
-    """Tasks of the light pass for ``first`` (0 without one)."""
+def light_jobs(spec: SIRead, plan: Frames, first: PlaneAsk | None) -> list[tuple[int, int]]:
+    """The (stream, frame) tasks of the light pass for ``first`` (none without one)."""
     if first is None:
-        return 0
-    return sum(first.wants(s, j) for j in range(len(plan.frames))
-               for s in range(len(spec.streams)))
+        return []
+    return [(s, j) for j in range(len(plan.frames)) for s in range(len(spec.streams))
+            if first.wants(s, j)]
 
 
 def build(spec: SIRead, plan: Frames, progress: Progress | None = None,
@@ -396,7 +395,7 @@ def build(spec: SIRead, plan: Frames, progress: Progress | None = None,
     seg_events = np.zeros((C, S, F), np.int64)
     plane = np.zeros(spec.npix, np.int64) if first is not None else None
     lock = threading.Lock()
-    light = light_jobs(spec, plan, first) if early is not None else 0
+    light = len(light_jobs(spec, plan, first)) if early is not None else 0
     total = light + 2 * S * F
     # frame by frame across the streams: each stream's frames come in order
     order = [(s, j) for j in range(F) for s in range(S)]
