@@ -81,21 +81,12 @@ def main() -> int:
         print("no DISPLAY: run me under xvfb-run (see the docstring)", file=sys.stderr)
         return 2
     OUT.mkdir(parents=True, exist_ok=True)
-    if "--views" in sys.argv:  # only the first views of the real files
-        first_views()
-        return 0
-    if "--regions" in sys.argv:
-        region_spectra()
-        return 0
-    if "--eds" in sys.argv:
-        eds_views()
-        return 0
-    if "--session" in sys.argv:
-        session()
-        return 0
-    if "--preview" in sys.argv:
-        index_preview()
-        return 0
+    only = {"--views": first_views, "--regions": region_spectra, "--eds": eds_views,
+            "--session": session, "--preview": index_preview}
+    for flag, make in only.items():  # one group of pictures only
+        if flag in sys.argv:
+            make()
+            return 0
     path = velox_si_path()
 
     viewer = napari.Viewer(title="napari-emd", show=True)
