@@ -76,3 +76,12 @@ def long_lazy_si(path):
     write_velox_si(path, ny=2048, nx=128, frames=1, detectors=1, counts_per_pixel=1.0,
                    seed=3)
     return path
+
+
+def write_viewer_si(path):
+    """The synthetic SI the spectrum-viewer tests share (12 x 16 pixels, 2 frames, 2
+    detectors, 60 X-rays per pixel, frame and detector, counts kept)."""
+    from napari_emd.synthetic import write_velox_si
+
+    return write_velox_si(path, ny=12, nx=16, frames=2, detectors=2, counts_per_pixel=60.0,
+                          keep_counts=True, seed=5)

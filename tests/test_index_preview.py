@@ -175,19 +175,26 @@ def test_saving_while_indexing_leaves_the_preview_out(make_napari_viewer, qtbot,
     viewer.close()
 
 
-@pytest.mark.napari
-def test_loader_cancel_stops_indexing(make_napari_viewer, qtbot, si, hold):
-    from napari_emd.plugin.layer_meta import is_si_layer
+def _load_lazily(make_napari_viewer, qtbot, path):
+    """A viewer and its loader, which has just loaded ``path``'s spectrum image lazily."""
     from napari_emd.plugin.widgets.loader import LoaderWidget
 
-    hold.from_pass = 0  # the build waits to be stopped
     viewer = make_napari_viewer()
     w = LoaderWidget(viewer)
     qtbot.addWidget(w.native)
     w.ask_before_big_load = False
-    w.set_path(si.path)
+    w.set_path(path)
     with qtbot.waitSignal(w.loaded, timeout=60_000):
         w(lazy=True, select_type="spectrum images")
+    return viewer, w
+
+
+@pytest.mark.napari
+def test_loader_cancel_stops_indexing(make_napari_viewer, qtbot, si, hold):
+    from napari_emd.plugin.layer_meta import is_si_layer
+
+    hold.from_pass = 0  # the build waits to be stopped
+    viewer, w = _load_lazily(make_napari_viewer, qtbot, si.path)
     assert w.indexing and w.cancel_button.enabled and "Cancel stops it" in w.status.value
     qtbot.waitUntil(hold.started.is_set, timeout=60_000)
     name = w.indexing[0].name
@@ -247,3 +254,15 @@ def test_light_pass_gives_way_to_pass_one(si, tmp_path, passes, table):
     assert after == 2  # the light pass gave way: from pass 1
     ref = read_spectrum_images_reference(si.file().read(ReadOptions()))[0]
     np.testing.assert_array_equal(early, ref[..., 40].astype(early.dtype))
+
+
+@pytest.mark.napari
+def test_loader_status_after_indexing(make_napari_viewer, qtbot, si):
+    """When the build ends, the loader's note of it goes (the rest of its status stays)
+    and Cancel goes off."""
+    viewer, w = _load_lazily(make_napari_viewer, qtbot, si.path)
+    assert "Indexing the energy planes" in w.status.value
+    qtbot.waitUntil(lambda: not w.indexing, timeout=120_000)
+    assert w.status.value.startswith("Loaded ") and "Indexing" not in w.status.value
+    assert not w.cancel_button.enabled
+    viewer.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import real_file
+from conftest import real_file, write_viewer_si
 from napari_emd import xray_lines
 from napari_emd.plugin.compat import camera, grid_of
 from napari_emd.plugin.layer_meta import layer_info
@@ -29,9 +29,7 @@ NY, NX = 12, 16
 @pytest.fixture(scope="module")
 def si_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("si") / "si.emd"
-    info = write_velox_si(path, ny=NY, nx=NX, frames=2, detectors=2, counts_per_pixel=60.0,
-                          keep_counts=True, seed=5)
-    return path, info
+    return path, write_viewer_si(path)
 
 
 def _open(make_napari_viewer, qtbot, path, **options):

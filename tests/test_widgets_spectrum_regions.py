@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import long_lazy_si, progress_bar, real_file
+from conftest import long_lazy_si, progress_bar, real_file, write_viewer_si
 from napari_emd.analysis import line_intensities, region_spectrum
 from napari_emd.formats.velox.quantsettings import eds_quant_settings
 from napari_emd.plugin.layer_meta import layer_info
@@ -28,8 +28,7 @@ NY, NX = 12, 16
 @pytest.fixture(scope="module")
 def si_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("si") / "si.emd"
-    write_velox_si(path, ny=NY, nx=NX, frames=2, detectors=2, counts_per_pixel=60.0,
-                   keep_counts=True, seed=5)
+    write_viewer_si(path)
     return path
 
 
